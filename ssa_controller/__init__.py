@@ -1,0 +1,1 @@
+"""ssa-controller: reconciles AppTask custom resources into Deployments by server-side apply."""

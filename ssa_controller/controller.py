@@ -1,0 +1,205 @@
+"""The controller: watches feed the caches, events enqueue keys, workers reconcile them.
+
+Data flows one way: watch event -> store -> predicate -> key enqueued -> worker -> reconcile
+-> apply / status patch -> Result -> the one outcome switch (error: rate-limited retry;
+requeue_after: forget the backoff, add after the delay; success: forget).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+
+from . import desired, predicates
+from .backoff import ItemBackoff
+from .config import Config
+from .diff import Plan
+from .fights import FightTracker
+from .kube import APPTASKS, DEPLOYMENTS, ApiError, Kube, Obj
+from .metrics import Metrics
+from .reconciler import EventSink, Reconciler, Result
+from .store import Store, key_of, strip, strip_keep_owners
+from .watcher import Watcher
+from .workqueue import WorkQueue
+
+log = logging.getLogger(__name__)
+NAME = "apptask"
+MANAGED_SELECTOR = f"{desired.MANAGED_BY_LABEL}={desired.MANAGED_BY_VALUE}"
+
+
+class Controller:
+    """One AppTask controller: caches, queue, workers, and the outcome switch."""
+
+    def __init__(self, config: Config, kube: Kube, events: EventSink,
+                 metrics: Metrics | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.config = config
+        self.metrics = metrics
+        self.apptasks = Store(strip)
+        self.deployments = Store(strip_keep_owners)
+        self.backoff = ItemBackoff.from_config(config.backoff)
+        self.queue = WorkQueue(clock=clock, backoff=self.backoff,
+                               metrics=metrics.queue_metrics(NAME) if metrics else None)
+        self.fights = FightTracker(config.fights.threshold, config.fights.window,
+                                   config.fights.backoff_base, config.fights.backoff_cap)
+        self.reconciler = Reconciler(config, kube, self.apptasks, self.deployments,
+                                     self.fights, events, clock=clock)
+        self.plans: dict[str, Plan] = {}
+        """The latest dry-run plan per AppTask (dry-run mode only)."""
+        self._stopping = threading.Event()
+        namespaces = config.namespaces or (None,)
+        timeout = config.timeouts.watch
+        self.watchers = [
+            *(Watcher(kube, APPTASKS, self.apptasks, self._on_apptask, namespace=ns,
+                      watch_timeout=timeout, metrics=metrics) for ns in namespaces),
+            *(Watcher(kube, DEPLOYMENTS, self.deployments, self._on_deployment, namespace=ns,
+                      label_selector=MANAGED_SELECTOR, watch_timeout=timeout, metrics=metrics)
+              for ns in namespaces),
+        ]
+
+    # -- event handlers: they only enqueue ------------------------------------------------
+
+    def _on_apptask(self, old: Obj | None, new: Obj | None) -> None:
+        if predicates.apptask_changed(old, new):
+            key = key_of(new or old)  # type: ignore[arg-type]
+            if new is None:
+                self._forget(key)
+            self.queue.add(key)
+        self._count_cached()
+
+    def _on_deployment(self, old: Obj | None, new: Obj | None) -> None:
+        if predicates.deployment_changed(old, new):
+            key = predicates.owner_key(new or old)  # type: ignore[arg-type]
+            if key is not None:
+                self.queue.add(key)
+        self._count_cached()
+
+    def _forget(self, key: str) -> None:
+        self.queue.forget(key)
+        self.fights.forget(key)
+        self.plans.pop(key, None)
+
+    def _count_cached(self) -> None:
+        if self.metrics:
+            self.metrics.set_cached_objects("apptasks", len(self.apptasks))
+            self.metrics.set_cached_objects("deployments", len(self.deployments))
+
+    # -- watches ---------------------------------------------------------------------------
+
+    def start_watches(self, stop: threading.Event) -> list[threading.Thread]:
+        threads = [threading.Thread(target=w.run, args=(stop,), name=f"watch-{w.name}",
+                                    daemon=True) for w in self.watchers]
+        for thread in threads:
+            thread.start()
+        return threads
+
+    def wait_synced(self, timeout: float | None = None) -> bool:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        for watcher in self.watchers:
+            remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+            if not watcher.synced.wait(remaining):
+                return False
+        return True
+
+    @property
+    def synced(self) -> bool:
+        return all(w.synced.is_set() for w in self.watchers)
+
+    def resync(self) -> None:
+        """Enqueue every cached AppTask (the periodic resync; decisions come from the cache)."""
+        keys = self.apptasks.keys()
+        log.debug("resync: %d AppTasks", len(keys))
+        for key in keys:
+            self.queue.add(key)
+
+    # -- workers ---------------------------------------------------------------------------
+
+    def start_workers(self) -> list[threading.Thread]:
+        if self.metrics:
+            self.metrics.register_controller(NAME, self.config.workers)
+        threads = [threading.Thread(target=self._work, name=f"worker-{i}", daemon=True)
+                   for i in range(self.config.workers)]
+        for thread in threads:
+            thread.start()
+        return threads
+
+    def stop_workers(self) -> None:
+        """Stop handing out work: in-flight reconciles finish, queued keys are dropped."""
+        self._stopping.set()
+        self.queue.shut_down()
+
+    def _work(self) -> None:
+        while (key := self.queue.get()) is not None:
+            if self._stopping.is_set():
+                self.queue.done(key)
+                continue
+            try:
+                if self.metrics:
+                    with self.metrics.active_worker(NAME):
+                        self.process(key)
+                else:
+                    self.process(key)
+            finally:
+                self.queue.done(key)
+
+    def process(self, key: str) -> Result:
+        """Reconcile one key and requeue it as its Result says."""
+        started = time.monotonic()
+        try:
+            result = self.reconciler.reconcile(key)
+        except Exception as exc:  # noqa: BLE001 - a bug must not kill the worker
+            log.exception("%s: reconcile crashed", key)
+            result = Result("error", error=_as_api_error(exc))
+        self._requeue(key, result)
+        if result.plan is not None:
+            self._remember_plan(result.plan)
+        if self.metrics:
+            self._count(result, time.monotonic() - started)
+        return result
+
+    def _count(self, result: Result, seconds: float) -> None:
+        assert self.metrics is not None
+        label = "error" if result.error else "requeue_after" if result.requeue_after else "success"
+        self.metrics.reconcile_done(NAME, label, seconds)
+        if result.outcome != "skipped":
+            self.metrics.apply_outcome(result.outcome)
+        if result.outcome == "conflict":
+            self.metrics.conflict()
+        if result.fight_detected:
+            self.metrics.fight_detected()
+        if result.status_updated:
+            self.metrics.status_updated()
+
+    def _requeue(self, key: str, result: Result) -> None:
+        """The one outcome switch."""
+        if result.error is not None:
+            retry_after = result.error.retry_after or 0.0
+            if retry_after > 0:
+                self.queue.add_after(key, max(retry_after, self.backoff.when(key)))
+            else:
+                self.queue.add_rate_limited(key)
+        elif result.requeue_after:
+            self.queue.forget(key)
+            self.queue.add_after(key, result.requeue_after)
+        else:
+            self.queue.forget(key)
+
+    def _remember_plan(self, plan: Plan) -> None:
+        if self.plans.get(plan.key) != plan:
+            self.plans[plan.key] = plan
+            log.info("dry-run %s: %s %s", plan.key, plan.action,
+                     plan.detail or (plan.patch if plan.patch else ""))
+
+    # -- one pass (--once, diff) -------------------------------------------------------------
+
+    def run_once(self) -> list[Result]:
+        """List everything, then reconcile every AppTask once, in this thread (no watches)."""
+        for watcher in self.watchers:
+            watcher.list_once()
+        return [self.process(key) for key in sorted(self.apptasks.keys())]
+
+
+def _as_api_error(exc: Exception) -> ApiError:
+    return exc if isinstance(exc, ApiError) else ApiError(0, type(exc).__name__, str(exc))

@@ -1,0 +1,69 @@
+"""The plan of a dry run: what the controller would change, as RFC 6902 JSON Patches. Pure.
+
+The patch goes from the live Deployment to the API server's dry-run answer, both without server
+bookkeeping (managedFields, resourceVersion, generation, uid, timestamps) and status, so that
+only real changes show; defaulting and quantity canonicalisation were done by the server on
+both sides and never appear as a change.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import jsonpatch
+
+from .store import OWNERS_KEY
+
+BOOKKEEPING = ("managedFields", "resourceVersion", "generation", "uid", "creationTimestamp",
+               "selfLink")
+ACTIONS = ("created", "configured", "unchanged", "conflict", "invalid", "error")
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What a dry run found for one AppTask."""
+
+    key: str
+    action: str
+    patch: list[dict[str, Any]] = field(default_factory=list)
+    detail: str = ""
+
+    @property
+    def changes(self) -> bool:
+        return self.action in ("created", "configured")
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"key": self.key, "action": self.action, "patch": self.patch,
+                "detail": self.detail}
+
+
+def comparable(obj: Mapping[str, Any] | None) -> dict[str, Any]:
+    """An object without status, server bookkeeping and cache-only keys."""
+    if obj is None:
+        return {}
+    meta = {k: v for k, v in obj.get("metadata", {}).items() if k not in BOOKKEEPING}
+    return {**{k: v for k, v in obj.items() if k not in ("status", OWNERS_KEY)},
+            "metadata": meta}
+
+
+def plan(key: str, live: Mapping[str, Any] | None, result: Mapping[str, Any]) -> Plan:
+    """The plan for one dry-run apply: `live` (None if absent) -> the server's `result`."""
+    before, after = comparable(live), comparable(result)
+    ops = jsonpatch.make_patch(before, after).patch
+    if live is None:
+        return Plan(key, "created", ops)
+    return Plan(key, "configured" if ops else "unchanged", ops)
+
+
+def render_text(plans: list[Plan]) -> str:
+    """A human-readable plan, one block per AppTask."""
+    lines = []
+    for p in sorted(plans, key=lambda p: p.key):
+        lines.append(f"{p.key}: {p.action}" + (f" ({p.detail})" if p.detail else ""))
+        for op in p.patch:
+            value = f" {json.dumps(op['value'], sort_keys=True)}" if "value" in op else ""
+            lines.append(f"    {op['op']} {op['path']}{value}")
+    return "\n".join(lines)

@@ -1,0 +1,366 @@
+"""A real local control plane: etcd + kube-apiserver (+ kube-controller-manager) on loopback.
+
+`ControlPlane` is a context manager that starts the processes in a work folder on free ports, with
+token authentication (an admin in system:masters plus named non-admin users for RBAC tests), RBAC
+authorization and a Metadata-level audit log, and stops them all on exit. Each child is killed by the
+kernel if this process dies (PR_SET_PDEATHSIG), so none outlives a crashed or SIGKILLed test run.
+kube-apiserver can be restarted with the same ports, certificates and data (etcd keeps running).
+"""
+
+from __future__ import annotations
+
+import base64
+import csv
+import ctypes
+import os
+import re
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import IO, Any
+
+import urllib3
+import yaml
+
+from .assets import Assets, AssetsError, find_assets
+from .audit import AuditLog
+from .polling import PollTimeout, poll_until
+from .rest import RestClient, RestError
+
+ADMIN_USER = "admin"
+CONTROLLER_MANAGER_USER = "system:kube-controller-manager"
+POD_SIMULATOR_USER = "envtest-pod-simulator"
+MASTERS = "system:masters"
+DEFAULT_USERS: Mapping[str, Sequence[str]] = {"controller": (), "controller-2": (), "alice": (), "bob": ()}
+CONTROLLERS = "*,-nodeipam,-nodelifecycle,-bootstrapsigner,-tokencleaner"
+AUDIT_POLICY = """\
+apiVersion: audit.k8s.io/v1
+kind: Policy
+omitStages: [RequestReceived]
+rules:
+- level: Metadata
+"""
+START_TIMEOUT = 90.0
+STOP_TIMEOUT = 15.0
+# kube-apiserver waits up to 60 s for open watches to end after SIGTERM; its state is all in etcd,
+# so after this grace period it is killed.
+APISERVER_STOP_GRACE = 3.0
+PR_SET_PDEATHSIG = 1
+
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+class ControlPlaneError(RuntimeError):
+    """A control-plane process failed to start or to become ready."""
+
+
+def _die_with_parent(parent_pid: int) -> Callable[[], None]:
+    """preexec_fn: have the kernel SIGKILL the child when the thread that started it goes away."""
+    def preexec() -> None:
+        _libc.prctl(PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
+        if os.getppid() != parent_pid:  # the parent died before prctl took effect
+            os.kill(os.getpid(), signal.SIGKILL)
+    return preexec
+
+
+def _free_ports(count: int) -> list[int]:
+    sockets = [socket.socket() for _ in range(count)]
+    try:
+        for sock in sockets:
+            sock.bind(("127.0.0.1", 0))
+        return [sock.getsockname()[1] for sock in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
+class _Child:
+    """One control-plane process with its log file in the work folder."""
+
+    def __init__(self, name: str, argv: list[str], log_path: Path, grace: float = STOP_TIMEOUT) -> None:
+        self.name = name
+        self.argv = argv
+        self.log_path = log_path
+        self.grace = grace
+        self._process: subprocess.Popen[bytes] | None = None
+        self._log: IO[bytes] | None = None
+
+    def start(self) -> None:
+        self._log = self.log_path.open("ab")
+        self._process = subprocess.Popen(
+            self.argv, stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT,
+            start_new_session=True, preexec_fn=_die_with_parent(os.getpid()),
+        )
+
+    @property
+    def running(self) -> bool:
+        return self._process is not None and self._process.poll() is None
+
+    def stop(self) -> None:
+        """SIGTERM, then SIGKILL after the grace period; always waits for the process."""
+        if self._process is not None:
+            if self._process.poll() is None:
+                self._process.terminate()
+                try:
+                    self._process.wait(self.grace)
+                except subprocess.TimeoutExpired:
+                    self._process.kill()
+                    self._process.wait()
+            self._process = None
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+
+    def failure(self, what: str, lines: int = 30) -> ControlPlaneError:
+        status = self._process.poll() if self._process else None
+        tail = self.log_path.read_text(errors="replace").splitlines()[-lines:]
+        state = f"exited with status {status}" if status is not None else "is still running"
+        return ControlPlaneError(f"{self.name} {what} ({state}); last lines of {self.log_path}:\n"
+                                 + "\n".join(tail))
+
+
+def _wait_ready(child: _Child, probe: Callable[[], bool], what: str, timeout: float = START_TIMEOUT) -> None:
+    """Poll `probe` until it holds; fail early with the log's tail if the process exits."""
+    def ready() -> bool:
+        if not child.running:
+            raise child.failure("exited while starting")
+        return probe()
+
+    try:
+        poll_until(ready, timeout=timeout, interval=0.1, message=what,
+                   ignore=(urllib3.exceptions.HTTPError, OSError, RestError))
+    except PollTimeout as exc:
+        raise child.failure(f"did not become ready: {exc}") from None
+
+
+def _write_tokens(path: Path, tokens: Mapping[str, str], groups: Mapping[str, Sequence[str]]) -> None:
+    with path.open("w", newline="") as out:
+        writer = csv.writer(out, lineterminator="\n")
+        for user, token in tokens.items():
+            row = [token, user, user]
+            if groups[user]:
+                row.append(",".join(groups[user]))
+            writer.writerow(row)
+
+
+def _safe_name(user: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", user)
+
+
+class ControlPlane:
+    """etcd + kube-apiserver (+ kube-controller-manager) for tests and local runs.
+
+    `workdir` holds certificates, tokens, kubeconfigs, the audit log and one log per process; a
+    temporary folder (removed on stop) when None. etcd's data lives only as long as the object.
+    """
+
+    def __init__(
+        self,
+        workdir: Path | None = None,
+        *,
+        controller_manager: bool = False,
+        users: Mapping[str, Sequence[str]] | None = None,
+        apiserver_args: Sequence[str] = (),
+        assets: Assets | None = None,
+    ) -> None:
+        self._own_workdir = workdir is None
+        self.workdir = Path(tempfile.mkdtemp(prefix="ssa-envtest-")) if workdir is None else Path(workdir)
+        self._want_controller_manager = controller_manager
+        self._apiserver_args = list(apiserver_args)
+        self._assets = assets
+        self._groups: dict[str, Sequence[str]] = {
+            ADMIN_USER: (MASTERS,), CONTROLLER_MANAGER_USER: (MASTERS,), POD_SIMULATOR_USER: (MASTERS,),
+            **(DEFAULT_USERS if users is None else users),
+        }
+        self._tokens = {user: secrets.token_hex(16) for user in self._groups}
+        etcd_port, peer_port, self.port = _free_ports(3)
+        self.etcd_url = f"http://127.0.0.1:{etcd_port}"
+        self._peer_url = f"http://127.0.0.1:{peer_port}"
+        self.url = f"https://127.0.0.1:{self.port}"
+        self.cert_dir = self.workdir / "certs"
+        self.ca_file = self.cert_dir / "apiserver.crt"
+        self.audit_log_path = self.workdir / "audit.log"
+        self.audit = AuditLog(self.audit_log_path)
+        self.kubeconfig = self.workdir / "kubeconfig"
+        self._children: dict[str, _Child] = {}
+
+    # ---- users and clients
+
+    @property
+    def admin_token(self) -> str:
+        return self._tokens[ADMIN_USER]
+
+    @property
+    def users(self) -> list[str]:
+        return list(self._tokens)
+
+    def token(self, user: str) -> str:
+        try:
+            return self._tokens[user]
+        except KeyError:
+            raise KeyError(f"no token for user {user!r}; known users: {', '.join(self._tokens)}") from None
+
+    def client(self, user: str = ADMIN_USER, *, user_agent: str = "ssa-envtest", timeout: float = 10.0) -> RestClient:
+        """A small JSON client authenticated as `user` (see rest.RestClient)."""
+        return RestClient(self.url, self.token(user), str(self.ca_file), user_agent=user_agent, timeout=timeout)
+
+    def write_kubeconfig(self, user: str, path: Path | None = None) -> Path:
+        """Write a kubeconfig for `user` (CA embedded, so the file can be copied anywhere); return its path."""
+        path = path or self.workdir / f"kubeconfig-{_safe_name(user)}"
+        config = {
+            "apiVersion": "v1",
+            "kind": "Config",
+            "clusters": [{"name": "envtest", "cluster": {
+                "server": self.url,
+                "certificate-authority-data": base64.b64encode(self.ca_file.read_bytes()).decode(),
+            }}],
+            "users": [{"name": user, "user": {"token": self.token(user)}}],
+            "contexts": [{"name": "envtest", "context": {"cluster": "envtest", "user": user}}],
+            "current-context": "envtest",
+        }
+        path.write_text(yaml.safe_dump(config, sort_keys=False))
+        path.chmod(0o600)
+        return path
+
+    # ---- lifecycle
+
+    def __enter__(self) -> ControlPlane:
+        self.start()
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.stop()
+
+    def start(self) -> None:
+        """Start everything and wait until it is ready; on failure stop what started and raise."""
+        try:
+            assets = self._resolve_assets()
+            self._prepare_files()
+            self._start_etcd(assets)
+            self._children["kube-apiserver"] = _Child(
+                "kube-apiserver", self._apiserver_argv(assets), self.workdir / "kube-apiserver.log",
+                grace=APISERVER_STOP_GRACE)
+            self.start_apiserver()
+            self.write_kubeconfig(ADMIN_USER, self.kubeconfig)
+            if self._want_controller_manager:
+                assert assets.kube_controller_manager is not None
+                self._start_controller_manager(assets.kube_controller_manager)
+        except BaseException:
+            self.stop()
+            raise
+
+    def stop(self) -> None:
+        """Stop all processes (controller-manager, apiserver, etcd), then drop etcd's data."""
+        for name in ("kube-controller-manager", "kube-apiserver", "etcd"):
+            if name in self._children:
+                self._children[name].stop()
+        shutil.rmtree(self.workdir / "etcd-data", ignore_errors=True)
+        if self._own_workdir:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def stop_apiserver(self) -> None:
+        self._children["kube-apiserver"].stop()
+
+    def start_apiserver(self) -> None:
+        """Start kube-apiserver (same ports, certificates and etcd) and wait until /readyz is ok."""
+        child = self._children["kube-apiserver"]
+        child.start()
+        probe = RestClient(self.url, self.admin_token, str(self.ca_file), timeout=5.0)
+        try:
+            _wait_ready(child, lambda: probe.get("/readyz") is not None, "kube-apiserver /readyz")
+        finally:
+            probe.close()
+
+    def restart_apiserver(self) -> None:
+        self.stop_apiserver()
+        self.start_apiserver()
+
+    # ---- internals
+
+    def _resolve_assets(self) -> Assets:
+        assets = self._assets or find_assets()
+        if assets is None:
+            raise AssetsError("no etcd / kube-apiserver binaries found: run "
+                              "`python -m ssa_controller.envtest install` or set KUBEBUILDER_ASSETS")
+        if self._want_controller_manager and assets.kube_controller_manager is None:
+            raise AssetsError("no kube-controller-manager binary: set TEST_ASSET_KUBE_CONTROLLER_MANAGER "
+                              "or run `python -m ssa_controller.envtest install`")
+        return assets
+
+    def _prepare_files(self) -> None:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.cert_dir.mkdir(exist_ok=True)
+        _write_tokens(self.workdir / "tokens.csv", self._tokens, self._groups)
+        (self.workdir / "audit-policy.yaml").write_text(AUDIT_POLICY)
+        self._make_service_account_key(self.workdir / "sa.key")
+
+    @staticmethod
+    def _make_service_account_key(path: Path) -> None:
+        if path.exists():
+            return
+        if shutil.which("openssl") is None:
+            raise ControlPlaneError("openssl is needed for the service-account key: apt-get install -y openssl")
+        subprocess.run(["openssl", "genrsa", "-out", str(path), "2048"], check=True,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def _start_etcd(self, assets: Assets) -> None:
+        argv = [str(assets.etcd), "--data-dir", str(self.workdir / "etcd-data"),
+                "--listen-client-urls", self.etcd_url, "--advertise-client-urls", self.etcd_url,
+                "--listen-peer-urls", self._peer_url, "--initial-advertise-peer-urls", self._peer_url,
+                "--initial-cluster", f"default={self._peer_url}"]
+        child = self._children["etcd"] = _Child("etcd", argv, self.workdir / "etcd.log")
+        child.start()
+        probe = urllib3.PoolManager(retries=False, timeout=2.0)
+        try:
+            _wait_ready(child, lambda: b'"true"' in probe.request("GET", f"{self.etcd_url}/health").data,
+                        "etcd /health")
+        finally:
+            probe.clear()
+
+    def _apiserver_argv(self, assets: Assets) -> list[str]:
+        work = self.workdir
+        return [
+            str(assets.kube_apiserver),
+            "--etcd-servers", self.etcd_url, "--cert-dir", str(self.cert_dir),
+            "--secure-port", str(self.port), "--bind-address", "127.0.0.1",
+            "--advertise-address", "127.0.0.1", "--service-cluster-ip-range", "10.0.0.0/24",
+            "--endpoint-reconciler-type", "none",
+            "--token-auth-file", str(work / "tokens.csv"), "--authorization-mode", "RBAC",
+            "--service-account-key-file", str(work / "sa.key"),
+            "--service-account-signing-key-file", str(work / "sa.key"),
+            "--service-account-issuer", "https://kubernetes.default.svc",
+            "--audit-log-path", str(self.audit_log_path), "--audit-policy-file", str(work / "audit-policy.yaml"),
+            "--audit-log-mode", "blocking", "--audit-log-maxsize", "1000000",
+            *self._apiserver_args,
+        ]
+
+    def _start_controller_manager(self, binary: Path) -> None:
+        kubeconfig = str(self.write_kubeconfig(CONTROLLER_MANAGER_USER))
+        argv = [str(binary), "--kubeconfig", kubeconfig, "--authentication-kubeconfig", kubeconfig,
+                "--authorization-kubeconfig", kubeconfig, "--bind-address", "127.0.0.1",
+                "--secure-port", "0", "--port", "0", "--leader-elect=false",
+                "--service-account-private-key-file", str(self.workdir / "sa.key"),
+                "--root-ca-file", str(self.ca_file), "--controllers", CONTROLLERS]
+        child = self._children["kube-controller-manager"] = _Child(
+            "kube-controller-manager", argv, self.workdir / "kube-controller-manager.log")
+        child.start()
+        admin = self.client()
+        try:
+            _wait_ready(child, lambda: self._default_service_account_ready(admin),
+                        "kube-controller-manager: a token for serviceaccount default/default")
+        finally:
+            admin.close()
+
+    @staticmethod
+    def _default_service_account_ready(admin: RestClient) -> bool:
+        """Pods can be created in a namespace once its default service account has a token (v1.20)."""
+        account: dict[str, Any] = admin.get("/api/v1/namespaces/default/serviceaccounts/default")
+        return bool(account.get("secrets"))

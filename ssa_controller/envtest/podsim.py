@@ -1,0 +1,216 @@
+"""A pod simulator for tests: a fake Node, pods bound to it and reported Running and Ready.
+
+The local control plane has no scheduler and no kubelet, so Deployment pods would stay Pending. As
+kwok does, this watches pods in all namespaces, binds each unbound pod to a fake Ready node through
+the pods/binding subresource, writes a Running status with Ready conditions through pods/status, and
+finishes the graceful deletion of pods on its node (a kubelet's job). Run kube-controller-manager
+without its node-lifecycle controller (ControlPlane does) so the fake node is never tainted or
+evicted.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import threading
+from datetime import datetime, timezone
+from typing import Any
+
+import urllib3
+
+from .rest import Obj, RestClient, RestError, WatchStream
+
+log = logging.getLogger(__name__)
+
+PODS = "/api/v1/pods"
+WATCH_SECONDS = 60
+RETRY_SECONDS = 0.5
+IGNORED_STATUSES = (404, 409)  # the pod is gone, or someone else got there first
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _condition_true(kind: str, now: str) -> Obj:
+    return {"type": kind, "status": "True", "lastProbeTime": None, "lastTransitionTime": now}
+
+
+def _is_running_ready(pod: Obj) -> bool:
+    status = pod.get("status", {})
+    ready = [c for c in status.get("conditions", []) if c.get("type") == "Ready"]
+    return status.get("phase") == "Running" and bool(ready) and ready[0].get("status") == "True"
+
+
+def _pod_path(pod: Obj, subresource: str = "") -> str:
+    meta = pod["metadata"]
+    path = f"/api/v1/namespaces/{meta['namespace']}/pods/{meta['name']}"
+    return f"{path}/{subresource}" if subresource else path
+
+
+def node_manifest(name: str) -> Obj:
+    """A Node with ample capacity and a Ready condition."""
+    now = _now()
+    capacity = {"cpu": "64", "memory": "256Gi", "pods": "1000"}
+    return {
+        "apiVersion": "v1",
+        "kind": "Node",
+        "metadata": {"name": name, "labels": {"kubernetes.io/hostname": name, "type": "envtest"}},
+        "status": {
+            "capacity": capacity,
+            "allocatable": capacity,
+            "addresses": [{"type": "InternalIP", "address": "127.0.0.1"},
+                          {"type": "Hostname", "address": name}],
+            "conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady",
+                            "message": "envtest pod simulator", "lastHeartbeatTime": now,
+                            "lastTransitionTime": now}],
+            "nodeInfo": {"kubeletVersion": "v1.20.2", "kubeProxyVersion": "v1.20.2",
+                         "operatingSystem": "linux", "architecture": "amd64",
+                         "containerRuntimeVersion": "envtest://0", "kernelVersion": "",
+                         "osImage": "", "machineID": "", "systemUUID": "", "bootID": ""},
+        },
+    }
+
+
+def running_status(pod: Obj, pod_ip: str) -> Obj:
+    """The status a kubelet would report once every container of `pod` is running and ready."""
+    now = _now()
+    spec = pod.get("spec", {})
+
+    def container_status(container: Obj, state: Obj, ready: bool) -> Obj:
+        return {"name": container["name"], "image": container.get("image", ""), "imageID": "",
+                "containerID": f"envtest://{container['name']}", "ready": ready, "started": ready,
+                "restartCount": 0, "state": state}
+
+    running = {"running": {"startedAt": now}}
+    finished = {"terminated": {"exitCode": 0, "reason": "Completed", "startedAt": now, "finishedAt": now}}
+    return {"status": {
+        "phase": "Running",
+        "hostIP": "127.0.0.1",
+        "podIP": pod_ip,
+        "podIPs": [{"ip": pod_ip}],
+        "startTime": now,
+        "conditions": [_condition_true(kind, now)
+                       for kind in ("Initialized", "Ready", "ContainersReady", "PodScheduled")],
+        "containerStatuses": [container_status(c, running, True) for c in spec.get("containers", [])],
+        "initContainerStatuses": [container_status(c, finished, False)
+                                  for c in spec.get("initContainers", [])],
+    }}
+
+
+class PodSimulator:
+    """Binds every pod to one fake node and marks it Running and Ready, from a daemon thread."""
+
+    def __init__(self, url: str, token: str, ca_file: str | None, node_name: str = "envtest-node") -> None:
+        self.node_name = node_name
+        self._client = RestClient(url, token, None if ca_file is None else str(ca_file),
+                                  user_agent="ssa-envtest-pod-simulator")
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._watch: WatchStream | None = None
+        self._watch_lock = threading.Lock()
+        self._ips = itertools.count()
+
+    def start(self) -> None:
+        """Create (or refresh) the node, then start watching pods."""
+        self.ensure_node()
+        self._stopping.clear()
+        self._thread = threading.Thread(target=self._run, name="envtest-pod-simulator", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop the watch and join the thread."""
+        self._stopping.set()
+        with self._watch_lock:
+            if self._watch is not None:
+                self._watch.close()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            self._thread = None
+        self._client.close()
+
+    def ensure_node(self) -> None:
+        manifest = node_manifest(self.node_name)
+        try:
+            self._client.create("/api/v1/nodes", manifest)
+        except RestError as exc:
+            if exc.status != 409:
+                raise
+        self._client.patch(f"/api/v1/nodes/{self.node_name}/status", {"status": manifest["status"]})
+
+    # ---- the loop: list, then watch from the list's resourceVersion; relist on 410 or any error
+
+    def _run(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                self._watch_from(self._sync_all())
+            except (RestError, urllib3.exceptions.HTTPError, OSError, ValueError) as exc:
+                if not self._stopping.is_set():
+                    log.info("pod simulator: %s; relisting", exc)
+                    self._stopping.wait(RETRY_SECONDS)
+
+    def _sync_all(self) -> str:
+        pods = self._client.get(PODS)
+        for pod in pods.get("items", []):
+            self._handle(pod)
+        return str(pods["metadata"]["resourceVersion"])
+
+    def _watch_from(self, resource_version: str) -> None:
+        """Follow pod events until a 410 Gone (or stop); reopen the watch when the server ends it."""
+        while not self._stopping.is_set():
+            stream = self._client.watch(PODS, {"resourceVersion": resource_version,
+                                               "allowWatchBookmarks": "true"}, WATCH_SECONDS)
+            with self._watch_lock:
+                self._watch = stream
+            if self._stopping.is_set():
+                return
+            try:
+                for event in stream:
+                    if event["type"] == "ERROR":
+                        if event["object"].get("code") == 410:
+                            return  # too old: relist
+                        raise ValueError(f"watch error: {event['object']}")
+                    resource_version = event["object"]["metadata"]["resourceVersion"]
+                    if event["type"] in ("ADDED", "MODIFIED"):
+                        self._handle(event["object"])
+            finally:
+                with self._watch_lock:
+                    self._watch = None
+                stream.close()
+
+    # ---- one pod
+
+    def _handle(self, pod: Obj) -> None:
+        node = pod.get("spec", {}).get("nodeName")
+        if node not in (None, "", self.node_name):
+            return
+        try:
+            if pod["metadata"].get("deletionTimestamp"):
+                if node == self.node_name:
+                    self._finish_deletion(pod)
+            elif not node:
+                self._bind(pod)
+                self._mark_running(pod)
+            elif not _is_running_ready(pod):
+                self._mark_running(pod)
+        except RestError as exc:
+            if exc.status not in IGNORED_STATUSES:
+                raise
+
+    def _bind(self, pod: Obj) -> None:
+        binding = {"apiVersion": "v1", "kind": "Binding", "metadata": {"name": pod["metadata"]["name"]},
+                   "target": {"apiVersion": "v1", "kind": "Node", "name": self.node_name}}
+        self._client.create(_pod_path(pod, "binding"), binding)
+
+    def _mark_running(self, pod: Obj) -> None:
+        pod_ip = pod.get("status", {}).get("podIP") or self._next_ip()
+        self._client.patch(_pod_path(pod, "status"), running_status(pod, pod_ip))
+
+    def _finish_deletion(self, pod: Obj) -> None:
+        options: dict[str, Any] = {"apiVersion": "v1", "kind": "DeleteOptions", "gracePeriodSeconds": 0,
+                                   "preconditions": {"uid": pod["metadata"]["uid"]}}
+        self._client.delete(_pod_path(pod), options)
+
+    def _next_ip(self) -> str:
+        n = next(self._ips)
+        return f"10.244.{n // 250 % 250}.{n % 250 + 2}"

@@ -1,0 +1,123 @@
+"""Field ownership as server-side apply records it: paths of an apply body and of managedFields.
+
+A path is a tuple of fieldsV1 segments: ("f:spec", "f:replicas") or
+("f:spec", "f:template", "f:spec", "f:containers", 'k:{"name":"app"}', "f:image"). The set of
+paths an apply body sets is exactly the set the API server records for its manager, so the
+controller can tell from its cache alone whether another manager took one of its fields.
+Pure: no I/O.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+Path = tuple[str, ...]
+Owners = dict[tuple[str, str], frozenset[Path]]
+"""(manager, operation) -> the spec and metadata paths that manager owns."""
+
+_CONTAINERS = ("spec", "template", "spec", "containers")
+# Lists the Deployment schema merges by key (x-kubernetes-list-map-keys), by their
+# location in the object (list items are "*").
+LIST_KEYS: dict[tuple[str, ...], tuple[str, ...]] = {
+    ("metadata", "ownerReferences"): ("uid",),
+    _CONTAINERS: ("name",),
+    (*_CONTAINERS, "*", "env"): ("name",),
+    (*_CONTAINERS, "*", "ports"): ("containerPort", "protocol"),
+}
+# Structs the schema declares atomic: owned as a whole.
+ATOMIC: frozenset[tuple[str, ...]] = frozenset({("spec", "selector")})
+OWNED_ROOTS = frozenset({"f:metadata", "f:spec"})
+
+
+def _key_segment(item: Mapping[str, Any], keys: tuple[str, ...]) -> str:
+    return "k:" + json.dumps({k: item[k] for k in keys}, separators=(",", ":"))
+
+
+def body_paths(body: Mapping[str, Any]) -> frozenset[Path]:
+    """Every leaf path an apply of `body` makes its manager own (apiVersion/kind excluded)."""
+    paths: set[Path] = set()
+
+    def walk(value: Any, segments: Path, location: tuple[str, ...]) -> None:
+        if isinstance(value, Mapping) and value and location not in ATOMIC:
+            for name, child in value.items():
+                walk(child, segments + (f"f:{name}",), location + (name,))
+        elif isinstance(value, list) and location in LIST_KEYS:
+            keys = LIST_KEYS[location]
+            for item in value:
+                item_segments = segments + (_key_segment(item, keys),)
+                paths.add(item_segments + (".",))
+                for name, child in item.items():
+                    walk(child, item_segments + (f"f:{name}",), location + ("*", name))
+        else:
+            paths.add(segments)
+
+    for name in ("metadata", "spec"):
+        if name in body:
+            walk({k: v for k, v in body[name].items() if k not in ("name", "namespace")}
+                 if name == "metadata" else body[name], (f"f:{name}",), (name,))
+    return frozenset(paths)
+
+
+def flatten(fields: Mapping[str, Any], prefix: Path = ()) -> Iterable[Path]:
+    """The leaf paths of a fieldsV1 tree ("." marks ownership of a list item itself)."""
+    for segment, child in fields.items():
+        path = prefix + (sys.intern(segment),)
+        if child:
+            yield from flatten(child, path)
+        else:
+            yield path
+
+
+def to_fields(paths: Iterable[Path]) -> dict[str, Any]:
+    """The fieldsV1 tree of a set of leaf paths (the inverse of flatten)."""
+    tree: dict[str, Any] = {}
+    for path in paths:
+        node = tree
+        for segment in path:
+            node = node.setdefault(segment, {})
+    return tree
+
+
+def owners(managed_fields: Iterable[Mapping[str, Any]]) -> Owners:
+    """A compact (manager, operation) -> paths summary of metadata.managedFields."""
+    result: dict[tuple[str, str], set[Path]] = {}
+    for entry in managed_fields:
+        fields = {k: v for k, v in (entry.get("fieldsV1") or {}).items() if k in OWNED_ROOTS}
+        if fields:
+            key = (str(entry.get("manager", "")), str(entry.get("operation", "")))
+            result.setdefault(key, set()).update(flatten(fields))
+    return {key: frozenset(paths) for key, paths in result.items()}
+
+
+def applied_by(summary: Owners, manager: str) -> frozenset[Path]:
+    """The paths `manager` owns through server-side apply."""
+    return summary.get((manager, "Apply"), frozenset())
+
+
+def taken_by_others(summary: Owners, manager: str,
+                    lost: Iterable[Path]) -> dict[str, list[Path]]:
+    """Which other managers now own the given paths: manager name -> sorted paths."""
+    lost = set(lost)
+    result: dict[str, list[Path]] = {}
+    for (name, operation), paths in summary.items():
+        if (name, operation) == (manager, "Apply"):
+            continue
+        taken = sorted(lost & paths)
+        if taken:
+            result.setdefault(name, []).extend(taken)
+    return result
+
+
+def display(path: Path) -> str:
+    """A path as the API server prints it in conflicts: .spec.template.spec.containers[name="app"].image."""
+    out = ""
+    for segment in path:
+        if segment.startswith("f:"):
+            out += "." + segment[2:]
+        elif segment.startswith("k:"):
+            out += "[" + ",".join(f"{k}={json.dumps(v)}"
+                                  for k, v in json.loads(segment[2:]).items()) + "]"
+    return out

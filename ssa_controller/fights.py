@@ -1,0 +1,104 @@
+"""Detects and damps fights: another writer taking back fields the controller applied. Pure.
+
+A take-back is counted when a field the controller applied (for an unchanged AppTask
+generation) is seen changed or owned by someone else after the controller's last apply; it is
+counted once per apply, however many times the drift is looked at. `threshold` take-backs within
+`window` seconds make a fight. During a fight the controller re-applies only after a growing
+delay (base, 2*base, ... up to cap). A fight ends when the AppTask's generation changes, or when
+`window` seconds pass after a re-apply with no take-back.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class Fight:
+    """What is known of an ongoing fight over one object."""
+
+    managers: tuple[str, ...]
+    fields: tuple[str, ...]
+    takebacks: int
+
+
+@dataclass
+class _State:
+    generation: int
+    applied_at: float
+    intact: bool = True
+    """No take-back seen since the last apply."""
+    takebacks: deque[float] = field(default_factory=deque)
+    fighting: bool = False
+    damped_applies: int = 0
+    last_takeback: float = 0.0
+    managers: tuple[str, ...] = ()
+    fields: tuple[str, ...] = ()
+
+
+class FightTracker:
+    """Per-object take-back history; thread-safety is the caller's (one worker per key)."""
+
+    def __init__(self, threshold: int, window: float, backoff_base: float,
+                 backoff_cap: float) -> None:
+        self.threshold = threshold
+        self.window = window
+        self.backoff_base = backoff_base
+        self.backoff_cap = backoff_cap
+        self._states: dict[str, _State] = {}
+
+    def applied(self, key: str, generation: int, now: float) -> None:
+        """The controller applied the object for `generation`."""
+        state = self._states.get(key)
+        if state is None or state.generation != generation:
+            self._states[key] = _State(generation=generation, applied_at=now)
+            return
+        state.intact = True
+        state.applied_at = now
+        if state.fighting:
+            state.damped_applies += 1
+
+    def took_back(self, key: str, generation: int, managers: tuple[str, ...],
+                  fields: tuple[str, ...], now: float) -> Fight | None:
+        """Drift seen on fields applied for `generation`; returns the fight if this makes one
+        (only the first time, so it is reported once)."""
+        state = self._states.get(key)
+        if state is None or state.generation != generation or not state.intact:
+            return None
+        state.intact = False
+        state.last_takeback = now
+        state.managers, state.fields = managers, fields
+        state.takebacks.append(now)
+        while state.takebacks and state.takebacks[0] < now - self.window:
+            state.takebacks.popleft()
+        if not state.fighting and len(state.takebacks) >= self.threshold:
+            state.fighting = True
+            return self.fight(key, now)
+        return None
+
+    def fight(self, key: str, now: float) -> Fight | None:
+        """The ongoing fight over `key`, if any (ending it once the other writer stopped)."""
+        state = self._states.get(key)
+        if state is None or not state.fighting:
+            return None
+        if state.intact and now - max(state.applied_at, state.last_takeback) >= self.window:
+            state.fighting = False
+            state.damped_applies = 0
+            state.takebacks.clear()
+            return None
+        return Fight(state.managers, state.fields, len(state.takebacks))
+
+    def apply_delay(self, key: str, now: float) -> float:
+        """Seconds to wait before the controller may re-apply `key` (0: go ahead)."""
+        state = self._states.get(key)
+        if state is None or self.fight(key, now) is None:
+            return 0.0
+        delay = min(self.backoff_cap, self.backoff_base * 2 ** state.damped_applies)
+        return max(0.0, state.applied_at + delay - now)
+
+    def forget(self, key: str) -> None:
+        self._states.pop(key, None)
+
+    def __len__(self) -> int:
+        return len(self._states)

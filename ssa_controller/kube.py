@@ -1,0 +1,249 @@
+"""The only module that talks to the Kubernetes API server: a small JSON REST client.
+
+Objects travel as plain dicts (decoded JSON), never as generated models: the controller caches
+thousands of them. The `kubernetes` package is used only to load kubeconfig / in-cluster
+credentials. Every request is reported to an optional observer (for metrics), writes pass an
+optional rate limiter first, and every response body is read or released so its connection goes
+back to the pool.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
+from urllib.parse import quote, urlencode
+
+import urllib3
+
+APPLY_PATCH = "application/apply-patch+yaml"
+MERGE_PATCH = "application/merge-patch+json"
+JSON_PATCH = "application/json-patch+json"
+WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+
+Obj = dict[str, Any]
+RequestObserver = Callable[[str, int, float], None]
+"""Called after every request with (HTTP method, status code or 0 on transport error, seconds)."""
+
+
+class WriteLimiter(Protocol):
+    def wait(self) -> float: ...
+
+
+class ApiError(Exception):
+    """A request the API server answered with an error status (or never answered: status 0)."""
+
+    def __init__(self, status: int, reason: str, message: str,
+                 body: Obj | None = None, retry_after: float | None = None) -> None:
+        super().__init__(f"{status} {reason}: {message}")
+        self.status = status
+        self.reason = reason
+        self.message = message
+        self.body = body
+        self.retry_after = retry_after
+
+
+@dataclass(frozen=True)
+class Resource:
+    """A REST resource: its group/version, plural name and scope."""
+
+    group_version: str
+    plural: str
+    namespaced: bool = True
+
+    def path(self, namespace: str | None = None, name: str | None = None,
+             subresource: str | None = None) -> str:
+        return path(self.group_version, self.plural, namespace if self.namespaced else None,
+                    name, subresource)
+
+
+APPTASKS = Resource("example.com/v1", "apptasks")
+DEPLOYMENTS = Resource("apps/v1", "deployments")
+EVENTS = Resource("events.k8s.io/v1", "events")
+LEASES = Resource("coordination.k8s.io/v1", "leases")
+CRDS = Resource("apiextensions.k8s.io/v1", "customresourcedefinitions", namespaced=False)
+
+
+def path(group_version: str, plural: str, namespace: str | None = None,
+         name: str | None = None, subresource: str | None = None) -> str:
+    """The URL path of a collection or object: path("apps/v1", "deployments", "ns", "x")."""
+    parts = ["/api" if "/" not in group_version else "/apis", group_version]
+    if namespace:
+        parts += ["namespaces", quote(namespace, safe="")]
+    parts.append(plural)
+    if name:
+        parts.append(quote(name, safe=""))
+    if subresource:
+        parts.append(subresource)
+    return "/".join(parts)
+
+
+def _retry_after(headers: Mapping[str, str]) -> float | None:
+    value = headers.get("Retry-After")
+    try:
+        return float(value) if value is not None else None
+    except ValueError:
+        return None
+
+
+def _error_from(status: int, data: bytes, headers: Mapping[str, str]) -> ApiError:
+    try:
+        body = json.loads(data) if data else None
+    except ValueError:
+        body = None
+    if isinstance(body, dict):
+        return ApiError(status, str(body.get("reason", "")), str(body.get("message", "")), body,
+                        _retry_after(headers))
+    return ApiError(status, "", data[:200].decode("utf-8", "replace"), None, _retry_after(headers))
+
+
+class Kube:
+    """A JSON client for one API server with one identity."""
+
+    def __init__(self, server: str, *, token: str | None = None,
+                 token_source: Callable[[], str | None] | None = None,
+                 ca_file: str | None = None, cert_file: str | None = None,
+                 key_file: str | None = None, verify: bool = True,
+                 user_agent: str = "ssa-controller", request_timeout: float = 30.0,
+                 write_limiter: WriteLimiter | None = None,
+                 observer: RequestObserver | None = None, max_connections: int = 16) -> None:
+        self.server = server.rstrip("/")
+        self._token_source = token_source or (lambda: token)
+        self.user_agent = user_agent
+        self.request_timeout = request_timeout
+        self.write_limiter = write_limiter
+        self.observer = observer
+        if not verify:
+            urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
+        self._pool = urllib3.PoolManager(
+            num_pools=2, maxsize=max_connections, retries=False,
+            cert_reqs="CERT_REQUIRED" if verify else "CERT_NONE",
+            ca_certs=ca_file, cert_file=cert_file, key_file=key_file)
+
+    @classmethod
+    def from_kubeconfig(cls, path: str | None = None, context: str | None = None,
+                        **kwargs: Any) -> Kube:
+        from kubernetes import config as kconfig
+        from kubernetes.client import Configuration
+        cfg = Configuration()
+        kconfig.load_kube_config(config_file=path, context=context, client_configuration=cfg)
+        return cls._from_configuration(cfg, **kwargs)
+
+    @classmethod
+    def in_cluster(cls, **kwargs: Any) -> Kube:
+        from kubernetes import config as kconfig
+        from kubernetes.client import Configuration
+        cfg = Configuration()
+        kconfig.load_incluster_config(client_configuration=cfg)
+        return cls._from_configuration(cfg, **kwargs)
+
+    @classmethod
+    def _from_configuration(cls, cfg: Any, **kwargs: Any) -> Kube:
+        def token() -> str | None:
+            value = cfg.get_api_key_with_prefix("BearerToken", alias="authorization")
+            return value.split(" ", 1)[1] if value and value.startswith("Bearer ") else value
+        return cls(cfg.host, token_source=token, ca_file=cfg.ssl_ca_cert,
+                   cert_file=cfg.cert_file, key_file=cfg.key_file, verify=cfg.verify_ssl,
+                   **kwargs)
+
+    def _headers(self, content_type: str | None) -> dict[str, str]:
+        headers = {"Accept": "application/json", "User-Agent": self.user_agent}
+        if content_type:
+            headers["Content-Type"] = content_type
+        token = self._token_source()
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        return headers
+
+    def _url(self, path: str, params: Mapping[str, Any] | None) -> str:
+        query = {k: ("true" if v is True else "false" if v is False else v)
+                 for k, v in (params or {}).items() if v is not None}
+        return self.server + path + ("?" + urlencode(query) if query else "")
+
+    def _open(self, method: str, path: str, params: Mapping[str, Any] | None, body: Any,
+              content_type: str | None, timeout: float | None,
+              stream: bool) -> urllib3.BaseHTTPResponse:
+        if method in WRITE_METHODS and self.write_limiter is not None:
+            self.write_limiter.wait()
+        data = None if body is None else json.dumps(body).encode()
+        started = time.monotonic()
+        try:
+            response = self._pool.request(
+                method, self._url(path, params), body=data,
+                headers=self._headers(content_type if body is not None else None),
+                timeout=urllib3.Timeout(connect=10.0, read=timeout or self.request_timeout),
+                preload_content=not stream)
+        except urllib3.exceptions.HTTPError as exc:
+            self._observe(method, 0, started)
+            raise ApiError(0, "TransportError", str(exc)) from exc
+        self._observe(method, response.status, started)
+        return response
+
+    def _observe(self, method: str, status: int, started: float) -> None:
+        if self.observer is not None:
+            self.observer(method, status, time.monotonic() - started)
+
+    def request(self, method: str, path: str, *, params: Mapping[str, Any] | None = None,
+                body: Any = None, content_type: str | None = "application/json",
+                timeout: float | None = None) -> Obj:
+        """Send one request and return the decoded JSON body; raise ApiError on >= 400."""
+        response = self._open(method, path, params, body, content_type, timeout, stream=False)
+        data = response.data
+        if response.status >= 400:
+            raise _error_from(response.status, data, response.headers)
+        return json.loads(data) if data else {}
+
+    def get(self, path: str, params: Mapping[str, Any] | None = None) -> Obj:
+        return self.request("GET", path, params=params)
+
+    def list(self, path: str, params: Mapping[str, Any] | None = None) -> Obj:
+        return self.request("GET", path, params=params)
+
+    def create(self, path: str, body: Obj, params: Mapping[str, Any] | None = None) -> Obj:
+        return self.request("POST", path, params=params, body=body)
+
+    def update(self, path: str, body: Obj, params: Mapping[str, Any] | None = None) -> Obj:
+        return self.request("PUT", path, params=params, body=body)
+
+    def patch(self, path: str, body: Any, content_type: str,
+              params: Mapping[str, Any] | None = None) -> Obj:
+        return self.request("PATCH", path, params=params, body=body, content_type=content_type)
+
+    def delete(self, path: str, params: Mapping[str, Any] | None = None) -> Obj:
+        return self.request("DELETE", path, params=params)
+
+    def apply(self, path: str, body: Obj, *, field_manager: str, force: bool,
+              dry_run: bool = False) -> Obj:
+        """Server-side apply `body` to the object at `path` as `field_manager`."""
+        params = {"fieldManager": field_manager, "force": force or None,
+                  "dryRun": "All" if dry_run else None}
+        return self.patch(path, body, APPLY_PATCH, params)
+
+    def watch(self, path: str, params: Mapping[str, Any], timeout: float) -> Iterator[Obj]:
+        """Stream watch events ({"type", "object"}) until the server closes the watch.
+
+        `timeout` is the client-side read timeout: it must exceed the server-side
+        `timeoutSeconds` so a silent, dropped connection is noticed instead of hanging.
+        """
+        response = self._open("GET", path, {**params, "watch": True}, None, None, timeout,
+                              stream=True)
+        try:
+            if response.status >= 400:
+                raise _error_from(response.status, response.read(), response.headers)
+            buffer = b""
+            for chunk in response.stream(65536):
+                buffer += chunk
+                *lines, buffer = buffer.split(b"\n")
+                for line in lines:
+                    if line.strip():
+                        yield json.loads(line)
+        except urllib3.exceptions.HTTPError as exc:
+            raise ApiError(0, "TransportError", str(exc)) from exc
+        finally:
+            response.close()
+            response.release_conn()
+
+    def close(self) -> None:
+        self._pool.clear()

@@ -1,0 +1,317 @@
+"""Lease-based leader election (coordination.k8s.io/v1) with client-go's algorithm.
+
+Only the leader reconciles. `Election` is the pure decision logic of client-go's
+tools/leaderelection `tryAcquireOrRenew`: it remembers the last lease record it observed
+and the LOCAL clock reading at which that record last changed, and judges expiry by that
+local time plus the record's leaseDurationSeconds, never by the timestamps in the record
+(so clock skew between replicas does not matter). `LeaderElector` does the I/O: it gets,
+creates and updates the Lease through `Kube`, with optimistic concurrency (a PUT carries
+the resourceVersion it read, so a 409 means another candidate won the race).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import random
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any, Protocol
+
+from .kube import LEASES, ApiError, Kube, Obj
+
+log = logging.getLogger(__name__)
+
+JITTER_FACTOR = 1.2
+"""client-go's leaderelection.JitterFactor: acquire retries wait retry_period * [1, 2.2)."""
+
+
+class LeaderMetrics(Protocol):
+    def set_leader(self, name: str, leading: bool) -> None:
+        """leader_election_master_status{name} = 1 while leading, else 0."""
+
+
+def micro_time(moment: datetime | None = None) -> str:
+    """A Kubernetes MicroTime: RFC 3339 in UTC with microseconds, e.g. 2024-01-02T03:04:05.000006Z."""
+    moment = moment or datetime.now(timezone.utc)
+    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def default_identity() -> str:
+    """hostname + "_" + a random suffix, like controller-runtime's leader election id."""
+    return f"{socket.gethostname()}_{uuid.uuid4()}"
+
+
+@dataclass(frozen=True)
+class LeaseRecord:
+    """The leader election fields of a Lease's spec (client-go's LeaderElectionRecord)."""
+
+    holder: str = ""
+    lease_duration_seconds: int = 0
+    acquire_time: str | None = None
+    renew_time: str | None = None
+    transitions: int = 0
+
+    @classmethod
+    def from_lease(cls, lease: Mapping[str, Any]) -> LeaseRecord:
+        spec = lease.get("spec") or {}
+        return cls(holder=spec.get("holderIdentity") or "",
+                   lease_duration_seconds=int(spec.get("leaseDurationSeconds") or 0),
+                   acquire_time=spec.get("acquireTime"),
+                   renew_time=spec.get("renewTime"),
+                   transitions=int(spec.get("leaseTransitions") or 0))
+
+    def to_spec(self) -> Obj:
+        spec: Obj = {"holderIdentity": self.holder,
+                     "leaseDurationSeconds": self.lease_duration_seconds,
+                     "leaseTransitions": self.transitions}
+        if self.acquire_time is not None:
+            spec["acquireTime"] = self.acquire_time
+        if self.renew_time is not None:
+            spec["renewTime"] = self.renew_time
+        return spec
+
+
+class Election:
+    """Pure leader election state and decisions for one candidate (no I/O, no clock of its own).
+
+    `now` arguments are readings of the candidate's local monotonic clock; `wall` arguments
+    are MicroTime strings written into the Lease for humans (never used for decisions).
+    """
+
+    def __init__(self, identity: str, lease_duration: float) -> None:
+        if not identity:
+            raise ValueError("leader election identity must not be empty")
+        self.identity = identity
+        self.lease_duration_seconds = max(1, math.ceil(lease_duration))
+        self.observed: LeaseRecord | None = None
+        self.observed_at = 0.0
+
+    @property
+    def is_leader(self) -> bool:
+        return self.observed is not None and self.observed.holder == self.identity
+
+    def observe(self, record: LeaseRecord, now: float) -> None:
+        """Remember `record`; restart its expiry countdown only if it changed since last seen."""
+        if record != self.observed:
+            self.observed = record
+            self.observed_at = now
+
+    def lease_valid(self, now: float) -> bool:
+        """Whether the observed lease has not expired, judged by when we saw it change."""
+        if self.observed is None:
+            return False
+        return self.observed_at + self.observed.lease_duration_seconds > now
+
+    def candidate(self, current: LeaseRecord | None, now: float, wall: str) -> LeaseRecord | None:
+        """The record to write to acquire or renew, given the lease as just read (None: missing).
+
+        Returns None when another holder's lease is still valid (not acquired).
+        """
+        fresh = LeaseRecord(self.identity, self.lease_duration_seconds, wall, wall, 0)
+        if current is None:
+            return fresh
+        self.observe(current, now)
+        if current.holder and self.lease_valid(now) and not self.is_leader:
+            return None
+        if self.is_leader:
+            return LeaseRecord(self.identity, self.lease_duration_seconds,
+                               current.acquire_time, wall, current.transitions)
+        return LeaseRecord(self.identity, self.lease_duration_seconds, wall, wall,
+                           current.transitions + 1)
+
+    def written(self, record: LeaseRecord, now: float) -> None:
+        """The API server accepted `record`: it is now what we observe, as of `now`."""
+        self.observed = record
+        self.observed_at = now
+
+    def release_record(self, wall: str) -> LeaseRecord | None:
+        """The record that gives the lease up (client-go ReleaseOnCancel), or None if not ours."""
+        if not self.is_leader or self.observed is None:
+            return None
+        return LeaseRecord("", 1, wall, wall, self.observed.transitions)
+
+
+class LeaderElector:
+    """Runs the election for one candidate against a Lease; see `run` and `release`.
+
+    Callbacks run on the thread calling `run` and must return promptly (start workers,
+    don't run them): renewals wait for them. `on_stopped_leading` is called only when
+    leadership is lost (renew deadline passed), never on a requested stop.
+    """
+
+    def __init__(self, kube: Kube, *, namespace: str, name: str, identity: str,
+                 lease_duration: float = 15.0, renew_deadline: float = 10.0,
+                 retry_period: float = 2.0, clock: Callable[[], float] = time.monotonic,
+                 on_started_leading: Callable[[], None],
+                 on_stopped_leading: Callable[[], None],
+                 metrics: LeaderMetrics | None = None,
+                 wall_clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
+                 rng: random.Random | None = None) -> None:
+        if not lease_duration > renew_deadline > JITTER_FACTOR * retry_period > 0:
+            raise ValueError("need lease_duration > renew_deadline > 1.2 * retry_period > 0")
+        self._kube = kube
+        self.namespace = namespace
+        self.name = name
+        self.identity = identity
+        self.lease_duration = lease_duration
+        self.renew_deadline = renew_deadline
+        self.retry_period = retry_period
+        self._clock = clock
+        self._wall_clock = wall_clock
+        self._rng = rng or random.Random()
+        self._on_started = on_started_leading
+        self._on_stopped = on_stopped_leading
+        self._metrics = metrics
+        self._election = Election(identity, lease_duration)
+        self._lease: Obj | None = None
+        self._lock = threading.Lock()
+        self._released = False
+
+    @property
+    def is_leader(self) -> bool:
+        with self._lock:
+            return self._election.is_leader
+
+    @property
+    def holder(self) -> str:
+        """The holder identity last observed ("" if none or unknown)."""
+        with self._lock:
+            observed = self._election.observed
+            return observed.holder if observed else ""
+
+    def healthy(self, tolerance: float = 20.0) -> bool:
+        """False if we believe we lead but have not renewed for lease_duration + tolerance.
+
+        client-go's HealthzAdaptor check: a leader stuck (e.g. deadlocked) past its lease
+        must fail /healthz so it gets restarted.
+        """
+        with self._lock:
+            if not self._election.is_leader:
+                return True
+            return self._clock() - self._election.observed_at <= self.lease_duration + tolerance
+
+    def run(self, stop: threading.Event) -> None:
+        """Acquire, lead and renew until `stop` is set, leadership is lost, or release()."""
+        self._report(False)
+        if not self._acquire(stop):
+            return
+        log.info("became leader of lease %s/%s as %s", self.namespace, self.name, self.identity)
+        self._report(True)
+        self._on_started()
+        if self._renew(stop):
+            return
+        log.error("lost leader lease %s/%s: not renewed within %gs", self.namespace,
+                  self.name, self.renew_deadline)
+        self._report(False)
+        self._on_stopped()
+
+    def release(self) -> bool:
+        """Give the lease up if we hold it (clean shutdown); later run() loops stop.
+
+        Writes an empty holderIdentity and leaseDurationSeconds=1 so that a follower takes
+        over at its next retry. Returns False only if the update failed.
+        """
+        with self._lock:
+            self._released = True
+            record = self._election.release_record(micro_time(self._wall_clock()))
+            if record is None or self._lease is None:
+                return True
+            try:
+                self._write(record, self.renew_deadline)
+            except ApiError as exc:
+                log.error("failed to release lease %s/%s: %s", self.namespace, self.name, exc)
+                return False
+        self._report(False)
+        log.info("released leader lease %s/%s", self.namespace, self.name)
+        return True
+
+    def try_acquire_or_renew(self, timeout: float) -> bool:
+        """One attempt (client-go tryAcquireOrRenew); requests time out after `timeout`s."""
+        with self._lock:
+            if self._released:
+                return False
+            try:
+                return self._attempt(timeout)
+            except ApiError as exc:
+                log.warning("leader election on %s/%s: %s", self.namespace, self.name, exc)
+            except Exception:  # noqa: BLE001 - the election loop must never die silently
+                log.exception("leader election on %s/%s failed", self.namespace, self.name)
+            return False
+
+    def _attempt(self, timeout: float) -> bool:
+        lease = self._get(timeout)
+        current = LeaseRecord.from_lease(lease) if lease is not None else None
+        record = self._election.candidate(current, self._clock(), micro_time(self._wall_clock()))
+        if record is None:
+            return False
+        if lease is None:
+            self._create(record, timeout)
+        else:
+            self._lease = lease
+            self._write(record, timeout)
+        return True
+
+    def _acquire(self, stop: threading.Event) -> bool:
+        """client-go acquire(): retry with jittered period until acquired or stopped."""
+        log.info("attempting to acquire leader lease %s/%s", self.namespace, self.name)
+        while not (stop.is_set() or self._released):
+            if self.try_acquire_or_renew(self.renew_deadline):
+                return True
+            jittered = self.retry_period * (1 + self._rng.random() * JITTER_FACTOR)
+            stop.wait(jittered)
+        return False
+
+    def _renew(self, stop: threading.Event) -> bool:
+        """client-go renew(): renew every retry_period; False once a renewal misses its deadline."""
+        while not (stop.is_set() or self._released):
+            if not self._renew_once(stop):
+                return stop.is_set() or self._released
+            stop.wait(self.retry_period)
+        return True
+
+    def _renew_once(self, stop: threading.Event) -> bool:
+        """Poll tryAcquireOrRenew every retry_period until success or renew_deadline passes."""
+        deadline = self._clock() + self.renew_deadline
+        while not (stop.is_set() or self._released):
+            remaining = deadline - self._clock()
+            if remaining <= 0:
+                return False
+            if self.try_acquire_or_renew(remaining) and self._clock() < deadline:
+                return True
+            stop.wait(min(self.retry_period, max(0.0, deadline - self._clock())))
+        return False
+
+    def _get(self, timeout: float) -> Obj | None:
+        try:
+            return self._kube.request("GET", LEASES.path(self.namespace, self.name),
+                                      timeout=timeout)
+        except ApiError as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+    def _create(self, record: LeaseRecord, timeout: float) -> None:
+        body = {"apiVersion": LEASES.group_version, "kind": "Lease",
+                "metadata": {"name": self.name, "namespace": self.namespace},
+                "spec": record.to_spec()}
+        self._lease = self._kube.request("POST", LEASES.path(self.namespace), body=body,
+                                         timeout=timeout)
+        self._election.written(record, self._clock())
+
+    def _write(self, record: LeaseRecord, timeout: float) -> None:
+        """PUT `record` over the lease last read; 409 if it changed since (lost the race)."""
+        assert self._lease is not None
+        body = {**self._lease, "spec": record.to_spec()}
+        self._lease = self._kube.request("PUT", LEASES.path(self.namespace, self.name),
+                                         body=body, timeout=timeout)
+        self._election.written(record, self._clock())
+
+    def _report(self, leading: bool) -> None:
+        if self._metrics is not None:
+            self._metrics.set_leader(self.name, leading)

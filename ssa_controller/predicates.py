@@ -1,0 +1,55 @@
+"""Event filtering: which watch events are worth a reconcile, and of which AppTask. Pure.
+
+The controller is level-based: an event only says "look at this key again". These predicates
+keep status-only and resourceVersion-only changes (including the controller's own status
+writes) from enqueueing anything.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from . import desired
+from .store import OWNERS_KEY
+
+Obj = Mapping[str, Any]
+_READINESS = ("observedGeneration", "replicas", "updatedReplicas", "readyReplicas",
+              "availableReplicas")
+
+
+def apptask_changed(old: Obj | None, new: Obj | None) -> bool:
+    """An AppTask is worth a reconcile when it is new, deleted, re-created, being deleted,
+    or its generation (its spec) moved."""
+    if old is None or new is None:
+        return True
+    before, after = old["metadata"], new["metadata"]
+    return (before.get("uid") != after.get("uid")
+            or before.get("generation") != after.get("generation")
+            or ("deletionTimestamp" in before) != ("deletionTimestamp" in after))
+
+
+def _deployment_view(obj: Obj) -> tuple[Any, ...]:
+    meta, status = obj["metadata"], obj.get("status", {})
+    conditions = tuple((c.get("type"), c.get("status"), c.get("reason"))
+                       for c in status.get("conditions") or ())
+    return (meta.get("generation"), meta.get("labels"), meta.get("ownerReferences"),
+            "deletionTimestamp" in meta, obj.get(OWNERS_KEY),
+            tuple(status.get(k) for k in _READINESS), conditions)
+
+
+def deployment_changed(old: Obj | None, new: Obj | None) -> bool:
+    """A Deployment is worth a reconcile of its owner when it appeared or went away, or when
+    its spec, ownership, owner, labels or readiness changed."""
+    if old is None or new is None:
+        return True
+    return _deployment_view(old) != _deployment_view(new)
+
+
+def owner_key(deployment: Obj) -> str | None:
+    """The key of the AppTask that controls a Deployment, if any."""
+    ref = desired.controller_ref(deployment)
+    if ref is None:
+        return None
+    return f"{deployment['metadata'].get('namespace', '')}/{ref['name']}"
+

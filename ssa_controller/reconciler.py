@@ -1,0 +1,260 @@
+"""Reconciles one AppTask: decide from the cache, apply the Deployment, write the status.
+
+The pipeline for a key: look the AppTask up in the cache -> render the apply body (invalid
+spec: status, no retry) -> find the Deployment (cache; a GET only when the cache has none) ->
+compare body, live object and field ownership -> if something drifted, check for a fight, then
+server-side apply -> compute the status and patch it only if it differs. The outcome is a
+Result the controller's one switch turns into forget / requeue-after / rate-limited retry.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import logging
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from . import adopt, desired, diff, drift, fieldset, status
+from .config import Config
+from .fights import Fight, FightTracker
+from .kube import APPTASKS, DEPLOYMENTS, MERGE_PATCH, ApiError, Kube
+from .status import Sync
+from .store import OWNERS_KEY, Store, strip_keep_owners
+
+log = logging.getLogger(__name__)
+Obj = dict[str, Any]
+UNKNOWN_WRITER = "an unrecorded writer"
+
+
+class EventSink(Protocol):
+    def record(self, regarding: Mapping[str, Any], type_: str, reason: str, action: str,
+               note: str) -> None: ...
+
+
+@dataclass(frozen=True)
+class Result:
+    """The outcome of one reconcile, for the controller's switch and its metrics."""
+
+    outcome: str = "unchanged"
+    """applied | unchanged | conflict | dry_run | invalid | error | skipped"""
+    error: ApiError | None = None
+    """Set: retry with the per-key backoff (or the server's Retry-After)."""
+    requeue_after: float | None = None
+    status_updated: bool = False
+    fight_detected: bool = False
+    plan: diff.Plan | None = None
+
+
+def _now_iso() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def conflict_summary(error: ApiError) -> str:
+    """'"kubectl" over .spec.replicas; ...' from a 409 apply conflict."""
+    causes = (error.body or {}).get("details", {}).get("causes") or []
+    by_manager: dict[str, list[str]] = {}
+    for cause in causes:
+        manager = str(cause.get("message", "")).split('"')[1:2] or ["?"]
+        by_manager.setdefault(manager[0], []).append(str(cause.get("field", "")))
+    if not by_manager:
+        return error.message
+    return "; ".join(f'"{m}" over {", ".join(f)}' for m, f in sorted(by_manager.items()))
+
+
+class Reconciler:
+    """Turns one AppTask key into at most one apply and one status patch."""
+
+    def __init__(self, config: Config, kube: Kube, apptasks: Store, deployments: Store,
+                 fights: FightTracker, events: EventSink,
+                 clock: Callable[[], float] = time.monotonic,
+                 wallclock: Callable[[], str] = _now_iso) -> None:
+        self.config = config
+        self.kube = kube
+        self.apptasks = apptasks
+        self.deployments = deployments
+        self.fights = fights
+        self.events = events
+        self.clock = clock
+        self.wallclock = wallclock
+
+    @property
+    def dry_run(self) -> bool:
+        return self.config.dry_run
+
+    def reconcile(self, key: str) -> Result:
+        apptask = self.apptasks.get(key)
+        if apptask is None or "deletionTimestamp" in apptask["metadata"]:
+            self.fights.forget(key)
+            return Result("skipped")
+        try:
+            body = desired.render(apptask)
+        except desired.InvalidSpec as exc:
+            return self._invalid(key, apptask, Sync.invalid(str(exc)))
+        live = self.deployments.get(key)
+        if apptask.get("spec", {}).get("paused"):
+            return self._finish(key, apptask, live, Sync.paused(), Result("skipped"))
+        if live is None:
+            try:
+                live = self._fetch(key)
+            except ApiError as exc:
+                return self._failed(key, apptask, None, exc)
+        if live is not None and not self._controlled(apptask, live):
+            refusal = self._refuse_foreign(key, apptask, live)
+            if refusal is not None:
+                return refusal
+        return self._converge(key, apptask, body, live)
+
+    def _fetch(self, key: str) -> Obj | None:
+        """The Deployment when the cache has none (it may exist without our label)."""
+        namespace, name = key.split("/", 1)
+        try:
+            return strip_keep_owners(self.kube.get(DEPLOYMENTS.path(namespace, name)))
+        except ApiError as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+    @staticmethod
+    def _controlled(apptask: Obj, live: Obj) -> bool:
+        ref = desired.controller_ref(live)
+        return ref is not None and ref.get("uid") == apptask["metadata"]["uid"]
+
+    def _refuse_foreign(self, key: str, apptask: Obj, live: Obj) -> Result | None:
+        """None when a Deployment this AppTask does not control may be adopted, else why not."""
+        name = live["metadata"]["name"]
+        ref = desired.controller_ref(live)
+        if ref is not None:
+            return self._failed(key, apptask, live, ApiError(
+                409, "OwnedByPreviousAppTask",
+                f"Deployment {name} is controlled by an earlier AppTask {ref.get('name')} "
+                f"(uid {ref.get('uid')}); waiting for its garbage collection"))
+        if any(r.get("controller") for r in live["metadata"].get("ownerReferences") or ()):
+            message = f"Deployment {name} is controlled by another owner; it is never adopted"
+        elif self.config.apply.adopt_existing:
+            return None
+        else:
+            message = (f"Deployment {name} exists and is not managed by this AppTask; "
+                       "set apply.adoptExisting: true to adopt it")
+        sync = Sync.conflicted("DeploymentExists", message)
+        self._event(apptask, "Warning", "DeploymentExists", "Adopt", message)
+        return self._finish(key, apptask, live, sync, Result("conflict"),
+                            plan_action="conflict")
+
+    def _converge(self, key: str, apptask: Obj, body: Obj, live: Obj | None) -> Result:
+        manager = self.config.field_manager
+        generation = int(apptask["metadata"].get("generation", 0))
+        now = self.clock()
+        fight_found = False
+        if live is not None:
+            owners = live.get(OWNERS_KEY, {})
+            found = drift.compute(body, live, fieldset.applied_by(owners, manager))
+            if not found:
+                fight = self.fights.fight(key, now)
+                sync = self._fight_sync(fight) if fight else Sync.synced(body["metadata"]["name"])
+                return self._finish(key, apptask, live, sync, Result("unchanged"))
+            if found.taken:
+                fight_found = self._took_back(key, apptask, generation, owners, found, now)
+            delay = self.fights.apply_delay(key, now)
+            if delay > 0:
+                fight = self.fights.fight(key, now)
+                assert fight is not None
+                return self._finish(key, apptask, live, self._fight_sync(fight),
+                                    Result("conflict", requeue_after=delay,
+                                           fight_detected=fight_found), plan_action="conflict")
+        return self._apply(key, apptask, body, live, generation, fight_found)
+
+    def _took_back(self, key: str, apptask: Obj, generation: int, owners: fieldset.Owners,
+                   found: drift.Drift, now: float) -> bool:
+        takers = fieldset.taken_by_others(owners, self.config.field_manager, found.taken)
+        managers = tuple(sorted(takers)) or (UNKNOWN_WRITER,)
+        fields = tuple(fieldset.display(p) for p in found.taken)
+        fight = self.fights.took_back(key, generation, managers, fields, now)
+        if fight is None:
+            return False
+        message = self._fight_sync(fight).message
+        log.warning("%s: fight detected: %s", key, message)
+        self._event(apptask, "Warning", "FieldFight", "Apply", message)
+        return True
+
+    @staticmethod
+    def _fight_sync(fight: Fight) -> Sync:
+        return Sync.conflicted(
+            "FieldFight",
+            f"{', '.join(fight.managers)} keeps taking back {', '.join(fight.fields)} "
+            f"({fight.takebacks} take-backs); re-applying with growing backoff")
+
+    def _apply(self, key: str, apptask: Obj, body: Obj, live: Obj | None, generation: int,
+               fight_found: bool) -> Result:
+        namespace, name = key.split("/", 1)
+        path = DEPLOYMENTS.path(namespace, name)
+        try:
+            if live is not None and not self._controlled(apptask, live) and not self.dry_run:
+                adopt.take_over_client_side_fields(self.kube, live, body,
+                                                   self.config.field_manager)
+            answer = self.kube.apply(path, body, field_manager=self.config.field_manager,
+                                     force=self.config.apply.force, dry_run=self.dry_run)
+        except ApiError as exc:
+            return self._apply_failed(key, apptask, live, exc)
+        if self.dry_run:
+            plan = diff.plan(key, live, answer)
+            return Result("dry_run" if plan.changes else "unchanged", plan=plan)
+        self.deployments.put_if_newer(answer)
+        self.fights.applied(key, generation, self.clock())
+        verb = "created" if live is None else "configured"
+        log.info("%s: applied Deployment (%s)", key, verb)
+        self._event(apptask, "Normal", "Applied", "Apply", f"Deployment {name} {verb}")
+        fight = self.fights.fight(key, self.clock())
+        sync = self._fight_sync(fight) if fight else Sync.synced(name)
+        return self._finish(key, apptask, self.deployments.get(key), sync,
+                            Result("applied", fight_detected=fight_found))
+
+    def _apply_failed(self, key: str, apptask: Obj, live: Obj | None, exc: ApiError) -> Result:
+        if exc.status == 409:
+            message = f"apply conflicts with {conflict_summary(exc)}"
+            log.warning("%s: %s", key, message)
+            self._event(apptask, "Warning", "ApplyConflict", "Apply", message)
+            return self._finish(key, apptask, live, Sync.conflicted("ApplyConflict", message),
+                                Result("conflict", error=exc), plan_action="conflict")
+        if exc.status in (400, 422):
+            return self._invalid(key, apptask, Sync.rejected(exc.message or str(exc)))
+        return self._failed(key, apptask, live, exc)
+
+    def _invalid(self, key: str, apptask: Obj, sync: Sync) -> Result:
+        log.warning("%s: invalid: %s", key, sync.message)
+        self._event(apptask, "Warning", sync.reason, "Apply", sync.message)
+        return self._finish(key, apptask, self.deployments.get(key), sync, Result("invalid"),
+                            plan_action="invalid")
+
+    def _failed(self, key: str, apptask: Obj, live: Obj | None, exc: ApiError) -> Result:
+        log.warning("%s: error: %s", key, exc)
+        return self._finish(key, apptask, live, Sync.failed(str(exc)),
+                            Result("error", error=exc), plan_action="error")
+
+    def _finish(self, key: str, apptask: Obj, deployment: Obj | None, sync: Sync,
+                result: Result, plan_action: str | None = None) -> Result:
+        """Write the status if it changed (never in dry-run); attach the plan in dry-run."""
+        if self.dry_run:
+            plan = diff.Plan(key, plan_action or "unchanged",
+                             detail=sync.message if plan_action else "")
+            return dataclasses.replace(result, plan=plan)
+        wanted = status.compute(apptask, deployment, sync, self.wallclock())
+        patch = status.patch_for(apptask.get("status"), wanted)
+        if patch is None:
+            return result
+        namespace, name = key.split("/", 1)
+        try:
+            answer = self.kube.patch(APPTASKS.path(namespace, name, "status"), patch, MERGE_PATCH)
+        except ApiError as exc:
+            if exc.status == 404:
+                return result
+            return Result("error", error=exc)
+        self.apptasks.put_if_newer(answer)
+        log.info("%s: status updated (phase %s)", key, wanted["phase"])
+        return dataclasses.replace(result, status_updated=True)
+
+    def _event(self, apptask: Obj, type_: str, reason: str, action: str, note: str) -> None:
+        if not self.dry_run:
+            self.events.record(apptask, type_, reason, action, note)

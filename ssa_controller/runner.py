@@ -1,0 +1,148 @@
+"""Runs the controller process: servers, watches, leader election, workers, resync, shutdown.
+
+Followers keep their caches warm; only the leader runs workers and the resync job. Losing the
+lease exits the process at once with status 1 (as controller-runtime does) so two replicas
+never write together. SIGTERM / SIGINT: stop taking work, let in-flight reconciles finish
+within the grace period, stop the resync job, release the lease, exit 0.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from . import resync
+from .backoff import TokenBucket
+from .config import Config
+from .controller import Controller
+from .events import EventRecorder
+from .health import HealthServer
+from .kube import Kube
+from .leader import LeaderElector, default_identity
+from .metrics import Metrics
+
+log = logging.getLogger(__name__)
+EVENT_SOURCE = "example.com/ssa-controller"
+
+
+def configure_client(kube: Kube, config: Config, metrics: Metrics) -> Kube:
+    """Give a client the controller's write rate limit, timeouts and request metrics."""
+    kube.write_limiter = TokenBucket.from_config(config.rate_limit)
+    kube.request_timeout = config.timeouts.request
+    kube.observer = metrics.request_observer(kube.server)
+    return kube
+
+
+@dataclass
+class Process:
+    """The running parts of one controller process."""
+
+    config: Config
+    kube: Kube
+    identity: str = field(default_factory=default_identity)
+    metrics: Metrics = field(default_factory=Metrics)
+    stop: threading.Event = field(default_factory=threading.Event)
+    exit: Callable[[int], Any] = os._exit
+
+    def __post_init__(self) -> None:
+        configure_client(self.kube, self.config, self.metrics)
+        self.events = EventRecorder(self.kube, controller=EVENT_SOURCE, instance=self.identity,
+                                    qps=self.config.events.qps, burst=self.config.events.burst,
+                                    enabled=not self.config.dry_run, metrics=self.metrics)
+        self.controller = Controller(self.config, self.kube, self.events, self.metrics)
+        self.elector: LeaderElector | None = None
+        self.workers: list[threading.Thread] = []
+        self.watches: list[threading.Thread] = []
+        self.scheduler: Any = None
+        self.leading = threading.Event()
+
+    # -- health ---------------------------------------------------------------------------
+
+    def alive(self) -> bool:
+        threads_ok = all(t.is_alive() for t in self.watches + self.workers)
+        return threads_ok and (self.elector is None or self.elector.healthy())
+
+    def ready(self) -> bool:
+        return self.controller.synced
+
+    # -- leading --------------------------------------------------------------------------
+
+    def start_leading(self) -> None:
+        log.info("starting %d workers and the resync job", self.config.workers)
+        self.leading.set()
+        self.workers = self.controller.start_workers()
+        self.controller.resync()
+        self.scheduler = resync.start(self.controller.resync, self.config.resync.period,
+                                      self.config.resync.jitter)
+
+    def lost_leadership(self) -> None:
+        if self.stop.is_set():
+            return
+        log.error("leadership lost: exiting so that no two replicas reconcile at once")
+        self.exit(1)
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    def run(self) -> int:
+        cfg = self.config
+        metrics_server = self.metrics.serve(cfg.server.bind_address, cfg.server.metrics_port)
+        health = HealthServer(cfg.server.bind_address, cfg.server.health_port,
+                              healthz={"ping": self.alive}, readyz={"informers": self.ready})
+        health.start()
+        self.events.start()
+        self.watches = self.controller.start_watches(self.stop)
+        elect = cfg.leader_election.enabled and not cfg.dry_run
+        if elect:
+            le = cfg.leader_election
+            self.elector = LeaderElector(
+                self.kube, namespace=le.namespace, name=le.lease_name, identity=self.identity,
+                lease_duration=le.lease_duration, renew_deadline=le.renew_deadline,
+                retry_period=le.retry_period, on_started_leading=self._after_sync(self.start_leading),
+                on_stopped_leading=self.lost_leadership, metrics=self.metrics)
+            threading.Thread(target=self.elector.run, args=(self.stop,), name="leader-election",
+                             daemon=True).start()
+        else:
+            self._after_sync(self.start_leading)()
+        self.stop.wait()
+        self.shutdown()
+        health.stop()
+        if metrics_server is not None:
+            metrics_server.stop()
+        return 0
+
+    def _after_sync(self, action: Callable[[], None]) -> Callable[[], None]:
+        """Run `action` once the caches are synced (never reconcile from an empty cache)."""
+        def run() -> None:
+            while not self.controller.wait_synced(1.0):
+                if self.stop.is_set():
+                    return
+            action()
+        return run
+
+    def shutdown(self) -> None:
+        log.info("shutting down: finishing in-flight reconciles (grace %.0fs)",
+                 self.config.shutdown_grace_period)
+        self.stop.set()
+        if self.scheduler is not None:
+            self.scheduler.shutdown(wait=False)
+        self.controller.stop_workers()
+        deadline = time.monotonic() + self.config.shutdown_grace_period
+        for worker in self.workers:
+            worker.join(max(0.0, deadline - time.monotonic()))
+        if self.elector is not None:
+            self.elector.release()
+        self.events.stop(timeout=max(1.0, deadline - time.monotonic()))
+        log.info("stopped")
+
+    def handle_signals(self) -> None:
+        def on_signal(signum: int, _frame: Any) -> None:
+            log.info("received %s", signal.Signals(signum).name)
+            self.stop.set()
+        signal.signal(signal.SIGTERM, on_signal)
+        signal.signal(signal.SIGINT, on_signal)

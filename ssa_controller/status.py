@@ -1,0 +1,131 @@
+"""Computes an AppTask's status from the outcome of a reconcile and its Deployment. Pure, no I/O.
+
+Conditions are shaped like metav1.Condition and keyed by type. A condition keeps its
+lastTransitionTime while its status stays the same, and nothing in the status changes from one
+pass to the next unless something observed changed: equal inputs give an equal status, so the
+controller can skip the write.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+PHASES = ("Pending", "Progressing", "Ready", "Degraded", "Invalid", "Conflict")
+
+
+@dataclass(frozen=True)
+class Sync:
+    """How the controller's last attempt to apply the Deployment went."""
+
+    ok: bool
+    reason: str
+    message: str
+    phase: str | None = None
+    """A phase that overrides the one derived from the Deployment (Invalid, Conflict, Degraded)."""
+    conflict: bool = False
+    """Whether this is a conflict over fields with another manager."""
+
+    @classmethod
+    def synced(cls, name: str) -> Sync:
+        return cls(True, "Synced", f"Deployment {name} matches the spec")
+
+    @classmethod
+    def paused(cls) -> Sync:
+        return cls(True, "Paused", "spec.paused is true: the Deployment is left as it is")
+
+    @classmethod
+    def invalid(cls, message: str) -> Sync:
+        return cls(False, "InvalidSpec", message, phase="Invalid")
+
+    @classmethod
+    def rejected(cls, message: str) -> Sync:
+        return cls(False, "ApplyRejected", message, phase="Invalid")
+
+    @classmethod
+    def conflicted(cls, reason: str, message: str) -> Sync:
+        return cls(False, reason, message, phase="Conflict", conflict=True)
+
+    @classmethod
+    def failed(cls, message: str) -> Sync:
+        return cls(False, "ApplyFailed", message, phase="Degraded")
+
+
+def _ready(deployment: Mapping[str, Any] | None) -> tuple[bool, str, str, int]:
+    """(ready, reason, message, readyReplicas) from the Deployment's status."""
+    if deployment is None:
+        return False, "DeploymentNotFound", "the Deployment does not exist yet", 0
+    spec, st = deployment.get("spec", {}), deployment.get("status", {})
+    desired = int(spec.get("replicas", 1))
+    ready = int(st.get("readyReplicas", 0))
+    for cond in st.get("conditions") or ():
+        if cond.get("type") == "ReplicaFailure" and cond.get("status") == "True" \
+                or cond.get("type") == "Progressing" and cond.get("status") == "False":
+            return False, str(cond.get("reason", cond["type"])), str(cond.get("message", "")), ready
+    observed = int(st.get("observedGeneration", 0)) >= int(deployment["metadata"].get("generation", 0))
+    updated, available = int(st.get("updatedReplicas", 0)), int(st.get("availableReplicas", 0))
+    total = int(st.get("replicas", 0))
+    if observed and updated >= desired and available >= desired and total == updated:
+        return True, "DeploymentReady", f"{ready}/{desired} replicas ready", ready
+    return False, "DeploymentProgressing", f"{ready}/{desired} replicas ready, {updated} updated", ready
+
+
+def _phase(sync: Sync, deployment: Mapping[str, Any] | None, ready: bool, reason: str) -> str:
+    if sync.phase:
+        return sync.phase
+    if deployment is None:
+        return "Pending"
+    if ready:
+        return "Ready"
+    return "Progressing" if reason == "DeploymentProgressing" else "Degraded"
+
+
+def _condition(type_: str, ok: bool, reason: str, message: str, generation: int) -> dict[str, Any]:
+    return {"type": type_, "status": "True" if ok else "False", "reason": reason,
+            "message": message, "observedGeneration": generation}
+
+
+def merge_conditions(old: Sequence[Mapping[str, Any]], new: Sequence[dict[str, Any]],
+                     now: str) -> list[dict[str, Any]]:
+    """`new` with lastTransitionTime kept from `old` wherever a condition's status is unchanged."""
+    previous = {c.get("type"): c for c in old}
+    merged = []
+    for cond in new:
+        before = previous.get(cond["type"])
+        same = before is not None and before.get("status") == cond["status"] \
+            and before.get("lastTransitionTime")
+        merged.append({**cond, "lastTransitionTime": before["lastTransitionTime"] if same else now})
+    return merged
+
+
+def compute(apptask: Mapping[str, Any], deployment: Mapping[str, Any] | None, sync: Sync,
+            now: str) -> dict[str, Any]:
+    """The status the AppTask should have; `now` stamps conditions whose status changed."""
+    generation = int(apptask["metadata"].get("generation", 0))
+    ready, reason, message, ready_replicas = _ready(deployment)
+    conditions = [
+        _condition("Ready", ready, reason, message, generation),
+        _condition("Synced", sync.ok, sync.reason, sync.message, generation),
+        _condition("Conflict", sync.conflict, sync.reason if sync.conflict else "NoConflict",
+                   sync.message if sync.conflict else "no other manager contests the fields",
+                   generation),
+    ]
+    status: dict[str, Any] = {
+        "observedGeneration": generation,
+        "phase": _phase(sync, deployment, ready, reason),
+        "readyReplicas": ready_replicas,
+        "conditions": merge_conditions(apptask.get("status", {}).get("conditions") or (),
+                                       conditions, now),
+    }
+    if deployment is not None:
+        status["deploymentName"] = deployment["metadata"]["name"]
+    return status
+
+
+def patch_for(current: Mapping[str, Any] | None, wanted: Mapping[str, Any]) -> dict[str, Any] | None:
+    """A JSON merge patch turning status `current` into `wanted`, or None when they are equal."""
+    current = current or {}
+    if dict(current) == dict(wanted):
+        return None
+    return {"status": {**{k: None for k in current if k not in wanted}, **wanted}}

@@ -1,0 +1,116 @@
+"""Keeps a Store in sync with one resource by list-then-watch, like client-go's reflector.
+
+Watches ask for bookmarks, carry a server-side timeout and a longer client-side read timeout
+(so a silently dropped connection cannot hang them), resume from the last resourceVersion,
+relist on 410 Gone, and reconnect after errors with capped, jittered backoff.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from .kube import ApiError, Kube, Obj, Resource
+from .store import Store
+
+log = logging.getLogger(__name__)
+ChangeHandler = Callable[[Obj | None, Obj | None], None]
+LIST_PAGE = 500
+
+
+class WatchMetrics(Protocol):
+    def watch_restarted(self, resource: str) -> None: ...
+    def watch_relisted(self, resource: str) -> None: ...
+
+
+class Watcher:
+    """List+watch one resource (optionally one namespace, one label selector) into a Store."""
+
+    def __init__(self, kube: Kube, resource: Resource, store: Store, on_change: ChangeHandler,
+                 *, namespace: str | None = None, label_selector: str | None = None,
+                 watch_timeout: float = 300.0, metrics: WatchMetrics | None = None,
+                 backoff_cap: float = 30.0) -> None:
+        self.kube = kube
+        self.resource = resource
+        self.store = store
+        self.on_change = on_change
+        self.namespace = namespace
+        self.label_selector = label_selector
+        self.watch_timeout = watch_timeout
+        self.metrics = metrics
+        self.backoff_cap = backoff_cap
+        self.synced = threading.Event()
+        """Set once the first list has been stored."""
+        self.name = f"{resource.plural}@{namespace or '*'}"
+
+    def run(self, stop: threading.Event) -> None:
+        """List, then watch until `stop` is set; never raises."""
+        resource_version: str | None = None
+        failures = 0
+        while not stop.is_set():
+            try:
+                if resource_version is None:
+                    resource_version = self._relist()
+                resource_version = self._watch(resource_version, stop)
+                failures = 0
+            except ApiError as exc:
+                if exc.status == 410:
+                    log.info("watch %s: resourceVersion too old, relisting", self.name)
+                    resource_version = None
+                    continue
+                failures += 1
+                delay = min(self.backoff_cap, 0.5 * 2 ** min(failures, 10)) * random.uniform(0.5, 1.0)
+                log.warning("watch %s failed (%s); retrying in %.1fs", self.name, exc, delay)
+                if self.metrics:
+                    self.metrics.watch_restarted(self.resource.plural)
+                stop.wait(delay)
+            except Exception:  # noqa: BLE001 - a watcher thread must never die
+                log.exception("watch %s: unexpected error", self.name)
+                resource_version = None
+                stop.wait(1.0)
+
+    def list_once(self) -> None:
+        """Fill the store with one list, without watching (one-pass runs)."""
+        self._relist()
+
+    def _params(self) -> dict[str, Any]:
+        return {"labelSelector": self.label_selector}
+
+    def _relist(self) -> str:
+        items: list[Obj] = []
+        params = {**self._params(), "limit": LIST_PAGE}
+        while True:
+            page = self.kube.list(self.resource.path(self.namespace), params)
+            items += page.get("items", [])
+            token = page.get("metadata", {}).get("continue")
+            if not token:
+                break
+            params["continue"] = token
+        if self.metrics and self.synced.is_set():
+            self.metrics.watch_relisted(self.resource.plural)
+        for old, new in self.store.replace(items, self.namespace):
+            self.on_change(old, new)
+        self.synced.set()
+        return str(page["metadata"]["resourceVersion"])
+
+    def _watch(self, resource_version: str, stop: threading.Event) -> str:
+        timeout = int(self.watch_timeout * random.uniform(1.0, 2.0))
+        params = {**self._params(), "resourceVersion": resource_version,
+                  "allowWatchBookmarks": True, "timeoutSeconds": timeout}
+        for event in self.kube.watch(self.resource.path(self.namespace), params,
+                                     timeout=timeout + 30):
+            kind, obj = event.get("type"), event.get("object") or {}
+            if kind == "ERROR":
+                raise ApiError(int(obj.get("code", 0)), str(obj.get("reason", "")),
+                               str(obj.get("message", "")), obj)
+            resource_version = obj["metadata"]["resourceVersion"]
+            if kind == "DELETED":
+                self.on_change(*self.store.delete(obj))
+            elif kind in ("ADDED", "MODIFIED"):
+                self.on_change(*self.store.put(obj))
+            if stop.is_set():
+                break
+        return resource_version

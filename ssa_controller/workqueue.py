@@ -1,0 +1,245 @@
+"""Work queue of reconcile keys: client-go's "stingy" queue plus delayed and rate-limited adds.
+
+Watches and the resync add keys ("namespace/name"); worker threads get() a key,
+reconcile it and call done(). The queue guarantees what makes a controller safe
+to run with several workers (see WorkQueue); delays come from an injected clock
+so tests drive time by hand.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import Protocol
+
+from .backoff import ItemBackoff
+from .config import BackoffConfig
+
+
+class QueueMetrics(Protocol):
+    """Observer of queue activity; called with the queue lock held, so it must be fast."""
+
+    def added(self) -> None:
+        """A key entered the ready queue."""
+
+    def depth(self, n: int) -> None:
+        """The ready queue now holds n keys."""
+
+    def queue_latency(self, seconds: float) -> None:
+        """A key waited this long in the ready queue before a worker got it."""
+
+    def work_duration(self, seconds: float) -> None:
+        """A worker held a key this long (get() to done())."""
+
+    def retried(self) -> None:
+        """A key was re-added with backoff after a failure."""
+
+
+class NoopQueueMetrics:
+    """QueueMetrics that records nothing (the default)."""
+
+    def added(self) -> None:
+        pass
+
+    def depth(self, n: int) -> None:
+        pass
+
+    def queue_latency(self, seconds: float) -> None:
+        pass
+
+    def work_duration(self, seconds: float) -> None:
+        pass
+
+    def retried(self) -> None:
+        pass
+
+
+class WorkQueue:
+    """A thread-safe, de-duplicating queue of string keys (client-go's "stingy" queue).
+
+    Contract:
+    - A key is never handed to two workers at once: from get() until done(key), the
+      key is "processing" and no other get() returns it.
+    - An add of a key that is being processed is deferred: the key becomes ready
+      again only when done(key) is called, so the change is seen by a later pass.
+    - Duplicates collapse: a key that is already ready (or deferred) is held once.
+    - add_after(key, delay) makes the key ready once clock() >= now + delay. A key
+      waits at most once; a new add_after with an earlier due time moves it earlier,
+      a later one is ignored, and so is one for a key already ready or deferred.
+      add(key) is add_after(key, 0): it cancels the wait.
+    - shut_down() refuses new adds, drops waiting keys and wakes every getter; keys
+      already ready are still handed out, keys being processed finish normally and
+      done() still works. get() returns None once shut down and drained.
+
+    Ready keys are handed out in FIFO order. Delays are measured with `clock`; the
+    get() timeout is measured in real time (use get(timeout=0) with a fake clock).
+    """
+
+    def __init__(
+        self,
+        clock: Callable[[], float] = time.monotonic,
+        metrics: QueueMetrics | None = None,
+        backoff: ItemBackoff | None = None,
+    ) -> None:
+        self._clock = clock
+        self._metrics: QueueMetrics = metrics if metrics is not None else NoopQueueMetrics()
+        self._backoff = backoff if backoff is not None else ItemBackoff.from_config(BackoffConfig())
+        self._cond = threading.Condition()
+        self._queue: deque[str] = deque()  # ready keys, FIFO
+        self._dirty: set[str] = set()  # keys ready or deferred until done()
+        self._processing: set[str] = set()
+        self._waiting: dict[str, tuple[float, int]] = {}  # key -> (due, seq) of its live heap entry
+        self._heap: list[tuple[float, int, str]] = []  # may hold stale entries, skipped on pop
+        self._seq = itertools.count()
+        self._enqueued_at: dict[str, float] = {}
+        self._started_at: dict[str, float] = {}
+        self._shutting_down = False
+
+    # ------------------------------------------------------------------ adding
+
+    def add(self, key: str) -> None:
+        """Make `key` ready now (deferred until done() if it is being processed)."""
+        with self._cond:
+            if self._shutting_down:
+                return
+            self._waiting.pop(key, None)
+            self._insert(key)
+
+    def add_after(self, key: str, delay: float) -> None:
+        """Make `key` ready after `delay` seconds of clock time, unless it is due earlier already."""
+        if delay <= 0:
+            self.add(key)
+            return
+        with self._cond:
+            if self._shutting_down or key in self._dirty:
+                return
+            due = self._clock() + delay
+            current = self._waiting.get(key)
+            if current is not None and current[0] <= due:
+                return
+            entry = (due, next(self._seq))
+            self._waiting[key] = entry
+            heapq.heappush(self._heap, (*entry, key))
+            self._cond.notify_all()  # getters recompute how long to wait
+
+    def add_rate_limited(self, key: str) -> float:
+        """Re-add a failed key after its per-key backoff delay; returns that delay."""
+        delay = self._backoff.when(key)
+        self._metrics.retried()
+        self.add_after(key, delay)
+        return delay
+
+    def forget(self, key: str) -> None:
+        """Reset the backoff of `key` (call after a successful reconcile)."""
+        self._backoff.forget(key)
+
+    def num_requeues(self, key: str) -> int:
+        """How many times `key` was re-added with backoff since it was last forgotten."""
+        return self._backoff.failures(key)
+
+    # ------------------------------------------------------------------ consuming
+
+    def get(self, timeout: float | None = None) -> str | None:
+        """The next ready key, blocking up to `timeout` seconds (None: forever).
+
+        Returns None on timeout, or when the queue is shut down and has no ready key.
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._cond:
+            while True:
+                self._promote_due()
+                if self._queue:
+                    return self._take()
+                if self._shutting_down:
+                    return None
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    return None
+                self._cond.wait(_earliest(remaining, self._until_next_due()))
+
+    def done(self, key: str) -> None:
+        """Mark `key` as processed; if it was added meanwhile, it becomes ready again."""
+        with self._cond:
+            if key not in self._processing:
+                return
+            self._processing.discard(key)
+            self._metrics.work_duration(self._clock() - self._started_at.pop(key))
+            if key in self._dirty:
+                self._enqueue(key)
+
+    def shut_down(self) -> None:
+        """Stop accepting adds, drop waiting keys and wake every blocked get()."""
+        with self._cond:
+            self._shutting_down = True
+            self._waiting.clear()
+            self._heap.clear()
+            self._cond.notify_all()
+
+    @property
+    def shutting_down(self) -> bool:
+        with self._cond:
+            return self._shutting_down
+
+    def __len__(self) -> int:
+        """Number of ready keys (not counting waiting or deferred ones)."""
+        with self._cond:
+            self._promote_due()
+            return len(self._queue)
+
+    def delayed(self) -> int:
+        """Number of keys waiting for their add_after delay."""
+        with self._cond:
+            self._promote_due()
+            return len(self._waiting)
+
+    # ------------------------------------------------------------------ internals (lock held)
+
+    def _insert(self, key: str) -> None:
+        if key in self._dirty:
+            return
+        self._dirty.add(key)
+        if key not in self._processing:
+            self._enqueue(key)
+
+    def _enqueue(self, key: str) -> None:
+        self._queue.append(key)
+        self._enqueued_at[key] = self._clock()
+        self._metrics.added()
+        self._metrics.depth(len(self._queue))
+        self._cond.notify()
+
+    def _take(self) -> str:
+        key = self._queue.popleft()
+        self._dirty.discard(key)
+        self._processing.add(key)
+        now = self._clock()
+        self._started_at[key] = now
+        self._metrics.depth(len(self._queue))
+        self._metrics.queue_latency(now - self._enqueued_at.pop(key))
+        return key
+
+    def _promote_due(self) -> None:
+        now = self._clock()
+        while self._heap and self._heap[0][0] <= now:
+            due, seq, key = heapq.heappop(self._heap)
+            if self._waiting.get(key) == (due, seq):
+                del self._waiting[key]
+                self._insert(key)
+
+    def _until_next_due(self) -> float | None:
+        if not self._heap:
+            return None
+        return max(0.0, self._heap[0][0] - self._clock())
+
+
+def _earliest(a: float | None, b: float | None) -> float | None:
+    """The smaller of two optional wait times (None means no limit)."""
+    if a is None:
+        return b
+    if b is None:
+        return a
+    return min(a, b)

@@ -1,0 +1,579 @@
+"""Static checks on manifests/: the CRD, RBAC, ConfigMap, Deployment, Kustomization, Dockerfile.
+
+No cluster needed. What a real API server does with these files is proven by the integration
+tests; here we catch the mistakes that are cheap to catch: a non-structural CRD schema,
+a wildcard in RBAC, a missing probe or security setting, a file the Kustomization forgets,
+a file order that makes `kubectl apply -f manifests/` fail on a fresh cluster, an invalid
+controller.yaml in the ConfigMap.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any, Iterator
+
+import pytest
+import yaml
+
+MANIFESTS = Path(__file__).resolve().parents[2] / "manifests"
+KUSTOMIZATION = MANIFESTS / "Kustomization"
+NAMESPACE = "ssa-controller-system"
+SERVICE_ACCOUNT = "ssa-controller"
+
+# The target API server is v1.20.2: only these group/versions may appear.
+ALLOWED_API_VERSIONS = {
+    "apiextensions.k8s.io/v1",
+    "apps/v1",
+    "rbac.authorization.k8s.io/v1",
+    "coordination.k8s.io/v1",
+    "events.k8s.io/v1",
+    "v1",
+}
+CLUSTER_SCOPED_KINDS = {"Namespace", "CustomResourceDefinition", "ClusterRole", "ClusterRoleBinding"}
+
+# Upstream's resource.Quantity pattern (as controller-gen emits it for int-or-string quantities).
+QUANTITY_PATTERN = (
+    r"^(\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))(([KMGTPE]i)|[numkMGTPE]|"
+    r"([eE](\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))))?$"
+)
+
+
+# ---------------------------------------------------------------------------- helpers
+
+
+def yaml_files() -> list[Path]:
+    """The files `kubectl apply -f manifests/` reads, in the order it reads them."""
+    return sorted(p for p in MANIFESTS.iterdir() if p.suffix in {".yaml", ".yml", ".json"})
+
+
+def load_docs(path: Path) -> list[dict[str, Any]]:
+    with path.open() as fh:
+        return [d for d in yaml.safe_load_all(fh) if d is not None]
+
+
+def all_objects() -> list[tuple[Path, dict[str, Any]]]:
+    return [(p, d) for p in yaml_files() for d in load_docs(p)]
+
+
+def find(kind: str, name: str | None = None) -> dict[str, Any]:
+    found = [d for _, d in all_objects() if d["kind"] == kind and (name is None or d["metadata"]["name"] == name)]
+    assert len(found) == 1, f"expected exactly one {kind} {name or ''}, found {len(found)}"
+    return found[0]
+
+
+def crd() -> dict[str, Any]:
+    return find("CustomResourceDefinition", "apptasks.example.com")
+
+
+def crd_version() -> dict[str, Any]:
+    versions = crd()["spec"]["versions"]
+    assert [v["name"] for v in versions] == ["v1"]
+    return versions[0]
+
+
+def root_schema() -> dict[str, Any]:
+    return crd_version()["schema"]["openAPIV3Schema"]
+
+
+def spec_props() -> dict[str, Any]:
+    return root_schema()["properties"]["spec"]["properties"]
+
+
+def status_props() -> dict[str, Any]:
+    return root_schema()["properties"]["status"]["properties"]
+
+
+def strings(node: Any) -> Iterator[str]:
+    """Every string (keys and values) anywhere in a YAML tree."""
+    if isinstance(node, str):
+        yield node
+    elif isinstance(node, dict):
+        for k, v in node.items():
+            yield str(k)
+            yield from strings(v)
+    elif isinstance(node, list):
+        for v in node:
+            yield from strings(v)
+
+
+def go_duration_seconds(value: Any) -> float:
+    """Seconds in a number or a Go-style duration ("30s", "1m30s", "500ms")."""
+    if isinstance(value, (int, float)):
+        return float(value)
+    units = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001}
+    parts = re.findall(r"(\d+(?:\.\d+)?)(ms|h|m|s)", value)
+    assert parts and "".join(n + u for n, u in parts) == value, f"not a duration: {value!r}"
+    return sum(float(n) * units[u] for n, u in parts)
+
+
+# ---------------------------------------------------------------------------- every file
+
+
+def test_every_manifest_parses_and_uses_only_v1_20_apis() -> None:
+    files = yaml_files()
+    assert files, "no manifests found"
+    for path, doc in all_objects():
+        assert isinstance(doc, dict), path
+        assert doc.get("apiVersion") in ALLOWED_API_VERSIONS, f"{path.name}: {doc.get('apiVersion')}"
+        assert doc.get("kind"), path
+        assert doc.get("metadata", {}).get("name"), path
+        if doc["kind"] in CLUSTER_SCOPED_KINDS:
+            assert "namespace" not in doc["metadata"], f"{path.name}: {doc['kind']} is cluster-scoped"
+        else:
+            assert doc["metadata"].get("namespace") == NAMESPACE, f"{path.name}: {doc['kind']}"
+    # Each file parses on its own (no stray tabs, no duplicate documents).
+    for path in files:
+        assert load_docs(path), f"{path.name} is empty"
+
+
+def test_expected_objects_are_present() -> None:
+    kinds = sorted((d["kind"], d["metadata"]["name"]) for _, d in all_objects())
+    assert kinds == sorted(
+        [
+            ("Namespace", NAMESPACE),
+            ("CustomResourceDefinition", "apptasks.example.com"),
+            ("ServiceAccount", SERVICE_ACCOUNT),
+            ("ClusterRole", "ssa-controller"),
+            ("ClusterRoleBinding", "ssa-controller"),
+            ("Role", "ssa-controller-leader-election"),
+            ("RoleBinding", "ssa-controller-leader-election"),
+            ("ConfigMap", "ssa-controller-config"),
+            ("Deployment", "ssa-controller"),
+        ]
+    )
+
+
+def test_apply_f_directory_order_creates_namespace_first() -> None:
+    """`kubectl apply -f manifests/` goes file by file in name order and does not sort by kind:
+    every namespaced object must come after its Namespace, or a fresh install fails."""
+    created: set[str] = set()
+    for path, doc in all_objects():
+        if doc["kind"] == "Namespace":
+            created.add(doc["metadata"]["name"])
+        elif doc["kind"] not in CLUSTER_SCOPED_KINDS:
+            ns = doc["metadata"]["namespace"]
+            assert ns in created, f"{path.name}: {doc['kind']} in {ns} is applied before its Namespace"
+
+
+# ---------------------------------------------------------------------------- CRD
+
+
+def test_crd_names_scope_and_subresources() -> None:
+    c = crd()
+    assert c["apiVersion"] == "apiextensions.k8s.io/v1"
+    spec = c["spec"]
+    assert spec["group"] == "example.com"
+    assert spec["scope"] == "Namespaced"
+    assert spec["names"] == {
+        "kind": "AppTask",
+        "listKind": "AppTaskList",
+        "plural": "apptasks",
+        "singular": "apptask",
+        "shortNames": ["at"],
+    }
+    v = crd_version()
+    assert v["served"] is True and v["storage"] is True
+    assert v["subresources"] == {"status": {}}
+
+
+def test_crd_printer_columns() -> None:
+    cols = [(c["name"], c["type"], c["jsonPath"]) for c in crd_version()["additionalPrinterColumns"]]
+    assert cols == [
+        ("Image", "string", ".spec.image"),
+        ("Desired", "integer", ".spec.replicas"),
+        ("Ready", "integer", ".status.readyReplicas"),
+        ("Phase", "string", ".status.phase"),
+        ("Age", "date", ".metadata.creationTimestamp"),
+    ]
+
+
+_JUNCTORS = ("allOf", "anyOf", "oneOf", "not")
+_FORBIDDEN_IN_JUNCTORS = ("type", "description", "default", "additionalProperties", "nullable")
+_INT_OR_STRING_ANYOF = [{"type": "integer"}, {"type": "string"}]
+
+
+def _check_junctor_branch(node: Any, where: str) -> None:
+    if isinstance(node, list):
+        for i, n in enumerate(node):
+            _check_junctor_branch(n, f"{where}[{i}]")
+        return
+    assert isinstance(node, dict), where
+    for key in _FORBIDDEN_IN_JUNCTORS:
+        assert key not in node, f"{where}: {key} inside a logical junctor is not structural"
+    for sub in ("properties",):
+        for name, child in node.get(sub, {}).items():
+            _check_junctor_branch(child, f"{where}.{sub}.{name}")
+    if "items" in node:
+        _check_junctor_branch(node["items"], f"{where}.items")
+
+
+def _check_structural(node: dict[str, Any], where: str) -> None:
+    """The rules of a structural schema (apiextensions v1), the ones a hand-written CRD can break."""
+    assert isinstance(node, dict), where
+    int_or_string = node.get("x-kubernetes-int-or-string") is True
+    preserve = node.get("x-kubernetes-preserve-unknown-fields") is True
+    assert "type" in node or int_or_string or preserve, f"{where}: no type"
+    for junctor in _JUNCTORS:
+        if junctor not in node:
+            continue
+        if int_or_string and junctor == "anyOf" and node["anyOf"] == _INT_OR_STRING_ANYOF:
+            continue  # the one allowed exception
+        _check_junctor_branch(node[junctor], f"{where}.{junctor}")
+    if int_or_string:
+        assert "type" not in node, f"{where}: int-or-string must not set type"
+    if "properties" in node:
+        assert node.get("type") == "object", f"{where}: properties on a non-object"
+        assert "additionalProperties" not in node, f"{where}: properties and additionalProperties together"
+        for name, child in node["properties"].items():
+            _check_structural(child, f"{where}.{name}")
+    if "additionalProperties" in node:
+        assert node.get("type") == "object", f"{where}: additionalProperties on a non-object"
+        ap = node["additionalProperties"]
+        assert isinstance(ap, dict), f"{where}: additionalProperties must be a schema"
+        _check_structural(ap, f"{where}.additionalProperties")
+    if node.get("type") == "array":
+        assert isinstance(node.get("items"), dict), f"{where}: an array needs a single items schema"
+        _check_structural(node["items"], f"{where}[]")
+    else:
+        assert "items" not in node, f"{where}: items on a non-array"
+    for key in ("required",):
+        for name in node.get(key, []):
+            assert name in node.get("properties", {}), f"{where}: required {name} is not a property"
+    if node.get("x-kubernetes-list-type") == "map":
+        assert node.get("type") == "array", where
+        items = node["items"]
+        keys = node.get("x-kubernetes-list-map-keys")
+        assert keys, f"{where}: list-type map needs list-map-keys"
+        for key in keys:
+            prop = items["properties"][key]
+            assert prop.get("type") in {"string", "integer", "boolean"}, f"{where}: map key {key} not scalar"
+            assert key in items.get("required", []) or "default" in prop, (
+                f"{where}: map key {key} must be required or defaulted"
+            )
+    if "default" in node and "enum" in node:
+        assert node["default"] in node["enum"], f"{where}: default not in enum"
+
+
+def test_crd_schema_is_structural() -> None:
+    root = root_schema()
+    assert root["type"] == "object"
+    _check_structural(root, "openAPIV3Schema")
+    # metadata may only be a bare object at the root (name/generateName restrictions aside).
+    assert root["properties"]["metadata"] == {"type": "object"}
+    assert root["required"] == ["spec"]
+
+
+def test_crd_spec_schema() -> None:
+    spec = root_schema()["properties"]["spec"]
+    assert spec["required"] == ["image"]
+    p = spec_props()
+    assert set(p) == {
+        "image", "replicas", "command", "args", "env", "ports", "resources", "labels", "annotations", "paused",
+    }
+    assert p["image"] == {**p["image"], "type": "string", "minLength": 1}
+    assert p["replicas"]["type"] == "integer" and p["replicas"]["format"] == "int32"
+    assert p["replicas"]["minimum"] == 0 and "default" not in p["replicas"]
+    for key in ("command", "args"):
+        assert p[key]["type"] == "array" and p[key]["items"] == {"type": "string"}
+    assert p["paused"]["type"] == "boolean"
+    for key in ("labels", "annotations"):
+        assert p[key]["type"] == "object" and p[key]["additionalProperties"] == {"type": "string"}
+
+    env = p["env"]
+    assert env["x-kubernetes-list-type"] == "map"
+    assert env["x-kubernetes-list-map-keys"] == ["name"]
+    assert env["items"]["required"] == ["name"]
+    assert env["items"]["properties"]["name"] == {"type": "string", "minLength": 1}
+    assert env["items"]["properties"]["value"] == {"type": "string"}
+
+
+def test_crd_ports_are_a_plain_list() -> None:
+    """Deliberately no list-map keys: duplicate containerPort+protocol must reach the controller,
+    which reports the Deployment's 422 as status."""
+    ports = spec_props()["ports"]
+    assert ports["type"] == "array"
+    assert "x-kubernetes-list-type" not in ports and "x-kubernetes-list-map-keys" not in ports
+    item = ports["items"]
+    assert item["required"] == ["containerPort"]
+    props = item["properties"]
+    assert props["name"]["type"] == "string" and props["name"]["maxLength"] == 15
+    cp = props["containerPort"]
+    assert (cp["type"], cp["format"], cp["minimum"], cp["maximum"]) == ("integer", "int32", 1, 65535)
+    assert props["protocol"]["enum"] == ["TCP", "UDP", "SCTP"]
+    assert props["protocol"]["default"] == "TCP"
+
+
+def test_crd_resources_are_quantities() -> None:
+    res = spec_props()["resources"]
+    assert set(res["properties"]) == {"requests", "limits"}
+    for key in ("requests", "limits"):
+        ap = res["properties"][key]["additionalProperties"]
+        assert ap["x-kubernetes-int-or-string"] is True
+        assert ap["anyOf"] == _INT_OR_STRING_ANYOF
+        assert ap["pattern"] == QUANTITY_PATTERN
+        pattern = re.compile(ap["pattern"])
+        for ok in ("100m", "128Mi", "1", "0.5", "1e3", "2Gi", "+1k"):
+            assert pattern.match(ok), ok
+        for bad in ("abc", "1Mb", "", "1.2.3"):
+            assert not pattern.match(bad), bad
+
+
+def test_crd_status_schema() -> None:
+    s = status_props()
+    assert set(s) == {"observedGeneration", "phase", "conditions", "deploymentName", "readyReplicas"}
+    assert (s["observedGeneration"]["type"], s["observedGeneration"]["format"]) == ("integer", "int64")
+    assert s["phase"]["enum"] == ["Pending", "Progressing", "Ready", "Degraded", "Invalid", "Conflict"]
+    assert s["deploymentName"]["type"] == "string"
+    assert s["readyReplicas"]["type"] == "integer"
+
+    cond = s["conditions"]
+    assert cond["x-kubernetes-list-type"] == "map"
+    assert cond["x-kubernetes-list-map-keys"] == ["type"]
+    item = cond["items"]
+    assert sorted(item["required"]) == sorted(["type", "status", "reason", "message", "lastTransitionTime"])
+    props = item["properties"]
+    assert set(props) == {"type", "status", "reason", "message", "observedGeneration", "lastTransitionTime"}
+    assert props["status"]["enum"] == ["True", "False", "Unknown"]  # strings, not YAML booleans
+    assert props["lastTransitionTime"] == {"type": "string", "format": "date-time"}
+    assert (props["observedGeneration"]["type"], props["observedGeneration"]["format"]) == ("integer", "int64")
+    reason = re.compile(props["reason"]["pattern"])
+    for ok in ("Applied", "ApplyFailed", "Invalid", "Reason_1"):
+        assert reason.match(ok), ok
+    for bad in ("", "1Bad", "has space", "Trailing,"):
+        assert not reason.match(bad), bad
+
+
+# ---------------------------------------------------------------------------- RBAC
+
+
+def rbac_objects() -> list[dict[str, Any]]:
+    return [d for _, d in all_objects() if d["apiVersion"].startswith("rbac.authorization.k8s.io/")]
+
+
+def rules(kind: str, name: str) -> set[tuple[str, str, str]]:
+    """(apiGroup, resource, verb) triples a Role or ClusterRole grants."""
+    out: set[tuple[str, str, str]] = set()
+    for rule in find(kind, name)["rules"]:
+        assert set(rule) <= {"apiGroups", "resources", "verbs"}, f"unexpected rule keys {set(rule)}"
+        for g in rule["apiGroups"]:
+            for r in rule["resources"]:
+                for v in rule["verbs"]:
+                    out.add((g, r, v))
+    return out
+
+
+def test_rbac_has_no_wildcards() -> None:
+    objs = rbac_objects()
+    assert objs
+    for doc in objs:
+        for s in strings(doc):
+            assert "*" not in s, f"{doc['kind']} {doc['metadata']['name']}: wildcard in {s!r}"
+
+
+def test_cluster_role_is_least_privilege() -> None:
+    def grant(group: str, resource: str, *verbs: str) -> set[tuple[str, str, str]]:
+        return {(group, resource, v) for v in verbs}
+
+    assert rules("ClusterRole", "ssa-controller") == (
+        grant("example.com", "apptasks", "get", "list", "watch")
+        | grant("example.com", "apptasks/status", "patch")
+        | grant("apps", "deployments", "get", "list", "watch", "create", "patch")
+        | grant("events.k8s.io", "events", "create", "patch")
+    )
+
+
+def test_leader_election_role_is_namespaced_leases_only() -> None:
+    role = find("Role", "ssa-controller-leader-election")
+    assert role["metadata"]["namespace"] == NAMESPACE
+    assert rules("Role", "ssa-controller-leader-election") == {
+        ("coordination.k8s.io", "leases", v) for v in ("get", "create", "update")
+    }
+    # Leases only through the namespaced Role, never cluster-wide.
+    assert not any(r == "leases" for _, r, _ in rules("ClusterRole", "ssa-controller"))
+
+
+@pytest.mark.parametrize(
+    ("kind", "name", "role_kind"),
+    [
+        ("ClusterRoleBinding", "ssa-controller", "ClusterRole"),
+        ("RoleBinding", "ssa-controller-leader-election", "Role"),
+    ],
+)
+def test_bindings_point_at_the_service_account(kind: str, name: str, role_kind: str) -> None:
+    binding = find(kind, name)
+    ref = binding["roleRef"]
+    assert ref["apiGroup"] == "rbac.authorization.k8s.io" and ref["kind"] == role_kind
+    find(role_kind, ref["name"])  # the referenced role exists in manifests/
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": SERVICE_ACCOUNT, "namespace": NAMESPACE}]
+    find("ServiceAccount", SERVICE_ACCOUNT)
+
+
+# ---------------------------------------------------------------------------- ConfigMap
+
+
+def controller_yaml_text() -> str:
+    cm = find("ConfigMap", "ssa-controller-config")
+    assert set(cm["data"]) == {"controller.yaml"}
+    return cm["data"]["controller.yaml"]
+
+
+def test_configmap_settings() -> None:
+    raw = yaml.safe_load(controller_yaml_text())
+    assert raw["leaderElection"]["enabled"] is True
+    assert raw["leaderElection"]["namespace"] == NAMESPACE
+    assert raw["server"]["metricsPort"] == 8080
+    assert raw["server"]["healthPort"] == 8081
+    assert raw["logging"]["format"] == "json"
+    assert raw.get("dryRun", False) is False  # dry-run would disable leader election
+
+
+def test_configmap_controller_yaml_is_valid() -> None:
+    if importlib.util.find_spec("ssa_controller.config") is None:
+        pytest.skip("ssa_controller.config is not written yet")
+    from ssa_controller.config import parse_config
+
+    cfg = parse_config(yaml.safe_load(controller_yaml_text()))
+    assert cfg.leader_election.enabled is True
+    assert cfg.leader_election.namespace == NAMESPACE
+    assert (cfg.server.metrics_port, cfg.server.health_port) == (8080, 8081)
+    assert cfg.logging.format == "json"
+    assert cfg.dry_run is False
+    tgps = deployment()["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
+    assert tgps > cfg.shutdown_grace_period
+
+
+# ---------------------------------------------------------------------------- Deployment
+
+
+def deployment() -> dict[str, Any]:
+    return find("Deployment", "ssa-controller")
+
+
+def container() -> dict[str, Any]:
+    containers = deployment()["spec"]["template"]["spec"]["containers"]
+    assert len(containers) == 1
+    return containers[0]
+
+
+def test_deployment_basics() -> None:
+    d = deployment()
+    assert d["metadata"]["namespace"] == NAMESPACE
+    assert d["spec"]["replicas"] == 2
+    selector = d["spec"]["selector"]["matchLabels"]
+    pod_labels = d["spec"]["template"]["metadata"]["labels"]
+    assert selector.items() <= pod_labels.items()
+    # The controller must never take its own Deployment for one it manages.
+    for labels in (d["metadata"].get("labels", {}), pod_labels):
+        assert "app.kubernetes.io/managed-by" not in labels
+    pod = d["spec"]["template"]["spec"]
+    assert pod["serviceAccountName"] == SERVICE_ACCOUNT
+    c = container()
+    assert c["image"] == "ssa-controller:0.1.0"
+    assert c["args"] == ["run", "--config", "/etc/ssa-controller/controller.yaml"]
+    env = {e["name"]: e["valueFrom"]["fieldRef"]["fieldPath"] for e in c["env"]}
+    assert env == {"POD_NAME": "metadata.name", "POD_NAMESPACE": "metadata.namespace"}
+    ports = {p["name"]: p["containerPort"] for p in c["ports"]}
+    assert ports == {"metrics": 8080, "health": 8081}
+
+
+def test_deployment_probes() -> None:
+    c = container()
+    assert c["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": 8081}
+    assert c["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": 8081}
+
+
+def test_deployment_resources() -> None:
+    assert container()["resources"] == {
+        "requests": {"cpu": "100m", "memory": "128Mi"},
+        "limits": {"memory": "256Mi"},
+    }
+
+
+def test_deployment_security() -> None:
+    pod = deployment()["spec"]["template"]["spec"]
+    psc = pod["securityContext"]
+    assert psc["runAsNonRoot"] is True and psc["runAsUser"] == 65532
+    assert psc["seccompProfile"] == {"type": "RuntimeDefault"}
+    sc = container()["securityContext"]
+    assert sc["readOnlyRootFilesystem"] is True
+    assert sc["allowPrivilegeEscalation"] is False
+    assert sc["capabilities"] == {"drop": ["ALL"]}
+    assert sc.get("runAsNonRoot", True) is True
+    assert sc.get("privileged", False) is False
+    assert sc.get("seccompProfile", {"type": "RuntimeDefault"}) == {"type": "RuntimeDefault"}
+    assert "hostNetwork" not in pod and "hostPID" not in pod
+
+
+def test_deployment_volumes_match_configmap_and_tmp() -> None:
+    pod = deployment()["spec"]["template"]["spec"]
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    mounts = {m["mountPath"]: m for m in container()["volumeMounts"]}
+    config_mount = mounts["/etc/ssa-controller"]
+    assert config_mount.get("readOnly") is True
+    assert volumes[config_mount["name"]]["configMap"]["name"] == "ssa-controller-config"
+    find("ConfigMap", "ssa-controller-config")
+    assert "controller.yaml" in find("ConfigMap", "ssa-controller-config")["data"]
+    assert volumes[mounts["/tmp"]["name"]]["emptyDir"] == {}
+
+
+def test_termination_grace_exceeds_shutdown_grace() -> None:
+    raw = yaml.safe_load(controller_yaml_text())
+    shutdown = go_duration_seconds(raw.get("shutdownGracePeriod", "30s"))  # 30s is the default
+    tgps = deployment()["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
+    assert tgps == 40
+    assert tgps > shutdown
+
+
+# ---------------------------------------------------------------------------- Kustomization
+
+
+def test_kustomization_lists_every_manifest() -> None:
+    k = yaml.safe_load(KUSTOMIZATION.read_text())
+    assert k["apiVersion"] == "kustomize.config.k8s.io/v1beta1" and k["kind"] == "Kustomization"
+    listed = k["resources"]
+    assert len(listed) == len(set(listed))
+    assert sorted(listed) == [p.name for p in yaml_files()]
+    # namespace first, deployment last (kustomize reorders anyway; this keeps the file readable)
+    assert listed[0] == "00-namespace.yaml" and listed[-1] == "deployment.yaml"
+
+
+def test_no_kustomization_yaml_in_apply_f_path() -> None:
+    """`kubectl apply -f manifests/` reads every *.yaml/*.yml/*.json in the directory, and a
+    kustomization.yaml fails there; the Kustomization file has no extension, so it is skipped."""
+    names = {p.name.lower() for p in yaml_files()}
+    assert not names & {"kustomization.yaml", "kustomization.yml"}
+
+
+@pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl not installed")
+def test_kubectl_kustomize_builds_offline() -> None:
+    out = subprocess.run(
+        ["kubectl", "kustomize", str(MANIFESTS)], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert out.returncode == 0, out.stderr
+    built = sorted((d["kind"], d["metadata"]["name"]) for d in yaml.safe_load_all(out.stdout) if d)
+    assert built == sorted((d["kind"], d["metadata"]["name"]) for _, d in all_objects())
+
+
+# ---------------------------------------------------------------------------- Dockerfile
+
+
+def test_dockerfile() -> None:
+    text = (MANIFESTS / "Dockerfile").read_text()
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip() and not ln.strip().startswith("#")]
+    assert lines[0] == "FROM python:3.11-slim"
+    assert any(re.fullmatch(r"RUN pip install \.( .*)?", ln) for ln in lines), "pip install . missing"
+    assert "[test]" not in text
+    assert any(ln.startswith("COPY manifests/crd.yaml ") for ln in lines)
+    users = [ln for ln in lines if ln.startswith("USER ")]
+    assert users and users[-1].split()[1].split(":")[0] == "65532"
+    assert lines.count('ENTRYPOINT ["ssa-controller"]') == 1
+    # Everything the image copies from the build context (the repository root) must exist.
+    repo = MANIFESTS.parent
+    for ln in lines:
+        if ln.startswith("COPY ") and "--from" not in ln:
+            for src in ln.split()[1:-1]:
+                assert (repo / src).exists(), f"Dockerfile copies {src}, which is not in the repository"
