@@ -78,7 +78,7 @@ class Controller:
 
     def _forget(self, key: str) -> None:
         self.queue.forget(key)
-        self.fights.forget(key)
+        self.reconciler.forget(key)
         self.plans.pop(key, None)
 
     def _count_cached(self) -> None:

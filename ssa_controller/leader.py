@@ -37,7 +37,7 @@ class LeaderMetrics(Protocol):
 
 
 def micro_time(moment: datetime | None = None) -> str:
-    """A Kubernetes MicroTime: RFC 3339 in UTC with microseconds, e.g. 2024-01-02T03:04:05.000006Z."""
+    """A Kubernetes MicroTime: RFC 3339, UTC, microseconds: 2024-01-02T03:04:05.000006Z."""
     moment = moment or datetime.now(timezone.utc)
     return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
@@ -89,33 +89,41 @@ class Election:
             raise ValueError("leader election identity must not be empty")
         self.identity = identity
         self.lease_duration_seconds = max(1, math.ceil(lease_duration))
-        self.observed: LeaseRecord | None = None
-        self.observed_at = 0.0
+        # (record, local time it was first seen): one attribute, so readers on other
+        # threads always see a consistent pair without taking a lock.
+        self._seen: tuple[LeaseRecord | None, float] = (None, 0.0)
+
+    @property
+    def observed(self) -> LeaseRecord | None:
+        return self._seen[0]
 
     @property
     def is_leader(self) -> bool:
-        return self.observed is not None and self.observed.holder == self.identity
+        observed = self.observed
+        return observed is not None and observed.holder == self.identity
 
     def observe(self, record: LeaseRecord, now: float) -> None:
         """Remember `record`; restart its expiry countdown only if it changed since last seen."""
         if record != self.observed:
-            self.observed = record
-            self.observed_at = now
+            self._seen = (record, now)
 
     def lease_valid(self, now: float) -> bool:
         """Whether the observed lease has not expired, judged by when we saw it change."""
-        if self.observed is None:
-            return False
-        return self.observed_at + self.observed.lease_duration_seconds > now
+        observed, seen_at = self._seen
+        return observed is not None and seen_at + observed.lease_duration_seconds > now
+
+    def overdue(self, now: float, limit: float) -> bool:
+        """Whether we lead but our record has gone unrenewed for more than `limit` seconds."""
+        observed, seen_at = self._seen
+        return observed is not None and observed.holder == self.identity and now - seen_at > limit
 
     def candidate(self, current: LeaseRecord | None, now: float, wall: str) -> LeaseRecord | None:
         """The record to write to acquire or renew, given the lease as just read (None: missing).
 
         Returns None when another holder's lease is still valid (not acquired).
         """
-        fresh = LeaseRecord(self.identity, self.lease_duration_seconds, wall, wall, 0)
         if current is None:
-            return fresh
+            return LeaseRecord(self.identity, self.lease_duration_seconds, wall, wall, 0)
         self.observe(current, now)
         if current.holder and self.lease_valid(now) and not self.is_leader:
             return None
@@ -127,14 +135,14 @@ class Election:
 
     def written(self, record: LeaseRecord, now: float) -> None:
         """The API server accepted `record`: it is now what we observe, as of `now`."""
-        self.observed = record
-        self.observed_at = now
+        self._seen = (record, now)
 
     def release_record(self, wall: str) -> LeaseRecord | None:
         """The record that gives the lease up (client-go ReleaseOnCancel), or None if not ours."""
-        if not self.is_leader or self.observed is None:
+        observed = self.observed
+        if observed is None or observed.holder != self.identity:
             return None
-        return LeaseRecord("", 1, wall, wall, self.observed.transitions)
+        return LeaseRecord("", 1, wall, wall, observed.transitions)
 
 
 class LeaderElector:
@@ -171,19 +179,20 @@ class LeaderElector:
         self._election = Election(identity, lease_duration)
         self._lease: Obj | None = None
         self._lock = threading.Lock()
+        """Serialises lease requests (the run loop's attempts and release())."""
         self._released = False
+        self._leading = False
 
     @property
     def is_leader(self) -> bool:
-        with self._lock:
-            return self._election.is_leader
+        """True from acquiring the lease until losing or releasing it; never blocks."""
+        return self._leading
 
     @property
     def holder(self) -> str:
         """The holder identity last observed ("" if none or unknown)."""
-        with self._lock:
-            observed = self._election.observed
-            return observed.holder if observed else ""
+        observed = self._election.observed
+        return observed.holder if observed else ""
 
     def healthy(self, tolerance: float = 20.0) -> bool:
         """False if we believe we lead but have not renewed for lease_duration + tolerance.
@@ -191,34 +200,32 @@ class LeaderElector:
         client-go's HealthzAdaptor check: a leader stuck (e.g. deadlocked) past its lease
         must fail /healthz so it gets restarted.
         """
-        with self._lock:
-            if not self._election.is_leader:
-                return True
-            return self._clock() - self._election.observed_at <= self.lease_duration + tolerance
+        return not self._election.overdue(self._clock(), self.lease_duration + tolerance)
 
     def run(self, stop: threading.Event) -> None:
         """Acquire, lead and renew until `stop` is set, leadership is lost, or release()."""
-        self._report(False)
+        self._set_leading(False)
         if not self._acquire(stop):
             return
         log.info("became leader of lease %s/%s as %s", self.namespace, self.name, self.identity)
-        self._report(True)
+        self._set_leading(True)
         self._on_started()
         if self._renew(stop):
             return
         log.error("lost leader lease %s/%s: not renewed within %gs", self.namespace,
                   self.name, self.renew_deadline)
-        self._report(False)
+        self._set_leading(False)
         self._on_stopped()
 
     def release(self) -> bool:
-        """Give the lease up if we hold it (clean shutdown); later run() loops stop.
+        """Stop leading and give the lease up if we hold it (clean shutdown); run() stops.
 
         Writes an empty holderIdentity and leaseDurationSeconds=1 so that a follower takes
-        over at its next retry. Returns False only if the update failed.
+        over at its next retry. Returns False only if that update failed.
         """
         with self._lock:
             self._released = True
+            self._set_leading(False)
             record = self._election.release_record(micro_time(self._wall_clock()))
             if record is None or self._lease is None:
                 return True
@@ -227,7 +234,6 @@ class LeaderElector:
             except ApiError as exc:
                 log.error("failed to release lease %s/%s: %s", self.namespace, self.name, exc)
                 return False
-        self._report(False)
         log.info("released leader lease %s/%s", self.namespace, self.name)
         return True
 
@@ -312,6 +318,7 @@ class LeaderElector:
                                          body=body, timeout=timeout)
         self._election.written(record, self._clock())
 
-    def _report(self, leading: bool) -> None:
+    def _set_leading(self, leading: bool) -> None:
+        self._leading = leading
         if self._metrics is not None:
             self._metrics.set_leader(self.name, leading)

@@ -27,6 +27,10 @@ from .store import OWNERS_KEY, Store, strip_keep_owners
 log = logging.getLogger(__name__)
 Obj = dict[str, Any]
 UNKNOWN_WRITER = "an unrecorded writer"
+STATUS_SETTLE = 5.0
+"""After an apply that changed the Deployment's spec, how long the status write waits for the
+Deployment controller to observe the new generation (its status update enqueues the AppTask
+again, so usually only milliseconds): one status write per change instead of two."""
 
 
 class EventSink(Protocol):
@@ -64,6 +68,19 @@ def conflict_summary(error: ApiError) -> str:
     return "; ".join(f'"{m}" over {", ".join(f)}' for m, f in sorted(by_manager.items()))
 
 
+def rejected(error: ApiError) -> bool:
+    """Whether the server refused the apply body itself, which no retry can change: validation
+    (400, 422) or, on servers that report it so, a body server-side apply cannot merge (500
+    "failed to create typed patch object", e.g. two ports with the same key)."""
+    return error.status in (400, 422) or (
+        error.status == 500 and error.message.startswith("failed to create typed patch object"))
+
+
+def _rollout_unobserved(deployment: Obj) -> bool:
+    observed = deployment.get("status", {}).get("observedGeneration", 0)
+    return int(deployment["metadata"].get("generation", 0)) > int(observed)
+
+
 class Reconciler:
     """Turns one AppTask key into at most one apply and one status patch."""
 
@@ -79,6 +96,13 @@ class Reconciler:
         self.events = events
         self.clock = clock
         self.wallclock = wallclock
+        self._applied_at: dict[str, float] = {}
+        """When the controller last applied each Deployment (for STATUS_SETTLE)."""
+
+    def forget(self, key: str) -> None:
+        """Drop everything kept about a deleted AppTask."""
+        self.fights.forget(key)
+        self._applied_at.pop(key, None)
 
     @property
     def dry_run(self) -> bool:
@@ -87,7 +111,7 @@ class Reconciler:
     def reconcile(self, key: str) -> Result:
         apptask = self.apptasks.get(key)
         if apptask is None or "deletionTimestamp" in apptask["metadata"]:
-            self.fights.forget(key)
+            self.forget(key)
             return Result("skipped")
         try:
             body = desired.render(apptask)
@@ -206,6 +230,7 @@ class Reconciler:
         verb = "created" if live is None else "configured"
         log.info("%s: applied Deployment (%s)", key, verb)
         self._event(apptask, "Normal", "Applied", "Apply", f"Deployment {name} {verb}")
+        self._applied_at[key] = self.clock()
         fight = self.fights.fight(key, self.clock())
         sync = self._fight_sync(fight) if fight else Sync.synced(name)
         return self._finish(key, apptask, self.deployments.get(key), sync,
@@ -218,7 +243,7 @@ class Reconciler:
             self._event(apptask, "Warning", "ApplyConflict", "Apply", message)
             return self._finish(key, apptask, live, Sync.conflicted("ApplyConflict", message),
                                 Result("conflict", error=exc), plan_action="conflict")
-        if exc.status in (400, 422):
+        if rejected(exc):
             return self._invalid(key, apptask, Sync.rejected(exc.message or str(exc)))
         return self._failed(key, apptask, live, exc)
 
@@ -240,6 +265,9 @@ class Reconciler:
             plan = diff.Plan(key, plan_action or "unchanged",
                              detail=sync.message if plan_action else "")
             return dataclasses.replace(result, plan=plan)
+        settle = self._settling(key, deployment)
+        if settle > 0 and sync.ok:
+            return dataclasses.replace(result, requeue_after=settle)
         wanted = status.compute(apptask, deployment, sync, self.wallclock())
         patch = status.patch_for(apptask.get("status"), wanted)
         if patch is None:
@@ -254,6 +282,14 @@ class Reconciler:
         self.apptasks.put_if_newer(answer)
         log.info("%s: status updated (phase %s)", key, wanted["phase"])
         return dataclasses.replace(result, status_updated=True)
+
+    def _settling(self, key: str, deployment: Obj | None) -> float:
+        """Seconds to hold the status write while the Deployment controller has not yet
+        observed the controller's last apply (0: write now)."""
+        applied_at = self._applied_at.get(key)
+        if deployment is None or applied_at is None or not _rollout_unobserved(deployment):
+            return 0.0
+        return max(0.0, applied_at + STATUS_SETTLE - self.clock())
 
     def _event(self, apptask: Obj, type_: str, reason: str, action: str, note: str) -> None:
         if not self.dry_run:

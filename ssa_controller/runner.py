@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 from . import resync
 from .backoff import TokenBucket
@@ -35,7 +36,7 @@ def configure_client(kube: Kube, config: Config, metrics: Metrics) -> Kube:
     """Give a client the controller's write rate limit, timeouts and request metrics."""
     kube.write_limiter = TokenBucket.from_config(config.rate_limit)
     kube.request_timeout = config.timeouts.request
-    kube.observer = metrics.request_observer(kube.server)
+    kube.observer = metrics.request_observer(urlsplit(kube.server).netloc)
     return kube
 
 

@@ -1,6 +1,6 @@
 """Pytest fixtures for the local control plane (etcd + kube-apiserver + kube-controller-manager).
 
-- `control_plane` (session): a ControlPlane with kube-controller-manager and the pod simulator running.
+- `control_plane` (session): a ControlPlane with kube-controller-manager and the pod simulator.
   When the binaries are missing the cluster tests are skipped with the reason, unless
   SSA_REQUIRE_CLUSTER is set (as .ci/run does): then they fail.
 - `namespace` (function): a fresh namespace, ready for pods, deleted after the test.
@@ -42,12 +42,16 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 def control_plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlane]:
     assets = find_assets()
     if assets is None or assets.kube_controller_manager is None:
-        reason = ("no envtest binaries (etcd, kube-apiserver, kube-controller-manager): run "
-                  "`python -m ssa_controller.envtest install` or set KUBEBUILDER_ASSETS")
+        reason = (
+            "no envtest binaries (etcd, kube-apiserver, kube-controller-manager): run "
+            "`python -m ssa_controller.envtest install` or set KUBEBUILDER_ASSETS"
+        )
         if os.environ.get(REQUIRE_CLUSTER):
             pytest.fail(f"{reason} ({REQUIRE_CLUSTER} is set)", pytrace=False)
         pytest.skip(reason)
-    with ControlPlane(tmp_path_factory.mktemp("envtest"), controller_manager=True, assets=assets) as plane:
+    with ControlPlane(
+        tmp_path_factory.mktemp("envtest"), controller_manager=True, assets=assets
+    ) as plane:
         simulator = PodSimulator(plane.url, plane.token(POD_SIMULATOR_USER), str(plane.ca_file))
         simulator.start()
         try:
@@ -66,9 +70,15 @@ def namespace(control_plane: ControlPlane, request: pytest.FixtureRequest) -> It
     """A new namespace whose default service account has its token (so pods can be created)."""
     name = _namespace_name(request.node.name)
     admin = control_plane.client()
-    admin.create("/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
-    _poll_until(lambda: admin.get(f"/api/v1/namespaces/{name}/serviceaccounts/default").get("secrets"),
-                timeout=30, message=f"service account token in namespace {name}", ignore=(RestError,))
+    admin.create(
+        "/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}
+    )
+    _poll_until(
+        lambda: admin.get(f"/api/v1/namespaces/{name}/serviceaccounts/default").get("secrets"),
+        timeout=30,
+        message=f"service account token in namespace {name}",
+        ignore=(RestError,),
+    )
     try:
         yield name
     finally:

@@ -11,7 +11,15 @@ Command line: `python -m ssa_controller.envtest install|start`.
 
 from __future__ import annotations
 
-from .assets import Assets, AssetsError, BuildFailed, MissingPrerequisite, cache_dir, find_assets, install
+from .assets import (
+    Assets,
+    AssetsError,
+    BuildFailed,
+    MissingPrerequisite,
+    cache_dir,
+    find_assets,
+    install,
+)
 from .audit import AuditEvent, AuditLog, format_summary
 from .controlplane import (
     ADMIN_USER,
@@ -26,8 +34,25 @@ from .polling import PollTimeout, poll_until
 from .rest import RestClient, RestError
 
 __all__ = [
-    "ADMIN_USER", "CONTROLLER_MANAGER_USER", "DEFAULT_USERS", "POD_SIMULATOR_USER",
-    "Assets", "AssetsError", "AuditEvent", "AuditLog", "BuildFailed", "ControlPlane",
-    "ControlPlaneError", "MissingPrerequisite", "PodSimulator", "PollTimeout", "RestClient",
-    "RestError", "cache_dir", "find_assets", "format_summary", "install", "poll_until",
+    "ADMIN_USER",
+    "CONTROLLER_MANAGER_USER",
+    "DEFAULT_USERS",
+    "POD_SIMULATOR_USER",
+    "Assets",
+    "AssetsError",
+    "AuditEvent",
+    "AuditLog",
+    "BuildFailed",
+    "ControlPlane",
+    "ControlPlaneError",
+    "MissingPrerequisite",
+    "PodSimulator",
+    "PollTimeout",
+    "RestClient",
+    "RestError",
+    "cache_dir",
+    "find_assets",
+    "format_summary",
+    "install",
+    "poll_until",
 ]

@@ -51,10 +51,12 @@ class AssetsError(RuntimeError):
 
 
 class MissingPrerequisite(AssetsError):
-    """Something the build needs is not on this machine; the message names it and what provides it."""
+    """A build prerequisite is missing; the message names it and the package providing it."""
 
     def __init__(self, missing: list[str], remedy: str) -> None:
-        super().__init__(f"cannot build the envtest binaries: missing {', '.join(missing)}. {remedy}")
+        super().__init__(
+            f"cannot build the envtest binaries: missing {', '.join(missing)}. {remedy}"
+        )
         self.missing = missing
         self.remedy = remedy
 
@@ -73,7 +75,7 @@ class Assets:
 
     @property
     def folder(self) -> Path:
-        """The folder of kube-apiserver: usable as KUBEBUILDER_ASSETS when the binaries sit together."""
+        """kube-apiserver's folder: usable as KUBEBUILDER_ASSETS when the binaries sit together."""
         return self.kube_apiserver.parent
 
 
@@ -93,7 +95,7 @@ def _is_executable(path: Path) -> bool:
 def _checked(path: Path, origin: str) -> Path:
     if not _is_executable(path):
         raise AssetsError(f"{origin} names {path}, which is not an executable file")
-    return path.resolve()
+    return path.absolute()
 
 
 def _from_env_or_folder(binary: str) -> Path | None:
@@ -102,6 +104,8 @@ def _from_env_or_folder(binary: str) -> Path | None:
     if os.environ.get(var):
         return _checked(Path(os.environ[var]), var)
     folder = os.environ.get(ASSETS_FOLDER_VAR)
+    if folder and not Path(folder).is_dir():
+        raise AssetsError(f"{ASSETS_FOLDER_VAR} names {folder}, which is not a folder")
     if folder and (Path(folder) / binary).exists():
         return _checked(Path(folder) / binary, ASSETS_FOLDER_VAR)
     return None
@@ -118,8 +122,9 @@ def _resolve(binary: str, version: str) -> Path | None:
 
 def _controller_manager_for(apiserver: Path) -> Path | None:
     if os.environ.get(ENV_VARS[KUBE_CONTROLLER_MANAGER]):
-        return _checked(Path(os.environ[ENV_VARS[KUBE_CONTROLLER_MANAGER]]),
-                        ENV_VARS[KUBE_CONTROLLER_MANAGER])
+        return _checked(
+            Path(os.environ[ENV_VARS[KUBE_CONTROLLER_MANAGER]]), ENV_VARS[KUBE_CONTROLLER_MANAGER]
+        )
     if os.environ.get(ENV_VARS[KUBE_APISERVER]):
         return None
     sibling = apiserver.parent / KUBE_CONTROLLER_MANAGER
@@ -127,7 +132,7 @@ def _controller_manager_for(apiserver: Path) -> Path | None:
 
 
 def find_assets(version: str = DEFAULT_VERSION) -> Assets | None:
-    """The binaries from the environment or the cache, or None when etcd or kube-apiserver is missing.
+    """The binaries from the environment or the cache; None when etcd or kube-apiserver is missing.
 
     Raises AssetsError when an environment variable names something that is not an executable.
     """
@@ -150,8 +155,10 @@ def install(version: str = DEFAULT_VERSION, log: Log = print) -> Assets:
     assets = find_assets(version)
     if assets is not None and (assets.kube_controller_manager or _user_chose_binaries()):
         if assets.kube_controller_manager is None:
-            log("note: no kube-controller-manager beside the binaries you named; "
-                "set TEST_ASSET_KUBE_CONTROLLER_MANAGER to use one")
+            log(
+                "note: no kube-controller-manager beside the binaries you named; "
+                "set TEST_ASSET_KUBE_CONTROLLER_MANAGER to use one"
+            )
         return assets
     _build_into_cache(version, log)
     found = find_assets(version)
@@ -169,7 +176,8 @@ def _check_prerequisites(version: str) -> Path:
     if version not in SOURCE_PACKAGES:
         raise AssetsError(
             f"{version} cannot be built here (buildable: {', '.join(SOURCE_PACKAGES)}); "
-            f"point {ASSETS_FOLDER_VAR} at a folder holding kube-apiserver and etcd {version}")
+            f"point {ASSETS_FOLDER_VAR} at a folder holding kube-apiserver and etcd {version}"
+        )
     etcd = shutil.which(ETCD) or "/usr/bin/etcd"
     needs = [
         (shutil.which("apt-get") is not None, "apt-get (a Debian system)", None),
@@ -178,21 +186,28 @@ def _check_prerequisites(version: str) -> Path:
         (shutil.which("rsync") is not None, "rsync", "rsync"),
         (shutil.which("tar") is not None, "tar", "tar"),
         (_is_executable(Path(etcd)), "etcd", "etcd-server"),
-        ((REFLECT2_SOURCES / "reflect2.go").is_file(),
-         f"reflect2 v1.0.2 sources ({REFLECT2_SOURCES})", "golang-github-modern-go-reflect2-dev"),
+        (
+            (REFLECT2_SOURCES / "reflect2.go").is_file(),
+            f"reflect2 v1.0.2 sources ({REFLECT2_SOURCES})",
+            "golang-github-modern-go-reflect2-dev",
+        ),
     ]
     missing = [what for ok, what, _ in needs if not ok]
     if missing:
         packages = [package for ok, _, package in needs if not ok and package]
-        remedy = (f"Install with: apt-get install -y {' '.join(packages)}" if packages
-                  else "This build needs a Debian system.")
+        remedy = (
+            f"Install with: apt-get install -y {' '.join(packages)}"
+            if packages
+            else "This build needs a Debian system."
+        )
         raise MissingPrerequisite(missing, remedy + " (.ci/setup does this)")
     return Path(etcd)
 
 
-def _run(argv: list[str], cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(argv, cwd=cwd, env=env, text=True, stdout=subprocess.PIPE,
-                          stderr=subprocess.STDOUT, check=False)
+def _run(argv: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        argv, cwd=cwd, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, check=False
+    )
 
 
 def _download_source(version: str, into: Path, log: Log) -> Path:
@@ -203,9 +218,11 @@ def _download_source(version: str, into: Path, log: Log) -> Path:
     if result.returncode != 0 or not tarballs:
         errors = [line for line in result.stdout.splitlines() if line.startswith("E:")]
         raise MissingPrerequisite(
-            [f"the Debian source package {package} ({'; '.join(errors) or 'apt-get source failed'})"],
+            [f"the Debian source package {package} ({'; '.join(errors) or 'apt-get failed'})"],
             "Add a deb-src entry for bookworm (Types: deb-src, with the URIs and Signed-By of "
-            "/etc/apt/sources.list.d/debian.sources), then run apt-get update (.ci/setup does both).")
+            "/etc/apt/sources.list.d/debian.sources), then run apt-get update "
+            "(.ci/setup does both).",
+        )
     return tarballs[0]
 
 
@@ -218,7 +235,7 @@ def _unpack(tarball: Path, tree: Path, log: Log) -> None:
 
 
 def _swap_reflect2(tree: Path, log: Log) -> None:
-    """Replace vendored reflect2 v1.0.1 (breaks at run time under Go >= 1.18) with Debian's v1.0.2."""
+    """Swap vendored reflect2 v1.0.1 (breaks at run time under Go >= 1.18) for Debian's v1.0.2."""
     log("[envtest] replacing vendored github.com/modern-go/reflect2 with Debian's v1.0.2")
     target = tree / VENDORED_REFLECT2
     shutil.rmtree(target, ignore_errors=True)
@@ -226,11 +243,17 @@ def _swap_reflect2(tree: Path, log: Log) -> None:
 
 
 def _build_env(workspace: Path) -> dict[str, str]:
+    # no GOROOT / GOFLAGS / GOTOOLCHAIN ... from the caller: this build wants Go 1.19 as it is
     env = {key: value for key, value in os.environ.items() if not key.startswith("GO")}
     home = workspace / "home"
     home.mkdir(exist_ok=True)
-    env.update(PATH=f"{GO_BIN}:{env.get('PATH', '/usr/bin:/bin')}", GOPATH=str(workspace / "gopath"),
-               HOME=str(home), CGO_ENABLED="0", GO111MODULE="off")
+    env.update(
+        PATH=f"{GO_BIN}:{env.get('PATH', '/usr/bin:/bin')}",
+        GOPATH=str(workspace / "gopath"),
+        HOME=str(home),
+        CGO_ENABLED="0",
+        GO111MODULE="off",
+    )
     return env
 
 
@@ -245,20 +268,32 @@ def _make(tree: Path, workspace: Path, log_file: Path, log: Log) -> None:
     gopath_tree = workspace / "gopath" / "src" / "k8s.io" / "kubernetes"
     gopath_tree.parent.mkdir(parents=True)
     gopath_tree.symlink_to(tree, target_is_directory=True)
-    log(f"[envtest] compiling kube-apiserver and kube-controller-manager "
-        f"(about 5 minutes on 2 cores; full log: {log_file})")
+    log(
+        f"[envtest] compiling kube-apiserver and kube-controller-manager "
+        f"(about 5 minutes on 2 cores; full log: {log_file})"
+    )
     argv = ["make", f"WHAT=cmd/{KUBE_APISERVER} cmd/{KUBE_CONTROLLER_MANAGER}"]
     done = threading.Event()
     threading.Thread(target=_heartbeat, args=(done, log), daemon=True).start()
     try:
-        with log_file.open("w") as out, subprocess.Popen(
-            argv, cwd=gopath_tree, env=_build_env(workspace), text=True,
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-        ) as proc:
+        with (
+            log_file.open("w") as out,
+            subprocess.Popen(
+                argv,
+                cwd=gopath_tree,
+                env=_build_env(workspace),
+                text=True,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+            ) as proc,
+        ):
             assert proc.stdout is not None
+            in_header = False  # "+++ Building go targets:" is followed by indented target names
             for line in proc.stdout:
                 out.write(line)
-                if line.startswith("+++"):
+                in_header = line.startswith("+++") or (in_header and line.startswith("    "))
+                if in_header:
                     log(f"[envtest]   {line.rstrip()}")
             status = proc.wait()
     finally:
@@ -271,7 +306,9 @@ def _make(tree: Path, workspace: Path, log_file: Path, log: Log) -> None:
 def _check_version(binary: Path, version: str) -> None:
     result = _run([str(binary), "--version"], binary.parent)
     if version not in result.stdout:
-        raise BuildFailed(f"{binary} --version printed {result.stdout.strip()!r}, expected {version}")
+        raise BuildFailed(
+            f"{binary} --version printed {result.stdout.strip()!r}, expected {version}"
+        )
 
 
 def _install_folder(binaries: list[Path], version: str, log: Log) -> Path:
@@ -308,7 +345,9 @@ def _build_into_cache(version: str, log: Log) -> Path:
         _unpack(tarball, tree, log)
         _swap_reflect2(tree, log)
         _make(tree, workspace, log_file, log)
-        built = [tree / "_output" / "bin" / name for name in (KUBE_APISERVER, KUBE_CONTROLLER_MANAGER)]
+        built = [
+            tree / "_output" / "bin" / name for name in (KUBE_APISERVER, KUBE_CONTROLLER_MANAGER)
+        ]
         for binary in built:
             _check_version(binary, version)
         folder = _install_folder([*built, etcd], version, log)

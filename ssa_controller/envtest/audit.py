@@ -44,7 +44,7 @@ class AuditEvent:
 
     @property
     def target(self) -> str:
-        """resource[/subresource], or the request path for non-resource requests such as /version."""
+        """resource[/subresource], or the path of a non-resource request such as /version."""
         if self.resource is None:
             return urlsplit(self.request_uri).path
         return f"{self.resource}/{self.subresource}" if self.subresource else self.resource
@@ -85,9 +85,15 @@ class AuditFilter:
     writes: bool = False
 
     def matches(self, event: AuditEvent) -> bool:
-        exact = (("user", self.user), ("verb", self.verb), ("resource", self.resource),
-                 ("subresource", self.subresource), ("namespace", self.namespace),
-                 ("name", self.name), ("dry_run", self.dry_run))
+        exact = (
+            ("user", self.user),
+            ("verb", self.verb),
+            ("resource", self.resource),
+            ("subresource", self.subresource),
+            ("namespace", self.namespace),
+            ("name", self.name),
+            ("dry_run", self.dry_run),
+        )
         if any(want is not None and getattr(event, field) != want for field, want in exact):
             return False
         if self.verbs is not None and event.verb not in self.verbs:
@@ -112,7 +118,11 @@ class AuditLog:
 
     def events(self, since: int = 0) -> list[AuditEvent]:
         """Finished requests (stage ResponseComplete) logged after byte offset `since`."""
-        return [AuditEvent.from_json(raw) for raw in self._records(since) if raw.get("stage") == COMPLETE]
+        return [
+            AuditEvent.from_json(raw)
+            for raw in self._records(since)
+            if raw.get("stage") == COMPLETE
+        ]
 
     def select(self, since: int = 0, **filters: Any) -> list[AuditEvent]:
         """The events after `since` matching the AuditFilter fields given as keywords."""
@@ -135,12 +145,24 @@ class AuditLog:
         writes: bool = False,
     ) -> int:
         """How many finished requests after `since` match all the given filters."""
-        return len(self.select(since, user=user, verb=verb, verbs=verbs, resource=resource,
-                               subresource=subresource, namespace=namespace, name=name,
-                               user_agent=user_agent, dry_run=dry_run, writes=writes))
+        return len(
+            self.select(
+                since,
+                user=user,
+                verb=verb,
+                verbs=verbs,
+                resource=resource,
+                subresource=subresource,
+                namespace=namespace,
+                name=name,
+                user_agent=user_agent,
+                dry_run=dry_run,
+                writes=writes,
+            )
+        )
 
     def summary(self, since: int = 0, **filters: Any) -> Counter[tuple[str, str, str]]:
-        """Counts of matching finished requests grouped by (user, verb, resource[/subresource] or path)."""
+        """Counts of matching finished requests by (user, verb, resource[/subresource] or path)."""
         return Counter((e.user, e.verb, e.target) for e in self.select(since, **filters))
 
     def _records(self, since: int) -> list[dict[str, Any]]:
@@ -158,7 +180,10 @@ class AuditLog:
 
 def format_summary(summary: Counter[tuple[str, str, str]]) -> str:
     """A small table of a summary(), largest counts first, for benchmark output."""
-    rows = [f"{count:6d}  {user:<40} {verb:<17} {target}"
-            for (user, verb, target), count in summary.most_common()]
-    return "\n".join([" count  user                                     verb              resource",
-                      *rows])
+    rows = [
+        f"{count:6d}  {user:<40} {verb:<17} {target}"
+        for (user, verb, target), count in summary.most_common()
+    ]
+    return "\n".join(
+        [" count  user                                     verb              resource", *rows]
+    )

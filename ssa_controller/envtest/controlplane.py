@@ -2,8 +2,8 @@
 
 `ControlPlane` is a context manager that starts the processes in a work folder on free ports, with
 token authentication (an admin in system:masters plus named non-admin users for RBAC tests), RBAC
-authorization and a Metadata-level audit log, and stops them all on exit. Each child is killed by the
-kernel if this process dies (PR_SET_PDEATHSIG), so none outlives a crashed or SIGKILLed test run.
+authorization and a Metadata-level audit log, and stops them all on exit. Each child is killed by
+the kernel if this process dies (PR_SET_PDEATHSIG), so none outlives a crashed or killed test run.
 kube-apiserver can be restarted with the same ports, certificates and data (etcd keeps running).
 """
 
@@ -20,7 +20,6 @@ import signal
 import socket
 import subprocess
 import tempfile
-import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
@@ -38,7 +37,12 @@ ADMIN_USER = "admin"
 CONTROLLER_MANAGER_USER = "system:kube-controller-manager"
 POD_SIMULATOR_USER = "envtest-pod-simulator"
 MASTERS = "system:masters"
-DEFAULT_USERS: Mapping[str, Sequence[str]] = {"controller": (), "controller-2": (), "alice": (), "bob": ()}
+DEFAULT_USERS: Mapping[str, Sequence[str]] = {
+    "controller": (),
+    "controller-2": (),
+    "alice": (),
+    "bob": (),
+}
 CONTROLLERS = "*,-nodeipam,-nodelifecycle,-bootstrapsigner,-tokencleaner"
 AUDIT_POLICY = """\
 apiVersion: audit.k8s.io/v1
@@ -63,10 +67,12 @@ class ControlPlaneError(RuntimeError):
 
 def _die_with_parent(parent_pid: int) -> Callable[[], None]:
     """preexec_fn: have the kernel SIGKILL the child when the thread that started it goes away."""
+
     def preexec() -> None:
         _libc.prctl(PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
         if os.getppid() != parent_pid:  # the parent died before prctl took effect
             os.kill(os.getpid(), signal.SIGKILL)
+
     return preexec
 
 
@@ -84,7 +90,9 @@ def _free_ports(count: int) -> list[int]:
 class _Child:
     """One control-plane process with its log file in the work folder."""
 
-    def __init__(self, name: str, argv: list[str], log_path: Path, grace: float = STOP_TIMEOUT) -> None:
+    def __init__(
+        self, name: str, argv: list[str], log_path: Path, grace: float = STOP_TIMEOUT
+    ) -> None:
         self.name = name
         self.argv = argv
         self.log_path = log_path
@@ -95,8 +103,12 @@ class _Child:
     def start(self) -> None:
         self._log = self.log_path.open("ab")
         self._process = subprocess.Popen(
-            self.argv, stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT,
-            start_new_session=True, preexec_fn=_die_with_parent(os.getpid()),
+            self.argv,
+            stdin=subprocess.DEVNULL,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            preexec_fn=_die_with_parent(os.getpid()),
         )
 
     @property
@@ -122,25 +134,36 @@ class _Child:
         status = self._process.poll() if self._process else None
         tail = self.log_path.read_text(errors="replace").splitlines()[-lines:]
         state = f"exited with status {status}" if status is not None else "is still running"
-        return ControlPlaneError(f"{self.name} {what} ({state}); last lines of {self.log_path}:\n"
-                                 + "\n".join(tail))
+        return ControlPlaneError(
+            f"{self.name} {what} ({state}); last lines of {self.log_path}:\n" + "\n".join(tail)
+        )
 
 
-def _wait_ready(child: _Child, probe: Callable[[], bool], what: str, timeout: float = START_TIMEOUT) -> None:
+def _wait_ready(
+    child: _Child, probe: Callable[[], bool], what: str, timeout: float = START_TIMEOUT
+) -> None:
     """Poll `probe` until it holds; fail early with the log's tail if the process exits."""
+
     def ready() -> bool:
         if not child.running:
             raise child.failure("exited while starting")
         return probe()
 
     try:
-        poll_until(ready, timeout=timeout, interval=0.1, message=what,
-                   ignore=(urllib3.exceptions.HTTPError, OSError, RestError))
+        poll_until(
+            ready,
+            timeout=timeout,
+            interval=0.1,
+            message=what,
+            ignore=(urllib3.exceptions.HTTPError, OSError, RestError),
+        )
     except PollTimeout as exc:
         raise child.failure(f"did not become ready: {exc}") from None
 
 
-def _write_tokens(path: Path, tokens: Mapping[str, str], groups: Mapping[str, Sequence[str]]) -> None:
+def _write_tokens(
+    path: Path, tokens: Mapping[str, str], groups: Mapping[str, Sequence[str]]
+) -> None:
     with path.open("w", newline="") as out:
         writer = csv.writer(out, lineterminator="\n")
         for user, token in tokens.items():
@@ -148,6 +171,10 @@ def _write_tokens(path: Path, tokens: Mapping[str, str], groups: Mapping[str, Se
             if groups[user]:
                 row.append(",".join(groups[user]))
             writer.writerow(row)
+
+
+def _argv(binary: Path, flags: Mapping[str, object]) -> list[str]:
+    return [str(binary), *(f"{flag}={value}" for flag, value in flags.items())]
 
 
 def _safe_name(user: str) -> str:
@@ -171,12 +198,16 @@ class ControlPlane:
         assets: Assets | None = None,
     ) -> None:
         self._own_workdir = workdir is None
-        self.workdir = Path(tempfile.mkdtemp(prefix="ssa-envtest-")) if workdir is None else Path(workdir)
+        self.workdir = (
+            Path(tempfile.mkdtemp(prefix="ssa-envtest-")) if workdir is None else Path(workdir)
+        )
         self._want_controller_manager = controller_manager
         self._apiserver_args = list(apiserver_args)
         self._assets = assets
         self._groups: dict[str, Sequence[str]] = {
-            ADMIN_USER: (MASTERS,), CONTROLLER_MANAGER_USER: (MASTERS,), POD_SIMULATOR_USER: (MASTERS,),
+            ADMIN_USER: (MASTERS,),
+            CONTROLLER_MANAGER_USER: (MASTERS,),
+            POD_SIMULATOR_USER: (MASTERS,),
             **(DEFAULT_USERS if users is None else users),
         }
         self._tokens = {user: secrets.token_hex(16) for user in self._groups}
@@ -205,22 +236,35 @@ class ControlPlane:
         try:
             return self._tokens[user]
         except KeyError:
-            raise KeyError(f"no token for user {user!r}; known users: {', '.join(self._tokens)}") from None
+            raise KeyError(
+                f"no token for user {user!r}; known users: {', '.join(self._tokens)}"
+            ) from None
 
-    def client(self, user: str = ADMIN_USER, *, user_agent: str = "ssa-envtest", timeout: float = 10.0) -> RestClient:
+    def client(
+        self, user: str = ADMIN_USER, *, user_agent: str = "ssa-envtest", timeout: float = 10.0
+    ) -> RestClient:
         """A small JSON client authenticated as `user` (see rest.RestClient)."""
-        return RestClient(self.url, self.token(user), str(self.ca_file), user_agent=user_agent, timeout=timeout)
+        return RestClient(
+            self.url, self.token(user), str(self.ca_file), user_agent=user_agent, timeout=timeout
+        )
 
     def write_kubeconfig(self, user: str, path: Path | None = None) -> Path:
-        """Write a kubeconfig for `user` (CA embedded, so the file can be copied anywhere); return its path."""
+        """Write a kubeconfig for `user`, CA embedded (copyable anywhere); return its path."""
         path = path or self.workdir / f"kubeconfig-{_safe_name(user)}"
         config = {
             "apiVersion": "v1",
             "kind": "Config",
-            "clusters": [{"name": "envtest", "cluster": {
-                "server": self.url,
-                "certificate-authority-data": base64.b64encode(self.ca_file.read_bytes()).decode(),
-            }}],
+            "clusters": [
+                {
+                    "name": "envtest",
+                    "cluster": {
+                        "server": self.url,
+                        "certificate-authority-data": base64.b64encode(
+                            self.ca_file.read_bytes()
+                        ).decode(),
+                    },
+                }
+            ],
             "users": [{"name": user, "user": {"token": self.token(user)}}],
             "contexts": [{"name": "envtest", "context": {"cluster": "envtest", "user": user}}],
             "current-context": "envtest",
@@ -235,8 +279,12 @@ class ControlPlane:
         self.start()
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         self.stop()
 
     def start(self) -> None:
@@ -246,8 +294,11 @@ class ControlPlane:
             self._prepare_files()
             self._start_etcd(assets)
             self._children["kube-apiserver"] = _Child(
-                "kube-apiserver", self._apiserver_argv(assets), self.workdir / "kube-apiserver.log",
-                grace=APISERVER_STOP_GRACE)
+                "kube-apiserver",
+                self._apiserver_argv(assets),
+                self.workdir / "kube-apiserver.log",
+                grace=APISERVER_STOP_GRACE,
+            )
             self.start_apiserver()
             self.write_kubeconfig(ADMIN_USER, self.kubeconfig)
             if self._want_controller_manager:
@@ -288,11 +339,15 @@ class ControlPlane:
     def _resolve_assets(self) -> Assets:
         assets = self._assets or find_assets()
         if assets is None:
-            raise AssetsError("no etcd / kube-apiserver binaries found: run "
-                              "`python -m ssa_controller.envtest install` or set KUBEBUILDER_ASSETS")
+            raise AssetsError(
+                "no etcd / kube-apiserver binaries found: run "
+                "`python -m ssa_controller.envtest install` or set KUBEBUILDER_ASSETS"
+            )
         if self._want_controller_manager and assets.kube_controller_manager is None:
-            raise AssetsError("no kube-controller-manager binary: set TEST_ASSET_KUBE_CONTROLLER_MANAGER "
-                              "or run `python -m ssa_controller.envtest install`")
+            raise AssetsError(
+                "no kube-controller-manager binary: set TEST_ASSET_KUBE_CONTROLLER_MANAGER "
+                "or run `python -m ssa_controller.envtest install`"
+            )
         return assets
 
     def _prepare_files(self) -> None:
@@ -307,60 +362,90 @@ class ControlPlane:
         if path.exists():
             return
         if shutil.which("openssl") is None:
-            raise ControlPlaneError("openssl is needed for the service-account key: apt-get install -y openssl")
-        subprocess.run(["openssl", "genrsa", "-out", str(path), "2048"], check=True,
-                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            raise ControlPlaneError(
+                "openssl is needed for the service-account key: apt-get install -y openssl"
+            )
+        subprocess.run(
+            ["openssl", "genrsa", "-out", str(path), "2048"],
+            check=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
 
     def _start_etcd(self, assets: Assets) -> None:
-        argv = [str(assets.etcd), "--data-dir", str(self.workdir / "etcd-data"),
-                "--listen-client-urls", self.etcd_url, "--advertise-client-urls", self.etcd_url,
-                "--listen-peer-urls", self._peer_url, "--initial-advertise-peer-urls", self._peer_url,
-                "--initial-cluster", f"default={self._peer_url}"]
-        child = self._children["etcd"] = _Child("etcd", argv, self.workdir / "etcd.log")
+        flags = {
+            "--data-dir": self.workdir / "etcd-data",
+            "--listen-client-urls": self.etcd_url,
+            "--advertise-client-urls": self.etcd_url,
+            "--listen-peer-urls": self._peer_url,
+            "--initial-advertise-peer-urls": self._peer_url,
+            "--initial-cluster": f"default={self._peer_url}",
+        }
+        child = _Child("etcd", _argv(assets.etcd, flags), self.workdir / "etcd.log")
+        self._children["etcd"] = child
         child.start()
         probe = urllib3.PoolManager(retries=False, timeout=2.0)
         try:
-            _wait_ready(child, lambda: b'"true"' in probe.request("GET", f"{self.etcd_url}/health").data,
-                        "etcd /health")
+            _wait_ready(
+                child,
+                lambda: b'"true"' in probe.request("GET", f"{self.etcd_url}/health").data,
+                "etcd /health",
+            )
         finally:
             probe.clear()
 
     def _apiserver_argv(self, assets: Assets) -> list[str]:
         work = self.workdir
-        return [
-            str(assets.kube_apiserver),
-            "--etcd-servers", self.etcd_url, "--cert-dir", str(self.cert_dir),
-            "--secure-port", str(self.port), "--bind-address", "127.0.0.1",
-            "--advertise-address", "127.0.0.1", "--service-cluster-ip-range", "10.0.0.0/24",
-            "--endpoint-reconciler-type", "none",
-            "--token-auth-file", str(work / "tokens.csv"), "--authorization-mode", "RBAC",
-            "--service-account-key-file", str(work / "sa.key"),
-            "--service-account-signing-key-file", str(work / "sa.key"),
-            "--service-account-issuer", "https://kubernetes.default.svc",
-            "--audit-log-path", str(self.audit_log_path), "--audit-policy-file", str(work / "audit-policy.yaml"),
-            "--audit-log-mode", "blocking", "--audit-log-maxsize", "1000000",
-            *self._apiserver_args,
-        ]
+        flags = {
+            "--etcd-servers": self.etcd_url,
+            "--cert-dir": self.cert_dir,
+            "--secure-port": self.port,
+            "--bind-address": "127.0.0.1",
+            "--advertise-address": "127.0.0.1",
+            "--service-cluster-ip-range": "10.0.0.0/24",
+            "--endpoint-reconciler-type": "none",
+            "--token-auth-file": work / "tokens.csv",
+            "--authorization-mode": "RBAC",
+            "--service-account-key-file": work / "sa.key",
+            "--service-account-signing-key-file": work / "sa.key",
+            "--service-account-issuer": "https://kubernetes.default.svc",
+            "--audit-log-path": self.audit_log_path,
+            "--audit-policy-file": work / "audit-policy.yaml",
+            "--audit-log-mode": "blocking",
+            "--audit-log-maxsize": 1_000_000,  # MB: never rotate, so offsets stay valid
+        }
+        return [*_argv(assets.kube_apiserver, flags), *self._apiserver_args]
 
     def _start_controller_manager(self, binary: Path) -> None:
-        kubeconfig = str(self.write_kubeconfig(CONTROLLER_MANAGER_USER))
-        argv = [str(binary), "--kubeconfig", kubeconfig, "--authentication-kubeconfig", kubeconfig,
-                "--authorization-kubeconfig", kubeconfig, "--bind-address", "127.0.0.1",
-                "--secure-port", "0", "--port", "0", "--leader-elect=false",
-                "--service-account-private-key-file", str(self.workdir / "sa.key"),
-                "--root-ca-file", str(self.ca_file), "--controllers", CONTROLLERS]
-        child = self._children["kube-controller-manager"] = _Child(
-            "kube-controller-manager", argv, self.workdir / "kube-controller-manager.log")
+        kubeconfig = self.write_kubeconfig(CONTROLLER_MANAGER_USER)
+        flags = {
+            "--kubeconfig": kubeconfig,
+            "--authentication-kubeconfig": kubeconfig,
+            "--authorization-kubeconfig": kubeconfig,
+            "--bind-address": "127.0.0.1",
+            "--secure-port": 0,
+            "--port": 0,
+            "--leader-elect": "false",
+            "--service-account-private-key-file": self.workdir / "sa.key",
+            "--root-ca-file": self.ca_file,
+            "--controllers": CONTROLLERS,
+        }
+        log_path = self.workdir / "kube-controller-manager.log"
+        child = _Child("kube-controller-manager", _argv(binary, flags), log_path)
+        self._children["kube-controller-manager"] = child
         child.start()
         admin = self.client()
         try:
-            _wait_ready(child, lambda: self._default_service_account_ready(admin),
-                        "kube-controller-manager: a token for serviceaccount default/default")
+            _wait_ready(
+                child,
+                lambda: self._default_service_account_ready(admin),
+                "kube-controller-manager: a token for serviceaccount default/default",
+            )
         finally:
             admin.close()
 
     @staticmethod
     def _default_service_account_ready(admin: RestClient) -> bool:
-        """Pods can be created in a namespace once its default service account has a token (v1.20)."""
+        """In v1.20 pods can be created once the namespace's default service account has a token."""
         account: dict[str, Any] = admin.get("/api/v1/namespaces/default/serviceaccounts/default")
         return bool(account.get("secrets"))

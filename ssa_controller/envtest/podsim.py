@@ -13,7 +13,7 @@ from __future__ import annotations
 import itertools
 import logging
 import threading
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import urllib3
@@ -29,7 +29,7 @@ IGNORED_STATUSES = (404, 409)  # the pod is gone, or someone else got there firs
 
 
 def _now() -> str:
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _condition_true(kind: str, now: str) -> Obj:
@@ -59,15 +59,32 @@ def node_manifest(name: str) -> Obj:
         "status": {
             "capacity": capacity,
             "allocatable": capacity,
-            "addresses": [{"type": "InternalIP", "address": "127.0.0.1"},
-                          {"type": "Hostname", "address": name}],
-            "conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady",
-                            "message": "envtest pod simulator", "lastHeartbeatTime": now,
-                            "lastTransitionTime": now}],
-            "nodeInfo": {"kubeletVersion": "v1.20.2", "kubeProxyVersion": "v1.20.2",
-                         "operatingSystem": "linux", "architecture": "amd64",
-                         "containerRuntimeVersion": "envtest://0", "kernelVersion": "",
-                         "osImage": "", "machineID": "", "systemUUID": "", "bootID": ""},
+            "addresses": [
+                {"type": "InternalIP", "address": "127.0.0.1"},
+                {"type": "Hostname", "address": name},
+            ],
+            "conditions": [
+                {
+                    "type": "Ready",
+                    "status": "True",
+                    "reason": "KubeletReady",
+                    "message": "envtest pod simulator",
+                    "lastHeartbeatTime": now,
+                    "lastTransitionTime": now,
+                }
+            ],
+            "nodeInfo": {
+                "kubeletVersion": "v1.20.2",
+                "kubeProxyVersion": "v1.20.2",
+                "operatingSystem": "linux",
+                "architecture": "amd64",
+                "containerRuntimeVersion": "envtest://0",
+                "kernelVersion": "",
+                "osImage": "",
+                "machineID": "",
+                "systemUUID": "",
+                "bootID": "",
+            },
         },
     }
 
@@ -78,38 +95,61 @@ def running_status(pod: Obj, pod_ip: str) -> Obj:
     spec = pod.get("spec", {})
 
     def container_status(container: Obj, state: Obj, ready: bool) -> Obj:
-        return {"name": container["name"], "image": container.get("image", ""), "imageID": "",
-                "containerID": f"envtest://{container['name']}", "ready": ready, "started": ready,
-                "restartCount": 0, "state": state}
+        return {
+            "name": container["name"],
+            "image": container.get("image", ""),
+            "imageID": "",
+            "containerID": f"envtest://{container['name']}",
+            "ready": ready,
+            "started": ready,
+            "restartCount": 0,
+            "state": state,
+        }
 
     running = {"running": {"startedAt": now}}
-    finished = {"terminated": {"exitCode": 0, "reason": "Completed", "startedAt": now, "finishedAt": now}}
-    return {"status": {
-        "phase": "Running",
-        "hostIP": "127.0.0.1",
-        "podIP": pod_ip,
-        "podIPs": [{"ip": pod_ip}],
-        "startTime": now,
-        "conditions": [_condition_true(kind, now)
-                       for kind in ("Initialized", "Ready", "ContainersReady", "PodScheduled")],
-        "containerStatuses": [container_status(c, running, True) for c in spec.get("containers", [])],
-        "initContainerStatuses": [container_status(c, finished, False)
-                                  for c in spec.get("initContainers", [])],
-    }}
+    finished = {
+        "terminated": {"exitCode": 0, "reason": "Completed", "startedAt": now, "finishedAt": now}
+    }
+    return {
+        "status": {
+            "phase": "Running",
+            "hostIP": "127.0.0.1",
+            "podIP": pod_ip,
+            "podIPs": [{"ip": pod_ip}],
+            "startTime": now,
+            "conditions": [
+                _condition_true(kind, now)
+                for kind in ("Initialized", "Ready", "ContainersReady", "PodScheduled")
+            ],
+            "containerStatuses": [
+                container_status(c, running, True) for c in spec.get("containers", [])
+            ],
+            "initContainerStatuses": [
+                container_status(c, finished, False) for c in spec.get("initContainers", [])
+            ],
+        }
+    }
 
 
 class PodSimulator:
     """Binds every pod to one fake node and marks it Running and Ready, from a daemon thread."""
 
-    def __init__(self, url: str, token: str, ca_file: str | None, node_name: str = "envtest-node") -> None:
+    def __init__(
+        self, url: str, token: str, ca_file: str | None, node_name: str = "envtest-node"
+    ) -> None:
         self.node_name = node_name
-        self._client = RestClient(url, token, None if ca_file is None else str(ca_file),
-                                  user_agent="ssa-envtest-pod-simulator")
+        self._client = RestClient(
+            url,
+            token,
+            None if ca_file is None else str(ca_file),
+            user_agent="ssa-envtest-pod-simulator",
+        )
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
         self._watch: WatchStream | None = None
         self._watch_lock = threading.Lock()
         self._ips = itertools.count()
+        self._marked: set[str] = set()  # uids given a Running status since the last list
 
     def start(self) -> None:
         """Create (or refresh) the node, then start watching pods."""
@@ -151,15 +191,19 @@ class PodSimulator:
 
     def _sync_all(self) -> str:
         pods = self._client.get(PODS)
+        self._marked.clear()
         for pod in pods.get("items", []):
             self._handle(pod)
         return str(pods["metadata"]["resourceVersion"])
 
     def _watch_from(self, resource_version: str) -> None:
-        """Follow pod events until a 410 Gone (or stop); reopen the watch when the server ends it."""
+        """Follow pod events until 410 Gone (or stop); reopen the watch when the server ends it."""
         while not self._stopping.is_set():
-            stream = self._client.watch(PODS, {"resourceVersion": resource_version,
-                                               "allowWatchBookmarks": "true"}, WATCH_SECONDS)
+            stream = self._client.watch(
+                PODS,
+                {"resourceVersion": resource_version, "allowWatchBookmarks": "true"},
+                WATCH_SECONDS,
+            )
             with self._watch_lock:
                 self._watch = stream
             if self._stopping.is_set():
@@ -173,6 +217,8 @@ class PodSimulator:
                     resource_version = event["object"]["metadata"]["resourceVersion"]
                     if event["type"] in ("ADDED", "MODIFIED"):
                         self._handle(event["object"])
+                    elif event["type"] == "DELETED":
+                        self._marked.discard(event["object"]["metadata"]["uid"])
             finally:
                 with self._watch_lock:
                     self._watch = None
@@ -191,24 +237,33 @@ class PodSimulator:
             elif not node:
                 self._bind(pod)
                 self._mark_running(pod)
-            elif not _is_running_ready(pod):
+            elif not _is_running_ready(pod) and pod["metadata"]["uid"] not in self._marked:
                 self._mark_running(pod)
         except RestError as exc:
             if exc.status not in IGNORED_STATUSES:
                 raise
 
     def _bind(self, pod: Obj) -> None:
-        binding = {"apiVersion": "v1", "kind": "Binding", "metadata": {"name": pod["metadata"]["name"]},
-                   "target": {"apiVersion": "v1", "kind": "Node", "name": self.node_name}}
+        binding = {
+            "apiVersion": "v1",
+            "kind": "Binding",
+            "metadata": {"name": pod["metadata"]["name"]},
+            "target": {"apiVersion": "v1", "kind": "Node", "name": self.node_name},
+        }
         self._client.create(_pod_path(pod, "binding"), binding)
 
     def _mark_running(self, pod: Obj) -> None:
         pod_ip = pod.get("status", {}).get("podIP") or self._next_ip()
         self._client.patch(_pod_path(pod, "status"), running_status(pod, pod_ip))
+        self._marked.add(pod["metadata"]["uid"])
 
     def _finish_deletion(self, pod: Obj) -> None:
-        options: dict[str, Any] = {"apiVersion": "v1", "kind": "DeleteOptions", "gracePeriodSeconds": 0,
-                                   "preconditions": {"uid": pod["metadata"]["uid"]}}
+        options: dict[str, Any] = {
+            "apiVersion": "v1",
+            "kind": "DeleteOptions",
+            "gracePeriodSeconds": 0,
+            "preconditions": {"uid": pod["metadata"]["uid"]},
+        }
         self._client.delete(_pod_path(pod), options)
 
     def _next_ip(self) -> str:

@@ -14,11 +14,11 @@ T = TypeVar("T")
 
 
 class PollTimeout(AssertionError, TimeoutError):
-    """A polled condition did not hold before its deadline (both an AssertionError and a TimeoutError)."""
+    """A polled condition did not hold in time (both an AssertionError and a TimeoutError)."""
 
 
 def poll_until(
-    fn: Callable[[], T],
+    fn: Callable[[], T | None],
     timeout: float = 30.0,
     interval: float = 0.05,
     message: str = "condition not met",
@@ -34,7 +34,7 @@ def poll_until(
     while True:
         try:
             last: object = fn()
-        except ignore as exc:  # noqa: PERF203 - polling by design
+        except ignore as exc:
             last = exc
         else:
             if last:

@@ -1,4 +1,4 @@
-"""A minimal JSON-over-HTTPS client for the envtest tools: readiness probes, the pod simulator, fixtures.
+"""A minimal JSON-over-HTTPS client for the envtest tools: probes, the pod simulator, fixtures.
 
 Deliberately independent of `ssa_controller.kube`: the test harness must not depend on the code it
 tests. Plain urllib3 and json, bearer-token auth, verified TLS when a CA file is given.
@@ -37,7 +37,7 @@ def _decode(data: bytes) -> Obj | str:
 
 
 class WatchStream:
-    """An open watch: iterate for events ({"type", "object"}); close() may be called from another thread."""
+    """An open watch: iterate for {"type", "object"} events; close() works from another thread."""
 
     def __init__(self, response: urllib3.BaseHTTPResponse) -> None:
         self._response = response
@@ -65,11 +65,17 @@ class RestClient:
         timeout: float = 10.0,
     ) -> None:
         self.url = url.rstrip("/")
-        self._headers = {"Authorization": f"Bearer {token}", "User-Agent": user_agent,
-                         "Accept": "application/json"}
+        self._headers = {
+            "Authorization": f"Bearer {token}",
+            "User-Agent": user_agent,
+            "Accept": "application/json",
+        }
         self._timeout = timeout
-        tls: dict[str, Any] = ({"cert_reqs": "CERT_REQUIRED", "ca_certs": ca_file} if ca_file
-                               else {"cert_reqs": "CERT_NONE"})
+        tls: dict[str, Any] = (
+            {"cert_reqs": "CERT_REQUIRED", "ca_certs": ca_file}
+            if ca_file
+            else {"cert_reqs": "CERT_NONE"}
+        )
         self._pool = urllib3.PoolManager(maxsize=4, retries=False, **tls)
 
     def request(
@@ -89,7 +95,10 @@ class RestClient:
             headers["Content-Type"] = content_type
             payload = json.dumps(body).encode()
         response = self._pool.request(
-            method, self._url(path, params), body=payload, headers=headers,
+            method,
+            self._url(path, params),
+            body=payload,
+            headers=headers,
             timeout=urllib3.Timeout(connect=5.0, read=timeout or self._timeout),
         )
         decoded = _decode(response.data)
@@ -103,23 +112,30 @@ class RestClient:
     def create(self, path: str, body: Obj, params: Mapping[str, Any] | None = None) -> Obj:
         return self.request("POST", path, body, params=params)
 
-    def put(self, path: str, body: Obj) -> Obj:
-        return self.request("PUT", path, body)
-
-    def patch(self, path: str, body: Obj, content_type: str = MERGE_PATCH,
-              params: Mapping[str, Any] | None = None) -> Obj:
+    def patch(
+        self,
+        path: str,
+        body: Obj,
+        content_type: str = MERGE_PATCH,
+        params: Mapping[str, Any] | None = None,
+    ) -> Obj:
         return self.request("PATCH", path, body, params=params, content_type=content_type)
 
-    def delete(self, path: str, body: Obj | None = None,
-               params: Mapping[str, Any] | None = None) -> Obj:
+    def delete(
+        self, path: str, body: Obj | None = None, params: Mapping[str, Any] | None = None
+    ) -> Obj:
         return self.request("DELETE", path, body, params=params)
 
-    def watch(self, path: str, params: Mapping[str, Any] | None = None,
-              timeout: int = 60) -> WatchStream:
-        """Open a watch that the server ends after `timeout` seconds (with a client-side read timeout too)."""
+    def watch(
+        self, path: str, params: Mapping[str, Any] | None = None, timeout: int = 60
+    ) -> WatchStream:
+        """Open a watch the server ends after `timeout` seconds (and a client read timeout)."""
         query = {**(params or {}), "watch": "true", "timeoutSeconds": str(timeout)}
         response = self._pool.request(
-            "GET", self._url(path, query), headers=self._headers, preload_content=False,
+            "GET",
+            self._url(path, query),
+            headers=self._headers,
+            preload_content=False,
             timeout=urllib3.Timeout(connect=5.0, read=timeout + 15.0),
         )
         if response.status >= 300:

@@ -119,6 +119,16 @@ def test_release_is_nothing_when_not_leader() -> None:
     assert election.release_record(LATER) is None
 
 
+def test_overdue_only_when_leading_without_renewal() -> None:
+    election = Election("me", 15)
+    assert not election.overdue(now=1000.0, limit=35)
+    election.written(held_by("me"), now=0.0)
+    assert not election.overdue(now=35.0, limit=35)
+    assert election.overdue(now=35.1, limit=35)
+    election.candidate(held_by("other", renew=LATER), now=36.0, wall=LATER)
+    assert not election.overdue(now=100.0, limit=35)
+
+
 def test_fractional_lease_duration_rounds_up() -> None:
     assert Election("me", 1.5).lease_duration_seconds == 2
     assert Election("me", 0.2).lease_duration_seconds == 1
@@ -192,11 +202,11 @@ class Candidate:
             lease_duration=1.0, renew_deadline=0.5, retry_period=0.05,
             on_started_leading=self.started.set, on_stopped_leading=self.lost.set,
             metrics=self)
+        self.thread = threading.Thread(target=self.elector.run, args=(self.stop,), daemon=True)
+        self.thread.start()
 
     def set_leader(self, name: str, leading: bool) -> None:
         self.status.append((name, leading))
-        self.thread = threading.Thread(target=self.elector.run, args=(self.stop,), daemon=True)
-        self.thread.start()
 
     def halt(self) -> None:
         self.stop.set()
@@ -237,6 +247,15 @@ def test_release_hands_over_quickly_and_stop_is_not_a_loss(api: FakeLeases) -> N
     spec = api.spec()
     assert spec["holderIdentity"] == "b" and spec["leaseTransitions"] == 1
     b.halt()
+
+
+def test_release_while_running_ends_the_loop_cleanly(api: FakeLeases) -> None:
+    a = Candidate(api, "a")
+    poll_until(a.started.is_set, timeout=5)
+    assert a.elector.release()
+    a.thread.join(5)
+    assert not a.thread.is_alive() and not a.lost.is_set()
+    assert api.spec()["holderIdentity"] == ""
 
 
 def test_failing_renewals_lose_leadership_after_the_renew_deadline(api: FakeLeases) -> None:

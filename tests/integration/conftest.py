@@ -1,0 +1,182 @@
+"""Fixtures that run the controller as users do: a separate process, a config file, a kubeconfig
+for a non-admin identity bound by exactly the RBAC in manifests/.
+
+- `cluster`: the session control plane with the CRD installed and manifests/rbac.yaml applied,
+  its ClusterRole and Role also bound to the test users "controller" and "controller-2".
+- `admin`: an ssa_controller.kube.Kube client with the admin token.
+- `controller`: a factory starting `ssa-controller run` processes; all are stopped after the test
+  (their logs are printed when the test failed).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import urllib3
+import yaml
+
+from ssa_controller import crds
+from ssa_controller.envtest import ControlPlane, poll_until
+from ssa_controller.kube import ApiError, Kube
+
+ROOT = Path(__file__).resolve().parents[2]
+MANIFESTS = ROOT / "manifests"
+CONTROLLER_NAMESPACE = "ssa-controller-system"
+TEST_USERS = ("controller", "controller-2")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def rbac_objects() -> list[dict[str, Any]]:
+    """manifests/rbac.yaml, with the bindings' subjects extended to the test users."""
+    objects = [o for o in yaml.safe_load_all((MANIFESTS / "rbac.yaml").read_text()) if o]
+    for obj in objects:
+        if obj["kind"] in ("ClusterRoleBinding", "RoleBinding"):
+            obj["subjects"] = obj.get("subjects", []) + [
+                {"kind": "User", "apiGroup": "rbac.authorization.k8s.io", "name": user}
+                for user in TEST_USERS]
+    return objects
+
+
+def rbac_path(obj: dict[str, Any]) -> str:
+    plural = obj["kind"].lower() + "s"
+    namespace = obj["metadata"].get("namespace")
+    scope = f"/namespaces/{namespace}" if namespace else ""
+    return f"/apis/rbac.authorization.k8s.io/v1{scope}/{plural}/{obj['metadata']['name']}"
+
+
+def apply_rbac(admin: Kube, objects: list[dict[str, Any]]) -> None:
+    for obj in objects:
+        admin.apply(rbac_path(obj), obj, field_manager="tests", force=True)
+
+
+@pytest.fixture(scope="session")
+def cluster(control_plane: ControlPlane) -> ControlPlane:
+    admin = Kube.from_kubeconfig(str(control_plane.kubeconfig))
+    crds.install(admin)
+    try:
+        admin.create("/api/v1/namespaces", {"metadata": {"name": CONTROLLER_NAMESPACE}})
+    except ApiError as exc:
+        if exc.status != 409:
+            raise
+    apply_rbac(admin, rbac_objects())
+    return control_plane
+
+
+@pytest.fixture
+def admin(cluster: ControlPlane) -> Iterator[Kube]:
+    kube = Kube.from_kubeconfig(str(cluster.kubeconfig), user_agent="tests")
+    yield kube
+    kube.close()
+
+
+class ControllerProcess:
+    """One `ssa-controller run` process with its own config file, ports and log."""
+
+    def __init__(self, plane: ControlPlane, workdir: Path, config: dict[str, Any], user: str,
+                 args: tuple[str, ...]) -> None:
+        self.metrics_port, self.health_port = free_port(), free_port()
+        config = {"server": {"bindAddress": "127.0.0.1", "metricsPort": self.metrics_port,
+                             "healthPort": self.health_port}, **config}
+        self.config_path = workdir / "controller.yaml"
+        self.config_path.write_text(yaml.safe_dump(config))
+        self.kubeconfig = plane.write_kubeconfig(user, workdir / f"kubeconfig-{user}")
+        self.log_path = workdir / "controller.log"
+        self.user = user
+        self._log = self.log_path.open("wb")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "ssa_controller", "run", "--config", str(self.config_path),
+             "--kubeconfig", str(self.kubeconfig), *args],
+            stdout=self._log, stderr=subprocess.STDOUT, cwd=ROOT,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        self._http = urllib3.PoolManager(retries=False, timeout=5.0)
+
+    def get(self, port: int, path: str) -> tuple[int, str]:
+        response = self._http.request("GET", f"http://127.0.0.1:{port}{path}")
+        return response.status, response.data.decode()
+
+    def metrics(self) -> dict[str, float]:
+        """The /metrics samples as {'name{labels}': value}."""
+        _, text = self.get(self.metrics_port, "/metrics")
+        samples = {}
+        for line in text.splitlines():
+            if line and not line.startswith("#"):
+                name, _, value = line.rpartition(" ")
+                samples[name] = float(value)
+        return samples
+
+    def metric(self, name: str) -> float:
+        """The sum of every sample whose 'name{labels}' starts with `name`."""
+        return sum(v for k, v in self.metrics().items() if k.startswith(name))
+
+    def reconciles(self) -> float:
+        return self.metric("controller_runtime_reconcile_total{")
+
+    def wait_ready(self, timeout: float = 60.0) -> None:
+        def ready() -> bool:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"controller exited with {self.proc.returncode}:\n{self.log()}")
+            try:
+                return self.get(self.health_port, "/readyz")[0] == 200
+            except urllib3.exceptions.HTTPError:
+                return False
+        poll_until(ready, timeout=timeout, message="controller /readyz")
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30.0) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self._log.close()
+        return self.proc.returncode
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+@pytest.fixture
+def controller(cluster: ControlPlane, tmp_path: Path, request: pytest.FixtureRequest
+               ) -> Iterator[Callable[..., ControllerProcess]]:
+    """start(config=None, user="controller", args=(), ready=True) -> a running controller."""
+    started: list[ControllerProcess] = []
+
+    def start(config: dict[str, Any] | None = None, user: str = "controller",
+              args: tuple[str, ...] = (), ready: bool = True) -> ControllerProcess:
+        workdir = tmp_path / f"controller-{len(started)}"
+        workdir.mkdir()
+        settings = {"leaderElection": {"enabled": False}, **(config or {})}
+        process = ControllerProcess(cluster, workdir, settings, user, args)
+        started.append(process)
+        if ready:
+            process.wait_ready()
+        return process
+
+    yield start
+    for process in started:
+        process.stop(signal.SIGKILL if process.proc.poll() is None else signal.SIGTERM)
+    report = getattr(request.node, "rep_call", None)
+    if report is not None and report.failed:
+        for i, process in enumerate(started):
+            print(f"--- controller {i} log ---\n{process.log()[-6000:]}")
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    outcome = yield
+    report = outcome.get_result()
+    setattr(item, f"rep_{report.when}", report)

@@ -1,0 +1,218 @@
+"""The controller against a real kube-apiserver: convergence, SSA ownership, gated status,
+zero-cost resyncs, invalid specs, backoff and rate limits, proven by objects and the audit log."""
+
+from __future__ import annotations
+
+import collections
+
+from helpers import apptask, condition, container, get_deployment, put_apptask, status_of
+
+from ssa_controller.envtest import poll_until
+from ssa_controller.kube import APPTASKS, DEPLOYMENTS, MERGE_PATCH, ApiError
+
+CONTROLLER = "controller"
+
+
+def scoped(namespace: str, **config: object) -> dict[str, object]:
+    return {"namespaces": [namespace], **config}
+
+
+def test_create_update_delete_converge(admin, controller, namespace, cluster):
+    controller(scoped(namespace))
+    put_apptask(admin, apptask("web", namespace, replicas=2, env=[{"name": "A", "value": "1"}],
+                               ports=[{"name": "http", "containerPort": 80}]))
+    deployment = poll_until(lambda: get_deployment(admin, namespace, "web"), timeout=30,
+                            message="Deployment created")
+    assert container(deployment)["image"] == "nginx:1.25"
+    assert deployment["metadata"]["ownerReferences"][0]["controller"] is True
+    status = poll_until(lambda: (s := status_of(admin, namespace, "web")).get("phase") == "Ready"
+                        and s, timeout=60, message="AppTask Ready")
+    assert status["readyReplicas"] == 2 and status["observedGeneration"] == 1
+    assert condition(status, "Ready")["status"] == "True"
+
+    put_apptask(admin, apptask("web", namespace, replicas=1, image="nginx:1.26"))
+    poll_until(lambda: container(get_deployment(admin, namespace, "web"))["image"] == "nginx:1.26",
+               timeout=30, message="image updated")
+    poll_until(lambda: status_of(admin, namespace, "web").get("observedGeneration") == 2,
+               timeout=30, message="status observed generation 2")
+
+    admin.delete(APPTASKS.path(namespace, "web"))
+    poll_until(lambda: get_deployment(admin, namespace, "web") is None, timeout=60,
+               message="Deployment garbage-collected after its AppTask was deleted")
+
+
+def test_dropped_field_is_removed_and_foreign_fields_survive(admin, controller, namespace):
+    controller(scoped(namespace))
+    env = [{"name": "KEEP", "value": "1"}, {"name": "DROP", "value": "2"}]
+    put_apptask(admin, apptask("app", namespace, replicas=1, env=env))
+    poll_until(lambda: (d := get_deployment(admin, namespace, "app")) and len(container(d)["env"]) == 2,
+               timeout=30, message="both env vars applied")
+    # Another manager sets fields the AppTask never specifies.
+    admin.patch(DEPLOYMENTS.path(namespace, "app"),
+                {"metadata": {"annotations": {"team": "payments"}},
+                 "spec": {"minReadySeconds": 3}}, MERGE_PATCH, {"fieldManager": "other-tool"})
+
+    put_apptask(admin, apptask("app", namespace, replicas=1, env=env[:1]))
+    deployment = poll_until(
+        lambda: (d := get_deployment(admin, namespace, "app")) and len(container(d)["env"]) == 1 and d,
+        timeout=30, message="dropped env var removed")
+    assert container(deployment)["env"] == [{"name": "KEEP", "value": "1"}]
+    assert deployment["metadata"]["annotations"]["team"] == "payments"
+    assert deployment["spec"]["minReadySeconds"] == 3
+
+
+def test_omitted_replicas_are_left_to_others(admin, controller, namespace):
+    process = controller(scoped(namespace, resync={"period": "1s", "jitter": 0}))
+    put_apptask(admin, apptask("scaled", namespace))
+    poll_until(lambda: get_deployment(admin, namespace, "scaled"), timeout=30, message="created")
+    admin.patch(DEPLOYMENTS.path(namespace, "scaled", "scale"), {"spec": {"replicas": 3}},
+                MERGE_PATCH, {"fieldManager": "hpa"})
+    start = process.reconciles()
+    poll_until(lambda: process.reconciles() >= start + 5, timeout=30,
+               message="five resyncs of the AppTask")
+    assert get_deployment(admin, namespace, "scaled")["spec"]["replicas"] == 3
+
+
+def test_idle_resyncs_cost_no_requests(admin, controller, namespace, cluster):
+    count = 50
+    process = controller(scoped(namespace, resync={"period": "1s", "jitter": 0}))
+    for i in range(count):
+        put_apptask(admin, apptask(f"idle-{i}", namespace, replicas=0))
+    poll_until(lambda: all(status_of(admin, namespace, f"idle-{i}").get("phase") == "Ready"
+                           for i in range(count)), timeout=120, message="all AppTasks Ready")
+
+    def resyncs(times: int) -> int:
+        """Wait for `times` resyncs over every AppTask; return the audit mark taken before."""
+        mark, start = cluster.audit.mark(), process.reconciles()
+        poll_until(lambda: process.reconciles() >= start + times * count, timeout=60,
+                   message=f"{times} resyncs over every AppTask")
+        return mark
+
+    # Stragglers (Deployment status updates still arriving) settle first.
+    poll_until(lambda: cluster.audit.count(resyncs(1), user=CONTROLLER) == 0, timeout=60,
+               message="a resync without controller requests")
+    mark = resyncs(10)
+    assert cluster.audit.count(mark, user=CONTROLLER, writes=True) == 0
+    assert cluster.audit.count(mark, user=CONTROLLER) == 0
+
+
+def test_one_update_is_one_apply_and_one_status_write(admin, controller, namespace, cluster):
+    controller(scoped(namespace))
+    put_apptask(admin, apptask("one", namespace, replicas=0))
+    poll_until(lambda: status_of(admin, namespace, "one").get("phase") == "Ready", timeout=30,
+               message="Ready")
+    mark = cluster.audit.mark()
+    put_apptask(admin, apptask("one", namespace, replicas=0, image="nginx:1.27"))
+    poll_until(lambda: (s := status_of(admin, namespace, "one")).get("observedGeneration") == 2
+               and s.get("phase") == "Ready", timeout=30, message="generation 2 Ready")
+
+    def writes(resource: str, subresource: str | None = None) -> int:
+        return cluster.audit.count(mark, user=CONTROLLER, writes=True, resource=resource,
+                                   subresource=subresource, name="one")
+    poll_until(lambda: writes("deployments") >= 1, timeout=10, message="apply audited")
+    assert writes("deployments") == 1
+    assert writes("apptasks", "status") == 1
+    requests = cluster.audit.select(mark, user=CONTROLLER)
+    assert [e.resource for e in requests if e.resource != "events"] == ["deployments", "apptasks"]
+
+
+def test_rejected_spec_becomes_invalid_without_retry_storm(admin, controller, namespace, cluster):
+    controller(scoped(namespace, backoff={"base": "0.05s", "cap": "1s"}))
+    mark = cluster.audit.mark()
+    duplicate_ports = [{"containerPort": 80, "protocol": "TCP"},
+                       {"containerPort": 80, "protocol": "TCP", "name": "again"}]
+    put_apptask(admin, apptask("bad", namespace, replicas=1, ports=duplicate_ports))
+    put_apptask(admin, apptask("good", namespace, replicas=1))
+    status = poll_until(lambda: (s := status_of(admin, namespace, "bad")).get("phase") == "Invalid"
+                        and s, timeout=30, message="bad AppTask Invalid")
+    synced = condition(status, "Synced")
+    assert synced["status"] == "False" and synced["reason"] == "ApplyRejected"
+    assert "duplicate entries" in synced["message"]
+    poll_until(lambda: status_of(admin, namespace, "good").get("phase") == "Ready", timeout=60,
+               message="the valid AppTask still converges")
+    # Several backoff caps later the rejected object has cost a handful of requests.
+    poll_until(lambda: cluster.audit.count(mark, user=CONTROLLER, name="good") > 0, timeout=10)
+    assert cluster.audit.count(mark, user=CONTROLLER, name="bad") <= 4
+
+
+def test_validation_error_becomes_invalid(admin, controller, namespace):
+    controller(scoped(namespace))
+    put_apptask(admin, apptask("badname", namespace, ports=[{"name": "HTTP_X", "containerPort": 80}]))
+    status = poll_until(lambda: (s := status_of(admin, namespace, "badname")).get("phase")
+                        == "Invalid" and s, timeout=30, message="Invalid")
+    assert "Invalid value" in condition(status, "Synced")["message"]
+
+
+def test_invalid_spec_is_reported_without_any_apply(admin, controller, namespace, cluster):
+    controller(scoped(namespace))
+    mark = cluster.audit.mark()
+    put_apptask(admin, apptask("reserved", namespace, labels={"apptasks.example.com/name": "x"}))
+    status = poll_until(lambda: (s := status_of(admin, namespace, "reserved")).get("phase")
+                        == "Invalid" and s, timeout=30, message="Invalid")
+    assert "spec.labels" in condition(status, "Synced")["message"]
+    assert cluster.audit.count(mark, user=CONTROLLER, resource="deployments", writes=True) == 0
+
+
+def test_failing_object_backs_off_then_converges(admin, controller, namespace, cluster):
+    quota = {"apiVersion": "v1", "kind": "ResourceQuota", "metadata": {"name": "no-deployments"},
+             "spec": {"hard": {"count/deployments.apps": "0"}}}
+    admin.create(f"/api/v1/namespaces/{namespace}/resourcequotas", quota)
+    poll_until(lambda: admin.get(f"/api/v1/namespaces/{namespace}/resourcequotas/no-deployments")
+               .get("status", {}).get("hard"), timeout=30, message="quota active")
+    controller(scoped(namespace, backoff={"base": "0.2s", "factor": 2, "cap": "2s", "jitter": 0}))
+    mark = cluster.audit.mark()
+    put_apptask(admin, apptask("quota", namespace, replicas=1))
+    poll_until(lambda: status_of(admin, namespace, "quota").get("phase") == "Degraded",
+               timeout=30, message="apply failure reported")
+
+    def applies() -> list:
+        return cluster.audit.select(mark, user=CONTROLLER, resource="deployments", verb="patch",
+                                    name="quota")
+    poll_until(lambda: len(applies()) >= 7, timeout=30, message="seven attempts")
+    attempts = applies()
+    gaps = [(b.timestamp - a.timestamp).total_seconds() for a, b in zip(attempts, attempts[1:])]
+    assert all(code == 403 for code in (e.code for e in attempts))
+    # 0.2, 0.4, 0.8, 1.6, then capped at 2s (allow scheduling slack).
+    assert gaps[:4] == sorted(gaps[:4]) and gaps[0] >= 0.15
+    assert all(1.5 <= g <= 3.0 for g in gaps[4:6])
+
+    admin.delete(f"/api/v1/namespaces/{namespace}/resourcequotas/no-deployments")
+    poll_until(lambda: get_deployment(admin, namespace, "quota"), timeout=30,
+               message="converges once the quota is gone")
+
+
+def test_write_rate_stays_under_the_limit(admin, controller, namespace, cluster):
+    qps, burst = 10, 5
+    controller(scoped(namespace, rateLimit={"qps": qps, "burst": burst}, workers=4))
+    mark = cluster.audit.mark()
+    for i in range(40):
+        put_apptask(admin, apptask(f"rate-{i}", namespace, replicas=0))
+    poll_until(lambda: all(get_deployment(admin, namespace, f"rate-{i}") for i in range(40)),
+               timeout=60, message="all Deployments created")
+    writes = cluster.audit.select(mark, user=CONTROLLER, writes=True)
+    per_second = collections.Counter(int(e.timestamp.timestamp()) for e in writes)
+    assert len(writes) >= 40
+    assert max(per_second.values()) <= qps + burst
+    span = (writes[-1].timestamp - writes[0].timestamp).total_seconds()
+    assert span >= (len(writes) - burst) / qps * 0.9
+
+
+def test_apiserver_outage_is_survived(admin, controller, namespace, cluster):
+    controller(scoped(namespace))
+    put_apptask(admin, apptask("before", namespace, replicas=0))
+    poll_until(lambda: get_deployment(admin, namespace, "before"), timeout=30, message="before")
+    cluster.restart_apiserver()
+    put_apptask(admin, apptask("after", namespace, replicas=0))
+    poll_until(lambda: get_deployment(admin, namespace, "after"), timeout=60,
+               message="an AppTask created after the outage converges")
+
+
+def test_unknown_resource_access_is_refused_for_the_controller(cluster):
+    """Guard for the tests above: the controller identity is not an admin."""
+    from ssa_controller.kube import Kube
+    kube = Kube(cluster.url, token=cluster.token(CONTROLLER), ca_file=str(cluster.ca_file))
+    try:
+        kube.list("/api/v1/secrets")
+        raise AssertionError("the controller user can list secrets")
+    except ApiError as exc:
+        assert exc.status == 403

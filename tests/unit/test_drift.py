@@ -1,0 +1,252 @@
+"""Unit tests for ssa_controller.drift: quantities, and drift between an apply body and the live object.
+
+LIVE is what a real v1.20.2 kube-apiserver returned for a server-side apply of BODY under the
+manager "ssa-controller": BODY plus server defaults, quantities canonicalised ("0.5" -> "500m",
+"1000m" -> "1"), and the managedFields it recorded.
+"""
+
+from __future__ import annotations
+
+import copy
+from decimal import Decimal
+from typing import Any
+
+import pytest
+
+from ssa_controller import drift, fieldset
+
+MANAGER = "ssa-controller"
+OWNER_UID = "0b9c3f0e-7d1a-4c55-9d6e-2f1b8a0c4d21"
+CONTAINER = ("f:spec", "f:template", "f:spec", "f:containers", 'k:{"name":"app"}')
+REPLICAS = ("f:spec", "f:replicas")
+IMAGE = (*CONTAINER, "f:image")
+ENV_MODE = (*CONTAINER, "f:env", 'k:{"name":"MODE"}')
+
+OWNER_REF = {"apiVersion": "example.com/v1", "kind": "AppTask", "name": "web", "uid": OWNER_UID,
+             "controller": True}
+BODY: dict[str, Any] = {
+    "apiVersion": "apps/v1", "kind": "Deployment",
+    "metadata": {"name": "web", "namespace": "g",
+                 "labels": {"app.kubernetes.io/managed-by": "ssa-controller"},
+                 "ownerReferences": [OWNER_REF]},
+    "spec": {
+        "replicas": 2,
+        "selector": {"matchLabels": {"apptasks.example.com/name": "web"}},
+        "template": {
+            "metadata": {"labels": {"tier": "web", "apptasks.example.com/name": "web"},
+                         "annotations": {"note": "x"}},
+            "spec": {"containers": [{
+                "name": "app", "image": "nginx:1.25", "command": ["nginx"],
+                "args": ["-g", "daemon off;"],
+                "env": [{"name": "MODE", "value": "prod"}, {"name": "EMPTY"}],
+                "ports": [{"containerPort": 80, "protocol": "TCP", "name": "http"},
+                          {"containerPort": 53, "protocol": "UDP"}],
+                "resources": {"requests": {"cpu": "0.5", "memory": "1e3"},
+                              "limits": {"cpu": "1000m", "memory": "1Gi"}},
+            }]},
+        },
+    },
+}
+
+_ITEM = {".": {}}
+RECORDED_FIELDS: dict[str, Any] = {
+    "f:metadata": {
+        "f:labels": {"f:app.kubernetes.io/managed-by": {}},
+        "f:ownerReferences": {f'k:{{"uid":"{OWNER_UID}"}}': {
+            **_ITEM, "f:apiVersion": {}, "f:controller": {}, "f:kind": {}, "f:name": {},
+            "f:uid": {}}},
+    },
+    "f:spec": {
+        "f:replicas": {},
+        "f:selector": {},
+        "f:template": {
+            "f:metadata": {"f:annotations": {"f:note": {}},
+                           "f:labels": {"f:apptasks.example.com/name": {}, "f:tier": {}}},
+            "f:spec": {"f:containers": {'k:{"name":"app"}': {
+                **_ITEM, "f:args": {}, "f:command": {},
+                "f:env": {'k:{"name":"EMPTY"}': {**_ITEM, "f:name": {}},
+                          'k:{"name":"MODE"}': {**_ITEM, "f:name": {}, "f:value": {}}},
+                "f:image": {}, "f:name": {},
+                "f:ports": {
+                    'k:{"containerPort":53,"protocol":"UDP"}': {
+                        **_ITEM, "f:containerPort": {}, "f:protocol": {}},
+                    'k:{"containerPort":80,"protocol":"TCP"}': {
+                        **_ITEM, "f:containerPort": {}, "f:name": {}, "f:protocol": {}},
+                },
+                "f:resources": {"f:limits": {"f:cpu": {}, "f:memory": {}},
+                                "f:requests": {"f:cpu": {}, "f:memory": {}}},
+            }}},
+        },
+    },
+}
+
+LIVE: dict[str, Any] = {
+    "kind": "Deployment", "apiVersion": "apps/v1",
+    "metadata": {
+        "name": "web", "namespace": "g", "uid": "347f0f9c-7728-4e32-aaa0-014f0e64e686",
+        "resourceVersion": "190", "generation": 1, "creationTimestamp": "2026-11-27T22:22:06Z",
+        "labels": {"app.kubernetes.io/managed-by": "ssa-controller"},
+        "ownerReferences": [OWNER_REF],
+        "managedFields": [{"manager": MANAGER, "operation": "Apply", "apiVersion": "apps/v1",
+                           "time": "2026-11-27T22:22:06Z", "fieldsType": "FieldsV1",
+                           "fieldsV1": RECORDED_FIELDS}],
+    },
+    "spec": {
+        "replicas": 2,
+        "selector": {"matchLabels": {"apptasks.example.com/name": "web"}},
+        "template": {
+            "metadata": {"creationTimestamp": None,
+                         "labels": {"apptasks.example.com/name": "web", "tier": "web"},
+                         "annotations": {"note": "x"}},
+            "spec": {
+                "containers": [{
+                    "name": "app", "image": "nginx:1.25", "command": ["nginx"],
+                    "args": ["-g", "daemon off;"],
+                    "ports": [{"name": "http", "containerPort": 80, "protocol": "TCP"},
+                              {"containerPort": 53, "protocol": "UDP"}],
+                    "env": [{"name": "MODE", "value": "prod"}, {"name": "EMPTY"}],
+                    "resources": {"limits": {"cpu": "1", "memory": "1Gi"},
+                                  "requests": {"cpu": "500m", "memory": "1e3"}},
+                    "terminationMessagePath": "/dev/termination-log",
+                    "terminationMessagePolicy": "File",
+                    "imagePullPolicy": "IfNotPresent",
+                }],
+                "restartPolicy": "Always", "terminationGracePeriodSeconds": 30,
+                "dnsPolicy": "ClusterFirst", "securityContext": {},
+                "schedulerName": "default-scheduler",
+            },
+        },
+        "strategy": {"type": "RollingUpdate",
+                     "rollingUpdate": {"maxUnavailable": "25%", "maxSurge": "25%"}},
+        "revisionHistoryLimit": 10,
+        "progressDeadlineSeconds": 600,
+    },
+    "status": {},
+}
+
+
+def owned(live: dict[str, Any]) -> frozenset[fieldset.Path]:
+    return fieldset.applied_by(fieldset.owners(live["metadata"]["managedFields"]), MANAGER)
+
+
+def live_copy() -> dict[str, Any]:
+    return copy.deepcopy(LIVE)
+
+
+def container(obj: dict[str, Any]) -> dict[str, Any]:
+    return obj["spec"]["template"]["spec"]["containers"][0]
+
+
+def give_to(live: dict[str, Any], manager: str, paths: list[fieldset.Path]) -> None:
+    """Move `paths` from the controller's Apply entry to a new Update entry of `manager`."""
+    ours = live["metadata"]["managedFields"][0]
+    ours["fieldsV1"] = fieldset.to_fields(owned(live) - set(paths))
+    live["metadata"]["managedFields"].append(
+        {"manager": manager, "operation": "Update", "apiVersion": "apps/v1",
+         "fieldsType": "FieldsV1", "fieldsV1": fieldset.to_fields(paths)})
+
+
+# --------------------------------------------------------------------------- parse_quantity
+
+
+@pytest.mark.parametrize(("a", "b"), [
+    ("1000m", "1"), ("0.5", "500m"), ("1e3", "1k"), ("1E3", "1000"), ("1Ki", "1024"),
+    ("2M", "2000000"), ("1.5Gi", "1536Mi"), (2, "2"), ("100n", "0.1u"),
+])
+def test_equal_quantities_parse_to_the_same_value(a: str | int, b: str) -> None:
+    assert drift.parse_quantity(a) == drift.parse_quantity(b)
+
+
+def test_binary_suffixes_are_powers_of_two() -> None:
+    assert drift.parse_quantity("1Gi") == 1073741824
+
+
+def test_different_quantities_differ() -> None:
+    assert drift.parse_quantity("1k") != drift.parse_quantity("1Ki")
+
+
+@pytest.mark.parametrize("text", ["", "abc", "1.2.3", "1K", "1kb", "Gi", "1 Gi", "--1"])
+def test_invalid_quantities_parse_to_none(text: str) -> None:
+    assert drift.parse_quantity(text) is None
+
+
+def test_a_boolean_is_not_a_quantity() -> None:
+    assert drift.parse_quantity(True) is None
+
+
+def test_parse_quantity_is_exact() -> None:
+    assert drift.parse_quantity("100m") == Decimal("0.1")
+
+
+# --------------------------------------------------------------------------- compute
+
+
+def test_no_drift_right_after_an_apply() -> None:
+    result = drift.compute(BODY, LIVE, owned(LIVE))
+    assert not result
+    assert result == drift.Drift(changed=(), lost=(), stale=())
+
+
+def test_a_changed_value_is_drift() -> None:
+    live = live_copy()
+    live["spec"]["replicas"] = 5
+    result = drift.compute(BODY, live, owned(live))
+    assert result.changed == (REPLICAS,)
+    assert result.lost == result.stale == ()
+    assert result.taken == (REPLICAS,)
+
+
+def test_a_different_quantity_is_drift() -> None:
+    live = live_copy()
+    container(live)["resources"]["limits"]["cpu"] = "2"
+    assert drift.compute(BODY, live, owned(live)).changed == (
+        (*CONTAINER, "f:resources", "f:limits", "f:cpu"),)
+
+
+def test_a_removed_list_item_is_drift() -> None:
+    live = live_copy()
+    container(live)["env"] = [{"name": "EMPTY"}]
+    assert drift.compute(BODY, live, owned(live)).changed == (
+        (*ENV_MODE, "."), (*ENV_MODE, "f:name"), (*ENV_MODE, "f:value"))
+
+
+def test_lost_ownership_is_drift_even_with_the_same_value() -> None:
+    live = live_copy()
+    give_to(live, "kubectl-edit", [IMAGE])
+    result = drift.compute(BODY, live, owned(live))
+    assert result.changed == ()
+    assert result.lost == (IMAGE,)
+    assert result.taken == (IMAGE,)
+    assert result
+
+
+def test_taken_joins_changed_and_lost_values() -> None:
+    live = live_copy()
+    live["spec"]["replicas"] = 7
+    give_to(live, "kubectl", [REPLICAS, IMAGE])
+    assert drift.compute(BODY, live, owned(live)).taken == tuple(sorted([REPLICAS, IMAGE]))
+
+
+def test_paths_the_body_no_longer_sets_are_stale() -> None:
+    body = copy.deepcopy(BODY)
+    del body["spec"]["template"]["metadata"]["annotations"]
+    result = drift.compute(body, LIVE, owned(LIVE))
+    assert result.stale == (("f:spec", "f:template", "f:metadata", "f:annotations", "f:note"),)
+    assert result.changed == result.lost == ()
+    assert result
+
+
+def test_fields_the_body_does_not_set_are_not_drift_whoever_changes_them() -> None:
+    body = copy.deepcopy(BODY)
+    del body["spec"]["replicas"]
+    live = live_copy()
+    give_to(live, "kubectl", [REPLICAS])
+    live["spec"]["replicas"] = 7
+    live["metadata"]["labels"]["team"] = "payments"
+    container(live)["env"].append({"name": "DEBUG", "value": "1"})
+    live["metadata"]["managedFields"].append(
+        {"manager": "kubectl-edit", "operation": "Update", "apiVersion": "apps/v1",
+         "fieldsType": "FieldsV1", "fieldsV1": fieldset.to_fields([
+             ("f:metadata", "f:labels", "f:team"),
+             (*CONTAINER, "f:env", 'k:{"name":"DEBUG"}', "f:value")])})
+    assert not drift.compute(body, live, owned(live))

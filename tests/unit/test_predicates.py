@@ -1,0 +1,146 @@
+"""Unit tests for ssa_controller.predicates: which watch events are worth a reconcile."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from ssa_controller import fieldset, predicates
+from ssa_controller.store import strip_keep_owners
+
+Obj = dict[str, Any]
+OWNER_REF = {"apiVersion": "example.com/v1", "kind": "AppTask", "name": "web",
+             "uid": "0b9c3f0e-7d1a-4c55-9d6e-2f1b8a0c4d21", "controller": True}
+REPLICAS = ("f:spec", "f:replicas")
+IMAGE = ("f:spec", "f:template", "f:spec", "f:containers", 'k:{"name":"app"}', "f:image")
+
+
+def apptask() -> Obj:
+    return {"apiVersion": "example.com/v1", "kind": "AppTask",
+            "metadata": {"name": "web", "namespace": "demo", "uid": OWNER_REF["uid"],
+                         "generation": 1, "resourceVersion": "100"},
+            "spec": {"image": "nginx:1.25"}}
+
+
+def managed(manager: str, operation: str, paths: list[fieldset.Path], time: str) -> Obj:
+    return {"manager": manager, "operation": operation, "apiVersion": "apps/v1", "time": time,
+            "fieldsType": "FieldsV1", "fieldsV1": fieldset.to_fields(paths)}
+
+
+def raw_deployment() -> Obj:
+    """A Deployment as the API server sends it, managedFields included."""
+    return {
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {
+            "name": "web", "namespace": "demo", "uid": "d-1", "generation": 1,
+            "resourceVersion": "200",
+            "labels": {"app.kubernetes.io/managed-by": "ssa-controller"},
+            "ownerReferences": [OWNER_REF],
+            "managedFields": [managed("ssa-controller", "Apply", [REPLICAS, IMAGE],
+                                      "2026-01-01T00:00:00Z")],
+        },
+        "spec": {"replicas": 2},
+        "status": {"observedGeneration": 1, "replicas": 2, "updatedReplicas": 2,
+                   "readyReplicas": 1, "availableReplicas": 1,
+                   "conditions": [{"type": "Available", "status": "False",
+                                   "reason": "MinimumReplicasUnavailable",
+                                   "lastUpdateTime": "2026-01-01T00:00:00Z"}]},
+    }
+
+
+def changed(obj: Obj, edit: Callable[[Obj], None]) -> Obj:
+    new = copy.deepcopy(obj)
+    edit(new)
+    return new
+
+
+def cached(obj: Obj) -> Obj:
+    """The Deployment as the cache holds it (managedFields replaced by the owners summary)."""
+    return strip_keep_owners(obj)
+
+
+# --------------------------------------------------------------------------- apptask_changed
+
+
+def test_a_new_or_deleted_apptask_is_worth_a_reconcile() -> None:
+    assert predicates.apptask_changed(None, apptask())
+    assert predicates.apptask_changed(apptask(), None)
+
+
+@pytest.mark.parametrize("edit", [
+    lambda o: o["metadata"].update(generation=2),
+    lambda o: o["metadata"].update(uid="another-uid"),
+    lambda o: o["metadata"].update(deletionTimestamp="2026-01-01T00:00:00Z"),
+], ids=["generation", "re-created", "being-deleted"])
+def test_a_spec_change_recreation_or_deletion_is_worth_a_reconcile(
+        edit: Callable[[Obj], None]) -> None:
+    assert predicates.apptask_changed(apptask(), changed(apptask(), edit))
+
+
+@pytest.mark.parametrize("edit", [
+    lambda o: o["metadata"].update(resourceVersion="101"),
+    lambda o: o.update(status={"phase": "Ready", "observedGeneration": 1}),
+    lambda o: o["metadata"].update(annotations={"note": "x"}, resourceVersion="102"),
+], ids=["resource-version", "status", "metadata-only"])
+def test_other_apptask_changes_are_not_worth_a_reconcile(edit: Callable[[Obj], None]) -> None:
+    assert not predicates.apptask_changed(apptask(), changed(apptask(), edit))
+
+
+# --------------------------------------------------------------------------- deployment_changed
+
+
+def test_a_deployment_that_appears_or_goes_away_is_worth_a_reconcile() -> None:
+    assert predicates.deployment_changed(None, cached(raw_deployment()))
+    assert predicates.deployment_changed(cached(raw_deployment()), None)
+
+
+def _take_replicas(o: Obj) -> None:
+    o["metadata"]["managedFields"] = [
+        managed("ssa-controller", "Apply", [IMAGE], "2026-01-01T00:00:00Z"),
+        managed("kubectl", "Update", [REPLICAS], "2026-01-01T00:01:00Z")]
+
+
+@pytest.mark.parametrize("edit", [
+    lambda o: o["status"].update(readyReplicas=2, availableReplicas=2),
+    lambda o: o["status"]["conditions"][0].update(status="True", reason="MinimumReplicasAvailable"),
+    lambda o: o["metadata"].update(generation=2),
+    _take_replicas,
+    lambda o: o["metadata"]["labels"].update(team="x"),
+    lambda o: o["metadata"].update(ownerReferences=[]),
+    lambda o: o["metadata"].update(deletionTimestamp="2026-01-01T00:00:00Z"),
+], ids=["readiness", "condition", "spec-generation", "ownership", "labels", "owner-refs",
+        "being-deleted"])
+def test_deployment_changes_the_controller_cares_about(edit: Callable[[Obj], None]) -> None:
+    before = raw_deployment()
+    after = changed(before, edit)
+    after["metadata"]["resourceVersion"] = "201"
+    assert predicates.deployment_changed(cached(before), cached(after))
+
+
+@pytest.mark.parametrize("edit", [
+    lambda o: None,
+    lambda o: o["metadata"]["managedFields"][0].update(time="2026-01-01T00:09:00Z"),
+    lambda o: o["status"]["conditions"][0].update(lastUpdateTime="2026-01-01T00:09:00Z"),
+], ids=["resource-version", "managed-fields-time", "condition-update-time"])
+def test_bookkeeping_only_deployment_changes_are_not_worth_a_reconcile(
+        edit: Callable[[Obj], None]) -> None:
+    before = raw_deployment()
+    after = changed(before, edit)
+    after["metadata"]["resourceVersion"] = "201"
+    assert not predicates.deployment_changed(cached(before), cached(after))
+
+
+# --------------------------------------------------------------------------- owner_key
+
+
+def test_owner_key_is_the_controlling_apptask() -> None:
+    assert predicates.owner_key(cached(raw_deployment())) == "demo/web"
+
+
+def test_owner_key_of_a_deployment_without_an_apptask_controller_is_none() -> None:
+    other = changed(raw_deployment(), lambda o: o["metadata"].update(ownerReferences=[
+        {**OWNER_REF, "kind": "Rollout", "apiVersion": "argoproj.io/v1alpha1"}]))
+    assert predicates.owner_key(other) is None
