@@ -7,6 +7,7 @@ requeue_after: forget the backoff, add after the delay; success: forget).
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
@@ -190,7 +191,7 @@ class Controller:
         if self.plans.get(plan.key) != plan:
             self.plans[plan.key] = plan
             log.info("dry-run %s: %s %s", plan.key, plan.action,
-                     plan.detail or (plan.patch if plan.patch else ""))
+                     plan.detail or (json.dumps(plan.patch) if plan.patch else ""))
 
     # -- one pass (--once, diff) -------------------------------------------------------------
 

@@ -41,8 +41,8 @@ def body_paths(body: Mapping[str, Any]) -> frozenset[Path]:
     paths: set[Path] = set()
 
     def walk(value: Any, segments: Path, location: tuple[str, ...]) -> None:
-        if isinstance(value, Mapping) and value and location not in ATOMIC:
-            for name, child in value.items():
+        if isinstance(value, Mapping) and location not in ATOMIC:
+            for name, child in value.items():  # an empty map owns nothing
                 walk(child, segments + (f"f:{name}",), location + (name,))
         elif isinstance(value, list) and location in LIST_KEYS:
             keys = LIST_KEYS[location]
@@ -101,14 +101,11 @@ def taken_by_others(summary: Owners, manager: str,
                     lost: Iterable[Path]) -> dict[str, list[Path]]:
     """Which other managers now own the given paths: manager name -> sorted paths."""
     lost = set(lost)
-    result: dict[str, list[Path]] = {}
+    result: dict[str, set[Path]] = {}
     for (name, operation), paths in summary.items():
-        if (name, operation) == (manager, "Apply"):
-            continue
-        taken = sorted(lost & paths)
-        if taken:
-            result.setdefault(name, []).extend(taken)
-    return result
+        if (name, operation) != (manager, "Apply") and lost & paths:
+            result.setdefault(name, set()).update(lost & paths)
+    return {name: sorted(paths) for name, paths in result.items()}
 
 
 def display(path: Path) -> str:

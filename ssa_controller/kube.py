@@ -10,6 +10,7 @@ back to the pool.
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -97,6 +98,101 @@ def _error_from(status: int, data: bytes, headers: Mapping[str, str]) -> ApiErro
         return ApiError(status, str(body.get("reason", "")), str(body.get("message", "")), body,
                         _retry_after(headers))
     return ApiError(status, "", data[:200].decode("utf-8", "replace"), None, _retry_after(headers))
+
+
+def _release_response(response: urllib3.BaseHTTPResponse) -> None:
+    """Close a streamed response and hand its (closed) connection back to the pool; never raises."""
+    try:
+        response.close()
+    except Exception:  # noqa: BLE001 - releasing must not fail a caller that is cleaning up
+        pass
+    try:
+        response.release_conn()
+    except Exception:  # noqa: BLE001
+        pass
+
+
+class WatchStream:
+    """An open watch. Iterate it for the decoded events ({"type", "object"}); iteration ends when
+    the server ends the watch or after `close()`.
+
+    Errors while reading raise ApiError(0, "TransportError", ...), except after `close()`: a read
+    that close() aborted just ends the iteration. `close()` may be called from any thread (to
+    abort a blocked read), any number of times, and never raises. The response is closed and its
+    connection returned to the pool when iteration ends or close() is called, whichever is first.
+    """
+
+    def __init__(self, response: urllib3.BaseHTTPResponse) -> None:
+        self._response = response
+        self._lock = threading.Lock()
+        self._closed = False      # close() was called (or iteration finished)
+        self._reading = False     # a thread is (about to be) blocked reading the response
+        self._released = False
+
+    def __iter__(self) -> Iterator[Obj]:
+        return self._events()
+
+    def __enter__(self) -> WatchStream:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def _events(self) -> Iterator[Obj]:
+        chunks = self._response.stream(65536)
+        buffer = b""
+        try:
+            while True:
+                with self._lock:
+                    if self._closed:
+                        return
+                    self._reading = True
+                try:
+                    chunk = next(chunks, None)
+                except Exception as exc:
+                    with self._lock:
+                        if self._closed:  # close() aborted the read: not an error
+                            return
+                    if isinstance(exc, urllib3.exceptions.HTTPError):
+                        raise ApiError(0, "TransportError", str(exc)) from exc
+                    raise
+                finally:
+                    with self._lock:
+                        self._reading = False
+                if chunk is None:
+                    return
+                buffer += chunk
+                *lines, buffer = buffer.split(b"\n")
+                for line in lines:
+                    if line.strip():
+                        yield json.loads(line)
+        finally:
+            with self._lock:
+                self._closed = True
+            self._release()
+
+    def close(self) -> None:
+        """Stop the watch: abort a read blocked in another thread, release the response."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            if self._reading:
+                # Another thread is blocked reading: wake it up; it releases the response. Done
+                # under the lock, so that thread cannot move on and reuse the socket meanwhile.
+                try:
+                    self._response.shutdown()
+                except Exception:  # noqa: BLE001 - e.g. RuntimeError: the server already ended
+                    pass           # the watch and urllib3 released the connection to the pool
+                return
+        self._release()
+
+    def _release(self) -> None:
+        with self._lock:
+            if self._released:
+                return
+            self._released = True
+        _release_response(self._response)
 
 
 class Kube:
@@ -221,29 +317,25 @@ class Kube:
                   "dryRun": "All" if dry_run else None}
         return self.patch(path, body, APPLY_PATCH, params)
 
-    def watch(self, path: str, params: Mapping[str, Any], timeout: float) -> Iterator[Obj]:
-        """Stream watch events ({"type", "object"}) until the server closes the watch.
+    def watch(self, path: str, params: Mapping[str, Any], timeout: float) -> WatchStream:
+        """Open a watch; iterate the returned stream for events ({"type", "object"}) until the
+        server closes the watch (or `WatchStream.close()` is called, from any thread).
 
         `timeout` is the client-side read timeout: it must exceed the server-side
         `timeoutSeconds` so a silent, dropped connection is noticed instead of hanging.
+        Raises ApiError when the server refuses the watch (or cannot be reached: status 0).
         """
         response = self._open("GET", path, {**params, "watch": True}, None, None, timeout,
                               stream=True)
-        try:
-            if response.status >= 400:
-                raise _error_from(response.status, response.read(), response.headers)
-            buffer = b""
-            for chunk in response.stream(65536):
-                buffer += chunk
-                *lines, buffer = buffer.split(b"\n")
-                for line in lines:
-                    if line.strip():
-                        yield json.loads(line)
-        except urllib3.exceptions.HTTPError as exc:
-            raise ApiError(0, "TransportError", str(exc)) from exc
-        finally:
-            response.close()
-            response.release_conn()
+        if response.status >= 400:
+            try:
+                data = response.read()
+            except urllib3.exceptions.HTTPError as exc:
+                raise ApiError(0, "TransportError", str(exc)) from exc
+            finally:
+                _release_response(response)
+            raise _error_from(response.status, data, response.headers)
+        return WatchStream(response)
 
     def close(self) -> None:
         self._pool.clear()

@@ -176,9 +176,8 @@ class Reconciler:
             owners = live.get(OWNERS_KEY, {})
             found = drift.compute(body, live, fieldset.applied_by(owners, manager))
             if not found:
-                fight = self.fights.fight(key, now)
-                sync = self._fight_sync(fight) if fight else Sync.synced(body["metadata"]["name"])
-                return self._finish(key, apptask, live, sync, Result("unchanged"))
+                return self._finish(key, apptask, live, *self._calm_or_fight(
+                    key, body["metadata"]["name"], Result("unchanged")))
             if found.taken:
                 fight_found = self._took_back(key, apptask, generation, owners, found, now)
             delay = self.fights.apply_delay(key, now)
@@ -202,6 +201,14 @@ class Reconciler:
         log.warning("%s: fight detected: %s", key, message)
         self._event(apptask, "Warning", "FieldFight", "Apply", message)
         return True
+
+    def _calm_or_fight(self, key: str, name: str, result: Result) -> tuple[Sync, Result]:
+        """Synced, or, while a fight lasts, its Conflict and a look again once it may end."""
+        fight = self.fights.fight(key, self.clock())
+        if fight is None:
+            return Sync.synced(name), result
+        return self._fight_sync(fight), dataclasses.replace(
+            result, requeue_after=self.config.fights.window)
 
     @staticmethod
     def _fight_sync(fight: Fight) -> Sync:
@@ -231,10 +238,8 @@ class Reconciler:
         log.info("%s: applied Deployment (%s)", key, verb)
         self._event(apptask, "Normal", "Applied", "Apply", f"Deployment {name} {verb}")
         self._applied_at[key] = self.clock()
-        fight = self.fights.fight(key, self.clock())
-        sync = self._fight_sync(fight) if fight else Sync.synced(name)
-        return self._finish(key, apptask, self.deployments.get(key), sync,
-                            Result("applied", fight_detected=fight_found))
+        return self._finish(key, apptask, self.deployments.get(key), *self._calm_or_fight(
+            key, name, Result("applied", fight_detected=fight_found)))
 
     def _apply_failed(self, key: str, apptask: Obj, live: Obj | None, exc: ApiError) -> Result:
         if exc.status == 409:

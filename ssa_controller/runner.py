@@ -78,7 +78,6 @@ class Process:
         log.info("starting %d workers and the resync job", self.config.workers)
         self.leading.set()
         self.workers = self.controller.start_workers()
-        self.controller.resync()
         self.scheduler = resync.start(self.controller.resync, self.config.resync.period,
                                       self.config.resync.jitter)
 

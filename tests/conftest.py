@@ -21,9 +21,9 @@ import pytest
 
 from ssa_controller.envtest import (
     POD_SIMULATOR_USER,
+    ApiError,
     ControlPlane,
     PodSimulator,
-    RestError,
     find_assets,
 )
 from ssa_controller.envtest import poll_until as _poll_until
@@ -77,14 +77,14 @@ def namespace(control_plane: ControlPlane, request: pytest.FixtureRequest) -> It
         lambda: admin.get(f"/api/v1/namespaces/{name}/serviceaccounts/default").get("secrets"),
         timeout=30,
         message=f"service account token in namespace {name}",
-        ignore=(RestError,),
+        ignore=(ApiError,),
     )
     try:
         yield name
     finally:
         try:
             admin.delete(f"/api/v1/namespaces/{name}")
-        except RestError as exc:
+        except ApiError as exc:
             if exc.status != 404:
                 raise
         admin.close()

@@ -5,12 +5,14 @@
 - audit: count API requests from kube-apiserver's audit log;
 - podsim: a fake node that runs pods (bound, Running, Ready) so Deployment readiness is real;
 - polling: poll_until, the deadline-bounded wait every test uses;
-- rest: the small JSON client these tools use (independent of ssa_controller.kube).
+- clients are `ssa_controller.kube.Kube` (re-exported here with `ApiError`), e.g. from
+  `ControlPlane.client(user)`.
 Command line: `python -m ssa_controller.envtest install|start`.
 """
 
 from __future__ import annotations
 
+from ..kube import ApiError, Kube
 from .assets import (
     Assets,
     AssetsError,
@@ -31,13 +33,13 @@ from .controlplane import (
 )
 from .podsim import PodSimulator
 from .polling import PollTimeout, poll_until
-from .rest import RestClient, RestError
 
 __all__ = [
     "ADMIN_USER",
     "CONTROLLER_MANAGER_USER",
     "DEFAULT_USERS",
     "POD_SIMULATOR_USER",
+    "ApiError",
     "Assets",
     "AssetsError",
     "AuditEvent",
@@ -45,11 +47,10 @@ __all__ = [
     "BuildFailed",
     "ControlPlane",
     "ControlPlaneError",
+    "Kube",
     "MissingPrerequisite",
     "PodSimulator",
     "PollTimeout",
-    "RestClient",
-    "RestError",
     "cache_dir",
     "find_assets",
     "format_summary",

@@ -28,10 +28,10 @@ from typing import IO, Any
 import urllib3
 import yaml
 
+from ..kube import ApiError, Kube
 from .assets import Assets, AssetsError, find_assets
 from .audit import AuditLog
 from .polling import PollTimeout, poll_until
-from .rest import RestClient, RestError
 
 ADMIN_USER = "admin"
 CONTROLLER_MANAGER_USER = "system:kube-controller-manager"
@@ -155,7 +155,7 @@ def _wait_ready(
             timeout=timeout,
             interval=0.1,
             message=what,
-            ignore=(urllib3.exceptions.HTTPError, OSError, RestError),
+            ignore=(urllib3.exceptions.HTTPError, OSError, ApiError),
         )
     except PollTimeout as exc:
         raise child.failure(f"did not become ready: {exc}") from None
@@ -242,10 +242,14 @@ class ControlPlane:
 
     def client(
         self, user: str = ADMIN_USER, *, user_agent: str = "ssa-envtest", timeout: float = 10.0
-    ) -> RestClient:
-        """A small JSON client authenticated as `user` (see rest.RestClient)."""
-        return RestClient(
-            self.url, self.token(user), str(self.ca_file), user_agent=user_agent, timeout=timeout
+    ) -> Kube:
+        """A `ssa_controller.kube.Kube` client authenticated as `user` (TLS verified)."""
+        return Kube(
+            self.url,
+            token=self.token(user),
+            ca_file=str(self.ca_file),
+            user_agent=user_agent,
+            request_timeout=timeout,
         )
 
     def write_kubeconfig(self, user: str, path: Path | None = None) -> Path:
@@ -324,11 +328,19 @@ class ControlPlane:
         """Start kube-apiserver (same ports, certificates and etcd) and wait until /readyz is ok."""
         child = self._children["kube-apiserver"]
         child.start()
-        probe = RestClient(self.url, self.admin_token, str(self.ca_file), timeout=5.0)
+        # /readyz answers plain text ("ok"), not JSON: probe it with urllib3, like etcd's /health.
+        probe = urllib3.PoolManager(
+            retries=False, timeout=5.0, cert_reqs="CERT_REQUIRED", ca_certs=str(self.ca_file)
+        )
+        headers = {"Authorization": f"Bearer {self.admin_token}", "User-Agent": "ssa-envtest"}
         try:
-            _wait_ready(child, lambda: probe.get("/readyz") is not None, "kube-apiserver /readyz")
+            _wait_ready(
+                child,
+                lambda: probe.request("GET", f"{self.url}/readyz", headers=headers).status == 200,
+                "kube-apiserver /readyz",
+            )
         finally:
-            probe.close()
+            probe.clear()
 
     def restart_apiserver(self) -> None:
         self.stop_apiserver()
@@ -445,7 +457,7 @@ class ControlPlane:
             admin.close()
 
     @staticmethod
-    def _default_service_account_ready(admin: RestClient) -> bool:
+    def _default_service_account_ready(admin: Kube) -> bool:
         """In v1.20 pods can be created once the namespace's default service account has a token."""
         account: dict[str, Any] = admin.get("/api/v1/namespaces/default/serviceaccounts/default")
         return bool(account.get("secrets"))

@@ -16,14 +16,13 @@ import threading
 from datetime import UTC, datetime
 from typing import Any
 
-import urllib3
-
-from .rest import Obj, RestClient, RestError, WatchStream
+from ..kube import MERGE_PATCH, ApiError, Kube, Obj, WatchStream
 
 log = logging.getLogger(__name__)
 
 PODS = "/api/v1/pods"
-WATCH_SECONDS = 60
+WATCH_SECONDS = 60  # server-side timeoutSeconds; the client read timeout is a bit longer
+READ_TIMEOUT_MARGIN = 15.0
 RETRY_SECONDS = 0.5
 IGNORED_STATUSES = (404, 409)  # the pod is gone, or someone else got there first
 
@@ -138,11 +137,14 @@ class PodSimulator:
         self, url: str, token: str, ca_file: str | None, node_name: str = "envtest-node"
     ) -> None:
         self.node_name = node_name
-        self._client = RestClient(
+        # Without a CA file TLS is not verified (as before): a throwaway local control plane.
+        self._client = Kube(
             url,
-            token,
-            None if ca_file is None else str(ca_file),
+            token=token,
+            ca_file=None if ca_file is None else str(ca_file),
+            verify=ca_file is not None,
             user_agent="ssa-envtest-pod-simulator",
+            request_timeout=10.0,
         )
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
@@ -159,11 +161,11 @@ class PodSimulator:
         self._thread.start()
 
     def stop(self, timeout: float = 10.0) -> None:
-        """Stop the watch and join the thread."""
+        """Stop the watch (aborting a blocked read) and join the thread."""
         self._stopping.set()
         with self._watch_lock:
             if self._watch is not None:
-                self._watch.close()
+                self._watch.close()  # idempotent, never raises
         if self._thread is not None:
             self._thread.join(timeout)
             self._thread = None
@@ -173,10 +175,12 @@ class PodSimulator:
         manifest = node_manifest(self.node_name)
         try:
             self._client.create("/api/v1/nodes", manifest)
-        except RestError as exc:
+        except ApiError as exc:
             if exc.status != 409:
                 raise
-        self._client.patch(f"/api/v1/nodes/{self.node_name}/status", {"status": manifest["status"]})
+        self._client.patch(
+            f"/api/v1/nodes/{self.node_name}/status", {"status": manifest["status"]}, MERGE_PATCH
+        )
 
     # ---- the loop: list, then watch from the list's resourceVersion; relist on 410 or any error
 
@@ -184,7 +188,7 @@ class PodSimulator:
         while not self._stopping.is_set():
             try:
                 self._watch_from(self._sync_all())
-            except (RestError, urllib3.exceptions.HTTPError, OSError, ValueError) as exc:
+            except Exception as exc:  # noqa: BLE001 - the simulator thread must never die
                 if not self._stopping.is_set():
                     log.info("pod simulator: %s; relisting", exc)
                     self._stopping.wait(RETRY_SECONDS)
@@ -197,18 +201,23 @@ class PodSimulator:
         return str(pods["metadata"]["resourceVersion"])
 
     def _watch_from(self, resource_version: str) -> None:
-        """Follow pod events until 410 Gone (or stop); reopen the watch when the server ends it."""
+        """Follow pod events until 410 Gone (or stop); reopen the watch when the server ends it
+        (or when it is closed)."""
         while not self._stopping.is_set():
             stream = self._client.watch(
                 PODS,
-                {"resourceVersion": resource_version, "allowWatchBookmarks": "true"},
-                WATCH_SECONDS,
+                {
+                    "resourceVersion": resource_version,
+                    "allowWatchBookmarks": True,
+                    "timeoutSeconds": WATCH_SECONDS,
+                },
+                timeout=WATCH_SECONDS + READ_TIMEOUT_MARGIN,
             )
-            with self._watch_lock:
-                self._watch = stream
-            if self._stopping.is_set():
-                return
             try:
+                with self._watch_lock:
+                    self._watch = stream
+                if self._stopping.is_set():  # stop() may have missed this stream: close it here
+                    return
                 for event in stream:
                     if event["type"] == "ERROR":
                         if event["object"].get("code") == 410:
@@ -239,7 +248,7 @@ class PodSimulator:
                 self._mark_running(pod)
             elif not _is_running_ready(pod) and pod["metadata"]["uid"] not in self._marked:
                 self._mark_running(pod)
-        except RestError as exc:
+        except ApiError as exc:
             if exc.status not in IGNORED_STATUSES:
                 raise
 
@@ -254,7 +263,7 @@ class PodSimulator:
 
     def _mark_running(self, pod: Obj) -> None:
         pod_ip = pod.get("status", {}).get("podIP") or self._next_ip()
-        self._client.patch(_pod_path(pod, "status"), running_status(pod, pod_ip))
+        self._client.patch(_pod_path(pod, "status"), running_status(pod, pod_ip), MERGE_PATCH)
         self._marked.add(pod["metadata"]["uid"])
 
     def _finish_deletion(self, pod: Obj) -> None:
@@ -264,7 +273,7 @@ class PodSimulator:
             "gracePeriodSeconds": 0,
             "preconditions": {"uid": pod["metadata"]["uid"]},
         }
-        self._client.delete(_pod_path(pod), options)
+        self._client.request("DELETE", _pod_path(pod), body=options)
 
     def _next_ip(self) -> str:
         n = next(self._ips)

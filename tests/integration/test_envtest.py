@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 
-from ssa_controller.envtest import ADMIN_USER, ControlPlane, RestClient, RestError, poll_until
+from ssa_controller.envtest import ADMIN_USER, ApiError, ControlPlane, Kube, poll_until
+from ssa_controller.kube import MERGE_PATCH
 
 DEPLOYMENTS = "/apis/apps/v1/namespaces/{ns}/deployments"
 CONFIGMAPS = "/api/v1/namespaces/{ns}/configmaps"
@@ -35,7 +37,7 @@ def configmap(name: str) -> dict[str, Any]:
     return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name}, "data": {"k": "v"}}
 
 
-def wait_ready(admin: RestClient, namespace: str, name: str, replicas: int) -> dict[str, Any]:
+def wait_ready(admin: Kube, namespace: str, name: str, replicas: int) -> dict[str, Any]:
     path = f"{DEPLOYMENTS.format(ns=namespace)}/{name}"
 
     def ready() -> dict[str, Any] | None:
@@ -50,11 +52,13 @@ def wait_ready(admin: RestClient, namespace: str, name: str, replicas: int) -> d
 
 
 @pytest.fixture
-def admin(control_plane: ControlPlane) -> RestClient:
-    return control_plane.client()
+def admin(control_plane: ControlPlane) -> Iterator[Kube]:
+    client = control_plane.client()
+    yield client
+    client.close()
 
 
-def test_version_is_v1_20_2(admin: RestClient) -> None:
+def test_version_is_v1_20_2(admin: Kube) -> None:
     assert admin.get("/version")["gitVersion"] == "v1.20.2"
 
 
@@ -71,7 +75,7 @@ def test_kubeconfig_verifies_tls_with_the_official_client(control_plane: Control
     assert control_plane.audit.count(mark, user="alice", verb="get") == 1
 
 
-def test_deployment_gets_replicaset_and_ready_pods(admin: RestClient, namespace: str) -> None:
+def test_deployment_gets_replicaset_and_ready_pods(admin: Kube, namespace: str) -> None:
     admin.create(DEPLOYMENTS.format(ns=namespace), deployment("web", 3))
     wait_ready(admin, namespace, "web", 3)
 
@@ -85,10 +89,10 @@ def test_deployment_gets_replicaset_and_ready_pods(admin: RestClient, namespace:
         assert pod["metadata"]["ownerReferences"][0]["kind"] == "ReplicaSet"
 
 
-def test_scale_down_deletes_pods(admin: RestClient, namespace: str) -> None:
+def test_scale_down_deletes_pods(admin: Kube, namespace: str) -> None:
     admin.create(DEPLOYMENTS.format(ns=namespace), deployment("web", 2))
     wait_ready(admin, namespace, "web", 2)
-    admin.patch(f"{DEPLOYMENTS.format(ns=namespace)}/web", {"spec": {"replicas": 1}})
+    admin.patch(f"{DEPLOYMENTS.format(ns=namespace)}/web", {"spec": {"replicas": 1}}, MERGE_PATCH)
     wait_ready(admin, namespace, "web", 1)
     poll_until(
         lambda: len(admin.get(f"/api/v1/namespaces/{namespace}/pods")["items"]) == 1,
@@ -98,7 +102,7 @@ def test_scale_down_deletes_pods(admin: RestClient, namespace: str) -> None:
 
 
 def test_apiserver_restart_keeps_objects(
-    control_plane: ControlPlane, admin: RestClient, namespace: str
+    control_plane: ControlPlane, admin: Kube, namespace: str
 ) -> None:
     created = admin.create(CONFIGMAPS.format(ns=namespace), configmap("kept"))
     admin.create(DEPLOYMENTS.format(ns=namespace), deployment("web", 1))
@@ -109,12 +113,12 @@ def test_apiserver_restart_keeps_objects(
     found = admin.get(f"{CONFIGMAPS.format(ns=namespace)}/kept")
     assert found["metadata"]["uid"] == created["metadata"]["uid"]
     # controller-manager and the pod simulator reconnect: scaling up still ends in ready pods
-    admin.patch(f"{DEPLOYMENTS.format(ns=namespace)}/web", {"spec": {"replicas": 2}})
+    admin.patch(f"{DEPLOYMENTS.format(ns=namespace)}/web", {"spec": {"replicas": 2}}, MERGE_PATCH)
     wait_ready(admin, namespace, "web", 2)
 
 
 def test_audit_counts_requests_exactly(
-    control_plane: ControlPlane, admin: RestClient, namespace: str
+    control_plane: ControlPlane, admin: Kube, namespace: str
 ) -> None:
     audit = control_plane.audit
     alice = control_plane.client("alice", user_agent="audit-test/1.0")
@@ -122,7 +126,7 @@ def test_audit_counts_requests_exactly(
 
     for _ in range(3):
         alice.get("/version")
-    with pytest.raises(RestError) as refused:
+    with pytest.raises(ApiError) as refused:
         alice.get(CONFIGMAPS.format(ns=namespace))
     admin.create(CONFIGMAPS.format(ns=namespace), configmap("real"))
     admin.create(CONFIGMAPS.format(ns=namespace), configmap("dry"), params={"dryRun": "All"})
@@ -150,16 +154,16 @@ def test_audit_counts_requests_exactly(
     summary = audit.summary(mark, user="alice")
     assert summary == {("alice", "get", "/version"): 3, ("alice", "list", "configmaps"): 1}
     assert admin.get(f"{CONFIGMAPS.format(ns=namespace)}/real")
-    with pytest.raises(RestError) as missing:
+    with pytest.raises(ApiError) as missing:
         admin.get(f"{CONFIGMAPS.format(ns=namespace)}/dry")
     assert missing.value.status == 404
 
 
 def test_rbac_refuses_then_allows_after_rolebinding(
-    control_plane: ControlPlane, admin: RestClient, namespace: str
+    control_plane: ControlPlane, admin: Kube, namespace: str
 ) -> None:
     bob = control_plane.client("bob")
-    with pytest.raises(RestError) as refused:
+    with pytest.raises(ApiError) as refused:
         bob.get(CONFIGMAPS.format(ns=namespace))
     assert refused.value.status == 403
 
@@ -186,10 +190,10 @@ def test_rbac_refuses_then_allows_after_rolebinding(
         lambda: bob.get(CONFIGMAPS.format(ns=namespace)),
         timeout=30,
         message="bob may list configmaps",
-        ignore=(RestError,),
+        ignore=(ApiError,),
     )
     assert listed["kind"] == "ConfigMapList"
-    with pytest.raises(RestError) as still_refused:
+    with pytest.raises(ApiError) as still_refused:
         bob.create(CONFIGMAPS.format(ns=namespace), configmap("nope"))
     assert still_refused.value.status == 403
     bob.close()

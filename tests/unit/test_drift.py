@@ -1,4 +1,4 @@
-"""Unit tests for ssa_controller.drift: quantities, and drift between an apply body and the live object.
+"""Unit tests for ssa_controller.drift: quantities, and drift of a live object from its apply body.
 
 LIVE is what a real v1.20.2 kube-apiserver returned for a server-side apply of BODY under the
 manager "ssa-controller": BODY plus server defaults, quantities canonicalised ("0.5" -> "500m",

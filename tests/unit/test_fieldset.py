@@ -106,7 +106,8 @@ def test_selector_is_owned_as_a_whole() -> None:
 
 def test_command_and_args_are_owned_as_whole_lists() -> None:
     lists = {(*CONTAINER, "f:command"), (*CONTAINER, "f:args")}
-    assert {p for p in fieldset.body_paths(APPLIED_BODY) if p[:len(CONTAINER) + 1] in lists} == lists
+    paths = fieldset.body_paths(APPLIED_BODY)
+    assert {p for p in paths if p[:len(CONTAINER) + 1] in lists} == lists
 
 
 def test_ports_are_keyed_by_container_port_and_protocol_and_own_their_item() -> None:
@@ -117,15 +118,10 @@ def test_ports_are_keyed_by_container_port_and_protocol_and_own_their_item() -> 
 
 # Recorded on v1.20.2: an empty map in an apply body (annotations: {}, resources: {}) is not
 # recorded in managedFields, and neither is a metadata holding only name and namespace.
-EMPTY_MAP_BUG = "body_paths records an empty map as an owned leaf; the API server records nothing"
-
-
-@pytest.mark.xfail(strict=True, reason=EMPTY_MAP_BUG)
 def test_metadata_with_only_name_and_namespace_records_no_metadata_path() -> None:
     assert fieldset.body_paths(minimal_body()) == {REPLICAS}
 
 
-@pytest.mark.xfail(strict=True, reason=EMPTY_MAP_BUG)
 def test_empty_maps_are_not_recorded() -> None:
     body = minimal_body(labels={"a": "b"}, annotations={})
     assert fieldset.body_paths(body) == {REPLICAS, ("f:metadata", "f:labels", "f:a")}
@@ -177,7 +173,7 @@ def test_owners_separate_apply_and_update_of_the_same_manager() -> None:
     assert summary[("m", "Update")] == {("f:metadata", "f:labels", "f:x")}
 
 
-# --------------------------------------------------------------------------- applied_by / taken_by_others
+# ----------------------------------------------------------------- applied_by / taken_by_others
 
 
 def test_applied_by_is_empty_for_an_unknown_manager() -> None:
@@ -194,6 +190,13 @@ def test_taken_by_others_names_each_other_manager_with_sorted_paths() -> None:
     ])
     taken = fieldset.taken_by_others(summary, "ssa-controller", [IMAGE, REPLICAS, MANAGED_BY])
     assert taken == {"kubectl-edit": sorted([IMAGE, REPLICAS]), "hpa": [REPLICAS]}
+
+
+def test_taken_by_others_sorts_the_paths_of_a_manager_with_update_and_apply_entries() -> None:
+    summary = fieldset.owners([entry("kubectl", "Update", fieldset.to_fields([IMAGE])),
+                               entry("kubectl", "Apply", fieldset.to_fields([REPLICAS]))])
+    taken = fieldset.taken_by_others(summary, "ssa-controller", [IMAGE, REPLICAS])
+    assert taken == {"kubectl": sorted([IMAGE, REPLICAS])}
 
 
 def test_taken_by_others_is_empty_when_nobody_else_owns_the_paths() -> None:

@@ -28,7 +28,8 @@ def deployment(replicas: int = 2, ready: int = 2, updated: int = 2, available: i
                conditions: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     return {"metadata": {"name": "web", "namespace": "demo", "generation": 1},
             "spec": {"replicas": replicas},
-            "status": {"observedGeneration": observed, "replicas": updated if total is None else total,
+            "status": {"observedGeneration": observed,
+                       "replicas": updated if total is None else total,
                        "updatedReplicas": updated, "readyReplicas": ready,
                        "availableReplicas": available, "conditions": conditions or []}}
 
@@ -149,7 +150,7 @@ def test_last_transition_time_moves_only_for_a_condition_whose_status_changed() 
         "Ready": T2, "Synced": T1, "Conflict": T1}
 
 
-# --------------------------------------------------------------------------- idempotence and patches
+# ------------------------------------------------------------------- idempotence and patches
 
 
 def test_equal_inputs_give_an_equal_status() -> None:

@@ -1,0 +1,229 @@
+"""Dry-run, `diff`, conflicts, fights and adoption against a real kube-apiserver, with kubectl
+as the other party where it fits."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import threading
+
+import jsonpatch
+import pytest
+import yaml
+from helpers import apptask, condition, container, get_deployment, put_apptask, status_of
+
+from ssa_controller.diff import comparable
+from ssa_controller.envtest import poll_until
+from ssa_controller.kube import APPTASKS, DEPLOYMENTS, MERGE_PATCH
+
+CONTROLLER = "controller"
+
+
+def scoped(namespace: str, **config: object) -> dict[str, object]:
+    return {"namespaces": [namespace], **config}
+
+
+def kubectl(cluster, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["kubectl", "--kubeconfig", str(cluster.kubeconfig), *args],
+                          input=stdin, capture_output=True, text=True, timeout=60, check=True)
+
+
+def run_diff(cluster, tmp_path, namespace: str, *extra: str,
+             user: str = CONTROLLER) -> subprocess.CompletedProcess[str]:
+    config = tmp_path / "diff.yaml"
+    config.write_text(yaml.safe_dump({"namespaces": [namespace]}))
+    kubeconfig = cluster.write_kubeconfig(user, tmp_path / f"kubeconfig-diff-{user}")
+    return subprocess.run([sys.executable, "-m", "ssa_controller", "diff", "--config", str(config),
+                           "--kubeconfig", str(kubeconfig), "-n", namespace, *extra],
+                          capture_output=True, text=True, timeout=120)
+
+
+# -- dry run --------------------------------------------------------------------------------
+
+def test_dry_run_writes_nothing(admin, controller, namespace, cluster):
+    count = 20
+    for i in range(count):
+        put_apptask(admin, apptask(f"dry-{i}", namespace, replicas=1))
+    mark = cluster.audit.mark()
+    process = controller(scoped(namespace, leaderElection={"enabled": True}), args=("--dry-run",))
+    poll_until(lambda: process.metric('ssa_controller_applies_total{outcome="dry_run"}') >= count,
+               timeout=60, message="a dry-run apply for every AppTask")
+    persisted = cluster.audit.select(mark, user=CONTROLLER, writes=True, dry_run=False)
+    assert persisted == []
+    assert cluster.audit.count(mark, user=CONTROLLER, writes=True, dry_run=True) == count
+    assert cluster.audit.count(mark, user=CONTROLLER, resource="leases") == 0
+    assert all(get_deployment(admin, namespace, f"dry-{i}") is None for i in range(count))
+    assert all("status" not in admin.get(APPTASKS.path(namespace, f"dry-{i}")) for i in range(count))
+
+
+def test_diff_patch_predicts_the_real_run(admin, controller, namespace, cluster, tmp_path):
+    put_apptask(admin, apptask("pred", namespace, replicas=1, env=[{"name": "A", "value": "1"}],
+                               resources={"requests": {"cpu": "1000m", "memory": "64Mi"}}))
+    process = controller(scoped(namespace))
+    poll_until(lambda: get_deployment(admin, namespace, "pred"), timeout=30, message="created")
+    poll_until(lambda: status_of(admin, namespace, "pred").get("phase") == "Ready", timeout=60)
+    process.stop()
+
+    unchanged = run_diff(cluster, tmp_path, namespace)
+    assert unchanged.returncode == 0, unchanged.stdout + unchanged.stderr
+    assert "pred: unchanged" in unchanged.stdout
+
+    put_apptask(admin, apptask("pred", namespace, replicas=2, image="nginx:1.27",
+                               resources={"requests": {"cpu": "1", "memory": "64Mi"}}))
+    planned = run_diff(cluster, tmp_path, namespace, "-o", "json")
+    assert planned.returncode == 1, planned.stdout + planned.stderr
+    (plan,) = json.loads(planned.stdout)
+    assert plan["action"] == "configured"
+    paths = {op["path"] for op in plan["patch"]}
+    assert "/spec/replicas" in paths
+    assert not any("cpu" in p for p in paths), "1000m vs 1 must not show as a change"
+    live = get_deployment(admin, namespace, "pred")
+    predicted = jsonpatch.apply_patch(comparable(live), plan["patch"])
+
+    controller(scoped(namespace))
+    poll_until(lambda: container(get_deployment(admin, namespace, "pred"))["image"] == "nginx:1.27",
+               timeout=30, message="real run applied")
+    actual = comparable(get_deployment(admin, namespace, "pred"))
+    assert actual["spec"] == predicted["spec"]
+    assert actual["metadata"]["labels"] == predicted["metadata"]["labels"]
+
+
+def test_diff_reports_created_and_exit_codes(admin, namespace, cluster, tmp_path):
+    put_apptask(admin, apptask("new", namespace))
+    created = run_diff(cluster, tmp_path, namespace)
+    assert created.returncode == 1, created.stdout + created.stderr
+    assert "new: created" in created.stdout
+    assert get_deployment(admin, namespace, "new") is None
+    refused = run_diff(cluster, tmp_path, namespace, user="alice")
+    assert refused.returncode == 2
+    assert "403" in refused.stderr
+
+
+# -- conflicts and fights -------------------------------------------------------------------
+
+def test_one_manual_change_is_restored_once(admin, controller, namespace, cluster):
+    controller(scoped(namespace))
+    put_apptask(admin, apptask("scale", namespace, replicas=2))
+    poll_until(lambda: status_of(admin, namespace, "scale").get("phase") == "Ready", timeout=60)
+    mark = cluster.audit.mark()
+    kubectl(cluster, "-n", namespace, "scale", "deployment/scale", "--replicas=5")
+    poll_until(lambda: cluster.audit.count(mark, user=CONTROLLER, resource="deployments",
+                                           verb="patch") >= 1, timeout=30, message="restored")
+    poll_until(lambda: get_deployment(admin, namespace, "scale")["spec"]["replicas"] == 2,
+               timeout=30, message="replicas back to 2")
+    poll_until(lambda: status_of(admin, namespace, "scale").get("phase") == "Ready", timeout=60)
+    assert cluster.audit.count(mark, user=CONTROLLER, resource="deployments", verb="patch") == 1
+    assert condition(status_of(admin, namespace, "scale"), "Conflict")["status"] == "False"
+
+
+class Rival:
+    """Another controller that sets spec.replicas=5 every 200 ms until stopped."""
+
+    def __init__(self, kube, namespace: str, name: str) -> None:
+        self.kube, self.path = kube, DEPLOYMENTS.path(namespace, name)
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self.run, daemon=True)
+
+    def run(self) -> None:
+        while not self.stop.wait(0.2):
+            self.kube.patch(self.path, {"spec": {"replicas": 5}}, MERGE_PATCH,
+                            {"fieldManager": "rival-controller"})
+
+    def __enter__(self) -> Rival:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        self.thread.join(5)
+
+
+def test_fight_is_detected_and_damped(admin, controller, namespace, cluster):
+    process = controller(scoped(namespace, fights={"threshold": 3, "window": "5s",
+                                                   "backoffBase": "2s", "backoffCap": "30s"}))
+    put_apptask(admin, apptask("fought", namespace, replicas=2))
+    poll_until(lambda: get_deployment(admin, namespace, "fought"), timeout=30, message="created")
+    with Rival(admin, namespace, "fought"):
+        status = poll_until(
+            lambda: (s := status_of(admin, namespace, "fought")).get("phase") == "Conflict" and s,
+            timeout=15, message="fight detected within the window")
+        conflict = condition(status, "Conflict")
+        assert conflict["status"] == "True" and conflict["reason"] == "FieldFight"
+        assert "rival-controller" in conflict["message"] and ".spec.replicas" in conflict["message"]
+        assert process.metric("ssa_controller_fights_detected_total") == 1
+        generation = get_deployment(admin, namespace, "fought")["metadata"]["generation"]
+        mark = cluster.audit.mark()
+        start = process.reconciles()
+        poll_until(lambda: process.reconciles() >= start + 2, timeout=20,
+                   message="the damped re-applies happen")
+        applies = cluster.audit.count(mark, user=CONTROLLER, resource="deployments", verb="patch")
+        # Undamped, the controller re-applies at the rival's 5 writes/s; damped: base 2s, doubling.
+        assert applies <= 3
+        climbed = get_deployment(admin, namespace, "fought")["metadata"]["generation"] - generation
+        assert climbed <= 2 * applies + 1
+    poll_until(lambda: condition(status_of(admin, namespace, "fought"), "Conflict").get("status")
+               == "False", timeout=60, message="fight over once the rival stopped")
+    assert get_deployment(admin, namespace, "fought")["spec"]["replicas"] == 2
+
+
+def test_fields_the_apptask_leaves_alone_are_never_a_fight(admin, controller, namespace, cluster):
+    process = controller(scoped(namespace))
+    put_apptask(admin, apptask("calm", namespace, replicas=1))
+    poll_until(lambda: status_of(admin, namespace, "calm").get("phase") == "Ready", timeout=60)
+    mark = cluster.audit.mark()
+    for seconds in range(1, 11):
+        admin.patch(DEPLOYMENTS.path(namespace, "calm"), {"spec": {"minReadySeconds": seconds}},
+                    MERGE_PATCH, {"fieldManager": "other-tool"})
+    poll_until(lambda: get_deployment(admin, namespace, "calm").get("status", {})
+               .get("observedGeneration") == get_deployment(admin, namespace, "calm")["metadata"]
+               ["generation"], timeout=30, message="deployment controller caught up")
+    assert cluster.audit.count(mark, user=CONTROLLER, resource="deployments", writes=True) == 0
+    assert process.metric("ssa_controller_fights_detected_total") == 0
+    assert get_deployment(admin, namespace, "calm")["spec"]["minReadySeconds"] == 10
+
+
+def test_no_force_reports_the_conflict(admin, controller, namespace, cluster):
+    controller(scoped(namespace, apply={"force": False}))
+    put_apptask(admin, apptask("polite", namespace, replicas=2))
+    poll_until(lambda: get_deployment(admin, namespace, "polite"), timeout=30, message="created")
+    kubectl(cluster, "-n", namespace, "patch", "deployment/polite", "--type", "merge",
+            "-p", '{"spec":{"replicas":4}}')
+    status = poll_until(lambda: (s := status_of(admin, namespace, "polite")).get("phase")
+                        == "Conflict" and s, timeout=30, message="Conflict phase")
+    conflict = condition(status, "Conflict")
+    assert conflict["reason"] == "ApplyConflict"
+    assert '"kubectl' in conflict["message"] and ".spec.replicas" in conflict["message"]
+    assert get_deployment(admin, namespace, "polite")["spec"]["replicas"] == 4
+
+
+# -- adoption -------------------------------------------------------------------------------
+
+def existing_deployment(namespace: str, name: str) -> dict[str, object]:
+    labels = {"apptasks.example.com/name": name}
+    return {"apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": name, "namespace": namespace},
+            "spec": {"replicas": 1, "selector": {"matchLabels": labels},
+                     "template": {"metadata": {"labels": labels}, "spec": {"containers": [
+                         {"name": "app", "image": "nginx:1.25",
+                          "env": [{"name": "KEEP", "value": "1"}, {"name": "OLD", "value": "2"}]}]}}}}
+
+
+@pytest.mark.parametrize("adopt", [False, True])
+def test_existing_deployment_adoption(admin, controller, namespace, cluster, adopt):
+    kubectl(cluster, "apply", "-f", "-", stdin=json.dumps(existing_deployment(namespace, "legacy")))
+    controller(scoped(namespace, apply={"adoptExisting": adopt}))
+    env = [{"name": "KEEP", "value": "1"}, {"name": "OLD", "value": "2"}]
+    put_apptask(admin, apptask("legacy", namespace, replicas=1, env=env))
+    if not adopt:
+        status = poll_until(lambda: (s := status_of(admin, namespace, "legacy")).get("phase")
+                            == "Conflict" and s, timeout=30, message="reported, not taken")
+        assert condition(status, "Conflict")["reason"] == "DeploymentExists"
+        assert "ownerReferences" not in get_deployment(admin, namespace, "legacy")["metadata"]
+        return
+    poll_until(lambda: get_deployment(admin, namespace, "legacy")["metadata"].get("ownerReferences"),
+               timeout=30, message="adopted")
+    put_apptask(admin, apptask("legacy", namespace, replicas=1, env=env[:1]))
+    poll_until(lambda: container(get_deployment(admin, namespace, "legacy")).get("env")
+               == [{"name": "KEEP", "value": "1"}], timeout=30,
+               message="a field kubectl applied and the AppTask dropped is removed")
