@@ -30,6 +30,7 @@ from .controlplane import (
     POD_SIMULATOR_USER,
     ControlPlane,
     ControlPlaneError,
+    die_with_parent,
 )
 from .podsim import PodSimulator
 from .polling import PollTimeout, poll_until
@@ -52,6 +53,7 @@ __all__ = [
     "PodSimulator",
     "PollTimeout",
     "cache_dir",
+    "die_with_parent",
     "find_assets",
     "format_summary",
     "install",

@@ -65,7 +65,7 @@ class ControlPlaneError(RuntimeError):
     """A control-plane process failed to start or to become ready."""
 
 
-def _die_with_parent(parent_pid: int) -> Callable[[], None]:
+def die_with_parent(parent_pid: int) -> Callable[[], None]:
     """preexec_fn: have the kernel SIGKILL the child when the thread that started it goes away."""
 
     def preexec() -> None:
@@ -108,7 +108,7 @@ class _Child:
             stdout=self._log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
-            preexec_fn=_die_with_parent(os.getpid()),
+            preexec_fn=die_with_parent(os.getpid()),
         )
 
     @property

@@ -24,7 +24,7 @@ import urllib3
 import yaml
 
 from ssa_controller import crds
-from ssa_controller.envtest import ControlPlane, poll_until
+from ssa_controller.envtest import ControlPlane, die_with_parent, poll_until
 from ssa_controller.kube import ApiError, Kube
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -100,7 +100,7 @@ class ControllerProcess:
             [sys.executable, "-m", "ssa_controller", "run", "--config", str(self.config_path),
              "--kubeconfig", str(self.kubeconfig), *args],
             stdout=self._log, stderr=subprocess.STDOUT, cwd=ROOT,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+            env={**os.environ, "PYTHONUNBUFFERED": "1"}, preexec_fn=die_with_parent(os.getpid()))
         self._http = urllib3.PoolManager(retries=False, timeout=5.0)
 
     def get(self, port: int, path: str) -> tuple[int, str]:

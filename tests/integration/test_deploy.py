@@ -29,14 +29,14 @@ CONTROLLER_NAMESPACE = "ssa-controller-system"
 USERS = ("controller", "controller-2")
 KUBECTL = "/usr/bin/kubectl"
 
-LEASE_DURATION, RENEW_DEADLINE, RETRY_PERIOD = 3.0, 2.0, 0.5
+LEASE_DURATION, RETRY_PERIOD = 3.0, 0.5
 FAST_LEASE = {"leaseDuration": "3s", "renewDeadline": "2s", "retryPeriod": "500ms"}
 RETRY_WAIT = (1 + JITTER_FACTOR) * RETRY_PERIOD
 """The longest wait between two acquire attempts (client-go's jittered retry period)."""
 SLACK = 1.0
 """Seconds allowed for process scheduling and request latency in timing bounds."""
 STEP_TIMEOUT = 10.0
-"""Each step of the least-privilege scenario normally takes well under 2 s (Ready ~3 s)."""
+"""Each step of the least-privilege scenario normally takes well under a second."""
 SAR_PATH = "/apis/authorization.k8s.io/v1/subjectaccessreviews"
 EVENTS_PATH = "/apis/events.k8s.io/v1/namespaces/{}/events"
 
@@ -82,11 +82,24 @@ def leading(process: Process, lease: str) -> float | None:
         return None
 
 
-def identity(process: Process) -> str:
-    """The leader election identity the process logged when it became leader."""
+def identity_or_none(process: Process) -> str | None:
+    """The leader election identity the process logged when it became leader, if it did."""
     found = re.search(r"became leader of lease \S+ as (\S+)", process.log())
+    return found.group(1) if found else None
+
+
+def identity(process: Process) -> str:
+    found = identity_or_none(process)
     assert found, f"{process.user}: no 'became leader' line in its log"
-    return found.group(1)
+    return found
+
+
+def poll_until_or_none(fn: Callable[[], Any], timeout: float) -> Any:
+    """fn()'s first truthy value within `timeout`, or None: for asserting that nothing happens."""
+    try:
+        return poll_until(fn, timeout=timeout, interval=0.1)
+    except TimeoutError:
+        return None
 
 
 def leader_and_follower(pair: list[Process], lease: str) -> tuple[Process, Process]:
@@ -119,7 +132,8 @@ def assert_one_writer_at_a_time(cluster: ControlPlane, mark: int, namespace: str
     """Every write by `old` (namespace objects and the Lease) precedes every write by `new`."""
     writes = controller_writes(cluster, mark, namespace) + [
         e for e in cluster.audit.select(mark, resource="leases", namespace=CONTROLLER_NAMESPACE,
-                                        name=lease, writes=True) if e.user in USERS]
+                                        name=lease, writes=True)
+        if e.user in USERS and e.code is not None and e.code < 400]  # not lost races (409)
     writes.sort(key=lambda e: e.timestamp)
     users = [e.user for e in writes]
     assert new.user in users, "no writes by the new leader"
@@ -177,13 +191,6 @@ def test_two_processes_exactly_one_reconciles(admin, controller, namespace, clus
     assert leader.reconciles() > 0 and follower.reconciles() == 0
 
 
-def poll_until_or_none(fn: Callable[[], Any], timeout: float) -> Any:
-    """fn()'s first truthy value within `timeout`, or None: for asserting that nothing happens."""
-    try:
-        return poll_until(fn, timeout=timeout, interval=0.1)
-    except TimeoutError:
-        return None
-
 
 def test_sigkill_of_the_leader_hands_over_after_the_lease_expires(
         admin, controller, namespace, cluster, lease_name):
@@ -219,7 +226,6 @@ def test_sigkill_of_the_leader_hands_over_after_the_lease_expires(
                and converged(admin, namespace, "after", "nginx:1.25", 1), timeout=20,
                message="the new leader converges the changes made after the kill")
     assert_one_writer_at_a_time(cluster, mark, namespace, lease_name, leader, follower)
-    assert not any(e.user == leader.user for e in controller_writes(cluster, mark, namespace))
 
 
 def test_sigterm_releases_the_lease_and_hands_over_within_seconds(
@@ -255,10 +261,6 @@ def test_sigterm_releases_the_lease_and_hands_over_within_seconds(
     # writes precede the new leader's.
     assert_one_writer_at_a_time(cluster, mark, namespace, lease_name, leader, follower)
 
-
-def identity_or_none(process: Process) -> str | None:
-    found = re.search(r"became leader of lease \S+ as (\S+)", process.log())
-    return found.group(1) if found else None
 
 
 # --------------------------------------------------------------------------- observability
@@ -375,7 +377,10 @@ class WholeJob:
             if code is not None:
                 raise AssertionError(f"{what}: the controller exited with code {code}:\n"
                                      f"{self.process.log()[-1500:]}")
-            return check()
+            try:
+                return check()
+            except AssertionError as exc:  # a failure the controller reported: fail at once
+                raise AssertionError(f"{what}: {exc}") from None
         return poll_until(probe, timeout=timeout, interval=0.1, message=f"{what}",
                           ignore=(ApiError, urllib3.exceptions.HTTPError))
 
@@ -400,7 +405,8 @@ class WholeJob:
                   lambda: get_ok(process, process.health_port, "/readyz")[0] == 200)
         self.step("lease taken",
                   lambda: leading(process, lease) == 1.0
-                  and lease_spec(admin, lease).get("holderIdentity") == identity(process))
+                  and lease_spec(admin, lease).get("holderIdentity") == identity_or_none(process))
+        holder = identity(process)
 
         put_apptask(admin, apptask("app", namespace, replicas=1))
         self.step("Deployment created", lambda: self.deployment("nginx:1.25"))
@@ -409,7 +415,7 @@ class WholeJob:
         self.step("Event posted", lambda: self.event("Deployment app created"))
         self.step("Deployment status observed (AppTask Ready)",
                   lambda: (s := status_of(admin, namespace, "app")).get("phase") == "Ready"
-                  and s.get("readyReplicas") == 1, timeout=STEP_TIMEOUT + 5)
+                  and s.get("readyReplicas") == 1)
 
         put_apptask(admin, apptask("app", namespace, replicas=1, image="nginx:1.26"))
         self.step("Deployment updated", lambda: self.deployment("nginx:1.26"))
@@ -425,7 +431,7 @@ class WholeJob:
         acquired = lease_spec(admin, lease)
         self.step("lease renewed",
                   lambda: (s := lease_spec(admin, lease))["renewTime"] != acquired["renewTime"]
-                  and s["holderIdentity"] == identity(process))
+                  and s["holderIdentity"] == holder)
         code = process.stop(signal.SIGTERM)
         assert code == 0, f"clean shutdown: exit code {code}:\n{process.log()[-1500:]}"
         assert lease_spec(admin, lease).get("holderIdentity") == "", "lease released at shutdown"

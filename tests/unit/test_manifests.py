@@ -379,7 +379,7 @@ def test_cluster_role_is_least_privilege() -> None:
         return {(group, resource, v) for v in verbs}
 
     assert rules("ClusterRole", "ssa-controller") == (
-        grant("example.com", "apptasks", "get", "list", "watch")
+        grant("example.com", "apptasks", "list", "watch")
         | grant("example.com", "apptasks/status", "patch")
         | grant("apps", "deployments", "get", "list", "watch", "create", "patch")
         | grant("events.k8s.io", "events", "create", "patch")
