@@ -20,6 +20,15 @@ CLIENT_SIDE_MANAGERS = frozenset({"kubectl-client-side-apply", "before-first-app
                                   "kubectl-create", "kubectl"})
 
 
+def _marks_parent_of(path: fieldset.Path, wanted: frozenset[fieldset.Path]) -> bool:
+    """Whether `path` is the "." ownership mark of a map or list holding a wanted field: the
+    API server gives the whole list back to whoever keeps that mark."""
+    if not path or path[-1] != ".":
+        return False
+    parent = path[:-1]
+    return any(w[:len(parent)] == parent and len(w) > len(path) for w in wanted)
+
+
 def migrate(entries: list[Mapping[str, Any]], wanted: frozenset[fieldset.Path], manager: str,
             api_version: str, now: str) -> list[dict[str, Any]] | None:
     """managedFields with the wanted paths moved from client-side managers to `manager`'s
@@ -30,9 +39,10 @@ def migrate(entries: list[Mapping[str, Any]], wanted: frozenset[fieldset.Path], 
         if entry.get("manager") in CLIENT_SIDE_MANAGERS and entry.get("operation") == "Update" \
                 and not entry.get("subresource"):
             paths = set(fieldset.flatten(entry.get("fieldsV1") or {}))
-            moved |= paths & wanted
-            if paths - wanted:
-                result.append({**entry, "fieldsV1": fieldset.to_fields(paths - wanted)})
+            taken = {p for p in paths if p in wanted or _marks_parent_of(p, wanted)}
+            moved |= taken
+            if paths - taken:
+                result.append({**entry, "fieldsV1": fieldset.to_fields(paths - taken)})
         else:
             result.append(dict(entry))
     if not moved:

@@ -109,3 +109,15 @@ def test_migrate_does_not_modify_the_given_entries() -> None:
     before = copy.deepcopy(entries)
     migrate(entries, WANTED, MANAGER, "apps/v1", NOW)
     assert entries == before
+
+
+def test_the_ownership_mark_of_a_list_holding_wanted_items_moves_too() -> None:
+    """On v1.20 the API server hands a whole list back to the manager keeping its "." mark."""
+    env = (*CONTAINER, "f:env")
+    item = (*env, 'k:{"name":"A"}')
+    wanted = frozenset({(*item, "."), (*item, "f:name"), (*item, "f:value")})
+    entries = [entry("kubectl-client-side-apply", "Update", [(*env, "."), *wanted, STRATEGY])]
+    result = migrate(entries, wanted, MANAGER, "apps/v1", NOW)
+    assert result is not None
+    assert paths_of(result, "kubectl-client-side-apply", "Update") == {STRATEGY}
+    assert paths_of(result, MANAGER, "Apply") == wanted | {(*env, ".")}
