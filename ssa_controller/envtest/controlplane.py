@@ -441,6 +441,13 @@ class ControlPlane:
             "--service-account-private-key-file": self.workdir / "sa.key",
             "--root-ca-file": self.ca_file,
             "--controllers": CONTROLLERS,
+            # A test cluster on loopback: no need for client-go's 20 qps, and benchmarks of
+            # thousands of Deployments should measure the controller, not this throttle.
+            "--kube-api-qps": 500,
+            "--kube-api-burst": 1000,
+            "--concurrent-deployment-syncs": 20,
+            "--concurrent-replicaset-syncs": 20,
+            "--concurrent-gc-syncs": 40,
         }
         log_path = self.workdir / "kube-controller-manager.log"
         child = _Child("kube-controller-manager", _argv(binary, flags), log_path)

@@ -86,10 +86,15 @@ class Controller:
         self.log.close()
 
 
-def converged(kube: Kube, count: int, generation: int) -> bool:
+def deployments_applied(kube: Kube, count: int) -> bool:
+    return len(kube.list(DEPLOYMENTS.path(NAMESPACE))["items"]) == count
+
+
+def all_ready(kube: Kube, count: int) -> bool:
     items = kube.list(APPTASKS.path(NAMESPACE))["items"]
     return len(items) == count and all(
-        i.get("status", {}).get("observedGeneration") == generation for i in items)
+        i.get("status", {}).get("observedGeneration") == 1
+        and i["status"].get("phase") == "Ready" for i in items)
 
 
 def latency_samples(kube: Kube, kubeconfig: Path, samples: int) -> list[float]:
@@ -149,15 +154,20 @@ def main() -> int:
                                                 apptask(f"bench-{i}"), field_manager="bench",
                                                 force=True), range(args.count)))
         created = time.monotonic() - started
-        poll_until(lambda: converged(admin, args.count, 1), timeout=600, interval=0.2,
-                   message="all AppTasks converged")
+        poll_until(lambda: deployments_applied(admin, args.count), timeout=600, interval=0.2,
+                   message="all Deployments applied")
+        applied = time.monotonic() - started
+        poll_until(lambda: all_ready(admin, args.count), timeout=600, interval=0.2,
+                   message="all AppTasks Ready")
         took = time.monotonic() - started
         requests = plane.audit.select(mark, user_agent=CONTROLLER_AGENT)
         by_kind = collections.Counter(
             f"{e.verb} {e.resource}{'/' + e.subresource if e.subresource else ''}" for e in requests)
         rows.append(("AppTasks", str(args.count), f"created by the benchmark in {created:.1f}s"))
-        rows.append(("time to converge", f"{took:.1f}s", f"{args.count / took:.0f} AppTasks/s "
-                     "(all statuses at observedGeneration 1)"))
+        rows.append(("all Deployments applied", f"{applied:.1f}s",
+                     f"{args.count / applied:.0f} AppTasks/s"))
+        rows.append(("time to converge", f"{took:.1f}s", "every AppTask Ready at generation 1 "
+                     "(includes kube-controller-manager's work)"))
         rows.append(("requests per AppTask", f"{len(requests) / args.count:.2f}",
                      "floor: 2.00 (one apply, one status patch)"))
         for kind, n in sorted(by_kind.items()):
@@ -167,8 +177,9 @@ def main() -> int:
         poll_until(lambda: controller.reconciles() >= idle_start + 5 * args.count,
                    timeout=300, interval=0.2, message="five idle resyncs")
         idle = plane.audit.select(idle_mark, user_agent=CONTROLLER_AGENT)
+        idle_kinds = collections.Counter(f"{e.verb} {e.resource}" for e in idle)
         rows.append(("writes in 5 idle resyncs", str(sum(e.is_write for e in idle)),
-                     f"{len(idle)} requests of any kind; floor: 0"))
+                     f"{len(idle)} requests of any kind {dict(idle_kinds) or ''}; floor: 0"))
 
         latencies = latency_samples(admin, plane.kubeconfig, min(args.samples, args.count))
         rows.append(("change -> Deployment p50", f"{percentile(latencies, 50) * 1000:.0f} ms",
