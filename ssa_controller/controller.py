@@ -33,8 +33,7 @@ MANAGED_SELECTOR = f"{desired.MANAGED_BY_LABEL}={desired.MANAGED_BY_VALUE}"
 class Controller:
     """One AppTask controller: caches, queue, workers, and the outcome switch."""
 
-    def __init__(self, config: Config, kube: Kube, events: EventSink,
-                 metrics: Metrics | None = None,
+    def __init__(self, config: Config, kube: Kube, events: EventSink, metrics: Metrics,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.config = config
         self.metrics = metrics
@@ -42,7 +41,7 @@ class Controller:
         self.deployments = Store(strip_keep_owners)
         self.backoff = ItemBackoff.from_config(config.backoff)
         self.queue = WorkQueue(clock=clock, backoff=self.backoff,
-                               metrics=metrics.queue_metrics(NAME) if metrics else None)
+                               metrics=metrics.queue_metrics(NAME))
         self.fights = FightTracker(config.fights.threshold, config.fights.window,
                                    config.fights.backoff_base, config.fights.backoff_cap)
         self.reconciler = Reconciler(config, kube, self.apptasks, self.deployments,
@@ -83,9 +82,8 @@ class Controller:
         self.plans.pop(key, None)
 
     def _count_cached(self) -> None:
-        if self.metrics:
-            self.metrics.set_cached_objects("apptasks", len(self.apptasks))
-            self.metrics.set_cached_objects("deployments", len(self.deployments))
+        self.metrics.set_cached_objects("apptasks", len(self.apptasks))
+        self.metrics.set_cached_objects("deployments", len(self.deployments))
 
     # -- watches ---------------------------------------------------------------------------
 
@@ -118,8 +116,7 @@ class Controller:
     # -- workers ---------------------------------------------------------------------------
 
     def start_workers(self) -> list[threading.Thread]:
-        if self.metrics:
-            self.metrics.register_controller(NAME, self.config.workers)
+        self.metrics.register_controller(NAME, self.config.workers)
         threads = [threading.Thread(target=self._work, name=f"worker-{i}", daemon=True)
                    for i in range(self.config.workers)]
         for thread in threads:
@@ -137,10 +134,7 @@ class Controller:
                 self.queue.done(key)
                 continue
             try:
-                if self.metrics:
-                    with self.metrics.active_worker(NAME):
-                        self.process(key)
-                else:
+                with self.metrics.active_worker(NAME):
                     self.process(key)
             finally:
                 self.queue.done(key)
@@ -156,12 +150,10 @@ class Controller:
         self._requeue(key, result)
         if result.plan is not None:
             self._remember_plan(result.plan)
-        if self.metrics:
-            self._count(result, time.monotonic() - started)
+        self._count(result, time.monotonic() - started)
         return result
 
     def _count(self, result: Result, seconds: float) -> None:
-        assert self.metrics is not None
         label = "error" if result.error else "requeue_after" if result.requeue_after else "success"
         self.metrics.reconcile_done(NAME, label, seconds)
         if result.outcome != "skipped":

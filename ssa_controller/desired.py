@@ -57,7 +57,8 @@ def _env(spec: Mapping[str, Any]) -> list[dict[str, str]]:
     rendered: list[dict[str, str]] = []
     for i, item in enumerate(spec.get("env") or []):
         name = item.get("name") if isinstance(item, Mapping) else None
-        _expect(isinstance(name, str) and bool(name), f"env[{i}].name", "is required")
+        if not isinstance(name, str) or not name:
+            raise InvalidSpec(f"env[{i}].name", "is required")
         _expect(name not in {e["name"] for e in rendered}, f"env[{i}].name",
                 f"duplicate name {name!r}")
         value = item.get("value", "")
@@ -126,7 +127,8 @@ def render(apptask: Mapping[str, Any]) -> dict[str, Any]:
     _expect(len(name) <= 63 and bool(_LABEL_VALUE.match(name)), "",
             f"metadata.name {name!r} must be a valid label value (at most 63 characters)")
     spec = apptask.get("spec")
-    _expect(isinstance(spec, Mapping), "", "spec is required")
+    if not isinstance(spec, Mapping):
+        raise InvalidSpec("", "spec is required")
     labels = _string_map(spec, "labels")
     _expect(NAME_LABEL not in labels, "labels", f"{NAME_LABEL} is reserved")
     annotations = _string_map(spec, "annotations")

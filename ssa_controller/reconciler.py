@@ -117,6 +117,8 @@ class Reconciler:
             body = desired.render(apptask)
         except desired.InvalidSpec as exc:
             return self._invalid(key, apptask, Sync.invalid(str(exc)))
+        if status.rejected_at_generation(apptask):
+            return Result("invalid")  # the server refused this spec; wait for a new generation
         live = self.deployments.get(key)
         if apptask.get("spec", {}).get("paused"):
             return self._finish(key, apptask, live, Sync.paused(), Result("skipped"))
@@ -162,10 +164,8 @@ class Reconciler:
         else:
             message = (f"Deployment {name} exists and is not managed by this AppTask; "
                        "set apply.adoptExisting: true to adopt it")
-        sync = Sync.conflicted("DeploymentExists", message)
-        self._event(apptask, "Warning", "DeploymentExists", "Adopt", message)
-        return self._finish(key, apptask, live, sync, Result("conflict"),
-                            plan_action="conflict")
+        return self._report(key, apptask, live, Sync.conflicted("DeploymentExists", message),
+                            Result("conflict"), "conflict", action="Adopt")
 
     def _converge(self, key: str, apptask: Obj, body: Obj, live: Obj | None) -> Result:
         manager = self.config.field_manager
@@ -244,19 +244,25 @@ class Reconciler:
     def _apply_failed(self, key: str, apptask: Obj, live: Obj | None, exc: ApiError) -> Result:
         if exc.status == 409:
             message = f"apply conflicts with {conflict_summary(exc)}"
-            log.warning("%s: %s", key, message)
-            self._event(apptask, "Warning", "ApplyConflict", "Apply", message)
-            return self._finish(key, apptask, live, Sync.conflicted("ApplyConflict", message),
-                                Result("conflict", error=exc), plan_action="conflict")
+            return self._report(key, apptask, live, Sync.conflicted("ApplyConflict", message),
+                                Result("conflict", error=exc), "conflict")
         if rejected(exc):
             return self._invalid(key, apptask, Sync.rejected(exc.message or str(exc)))
         return self._failed(key, apptask, live, exc)
 
     def _invalid(self, key: str, apptask: Obj, sync: Sync) -> Result:
-        log.warning("%s: invalid: %s", key, sync.message)
-        self._event(apptask, "Warning", sync.reason, "Apply", sync.message)
-        return self._finish(key, apptask, self.deployments.get(key), sync, Result("invalid"),
-                            plan_action="invalid")
+        return self._report(key, apptask, self.deployments.get(key), sync, Result("invalid"),
+                            "invalid")
+
+    def _report(self, key: str, apptask: Obj, live: Obj | None, sync: Sync, result: Result,
+                plan_action: str, action: str = "Apply") -> Result:
+        """Finish with a problem that a person should see: logged and posted as a Warning
+        Event when it first shows in the status, not again on every retry or resync."""
+        result = self._finish(key, apptask, live, sync, result, plan_action=plan_action)
+        if result.status_updated:
+            log.warning("%s: %s: %s", key, sync.reason, sync.message)
+            self._event(apptask, "Warning", sync.reason, action, sync.message)
+        return result
 
     def _failed(self, key: str, apptask: Obj, live: Obj | None, exc: ApiError) -> Result:
         log.warning("%s: error: %s", key, exc)

@@ -92,10 +92,9 @@ def merge_conditions(old: Sequence[Mapping[str, Any]], new: Sequence[dict[str, A
     previous = {c.get("type"): c for c in old}
     merged = []
     for cond in new:
-        before = previous.get(cond["type"])
-        same = before is not None and before.get("status") == cond["status"] \
-            and before.get("lastTransitionTime")
-        merged.append({**cond, "lastTransitionTime": before["lastTransitionTime"] if same else now})
+        before = previous.get(cond["type"]) or {}
+        kept = before.get("lastTransitionTime") if before.get("status") == cond["status"] else None
+        merged.append({**cond, "lastTransitionTime": kept or now})
     return merged
 
 
@@ -129,3 +128,13 @@ def patch_for(current: Mapping[str, Any] | None, wanted: Mapping[str, Any]) -> d
     if dict(current) == dict(wanted):
         return None
     return {"status": {**{k: None for k in current if k not in wanted}, **wanted}}
+
+
+def rejected_at_generation(apptask: Mapping[str, Any]) -> bool:
+    """Whether the API server already refused the Deployment rendered from this very
+    generation of the AppTask (so applying it again cannot succeed)."""
+    current = apptask.get("status") or {}
+    synced: Mapping[str, Any] = next(
+        (c for c in current.get("conditions") or () if c.get("type") == "Synced"), {})
+    return (synced.get("reason") == "ApplyRejected"
+            and current.get("observedGeneration") == apptask["metadata"].get("generation"))

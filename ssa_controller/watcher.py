@@ -57,6 +57,8 @@ class Watcher:
                 resource_version = self._watch(resource_version, stop)
                 failures = 0
             except ApiError as exc:
+                if stop.is_set():
+                    return
                 if exc.status == 410:
                     log.info("watch %s: resourceVersion too old, relisting", self.name)
                     resource_version = None

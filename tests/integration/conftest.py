@@ -22,44 +22,19 @@ from typing import Any
 import pytest
 import urllib3
 import yaml
+from helpers import CONTROLLER_NAMESPACE, apply_rbac, rbac_objects
 
 from ssa_controller import crds
 from ssa_controller.envtest import ControlPlane, die_with_parent, poll_until
 from ssa_controller.kube import ApiError, Kube
 
 ROOT = Path(__file__).resolve().parents[2]
-MANIFESTS = ROOT / "manifests"
-CONTROLLER_NAMESPACE = "ssa-controller-system"
-TEST_USERS = ("controller", "controller-2")
 
 
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
-
-
-def rbac_objects() -> list[dict[str, Any]]:
-    """manifests/rbac.yaml, with the bindings' subjects extended to the test users."""
-    objects = [o for o in yaml.safe_load_all((MANIFESTS / "rbac.yaml").read_text()) if o]
-    for obj in objects:
-        if obj["kind"] in ("ClusterRoleBinding", "RoleBinding"):
-            obj["subjects"] = obj.get("subjects", []) + [
-                {"kind": "User", "apiGroup": "rbac.authorization.k8s.io", "name": user}
-                for user in TEST_USERS]
-    return objects
-
-
-def rbac_path(obj: dict[str, Any]) -> str:
-    plural = obj["kind"].lower() + "s"
-    namespace = obj["metadata"].get("namespace")
-    scope = f"/namespaces/{namespace}" if namespace else ""
-    return f"/apis/rbac.authorization.k8s.io/v1{scope}/{plural}/{obj['metadata']['name']}"
-
-
-def apply_rbac(admin: Kube, objects: list[dict[str, Any]]) -> None:
-    for obj in objects:
-        admin.apply(rbac_path(obj), obj, field_manager="tests", force=True)
 
 
 @pytest.fixture(scope="session")

@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
+import yaml
+
 from ssa_controller.kube import APPTASKS, DEPLOYMENTS, ApiError, Kube
+
+MANIFESTS = Path(__file__).resolve().parents[2] / "manifests"
+CONTROLLER_NAMESPACE = "ssa-controller-system"
+TEST_USERS = ("controller", "controller-2")
 
 
 def apptask(name: str, namespace: str, **spec: Any) -> dict[str, Any]:
@@ -43,3 +50,26 @@ def status_of(kube: Kube, namespace: str, name: str) -> dict[str, Any]:
 
 def condition(status: dict[str, Any], type_: str) -> dict[str, Any]:
     return next((c for c in status.get("conditions", []) if c["type"] == type_), {})
+
+
+def rbac_objects() -> list[dict[str, Any]]:
+    """manifests/rbac.yaml, with the bindings' subjects extended to the test users."""
+    objects = [o for o in yaml.safe_load_all((MANIFESTS / "rbac.yaml").read_text()) if o]
+    for obj in objects:
+        if obj["kind"] in ("ClusterRoleBinding", "RoleBinding"):
+            obj["subjects"] = obj.get("subjects", []) + [
+                {"kind": "User", "apiGroup": "rbac.authorization.k8s.io", "name": user}
+                for user in TEST_USERS]
+    return objects
+
+
+def rbac_path(obj: dict[str, Any]) -> str:
+    plural = obj["kind"].lower() + "s"
+    namespace = obj["metadata"].get("namespace")
+    scope = f"/namespaces/{namespace}" if namespace else ""
+    return f"/apis/rbac.authorization.k8s.io/v1{scope}/{plural}/{obj['metadata']['name']}"
+
+
+def apply_rbac(admin: Kube, objects: list[dict[str, Any]]) -> None:
+    for obj in objects:
+        admin.apply(rbac_path(obj), obj, field_manager="tests", force=True)

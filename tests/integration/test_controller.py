@@ -117,7 +117,8 @@ def test_one_update_is_one_apply_and_one_status_write(admin, controller, namespa
 
 
 def test_rejected_spec_becomes_invalid_without_retry_storm(admin, controller, namespace, cluster):
-    controller(scoped(namespace, backoff={"base": "0.05s", "cap": "1s"}))
+    process = controller(scoped(namespace, backoff={"base": "0.05s", "cap": "1s"},
+                                resync={"period": "1s", "jitter": 0}))
     mark = cluster.audit.mark()
     duplicate_ports = [{"containerPort": 80, "protocol": "TCP"},
                        {"containerPort": 80, "protocol": "TCP", "name": "again"}]
@@ -130,8 +131,10 @@ def test_rejected_spec_becomes_invalid_without_retry_storm(admin, controller, na
     assert "duplicate entries" in synced["message"]
     poll_until(lambda: status_of(admin, namespace, "good").get("phase") == "Ready", timeout=60,
                message="the valid AppTask still converges")
-    # Several backoff caps later the rejected object has cost a handful of requests.
-    poll_until(lambda: cluster.audit.count(mark, user=CONTROLLER, name="good") > 0, timeout=10)
+    # Several backoff caps and resyncs later the rejected object has cost a handful of requests
+    # (the GET before creating, the refused apply, the status patch).
+    start = process.reconciles()
+    poll_until(lambda: process.reconciles() >= start + 10, timeout=30, message="five resyncs")
     assert cluster.audit.count(mark, user=CONTROLLER, name="bad") <= 4
 
 

@@ -17,16 +17,14 @@ from typing import Any
 import pytest
 import urllib3
 import yaml
-from helpers import apptask, condition, container, get_deployment, put_apptask, status_of
+from helpers import (CONTROLLER_NAMESPACE, MANIFESTS, TEST_USERS, apptask, condition, container,
+                     get_deployment, put_apptask, rbac_objects, rbac_path, status_of)
 
 from ssa_controller.envtest import ControlPlane, poll_until
 from ssa_controller.kube import LEASES, ApiError, Kube
 from ssa_controller.leader import JITTER_FACTOR
 from ssa_controller.runner import EVENT_SOURCE
 
-MANIFESTS = Path(__file__).resolve().parents[2] / "manifests"
-CONTROLLER_NAMESPACE = "ssa-controller-system"
-USERS = ("controller", "controller-2")
 KUBECTL = "/usr/bin/kubectl"
 
 LEASE_DURATION, RETRY_PERIOD = 3.0, 0.5
@@ -115,7 +113,7 @@ def leader_and_follower(pair: list[Process], lease: str) -> tuple[Process, Proce
 
 def start_pair(start: Callable[..., Process], config: dict[str, Any]) -> list[Process]:
     """Two controllers with the same config as users "controller" and "controller-2"."""
-    pair = [start(config, user=user, ready=False) for user in USERS]
+    pair = [start(config, user=user, ready=False) for user in TEST_USERS]
     for process in pair:
         process.wait_ready()
     return pair
@@ -124,7 +122,7 @@ def start_pair(start: Callable[..., Process], config: dict[str, Any]) -> list[Pr
 def controller_writes(cluster: ControlPlane, mark: int, namespace: str) -> list[Any]:
     """Writes by the controller identities to the test namespace (Deployments, status, Events)."""
     return [e for e in cluster.audit.select(mark, namespace=namespace, writes=True)
-            if e.user in USERS]
+            if e.user in TEST_USERS]
 
 
 def assert_one_writer_at_a_time(cluster: ControlPlane, mark: int, namespace: str, lease: str,
@@ -133,7 +131,7 @@ def assert_one_writer_at_a_time(cluster: ControlPlane, mark: int, namespace: str
     writes = controller_writes(cluster, mark, namespace) + [
         e for e in cluster.audit.select(mark, resource="leases", namespace=CONTROLLER_NAMESPACE,
                                         name=lease, writes=True)
-        if e.user in USERS and e.code is not None and e.code < 400]  # not lost races (409)
+        if e.user in TEST_USERS and e.code is not None and e.code < 400]  # not lost races (409)
     writes.sort(key=lambda e: e.timestamp)
     users = [e.user for e in writes]
     assert new.user in users, "no writes by the new leader"
@@ -331,13 +329,6 @@ def rule_triples() -> list[tuple[str, str, str, str]]:
             for verb in rule["verbs"]]
 
 
-def role_path(role: dict[str, Any]) -> str:
-    namespace = role["metadata"].get("namespace")
-    scope = f"/namespaces/{namespace}" if namespace else ""
-    return f"/apis/rbac.authorization.k8s.io/v1{scope}/{role['kind'].lower()}s/" \
-           f"{role['metadata']['name']}"
-
-
 def without(role: dict[str, Any], group: str, resource: str, verb: str) -> dict[str, Any]:
     """`role` with exactly one (group, resource, verb) removed (rules split per resource)."""
     reduced = copy.deepcopy(role)
@@ -488,7 +479,7 @@ def test_every_rule_is_needed(admin, controller, namespace, cluster, lease_name,
     role = manifest_roles()[kind]
     scope = role["metadata"].get("namespace") or namespace
     job = WholeJob(admin, controller, namespace, lease_name)
-    admin.apply(role_path(role), without(role, group, resource, verb), field_manager="tests",
+    admin.apply(rbac_path(role), without(role, group, resource, verb), field_manager="tests",
                 force=True)
     try:
         poll_until(lambda: not allowed(admin, "controller", scope, group, resource, verb),
@@ -503,7 +494,7 @@ def test_every_rule_is_needed(admin, controller, namespace, cluster, lease_name,
     finally:
         if job.process is not None:
             job.process.stop(signal.SIGKILL)
-        admin.apply(role_path(role), role, field_manager="tests", force=True)
+        admin.apply(rbac_path(role), role, field_manager="tests", force=True)
         poll_until(lambda: allowed(admin, "controller", scope, group, resource, verb),
                    timeout=10, message=f"{verb} {resource} restored")
     expected = EXPECTED_FAILURE.get((group, resource, verb))
@@ -517,17 +508,6 @@ def test_every_rule_is_needed(admin, controller, namespace, cluster, lease_name,
 def kubectl(cluster: ControlPlane, cache: Path, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([KUBECTL, "--kubeconfig", str(cluster.kubeconfig), "--cache-dir",
                            str(cache), *args], capture_output=True, text=True, timeout=120)
-
-
-def fixture_rbac() -> list[dict[str, Any]]:
-    """manifests/rbac.yaml as the `cluster` fixture applies it: bindings extended to USERS."""
-    objects = [o for o in yaml.safe_load_all((MANIFESTS / "rbac.yaml").read_text()) if o]
-    for obj in objects:
-        if obj["kind"] in ("ClusterRoleBinding", "RoleBinding"):
-            obj["subjects"] = obj.get("subjects", []) + [
-                {"kind": "User", "apiGroup": "rbac.authorization.k8s.io", "name": user}
-                for user in USERS]
-    return objects
 
 
 def test_kubectl_applies_the_manifests_and_prints_the_columns(admin, controller, namespace,
@@ -568,8 +548,8 @@ def test_kubectl_applies_the_manifests_and_prints_the_columns(admin, controller,
         assert container(deployment)["image"] == "ssa-controller:0.1.0"
         assert deployment["spec"]["template"]["spec"]["serviceAccountName"] == "ssa-controller"
     finally:
-        for obj in fixture_rbac():  # kubectl replaced the bindings' subjects: restore them
-            admin.apply(role_path(obj), obj, field_manager="tests", force=True)
+        for obj in rbac_objects():  # kubectl replaced the bindings' subjects: restore them
+            admin.apply(rbac_path(obj), obj, field_manager="tests", force=True)
         for kind, path in created.items():
             if kind not in existed:
                 try:
@@ -577,7 +557,7 @@ def test_kubectl_applies_the_manifests_and_prints_the_columns(admin, controller,
                 except ApiError as exc:
                     if exc.status != 404:
                         raise
-        for user in USERS:
+        for user in TEST_USERS:
             poll_until(lambda u=user: allowed(admin, u, CONTROLLER_NAMESPACE,
                                               "coordination.k8s.io", "leases", "get"),
                        timeout=10, message=f"{user} bound again")
