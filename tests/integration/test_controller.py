@@ -8,7 +8,7 @@ import collections
 from helpers import apptask, condition, container, get_deployment, put_apptask, status_of
 
 from ssa_controller.envtest import poll_until
-from ssa_controller.kube import APPTASKS, DEPLOYMENTS, MERGE_PATCH, ApiError
+from ssa_controller.kube import APPTASKS, DEPLOYMENTS, MERGE_PATCH, ApiError, Kube
 
 CONTROLLER = "controller"
 
@@ -212,7 +212,6 @@ def test_apiserver_outage_is_survived(admin, controller, namespace, cluster):
 
 def test_unknown_resource_access_is_refused_for_the_controller(cluster):
     """Guard for the tests above: the controller identity is not an admin."""
-    from ssa_controller.kube import Kube
     kube = Kube(cluster.url, token=cluster.token(CONTROLLER), ca_file=str(cluster.ca_file))
     try:
         kube.list("/api/v1/secrets")
