@@ -188,7 +188,9 @@ class Controller:
     # -- one pass (--once, diff) -------------------------------------------------------------
 
     def run_once(self) -> list[Result]:
-        """List everything, then reconcile every AppTask once, in this thread (no watches)."""
+        """List everything, then reconcile every AppTask once, in this thread (no watches).
+        Statuses are written at once: no later reconcile will come to write them."""
+        self.reconciler.status_settle = 0.0
         for watcher in self.watchers:
             watcher.list_once()
         return [self.process(key) for key in sorted(self.apptasks.keys())]

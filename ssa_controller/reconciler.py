@@ -97,7 +97,9 @@ class Reconciler:
         self.clock = clock
         self.wallclock = wallclock
         self._applied_at: dict[str, float] = {}
-        """When the controller last applied each Deployment (for STATUS_SETTLE)."""
+        """When the controller last applied each Deployment (for status_settle)."""
+        self.status_settle = STATUS_SETTLE
+        """0 where nothing will come back to write the status later (one-pass runs)."""
 
     def forget(self, key: str) -> None:
         """Drop everything kept about a deleted AppTask."""
@@ -300,7 +302,7 @@ class Reconciler:
         applied_at = self._applied_at.get(key)
         if deployment is None or applied_at is None or not _rollout_unobserved(deployment):
             return 0.0
-        return max(0.0, applied_at + STATUS_SETTLE - self.clock())
+        return max(0.0, applied_at + self.status_settle - self.clock())
 
     def _event(self, apptask: Obj, type_: str, reason: str, action: str, note: str) -> None:
         if not self.dry_run:

@@ -4,6 +4,8 @@ zero-cost resyncs, invalid specs, backoff and rate limits, proven by objects and
 from __future__ import annotations
 
 import collections
+import subprocess
+import sys
 
 from helpers import apptask, condition, container, get_deployment, put_apptask, status_of
 
@@ -218,3 +220,18 @@ def test_unknown_resource_access_is_refused_for_the_controller(cluster):
         raise AssertionError("the controller user can list secrets")
     except ApiError as exc:
         assert exc.status == 403
+
+
+def test_run_once_makes_one_pass_and_exits(admin, namespace, cluster, tmp_path):
+    for name in ("once-a", "once-b"):
+        put_apptask(admin, apptask(name, namespace, replicas=0))
+    config = tmp_path / "once.yaml"
+    config.write_text(f"namespaces: [{namespace}]\nleaderElection: {{enabled: false}}\n")
+    kubeconfig = cluster.write_kubeconfig(CONTROLLER, tmp_path / "kubeconfig")
+    result = subprocess.run([sys.executable, "-m", "ssa_controller", "run", "--once", "--config",
+                             str(config), "--kubeconfig", str(kubeconfig)],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    for name in ("once-a", "once-b"):
+        assert get_deployment(admin, namespace, name) is not None
+        assert status_of(admin, namespace, name).get("observedGeneration") == 1
