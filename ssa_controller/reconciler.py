@@ -178,6 +178,7 @@ class Reconciler:
             owners = live.get(OWNERS_KEY, {})
             found = drift.compute(body, live, fieldset.applied_by(owners, manager))
             if not found:
+                log.debug("%s: unchanged", key)
                 return self._finish(key, apptask, live, *self._calm_or_fight(
                     key, body["metadata"]["name"], Result("unchanged")))
             if found.taken:
