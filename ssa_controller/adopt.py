@@ -9,12 +9,11 @@ patch guarded by the object's resourceVersion.
 
 from __future__ import annotations
 
-import datetime
 from collections.abc import Mapping
 from typing import Any
 
 from . import fieldset
-from .kube import DEPLOYMENTS, JSON_PATCH, Kube
+from .kube import DEPLOYMENTS, JSON_PATCH, Kube, rfc3339
 
 CLIENT_SIDE_MANAGERS = frozenset({"kubectl-client-side-apply", "before-first-apply",
                                   "kubectl-create", "kubectl"})
@@ -64,9 +63,8 @@ def take_over_client_side_fields(kube: Kube, live: Mapping[str, Any], body: Mapp
     meta = live["metadata"]
     path = DEPLOYMENTS.path(meta["namespace"], meta["name"])
     current = kube.get(path)
-    now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
     entries = migrate(current["metadata"].get("managedFields") or [],
-                      fieldset.body_paths(body), manager, "apps/v1", now)
+                      fieldset.body_paths(body), manager, "apps/v1", rfc3339())
     if entries is None:
         return
     kube.patch(path, [

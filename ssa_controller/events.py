@@ -20,8 +20,7 @@ from datetime import datetime, timezone
 from typing import Any, Protocol
 
 from .backoff import TokenBucket
-from .kube import EVENTS, MERGE_PATCH, ApiError, Kube, Obj
-from .leader import micro_time
+from .kube import EVENTS, MERGE_PATCH, ApiError, Kube, Obj, micro_time
 
 log = logging.getLogger(__name__)
 

@@ -14,6 +14,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from typing import Any, Protocol
 from urllib.parse import quote, urlencode
 
@@ -65,6 +66,18 @@ DEPLOYMENTS = Resource("apps/v1", "deployments")
 EVENTS = Resource("events.k8s.io/v1", "events")
 LEASES = Resource("coordination.k8s.io/v1", "leases")
 CRDS = Resource("apiextensions.k8s.io/v1", "customresourcedefinitions", namespaced=False)
+
+
+def rfc3339(moment: datetime | None = None) -> str:
+    """A Kubernetes Time: RFC 3339, UTC, whole seconds: 2024-01-02T03:04:05Z."""
+    return (moment or datetime.now(timezone.utc)).astimezone(timezone.utc).strftime(
+        "%Y-%m-%dT%H:%M:%SZ")
+
+
+def micro_time(moment: datetime | None = None) -> str:
+    """A Kubernetes MicroTime: RFC 3339, UTC, microseconds: 2024-01-02T03:04:05.000006Z."""
+    return (moment or datetime.now(timezone.utc)).astimezone(timezone.utc).strftime(
+        "%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def path(group_version: str, plural: str, namespace: str | None = None,

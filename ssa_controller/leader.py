@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Protocol
 
-from .kube import LEASES, ApiError, Kube, Obj
+from .kube import LEASES, ApiError, Kube, Obj, micro_time
 
 log = logging.getLogger(__name__)
 
@@ -34,12 +34,6 @@ JITTER_FACTOR = 1.2
 class LeaderMetrics(Protocol):
     def set_leader(self, name: str, leading: bool) -> None:
         """leader_election_master_status{name} = 1 while leading, else 0."""
-
-
-def micro_time(moment: datetime | None = None) -> str:
-    """A Kubernetes MicroTime: RFC 3339, UTC, microseconds: 2024-01-02T03:04:05.000006Z."""
-    moment = moment or datetime.now(timezone.utc)
-    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def default_identity() -> str:

@@ -10,7 +10,6 @@ Result the controller's one switch turns into forget / requeue-after / rate-limi
 from __future__ import annotations
 
 import dataclasses
-import datetime
 import logging
 import time
 from collections.abc import Callable, Mapping
@@ -20,7 +19,7 @@ from typing import Any, Protocol
 from . import adopt, desired, diff, drift, fieldset, status
 from .config import Config
 from .fights import Fight, FightTracker
-from .kube import APPTASKS, DEPLOYMENTS, MERGE_PATCH, ApiError, Kube
+from .kube import APPTASKS, DEPLOYMENTS, MERGE_PATCH, ApiError, Kube, rfc3339
 from .status import Sync
 from .store import OWNERS_KEY, Store, strip_keep_owners
 
@@ -50,10 +49,6 @@ class Result:
     status_updated: bool = False
     fight_detected: bool = False
     plan: diff.Plan | None = None
-
-
-def _now_iso() -> str:
-    return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def conflict_summary(error: ApiError) -> str:
@@ -87,7 +82,7 @@ class Reconciler:
     def __init__(self, config: Config, kube: Kube, apptasks: Store, deployments: Store,
                  fights: FightTracker, events: EventSink,
                  clock: Callable[[], float] = time.monotonic,
-                 wallclock: Callable[[], str] = _now_iso) -> None:
+                 wallclock: Callable[[], str] = rfc3339) -> None:
         self.config = config
         self.kube = kube
         self.apptasks = apptasks

@@ -139,6 +139,33 @@ def test_release_hands_over_within_about_one_retry_period(
     assert spec["leaseDurationSeconds"] == 2
 
 
+def test_a_stolen_lease_is_noticed_and_leadership_lost(
+        control_plane: ControlPlane, namespace: str, replicas: list[Replica]) -> None:
+    replicas.append(Replica(control_plane, namespace))
+    (leader,) = replicas
+    poll_until(leader.started.is_set, timeout=15, message="leadership")
+    admin = kube(control_plane, "thief")
+    try:
+        lease = admin.get(LEASES.path(namespace, LEASE))
+        lease["spec"].update(holderIdentity="thief", leaseDurationSeconds=60)
+        admin.update(LEASES.path(namespace, LEASE), lease)
+    finally:
+        admin.close()
+    poll_until(leader.lost.is_set, timeout=RENEW_DEADLINE + 5, message="leadership lost")
+    assert not leader.elector.is_leader
+    assert lease_spec(control_plane, namespace)["holderIdentity"] == "thief"
+
+
+def test_release_without_ever_leading_changes_nothing(
+        control_plane: ControlPlane, namespace: str, replicas: list[Replica]) -> None:
+    replicas += [Replica(control_plane, namespace), Replica(control_plane, namespace)]
+    leader, follower = leader_and_follower(replicas)
+    follower.halt()
+    assert follower.elector.release()
+    assert lease_spec(control_plane, namespace)["holderIdentity"] == leader.identity
+    assert not leader.lost.is_set()
+
+
 def test_events_are_created_and_repeats_become_a_series(
         control_plane: ControlPlane, namespace: str) -> None:
     admin = kube(control_plane)

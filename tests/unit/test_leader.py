@@ -2,24 +2,13 @@
 
 from __future__ import annotations
 
-import copy
 import re
-import threading
-import time
 from datetime import datetime, timezone
-from typing import Any
 
 import pytest
 
-from ssa_controller.envtest.polling import poll_until
-from ssa_controller.kube import LEASES, ApiError
-from ssa_controller.leader import (
-    Election,
-    LeaderElector,
-    LeaseRecord,
-    default_identity,
-    micro_time,
-)
+from ssa_controller.kube import micro_time
+from ssa_controller.leader import Election, LeaderElector, LeaseRecord, default_identity
 
 WALL = "2024-05-06T07:08:09.123456Z"
 LATER = "2024-05-06T07:08:19.123456Z"
@@ -154,147 +143,8 @@ def test_default_identity_is_hostname_plus_random_suffix() -> None:
 
 # --- run loop on an in-memory API --------------------------------------------------------
 
-class FakeLeases:
-    """Just enough of the API server for Leases: GET, POST, PUT with resourceVersion checks."""
-
-    def __init__(self) -> None:
-        self.objects: dict[str, dict[str, Any]] = {}
-        self.version = 0
-        self.broken = False
-        self.lock = threading.Lock()
-
-    def request(self, method: str, path: str, *, body: Any = None, timeout: float | None = None,
-                **_: Any) -> dict[str, Any]:
-        with self.lock:
-            if self.broken:
-                raise ApiError(503, "ServiceUnavailable", "broken on purpose")
-            if method == "POST":
-                path = f"{path}/{body['metadata']['name']}"
-                if path in self.objects:
-                    raise ApiError(409, "AlreadyExists", "exists")
-            elif path not in self.objects:
-                raise ApiError(404, "NotFound", "no lease")
-            elif method == "PUT" and (body["metadata"]["resourceVersion"]
-                                      != self.objects[path]["metadata"]["resourceVersion"]):
-                raise ApiError(409, "Conflict", "stale resourceVersion")
-            if method in ("POST", "PUT"):
-                self.version += 1
-                stored = copy.deepcopy(body)
-                stored["metadata"]["resourceVersion"] = str(self.version)
-                self.objects[path] = stored
-            return copy.deepcopy(self.objects[path])
-
-    def spec(self, namespace: str = "ns", name: str = "lease") -> dict[str, Any]:
-        with self.lock:
-            return dict(self.objects[LEASES.path(namespace, name)]["spec"])
-
-
-class Candidate:
-    """A LeaderElector running in a thread, recording its callbacks and metric updates."""
-
-    def __init__(self, api: FakeLeases, identity: str) -> None:
-        self.started = threading.Event()
-        self.lost = threading.Event()
-        self.stop = threading.Event()
-        self.status: list[tuple[str, bool]] = []
-        self.elector = LeaderElector(
-            api, namespace="ns", name="lease", identity=identity,  # type: ignore[arg-type]
-            lease_duration=1.0, renew_deadline=0.5, retry_period=0.05,
-            on_started_leading=self.started.set, on_stopped_leading=self.lost.set,
-            metrics=self)
-        self.thread = threading.Thread(target=self.elector.run, args=(self.stop,), daemon=True)
-        self.thread.start()
-
-    def set_leader(self, name: str, leading: bool) -> None:
-        self.status.append((name, leading))
-
-    def halt(self) -> None:
-        self.stop.set()
-        self.thread.join(5)
-        assert not self.thread.is_alive()
-
-
-@pytest.fixture
-def api() -> FakeLeases:
-    return FakeLeases()
-
-
-def test_one_of_two_candidates_leads(api: FakeLeases) -> None:
-    a, b = Candidate(api, "a"), Candidate(api, "b")
-    poll_until(lambda: a.started.is_set() or b.started.is_set(), timeout=5)
-    leader, follower = (a, b) if a.started.is_set() else (b, a)
-    assert api.spec()["holderIdentity"] == leader.elector.identity
-    assert leader.elector.is_leader and not follower.elector.is_leader
-    assert not follower.started.wait(0.3)
-    assert leader.status == [("lease", False), ("lease", True)]
-    assert follower.status == [("lease", False)]
-    for candidate in (a, b):
-        candidate.halt()
-    assert not (a.lost.is_set() or b.lost.is_set())
-
-
-def test_release_hands_over_quickly_and_stop_is_not_a_loss(api: FakeLeases) -> None:
-    a = Candidate(api, "a")
-    poll_until(a.started.is_set, timeout=5)
-    b = Candidate(api, "b")
-    a.halt()
-    assert a.elector.release()
-    assert not a.lost.is_set() and not a.elector.is_leader
-    assert a.status[-1] == ("lease", False)
-    started = time.monotonic()
-    poll_until(b.started.is_set, timeout=5)
-    assert time.monotonic() - started < 0.5  # well under the 1s lease duration
-    spec = api.spec()
-    assert spec["holderIdentity"] == "b" and spec["leaseTransitions"] == 1
-    b.halt()
-
-
-def test_release_while_running_ends_the_loop_cleanly(api: FakeLeases) -> None:
-    a = Candidate(api, "a")
-    poll_until(a.started.is_set, timeout=5)
-    assert a.elector.release()
-    a.thread.join(5)
-    assert not a.thread.is_alive() and not a.lost.is_set()
-    assert api.spec()["holderIdentity"] == ""
-
-
-def test_failing_renewals_lose_leadership_after_the_renew_deadline(api: FakeLeases) -> None:
-    a = Candidate(api, "a")
-    poll_until(a.started.is_set, timeout=5)
-    api.broken = True
-    broke = time.monotonic()
-    poll_until(a.lost.is_set, timeout=5)
-    assert time.monotonic() - broke >= 0.4
-    assert a.status[-1] == ("lease", False)
-    a.thread.join(5)
-    assert not a.thread.is_alive()
-
-
-def test_a_stolen_lease_is_noticed_and_lost(api: FakeLeases) -> None:
-    a = Candidate(api, "a")
-    poll_until(a.started.is_set, timeout=5)
-    with api.lock:
-        lease = api.objects[LEASES.path("ns", "lease")]
-        lease["spec"]["holderIdentity"] = "thief"
-        lease["metadata"]["resourceVersion"] = "stolen"
-    poll_until(a.lost.is_set, timeout=5)
-    assert not a.elector.is_leader
-    assert a.elector.holder == "thief"
-
-
-def test_release_after_stop_without_leading_is_a_no_op(api: FakeLeases) -> None:
-    api.request("POST", LEASES.path("ns"), body={
-        "metadata": {"name": "lease"}, "spec": LeaseRecord("other", 15, WALL, WALL).to_spec()})
-    a = Candidate(api, "a")
-    poll_until(lambda: a.elector.holder == "other", timeout=5)
-    a.halt()
-    assert a.elector.release()
-    assert api.spec()["holderIdentity"] == "other"
-    assert not a.started.is_set() and not a.lost.is_set()
-
-
-def test_rejects_inconsistent_timings(api: FakeLeases) -> None:
+def test_rejects_inconsistent_timings() -> None:
     with pytest.raises(ValueError):
-        LeaderElector(api, namespace="ns", name="lease", identity="a",  # type: ignore[arg-type]
+        LeaderElector(None, namespace="ns", name="lease", identity="a",  # type: ignore[arg-type]
                       lease_duration=10, renew_deadline=10, retry_period=2,
                       on_started_leading=lambda: None, on_stopped_leading=lambda: None)
