@@ -94,6 +94,11 @@ class Controller:
             thread.start()
         return threads
 
+    def stop_watches(self) -> None:
+        """Abort every open watch (their threads end since the stop event is set)."""
+        for watcher in self.watchers:
+            watcher.interrupt()
+
     def wait_synced(self, timeout: float | None = None) -> bool:
         deadline = None if timeout is None else time.monotonic() + timeout
         for watcher in self.watchers:

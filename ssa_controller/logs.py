@@ -33,5 +33,5 @@ def setup(config: LoggingConfig) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(config.level.upper())
-    for noisy in ("apscheduler", "urllib3"):
+    for noisy in ("apscheduler", "urllib3", "tzlocal"):
         logging.getLogger(noisy).setLevel(logging.WARNING)

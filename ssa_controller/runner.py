@@ -129,6 +129,7 @@ class Process:
         log.info("shutting down: finishing in-flight reconciles (grace %.0fs)",
                  self.config.shutdown_grace_period)
         self.stop.set()
+        self.controller.stop_watches()
         if self.scheduler is not None:
             self.scheduler.shutdown(wait=False)
         self.controller.stop_workers()

@@ -13,7 +13,7 @@ import threading
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from .kube import ApiError, Kube, Obj, Resource
+from .kube import ApiError, Kube, Obj, Resource, WatchStream
 from .store import Store
 
 log = logging.getLogger(__name__)
@@ -45,6 +45,8 @@ class Watcher:
         self.synced = threading.Event()
         """Set once the first list has been stored."""
         self.name = f"{resource.plural}@{namespace or '*'}"
+        self._stream: WatchStream | None = None
+        self._stream_lock = threading.Lock()
 
     def run(self, stop: threading.Event) -> None:
         """List, then watch until `stop` is set; never raises."""
@@ -102,17 +104,34 @@ class Watcher:
         timeout = int(self.watch_timeout * random.uniform(1.0, 2.0))
         params = {**self._params(), "resourceVersion": resource_version,
                   "allowWatchBookmarks": True, "timeoutSeconds": timeout}
-        for event in self.kube.watch(self.resource.path(self.namespace), params,
-                                     timeout=timeout + 30):
-            kind, obj = event.get("type"), event.get("object") or {}
-            if kind == "ERROR":
-                raise ApiError(int(obj.get("code", 0)), str(obj.get("reason", "")),
-                               str(obj.get("message", "")), obj)
-            resource_version = obj["metadata"]["resourceVersion"]
-            if kind == "DELETED":
-                self.on_change(*self.store.delete(obj))
-            elif kind in ("ADDED", "MODIFIED"):
-                self.on_change(*self.store.put(obj))
-            if stop.is_set():
-                break
+        stream = self.kube.watch(self.resource.path(self.namespace), params, timeout=timeout + 30)
+        with self._stream_lock:
+            self._stream = stream
+        if stop.is_set():  # interrupt() may have come before the stream was registered
+            stream.close()
+        try:
+            with stream:
+                for event in stream:
+                    resource_version = self._apply(event, resource_version)
+        finally:
+            with self._stream_lock:
+                self._stream = None
         return resource_version
+
+    def _apply(self, event: Obj, resource_version: str) -> str:
+        """Store one watch event and report the change; return the new resourceVersion."""
+        kind, obj = event.get("type"), event.get("object") or {}
+        if kind == "ERROR":
+            raise ApiError(int(obj.get("code", 0)), str(obj.get("reason", "")),
+                           str(obj.get("message", "")), obj)
+        if kind == "DELETED":
+            self.on_change(*self.store.delete(obj))
+        elif kind in ("ADDED", "MODIFIED"):
+            self.on_change(*self.store.put(obj))
+        return str(obj.get("metadata", {}).get("resourceVersion", resource_version))
+
+    def interrupt(self) -> None:
+        """Abort the watch in progress; run() returns once its stop event is set."""
+        with self._stream_lock:
+            if self._stream is not None:
+                self._stream.close()
