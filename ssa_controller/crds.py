@@ -11,7 +11,6 @@ import yaml
 
 from .kube import CRDS, ApiError, Kube
 
-CRD_NAME = "apptasks.example.com"
 FIELD_MANAGER = "ssa-controller-install"
 IMAGE_CRD = Path("/usr/share/ssa-controller/crd.yaml")
 

@@ -19,7 +19,6 @@ from .store import OWNERS_KEY
 
 BOOKKEEPING = ("managedFields", "resourceVersion", "generation", "uid", "creationTimestamp",
                "selfLink")
-ACTIONS = ("created", "configured", "unchanged", "conflict", "invalid", "error")
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-PHASES = ("Pending", "Progressing", "Ready", "Degraded", "Invalid", "Conflict")
 
 
 @dataclass(frozen=True)
