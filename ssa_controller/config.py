@@ -438,7 +438,8 @@ def _check_fights(cfg: FightsConfig, key: str) -> None:
         )
 
 
-LEADER_JITTER_FACTOR = 1.2  # client-go leaderelection.JitterFactor
+LEADER_JITTER_FACTOR = 1.2
+"""client-go's leaderelection.JitterFactor: acquire retries wait retry_period * [1, 2.2)."""
 
 
 def _check_leader_election(cfg: LeaderElectionConfig, key: str) -> None:

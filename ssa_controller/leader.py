@@ -23,12 +23,10 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Protocol
 
+from .config import LEADER_JITTER_FACTOR
 from .kube import LEASES, ApiError, Kube, Obj, micro_time
 
 log = logging.getLogger(__name__)
-
-JITTER_FACTOR = 1.2
-"""client-go's leaderelection.JitterFactor: acquire retries wait retry_period * [1, 2.2)."""
 
 
 class LeaderMetrics(Protocol):
@@ -155,7 +153,7 @@ class LeaderElector:
                  metrics: LeaderMetrics | None = None,
                  wall_clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
                  rng: random.Random | None = None) -> None:
-        if not lease_duration > renew_deadline > JITTER_FACTOR * retry_period > 0:
+        if not lease_duration > renew_deadline > LEADER_JITTER_FACTOR * retry_period > 0:
             raise ValueError("need lease_duration > renew_deadline > 1.2 * retry_period > 0")
         self._kube = kube
         self.namespace = namespace
@@ -263,7 +261,7 @@ class LeaderElector:
         while not (stop.is_set() or self._released):
             if self.try_acquire_or_renew(self.renew_deadline):
                 return True
-            jittered = self.retry_period * (1 + self._rng.random() * JITTER_FACTOR)
+            jittered = self.retry_period * (1 + self._rng.random() * LEADER_JITTER_FACTOR)
             stop.wait(jittered)
         return False
 

@@ -22,14 +22,14 @@ from helpers import (CONTROLLER_NAMESPACE, MANIFESTS, TEST_USERS, apptask, condi
 
 from ssa_controller.envtest import ControlPlane, poll_until
 from ssa_controller.kube import LEASES, ApiError, Kube
-from ssa_controller.leader import JITTER_FACTOR
+from ssa_controller.config import LEADER_JITTER_FACTOR
 from ssa_controller.runner import EVENT_SOURCE
 
 KUBECTL = "/usr/bin/kubectl"
 
 LEASE_DURATION, RETRY_PERIOD = 3.0, 0.5
 FAST_LEASE = {"leaseDuration": "3s", "renewDeadline": "2s", "retryPeriod": "500ms"}
-RETRY_WAIT = (1 + JITTER_FACTOR) * RETRY_PERIOD
+RETRY_WAIT = (1 + LEADER_JITTER_FACTOR) * RETRY_PERIOD
 """The longest wait between two acquire attempts (client-go's jittered retry period)."""
 SLACK = 1.0
 """Seconds allowed for process scheduling and request latency in timing bounds."""
