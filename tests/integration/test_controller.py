@@ -235,3 +235,20 @@ def test_run_once_makes_one_pass_and_exits(admin, namespace, cluster, tmp_path):
     for name in ("once-a", "once-b"):
         assert get_deployment(admin, namespace, name) is not None
         assert status_of(admin, namespace, name).get("observedGeneration") == 1
+
+
+def test_paused_apptask_is_left_alone(admin, controller, namespace, cluster):
+    controller(scoped(namespace))
+    put_apptask(admin, apptask("hold", namespace, replicas=0))
+    poll_until(lambda: status_of(admin, namespace, "hold").get("phase") == "Ready", timeout=30)
+    mark = cluster.audit.mark()
+    put_apptask(admin, apptask("hold", namespace, replicas=0, image="nginx:1.27", paused=True))
+    status = poll_until(lambda: (s := status_of(admin, namespace, "hold"))
+                        .get("observedGeneration") == 2 and s, timeout=30, message="observed")
+    assert condition(status, "Synced")["reason"] == "Paused"
+    assert container(get_deployment(admin, namespace, "hold"))["image"] == "nginx:1.25"
+    assert cluster.audit.count(mark, user=CONTROLLER, resource="deployments", writes=True) == 0
+
+    put_apptask(admin, apptask("hold", namespace, replicas=0, image="nginx:1.27"))
+    poll_until(lambda: container(get_deployment(admin, namespace, "hold"))["image"] == "nginx:1.27",
+               timeout=30, message="applied once unpaused")
