@@ -45,7 +45,7 @@ def cluster(namespaces: tuple[str, ...], workdir: Path | None = None) -> Iterato
                 sample = yaml.safe_load(SAMPLE.read_text())
                 _ensure_namespace(kube, sample["metadata"]["namespace"])
                 kube.apply(APPTASKS.path(sample["metadata"]["namespace"], sample["metadata"]["name"]),
-                           sample, field_manager="kubectl", force=True)
+                           sample, field_manager="ssa-controller-local", force=True)
             log.info("local control plane ready: export KUBECONFIG=%s", plane.kubeconfig)
             yield plane.kubeconfig
         finally:
