@@ -12,6 +12,13 @@ from ssa_controller.kube import APPTASKS, DEPLOYMENTS, ApiError, Kube
 MANIFESTS = Path(__file__).resolve().parents[2] / "manifests"
 CONTROLLER_NAMESPACE = "ssa-controller-system"
 TEST_USERS = ("controller", "controller-2")
+CONTROLLER = TEST_USERS[0]
+"""The identity the controller under test runs as."""
+
+
+def scoped(namespace: str, **config: object) -> dict[str, object]:
+    """A controller config restricted to one test namespace."""
+    return {"namespaces": [namespace], **config}
 
 
 def apptask(name: str, namespace: str, **spec: Any) -> dict[str, Any]:

@@ -7,16 +7,19 @@ import collections
 import subprocess
 import sys
 
-from helpers import apptask, condition, container, get_deployment, put_apptask, status_of
+from helpers import (
+    CONTROLLER,
+    apptask,
+    condition,
+    container,
+    get_deployment,
+    put_apptask,
+    scoped,
+    status_of,
+)
 
 from ssa_controller.envtest import poll_until
 from ssa_controller.kube import APPTASKS, DEPLOYMENTS, MERGE_PATCH, ApiError, Kube
-
-CONTROLLER = "controller"
-
-
-def scoped(namespace: str, **config: object) -> dict[str, object]:
-    return {"namespaces": [namespace], **config}
 
 
 def test_create_update_delete_converge(admin, controller, namespace, cluster):

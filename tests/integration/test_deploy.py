@@ -17,12 +17,23 @@ from typing import Any
 import pytest
 import urllib3
 import yaml
-from helpers import (CONTROLLER_NAMESPACE, MANIFESTS, TEST_USERS, apptask, condition, container,
-                     get_deployment, put_apptask, rbac_objects, rbac_path, status_of)
+from helpers import (
+    CONTROLLER_NAMESPACE,
+    MANIFESTS,
+    TEST_USERS,
+    apptask,
+    condition,
+    container,
+    get_deployment,
+    put_apptask,
+    rbac_objects,
+    rbac_path,
+    status_of,
+)
 
+from ssa_controller.config import LEADER_JITTER_FACTOR
 from ssa_controller.envtest import ControlPlane, poll_until
 from ssa_controller.kube import LEASES, ApiError, Kube
-from ssa_controller.config import LEADER_JITTER_FACTOR
 from ssa_controller.runner import EVENT_SOURCE
 
 KUBECTL = "/usr/bin/kubectl"

@@ -11,17 +11,20 @@ import threading
 import jsonpatch
 import pytest
 import yaml
-from helpers import apptask, condition, container, get_deployment, put_apptask, status_of
+from helpers import (
+    CONTROLLER,
+    apptask,
+    condition,
+    container,
+    get_deployment,
+    put_apptask,
+    scoped,
+    status_of,
+)
 
 from ssa_controller.diff import comparable
 from ssa_controller.envtest import poll_until
 from ssa_controller.kube import APPTASKS, DEPLOYMENTS, MERGE_PATCH
-
-CONTROLLER = "controller"
-
-
-def scoped(namespace: str, **config: object) -> dict[str, object]:
-    return {"namespaces": [namespace], **config}
 
 
 def kubectl(cluster, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:

@@ -7,16 +7,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from helpers import apptask, get_deployment, put_apptask, status_of
+from helpers import CONTROLLER, apptask, get_deployment, put_apptask, scoped, status_of
 
 from ssa_controller.envtest import poll_until
 from ssa_controller.kube import APPTASKS, DEPLOYMENTS
-
-CONTROLLER = "controller"
-
-
-def scoped(namespace: str, **config: object) -> dict[str, object]:
-    return {"namespaces": [namespace], **config}
 
 
 def test_status_writes_do_not_retrigger_reconciles(admin, controller, namespace, cluster):
