@@ -16,6 +16,14 @@ from collections.abc import Callable
 from .config import BackoffConfig, EventsConfig, RateLimitConfig
 
 
+def exponential(base: float, factor: float, cap: float, failures: int) -> float:
+    """min(cap, base * factor**failures): the one capped exponential backoff formula."""
+    try:
+        return min(cap, base * factor**failures)
+    except OverflowError:
+        return cap
+
+
 class ItemBackoff:
     """Per-key exponential backoff: min(cap, base * factor**failures), jittered.
 
@@ -60,10 +68,7 @@ class ItemBackoff:
 
     def delay(self, failures: int) -> float:
         """The un-jittered delay after `failures` previous failures."""
-        try:
-            return min(self._cap, self._base * self._factor**failures)
-        except OverflowError:
-            return self._cap
+        return exponential(self._base, self._factor, self._cap, failures)
 
     def forget(self, key: str) -> None:
         """Reset the failure count of `key` (after a success, or when the key is gone)."""

@@ -39,8 +39,7 @@ class Controller:
         self.metrics = metrics
         self.apptasks = Store(strip)
         self.deployments = Store(strip_keep_owners)
-        self.backoff = ItemBackoff.from_config(config.backoff)
-        self.queue = WorkQueue(clock=clock, backoff=self.backoff,
+        self.queue = WorkQueue(clock=clock, backoff=ItemBackoff.from_config(config.backoff),
                                metrics=metrics.queue_metrics(NAME))
         self.fights = FightTracker(config.fights.threshold, config.fights.window,
                                    config.fights.backoff_base, config.fights.backoff_cap)
@@ -66,6 +65,7 @@ class Controller:
             key = key_of(new or old)  # type: ignore[arg-type]
             if new is None:
                 self._forget(key)
+            self.queue.release(key)  # a new desired state is tried at once, even in backoff
             self.queue.add(key)
         self._count_cached()
 
@@ -173,11 +173,7 @@ class Controller:
     def _requeue(self, key: str, result: Result) -> None:
         """The one outcome switch."""
         if result.error is not None:
-            retry_after = result.error.retry_after or 0.0
-            if retry_after > 0:
-                self.queue.add_after(key, max(retry_after, self.backoff.when(key)))
-            else:
-                self.queue.add_rate_limited(key)
+            self.queue.add_rate_limited(key, at_least=result.error.retry_after or 0.0)
         elif result.requeue_after:
             self.queue.forget(key)
             self.queue.add_after(key, result.requeue_after)

@@ -230,7 +230,7 @@ class Reconciler:
         if self.dry_run:
             plan = diff.plan(key, live, answer)
             return Result("dry_run" if plan.changes else "unchanged", plan=plan)
-        self.deployments.put_if_newer(answer)
+        self.deployments.record_write(answer)
         self.fights.applied(key, generation, self.clock())
         verb = "created" if live is None else "configured"
         log.info("%s: applied Deployment (%s)", key, verb)
@@ -288,7 +288,7 @@ class Reconciler:
             if exc.status == 404:
                 return result
             return Result("error", error=exc)
-        self.apptasks.put_if_newer(answer)
+        self.apptasks.record_write(answer)
         log.info("%s: status updated (phase %s)", key, wanted["phase"])
         return dataclasses.replace(result, status_updated=True)
 

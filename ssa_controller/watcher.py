@@ -2,7 +2,8 @@
 
 Watches ask for bookmarks, carry a server-side timeout and a longer client-side read timeout
 (so a silently dropped connection cannot hang them), resume from the last resourceVersion,
-relist on 410 Gone, and reconnect after errors with capped, jittered backoff.
+relist on 410 Gone, and reconnect after errors, unexpected exceptions and watches that end at
+once with capped, jittered exponential backoff (a short cap while the resource is missing).
 """
 
 from __future__ import annotations
@@ -10,15 +11,24 @@ from __future__ import annotations
 import logging
 import random
 import threading
+import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
+from . import backoff
 from .kube import ApiError, Kube, Obj, Resource, WatchStream
 from .store import Store
 
 log = logging.getLogger(__name__)
 ChangeHandler = Callable[[Obj | None, Obj | None], None]
 LIST_PAGE = 500
+BACKOFF_BASE = 0.5
+"""First reconnect delay after a failure; doubled per further failure up to the cap."""
+MISSING_CAP = 5.0
+"""Backoff cap while the resource is not served (404: its CRD is not installed yet), so that a
+newly installed CRD is picked up within seconds."""
+SHORT_WATCH = 1.0
+"""A watch that ends sooner than this without delivering an event counts as a failure."""
 
 
 class WatchMetrics(Protocol):
@@ -32,7 +42,7 @@ class Watcher:
     def __init__(self, kube: Kube, resource: Resource, store: Store, on_change: ChangeHandler,
                  *, namespace: str | None = None, label_selector: str | None = None,
                  watch_timeout: float = 300.0, metrics: WatchMetrics | None = None,
-                 backoff_cap: float = 30.0) -> None:
+                 backoff_cap: float = 30.0, rng: random.Random | None = None) -> None:
         self.kube = kube
         self.resource = resource
         self.store = store
@@ -42,6 +52,7 @@ class Watcher:
         self.watch_timeout = watch_timeout
         self.metrics = metrics
         self.backoff_cap = backoff_cap
+        self._rng = rng or random.Random()
         self.synced = threading.Event()
         """Set once the first list has been stored."""
         self.name = f"{resource.plural}@{namespace or '*'}"
@@ -56,25 +67,33 @@ class Watcher:
             try:
                 if resource_version is None:
                     resource_version = self._relist()
-                resource_version = self._watch(resource_version, stop)
-                failures = 0
+                resource_version, healthy = self._watch(resource_version, stop)
+                if healthy:
+                    failures = 0
+                    continue
+                problem = "watch ended at once without an event"
+                cap = self.backoff_cap
             except ApiError as exc:
-                if stop.is_set():
-                    return
                 if exc.status == 410:
                     log.info("watch %s: resourceVersion too old, relisting", self.name)
                     resource_version = None
                     continue
-                failures += 1
-                delay = min(self.backoff_cap, 0.5 * 2 ** min(failures, 10)) * random.uniform(0.5, 1.0)
-                log.warning("watch %s failed (%s); retrying in %.1fs", self.name, exc, delay)
-                if self.metrics:
-                    self.metrics.watch_restarted(self.resource.plural)
-                stop.wait(delay)
-            except Exception:  # noqa: BLE001 - a watcher thread must never die
+                problem = str(exc)
+                cap = MISSING_CAP if exc.status == 404 else self.backoff_cap
+            except Exception as exc:  # noqa: BLE001 - a watcher thread must never die
                 log.exception("watch %s: unexpected error", self.name)
+                problem = f"{type(exc).__name__}: {exc}"
                 resource_version = None
-                stop.wait(1.0)
+                cap = self.backoff_cap
+            if stop.is_set():
+                return
+            failures += 1
+            delay = backoff.exponential(BACKOFF_BASE, 2.0, cap, failures) \
+                * self._rng.uniform(0.5, 1.0)
+            log.warning("watch %s failed (%s); retrying in %.1fs", self.name, problem, delay)
+            if self.metrics:
+                self.metrics.watch_restarted(self.resource.plural)
+            stop.wait(delay)
 
     def list_once(self) -> None:
         """Fill the store with one list, without watching (one-pass runs)."""
@@ -95,28 +114,35 @@ class Watcher:
             params["continue"] = token
         if self.metrics and self.synced.is_set():
             self.metrics.watch_relisted(self.resource.plural)
-        for old, new in self.store.replace(items, self.namespace):
+        resource_version = str(page["metadata"]["resourceVersion"])
+        for old, new in self.store.replace(items, resource_version, self.namespace):
             self.on_change(old, new)
         self.synced.set()
-        return str(page["metadata"]["resourceVersion"])
+        return resource_version
 
-    def _watch(self, resource_version: str, stop: threading.Event) -> str:
-        timeout = int(self.watch_timeout * random.uniform(1.0, 2.0))
+    def _watch(self, resource_version: str, stop: threading.Event) -> tuple[str, bool]:
+        """Watch from `resource_version` until the watch ends; return the resourceVersion to
+        resume from and whether the watch was healthy: like client-go, a watch that ends
+        within SHORT_WATCH seconds without delivering anything counts as a failure."""
+        timeout = int(self.watch_timeout * self._rng.uniform(1.0, 2.0))
         params = {**self._params(), "resourceVersion": resource_version,
                   "allowWatchBookmarks": True, "timeoutSeconds": timeout}
+        started = time.monotonic()
         stream = self.kube.watch(self.resource.path(self.namespace), params, timeout=timeout + 30)
         with self._stream_lock:
             self._stream = stream
         if stop.is_set():  # interrupt() may have come before the stream was registered
             stream.close()
+        delivered = False
         try:
             with stream:
                 for event in stream:
                     resource_version = self._apply(event, resource_version)
+                    delivered = True
         finally:
             with self._stream_lock:
                 self._stream = None
-        return resource_version
+        return resource_version, delivered or time.monotonic() - started >= SHORT_WATCH
 
     def _apply(self, event: Obj, resource_version: str) -> str:
         """Store one watch event and report the change; return the new resourceVersion."""

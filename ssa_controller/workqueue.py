@@ -71,6 +71,9 @@ class WorkQueue:
       waits at most once; a new add_after with an earlier due time moves it earlier,
       a later one is ignored, and so is one for a key already ready or deferred.
       add(key) is add_after(key, 0): it cancels the wait.
+    - add_rate_limited(key) holds a failed key back for its backoff: until then no
+      add, add_after or done() makes it ready earlier (events coalesce into the one
+      retry), except release(key), which ends the hold (a new desired state).
     - shut_down() refuses new adds, drops waiting keys and wakes every getter; keys
       already ready are still handed out, keys being processed finish normally and
       done() still works. get() returns None once shut down and drained.
@@ -97,14 +100,19 @@ class WorkQueue:
         self._seq = itertools.count()
         self._enqueued_at: dict[str, float] = {}
         self._started_at: dict[str, float] = {}
+        self._held: dict[str, float] = {}  # failed key -> clock time before which it stays waiting
         self._shutting_down = False
 
     # ------------------------------------------------------------------ adding
 
     def add(self, key: str) -> None:
-        """Make `key` ready now (deferred until done() if it is being processed)."""
+        """Make `key` ready now (deferred until done() if it is being processed), or when its
+        backoff hold ends."""
         with self._cond:
             if self._shutting_down:
+                return
+            if self._hold_of(key) is not None:
+                self._wait_until(key, self._held[key])
                 return
             self._waiting.pop(key, None)
             self._insert(key)
@@ -117,25 +125,34 @@ class WorkQueue:
         with self._cond:
             if self._shutting_down or key in self._dirty:
                 return
-            due = self._clock() + delay
-            current = self._waiting.get(key)
-            if current is not None and current[0] <= due:
-                return
-            entry = (due, next(self._seq))
-            self._waiting[key] = entry
-            heapq.heappush(self._heap, (*entry, key))
-            self._cond.notify_all()  # getters recompute how long to wait
+            self._wait_until(key, max(self._clock() + delay, self._hold_of(key) or 0.0))
 
-    def add_rate_limited(self, key: str) -> float:
-        """Re-add a failed key after its per-key backoff delay; returns that delay."""
-        delay = self._backoff.when(key)
+    def add_rate_limited(self, key: str, at_least: float = 0.0) -> float:
+        """Hold a failed key back for its per-key backoff delay (or `at_least`, a server's
+        Retry-After, if longer), then make it ready; returns that delay."""
+        delay = max(at_least, self._backoff.when(key))
         self._metrics.retried()
-        self.add_after(key, delay)
+        with self._cond:
+            if self._shutting_down:
+                return delay
+            due = self._clock() + delay
+            self._held[key] = due
+            if key in self._processing:
+                self._dirty.discard(key)  # an add while processing waits for the hold too
+            if key not in self._dirty:
+                self._waiting.pop(key, None)
+                self._wait_until(key, due)
         return delay
 
+    def release(self, key: str) -> None:
+        """End the backoff hold of `key` (its failure count stays until forget())."""
+        with self._cond:
+            self._held.pop(key, None)
+
     def forget(self, key: str) -> None:
-        """Reset the backoff of `key` (call after a successful reconcile)."""
+        """Reset the backoff of `key` (call after a successful reconcile, or when it is gone)."""
         self._backoff.forget(key)
+        self.release(key)
 
     def num_requeues(self, key: str) -> int:
         """How many times `key` was re-added with backoff since it was last forgotten."""
@@ -177,6 +194,7 @@ class WorkQueue:
             self._shutting_down = True
             self._waiting.clear()
             self._heap.clear()
+            self._held.clear()
             self._cond.notify_all()
 
     @property
@@ -197,6 +215,24 @@ class WorkQueue:
             return len(self._waiting)
 
     # ------------------------------------------------------------------ internals (lock held)
+
+    def _hold_of(self, key: str) -> float | None:
+        """The end of `key`'s backoff hold, if it is still in the future."""
+        due = self._held.get(key)
+        if due is not None and due <= self._clock():
+            del self._held[key]
+            return None
+        return due
+
+    def _wait_until(self, key: str, due: float) -> None:
+        """Make `key` ready at clock time `due`, unless it is due earlier already."""
+        current = self._waiting.get(key)
+        if current is not None and current[0] <= due:
+            return
+        entry = (due, next(self._seq))
+        self._waiting[key] = entry
+        heapq.heappush(self._heap, (*entry, key))
+        self._cond.notify_all()  # getters recompute how long to wait
 
     def _insert(self, key: str) -> None:
         if key in self._dirty:

@@ -93,12 +93,11 @@ def test_strip_keep_owners_adds_the_ownership_summary() -> None:
 # --------------------------------------------------------------------------- ordering
 
 
-def test_put_ignores_an_older_version_of_the_same_object() -> None:
+def test_put_reports_every_watched_change_relative_to_the_last_one() -> None:
     store = Store()
-    store.put(obj(rv="12", replicas=3))
-    cached = store.get("demo/web")
-    assert store.put(obj(rv="11", replicas=2)) == (cached, cached)
-    assert store.get("demo/web")["spec"] == {"replicas": 3}
+    store.put(obj(rv="11", replicas=2))
+    old, new = store.put(obj(rv="12", replicas=3))
+    assert (old["spec"], new["spec"]) == ({"replicas": 2}, {"replicas": 3})
 
 
 def test_put_takes_a_re_created_object_whatever_its_resource_version() -> None:
@@ -108,33 +107,66 @@ def test_put_takes_a_re_created_object_whatever_its_resource_version() -> None:
     assert store.get("demo/web")["metadata"]["uid"] == "u-2"
 
 
-def test_unparsable_resource_versions_never_count_as_older() -> None:
+# --------------------------------------------------------------------------- write answers
+
+
+def test_a_write_answer_is_read_until_the_watch_delivers_it() -> None:
     store = Store()
-    store.put(obj(rv="b", replicas=1))
-    store.put(obj(rv="a", replicas=2))
+    store.put(obj(rv="10", replicas=1))
+    store.record_write(obj(rv="11", replicas=2))
     assert store.get("demo/web")["spec"] == {"replicas": 2}
+    assert store.pending_writes() == 1
+    store.put(obj(rv="11", replicas=2))
+    assert store.pending_writes() == 0
+    assert store.get("demo/web")["metadata"]["resourceVersion"] == "11"
 
 
-def test_put_if_newer_stores_a_new_or_newer_object() -> None:
+def test_a_write_answer_never_hides_a_watched_change() -> None:
+    """The race of issue 8 item 2: a user's update (rv 11, generation 2) lands just before the
+    controller's status write, whose answer (rv 12) already holds it; the watch delivers the
+    user's update afterwards. It must still be reported as a change from what the watch
+    delivered before (generation 1), so the key is enqueued."""
     store = Store()
-    store.put_if_newer(obj(rv="10", replicas=1))
-    assert store.get("demo/web")["spec"] == {"replicas": 1}
-    store.put_if_newer(obj(rv="11", replicas=2))
-    assert store.get("demo/web")["spec"] == {"replicas": 2}
+    store.put({**obj(rv="10"), "metadata": {**obj(rv="10")["metadata"], "generation": 1}})
+    status_answer = obj(rv="12")
+    status_answer["metadata"]["generation"] = 2
+    store.record_write(status_answer)
+    user_update = obj(rv="11")
+    user_update["metadata"]["generation"] = 2
+    old, new = store.put(user_update)
+    assert (old["metadata"]["generation"], new["metadata"]["generation"]) == (1, 2)
+    assert store.get("demo/web")["metadata"]["resourceVersion"] == "12"
 
 
-def test_put_if_newer_keeps_a_cache_that_is_ahead() -> None:
+def test_an_older_write_answer_is_ignored() -> None:
     store = Store()
     store.put(obj(rv="12", replicas=3))
-    store.put_if_newer(obj(rv="11", replicas=2))
+    store.record_write(obj(rv="11", replicas=2))
     assert store.get("demo/web")["spec"] == {"replicas": 3}
+    assert store.pending_writes() == 0
 
 
-def test_put_if_newer_strips_like_put() -> None:
+def test_unparsable_resource_versions_never_count_as_newer() -> None:
+    store = Store()
+    store.put(obj(rv="b", replicas=1))
+    store.record_write(obj(rv="c", replicas=2))
+    assert store.get("demo/web")["spec"] == {"replicas": 1}
+
+
+def test_a_write_answer_of_an_object_not_watched_yet_is_read() -> None:
     store = Store(transform=strip_keep_owners)
-    store.put_if_newer(obj())
+    store.record_write(obj())
     cached = store.get("demo/web")
     assert "managedFields" not in cached["metadata"] and OWNERS_KEY in cached
+    assert store.keys() == []
+
+
+def test_delete_drops_the_write_answer_too() -> None:
+    store = Store()
+    store.put(obj(rv="10"))
+    store.record_write(obj(rv="11"))
+    store.delete(obj(rv="12"))
+    assert store.get("demo/web") is None and store.pending_writes() == 0
 
 
 # --------------------------------------------------------------------------- replace
@@ -144,7 +176,7 @@ def test_replace_reports_listed_and_vanished_objects() -> None:
     store = Store()
     store.put(obj("kept", rv="1", replicas=1))
     store.put(obj("gone", rv="2"))
-    changes = store.replace([obj("kept", rv="3", replicas=2), obj("new", rv="4")])
+    changes = store.replace([obj("kept", rv="3", replicas=2), obj("new", rv="4")], "5")
     by_key = {key_of(new or old): (old, new) for old, new in changes}
     assert set(by_key) == {"demo/kept", "demo/gone", "demo/new"}
     old, new = by_key["demo/kept"]
@@ -161,7 +193,7 @@ def test_replace_in_a_namespace_leaves_other_namespaces_alone() -> None:
     store.put(obj("b", namespace="demo"))
     store.put(obj("a", namespace="demo2"))
     store.put(obj("a", namespace="other"))
-    changes = store.replace([obj("a", namespace="demo", rv="20")], namespace="demo")
+    changes = store.replace([obj("a", namespace="demo", rv="20")], "20", namespace="demo")
     assert sorted((key_of(new or old), new is None) for old, new in changes) == [
         ("demo/a", False), ("demo/b", True)]
     assert names(store) == ["demo/a", "demo2/a", "other/a"]
@@ -171,5 +203,22 @@ def test_replace_of_everything_with_nothing_empties_the_store() -> None:
     store = Store()
     store.put(obj("a", namespace="demo"))
     store.put(obj("a", namespace="other"))
-    assert len(store.replace([])) == 2
+    assert len(store.replace([], "30")) == 2
     assert len(store) == 0
+
+
+def test_a_relist_never_moves_reads_backwards() -> None:
+    store = Store()
+    store.put(obj("web", rv="10", replicas=1))
+    store.record_write(obj("web", rv="15", replicas=2))
+    store.replace([obj("web", rv="10", replicas=1)], "14")
+    assert store.get("demo/web")["spec"] == {"replicas": 2}
+
+
+def test_a_relist_drops_answers_of_objects_deleted_since() -> None:
+    store = Store()
+    store.record_write(obj("gone", rv="15"))
+    store.record_write(obj("later", rv="25"))
+    store.replace([], "20")
+    assert store.get("demo/gone") is None
+    assert store.get("demo/later") is not None

@@ -273,6 +273,57 @@ def test_forget_resets_the_backoff(queue: WorkQueue) -> None:
     assert queue.add_rate_limited("a") == 1.0
 
 
+def test_an_add_while_processing_does_not_cut_the_backoff_short(
+        queue: WorkQueue, clock: FakeClock) -> None:
+    queue.add("a")
+    assert queue.get(timeout=0) == "a"
+    queue.add("a")  # an event arrives while the failing reconcile runs
+    assert queue.add_rate_limited("a") == 1.0
+    queue.done("a")
+    assert queue.get(timeout=0) is None
+    clock.advance(1.0)
+    assert drain(queue) == ["a"]
+
+
+def test_adds_during_a_backoff_coalesce_into_the_one_retry(
+        queue: WorkQueue, clock: FakeClock) -> None:
+    queue.add_rate_limited("a")
+    queue.add_rate_limited("a")  # second failure: held 2 s
+    queue.add("a")
+    queue.add_after("a", 0.5)
+    clock.advance(1.5)
+    assert queue.get(timeout=0) is None
+    clock.advance(0.5)
+    assert drain(queue) == ["a"]
+    assert drain(queue) == []
+
+
+def test_retry_after_longer_than_the_backoff_wins(queue: WorkQueue, clock: FakeClock) -> None:
+    assert queue.add_rate_limited("a", at_least=5.0) == 5.0
+    queue.add("a")
+    clock.advance(4.9)
+    assert queue.get(timeout=0) is None
+    clock.advance(0.1)
+    assert drain(queue) == ["a"]
+
+
+def test_release_lets_a_new_desired_state_through_at_once(
+        queue: WorkQueue, clock: FakeClock) -> None:
+    queue.add_rate_limited("a")
+    queue.release("a")
+    queue.add("a")
+    assert drain(queue) == ["a"]
+    assert queue.num_requeues("a") == 1
+
+
+def test_a_hold_ends_by_itself(queue: WorkQueue, clock: FakeClock) -> None:
+    queue.add_rate_limited("a")
+    clock.advance(1.0)
+    assert drain(queue) == ["a"]
+    queue.add("a")
+    assert drain(queue) == ["a"]
+
+
 def test_default_backoff_comes_from_config_defaults() -> None:
     queue = WorkQueue(clock=FakeClock())
     assert 0.45 <= queue.add_rate_limited("a") <= 0.5

@@ -1,0 +1,180 @@
+"""Unit tests for ssa_controller.watcher: list-then-watch, bookmarks, 410 Gone, reconnect backoff.
+
+The API server is replaced at the I/O boundary by a scripted stand-in that serves list pages
+and watch streams in order; the real server's behaviour is covered by the integration tests.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+from ssa_controller.kube import APPTASKS, ApiError
+from ssa_controller.store import Store
+from ssa_controller.watcher import MISSING_CAP, Watcher
+
+Obj = dict[str, Any]
+
+
+def item(name: str, rv: str, generation: int = 1) -> Obj:
+    return {"metadata": {"name": name, "namespace": "demo", "uid": f"u-{name}",
+                         "resourceVersion": rv, "generation": generation}}
+
+
+def page(rv: str, *items: Obj) -> Obj:
+    return {"metadata": {"resourceVersion": rv}, "items": list(items)}
+
+
+def event(kind: str, obj: Obj) -> Obj:
+    return {"type": kind, "object": obj}
+
+
+class Stream:
+    """A finished watch: yields its events, then ends (or raises `error`)."""
+
+    def __init__(self, events: list[Obj], error: Exception | None = None) -> None:
+        self.events = events
+        self.error = error
+
+    def __enter__(self) -> Stream:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        pass
+
+    def __iter__(self) -> Iterator[Obj]:
+        yield from self.events
+        if self.error is not None:
+            raise self.error
+
+    def close(self) -> None:
+        pass
+
+
+class Stop(threading.Event):
+    """A stop event whose waits return at once and are recorded."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.waits: list[float] = []
+
+    def wait(self, timeout: float | None = None) -> bool:
+        self.waits.append(timeout or 0.0)
+        return self.is_set()
+
+
+class ScriptedKube:
+    """Answers list and watch calls from scripts; records what was asked. Once the watch
+    script is used up it sets `stop`, which ends the watcher's run."""
+
+    def __init__(self, lists: list[Obj | Exception], watches: list[Stream | Exception]) -> None:
+        self.lists = lists
+        self.watches = watches
+        self.calls: list[tuple[str, dict[str, Any]]] = []
+        self.stop = Stop()
+
+    def list(self, path: str, params: dict[str, Any]) -> Obj:
+        self.calls.append(("list", dict(params)))
+        return self._next(self.lists)
+
+    def watch(self, path: str, params: dict[str, Any], timeout: float) -> Stream:
+        self.calls.append(("watch", dict(params)))
+        if not self.watches:
+            self.stop.set()
+            return Stream([])
+        return self._next(self.watches)
+
+    @staticmethod
+    def _next(script: list[Any]) -> Any:
+        answer = script.pop(0)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.restarts = 0
+        self.relists = 0
+
+    def watch_restarted(self, resource: str) -> None:
+        self.restarts += 1
+
+    def watch_relisted(self, resource: str) -> None:
+        self.relists += 1
+
+
+def run(lists: list[Obj | Exception], watches: list[Stream | Exception]
+        ) -> tuple[Watcher, ScriptedKube, Stop, Metrics, list[tuple[Obj | None, Obj | None]]]:
+    kube = ScriptedKube(lists, watches)
+    changes: list[tuple[Obj | None, Obj | None]] = []
+    metrics = Metrics()
+    watcher = Watcher(kube, APPTASKS, Store(), lambda old, new: changes.append((old, new)),  # type: ignore[arg-type]
+                      metrics=metrics, rng=random.Random(1))
+    watcher.run(kube.stop)
+    return watcher, kube, kube.stop, metrics, changes
+
+
+def gone() -> Stream:
+    return Stream([event("ERROR", {"kind": "Status", "code": 410, "reason": "Expired",
+                                   "message": "too old resource version"})])
+
+
+def test_list_then_watch_resumes_from_the_last_event_and_bookmark() -> None:
+    watcher, kube, _, _, changes = run(
+        [page("10", item("a", "9"))],
+        [Stream([event("MODIFIED", item("a", "11", generation=2)),
+                 event("BOOKMARK", {"metadata": {"resourceVersion": "15"}})]),
+         Stream([event("ADDED", item("b", "16"))])])
+    watches = [params for verb, params in kube.calls if verb == "watch"]
+    assert [w["resourceVersion"] for w in watches] == ["10", "15", "16"]
+    assert all(w["allowWatchBookmarks"] is True for w in watches)
+    assert sorted(watcher.store.keys()) == ["demo/a", "demo/b"]
+    assert watcher.synced.is_set()
+    assert [(o and o["metadata"]["resourceVersion"], n and n["metadata"]["resourceVersion"])
+            for o, n in changes] == [(None, "9"), ("9", "11"), (None, "16")]
+
+
+def test_410_mid_stream_relists_and_notices_deletes() -> None:
+    watcher, kube, stop, metrics, changes = run(
+        [page("10", item("a", "9"), item("b", "9")), page("30", item("a", "25"))],
+        [Stream([event("MODIFIED", item("a", "12"))] + gone().events), Stream([])])
+    assert [verb for verb, _ in kube.calls] == ["list", "watch", "list", "watch", "watch"]
+    assert watcher.store.keys() == ["demo/a"]
+    assert (changes[-1][0] or {}).get("metadata", {}).get("name") == "b" and changes[-1][1] is None
+    assert metrics.relists == 1
+    assert len(stop.waits) == 1  # the relist followed the 410 at once; Stream([]) then failed
+
+
+def test_errors_back_off_exponentially_and_reset_after_a_healthy_watch() -> None:
+    failure = ApiError(500, "InternalError", "boom")
+    _, _, stop, metrics, _ = run(
+        [page("10")],
+        [failure, failure, failure, Stream([event("ADDED", item("a", "11"))]), failure])
+    assert metrics.restarts == 4
+    first, second, third, after_reset = stop.waits
+    assert 0.5 <= first <= 1.0 and 1.0 <= second <= 2.0 and 2.0 <= third <= 4.0
+    assert 0.5 <= after_reset <= 1.0
+
+
+def test_a_missing_resource_is_retried_on_a_short_cap() -> None:
+    missing = ApiError(404, "NotFound", "the server could not find the requested resource")
+    _, _, stop, _, _ = run([missing] * 12 + [page("1")], [Stream([])])
+    assert len(stop.waits) >= 12
+    assert max(stop.waits[:12]) <= MISSING_CAP
+
+
+def test_a_watch_that_ends_at_once_counts_as_a_failure() -> None:
+    _, _, stop, metrics, _ = run([page("10")], [Stream([]), Stream([]), Stream([])])
+    assert metrics.restarts == 3
+    first, second, third = stop.waits
+    assert 0.5 <= first <= 1.0 and 1.0 <= second <= 2.0 and 2.0 <= third <= 4.0
+
+
+def test_an_unexpected_error_backs_off_counts_and_relists() -> None:
+    _, kube, stop, metrics, _ = run(
+        [page("10"), page("20")], [Stream([], error=KeyError("raw_object"))])
+    assert [verb for verb, _ in kube.calls] == ["list", "watch", "list", "watch"]
+    assert metrics.restarts >= 1 and stop.waits[0] >= 0.5
