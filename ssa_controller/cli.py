@@ -14,7 +14,7 @@ from pathlib import Path
 from . import crds, logs
 from .config import Config, ConfigError, load_config, parse_config
 from .diff import Plan, render_text
-from .kube import ApiError, Kube
+from .kube import ApiError, CredentialsError, Kube
 from .runner import Process
 
 log = logging.getLogger("ssa_controller")
@@ -59,13 +59,18 @@ def _config(path: str | None, **overrides: object) -> Config:
 
 
 def connect(kubeconfig: str | None, context: str | None) -> Kube | None:
-    """A client from the usual places, in controller-runtime's order, or None if none."""
-    if kubeconfig or os.environ.get("KUBECONFIG"):
-        return Kube.from_kubeconfig(kubeconfig, context)
-    if os.environ.get("KUBERNETES_SERVICE_HOST"):
-        return Kube.in_cluster()
-    if (Path.home() / ".kube" / "config").is_file():
-        return Kube.from_kubeconfig(None, context)
+    """A client from the usual places, in controller-runtime's order (--kubeconfig, $KUBECONFIG,
+    in-cluster service account, ~/.kube/config), or None if none. Credentials found but not
+    usable (an absent kubeconfig, an unsupported field) are a UsageError naming the problem."""
+    try:
+        if kubeconfig or os.environ.get("KUBECONFIG"):
+            return Kube.from_kubeconfig(kubeconfig, context)
+        if os.environ.get("KUBERNETES_SERVICE_HOST"):
+            return Kube.in_cluster()
+        if (Path.home() / ".kube" / "config").is_file():
+            return Kube.from_kubeconfig(None, context)
+    except CredentialsError as exc:
+        raise UsageError(str(exc)) from exc
     return None
 
 

@@ -5,16 +5,26 @@ thousands of them. The `kubernetes` package is used only to load kubeconfig / in
 credentials. Every request is reported to an optional observer (for metrics), writes pass an
 optional rate limiter first, and every response body is read or released so its connection goes
 back to the pool.
+
+Credentials are read again as they rotate: the Authorization header is asked for before every
+request (the kubernetes loaders re-read a projected service-account token, re-run an exec plugin
+whose token expired), and an exec plugin's client certificate is renewed when it expires, which
+rebuilds the connection pool. Kubeconfig `tls-server-name`, `proxy-url` (http and https
+proxies; `$HTTPS_PROXY` / `$NO_PROXY` as the kubernetes package reads them) and
+username/password (basic auth) are honoured; what cannot be honoured raises CredentialsError
+naming the field.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import quote, urlencode
 
@@ -24,6 +34,11 @@ APPLY_PATCH = "application/apply-patch+yaml"
 MERGE_PATCH = "application/merge-patch+json"
 JSON_PATCH = "application/json-patch+json"
 WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+SERVICE_ACCOUNT_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
+SERVICE_ACCOUNT_DIR_ENV = "SSA_SERVICE_ACCOUNT_DIR"
+"""Names another directory holding `token` and `ca.crt` (tests run the controller "as a pod")."""
+AUTH_SCHEMES = {"bearer": "Bearer", "basic": "Basic"}
+PROXY_SCHEMES = ("http", "https")
 
 Obj = dict[str, Any]
 RequestObserver = Callable[[str, int, float], None]
@@ -32,6 +47,10 @@ RequestObserver = Callable[[str, int, float], None]
 
 class WriteLimiter(Protocol):
     def wait(self) -> float: ...
+
+
+class CredentialsError(Exception):
+    """Credentials that cannot be loaded, or a kubeconfig field this client cannot honour."""
 
 
 class ApiError(Exception):
@@ -208,62 +227,196 @@ class WatchStream:
         _release_response(self._response)
 
 
+ClientCertificate = tuple[str | None, str | None]
+"""(certificate file, key file) for TLS client authentication."""
+
+
+def _authorization(credential: str | None) -> str | None:
+    """The Authorization header for a credential as the kubernetes loaders store it: "bearer T"
+    (in-cluster, lowercase), "Bearer T" (kubeconfig token, exec plugin, auth provider) or
+    "Basic B64" (kubeconfig username/password); a credential without a scheme is a bearer token."""
+    if not credential or not credential.strip():
+        return None
+    scheme, _, value = credential.strip().partition(" ")
+    canonical = AUTH_SCHEMES.get(scheme.lower())
+    if canonical is None or not value.strip():
+        return f"Bearer {credential.strip()}"
+    return f"{canonical} {value.strip()}"
+
+
+def _proxy_url(cfg: Any) -> str | None:
+    """The proxy to reach the API server through, as the kubernetes package decides it (kubeconfig
+    `proxy-url`, else `$HTTPS_PROXY` and co., unless `$NO_PROXY` matches), or None."""
+    from kubernetes.client.rest import should_bypass_proxies
+    if not cfg.proxy or should_bypass_proxies(cfg.host, cfg.no_proxy or ""):
+        return None
+    scheme = urllib3.util.parse_url(cfg.proxy).scheme
+    if scheme not in PROXY_SCHEMES:
+        raise CredentialsError(
+            f"kubeconfig proxy-url (or proxy environment variable) {cfg.proxy!r}: scheme "
+            f"{scheme!r} is not supported; use an http or https proxy")
+    return str(cfg.proxy)
+
+
+def _proxy_headers(proxy_url: str) -> dict[str, str] | None:
+    """Proxy-Authorization for credentials in the proxy URL (http://user:password@proxy:3128)."""
+    auth = urllib3.util.parse_url(proxy_url).auth
+    return urllib3.make_headers(proxy_basic_auth=auth) if auth else None
+
+
+class _ExecClientCertificate:
+    """The client certificate an exec plugin returned, renewed by running the plugin again once
+    it expires, as client-go does (the kubernetes loader renews only exec tokens)."""
+
+    def __init__(self, loader: Any) -> None:
+        self._loader = loader
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def of(loader: Any) -> _ExecClientCertificate | None:
+        """The renewing certificate for a loaded kubeconfig, or None when it has none that expires
+        (only exec plugins give a certificate an expiry; a token expiry is the loader's job)."""
+        expires = getattr(loader, "expiry", None) is not None
+        return _ExecClientCertificate(loader) if expires and "token" not in vars(loader) else None
+
+    def __call__(self) -> ClientCertificate:
+        from kubernetes.client import Configuration
+        from kubernetes.config.kube_config import EXPIRY_SKEW_PREVENTION_DELAY
+        with self._lock:
+            renew_at = self._loader.expiry - EXPIRY_SKEW_PREVENTION_DELAY
+            if renew_at <= datetime.now(timezone.utc):
+                self._loader.load_and_set(Configuration())
+            return self._loader.cert_file, self._loader.key_file
+
+
+PoolFactory = Callable[[str | None, str | None], urllib3.PoolManager]
+
+
+class _Pools:
+    """The connection pool, built again whenever the client certificate changes: TLS presents it
+    only when a connection is made. Idle connections of the old pool are closed at once, busy ones
+    (an open watch) when they are released."""
+
+    def __init__(self, make: PoolFactory, certificate: Callable[[], ClientCertificate]) -> None:
+        self._make = make
+        self._certificate = certificate
+        self._lock = threading.Lock()
+        self._current = certificate()
+        self._pool = make(*self._current)
+
+    def request(self, *args: Any, **kwargs: Any) -> urllib3.BaseHTTPResponse:
+        return self._pool_for(self._certificate()).request(*args, **kwargs)
+
+    def _pool_for(self, certificate: ClientCertificate) -> urllib3.PoolManager:
+        with self._lock:
+            if certificate != self._current:
+                old, self._pool, self._current = self._pool, self._make(*certificate), certificate
+                old.clear()
+            return self._pool
+
+    def clear(self) -> None:
+        with self._lock:
+            self._pool.clear()
+
+
+def _pool_factory(*, verify: bool, ca_file: str | None, tls_server_name: str | None,
+                  proxy_url: str | None, max_connections: int) -> PoolFactory:
+    settings: dict[str, Any] = {
+        "num_pools": 2, "maxsize": max_connections, "retries": False,
+        "cert_reqs": "CERT_REQUIRED" if verify else "CERT_NONE", "ca_certs": ca_file,
+        "server_hostname": tls_server_name}
+
+    def make(cert_file: str | None, key_file: str | None) -> urllib3.PoolManager:
+        if proxy_url:
+            return urllib3.ProxyManager(proxy_url, proxy_headers=_proxy_headers(proxy_url),
+                                        cert_file=cert_file, key_file=key_file, **settings)
+        return urllib3.PoolManager(cert_file=cert_file, key_file=key_file, **settings)
+    return make
+
+
 class Kube:
     """A JSON client for one API server with one identity."""
 
     def __init__(self, server: str, *, token: str | None = None,
-                 token_source: Callable[[], str | None] | None = None,
+                 authorization: Callable[[], str | None] | None = None,
                  ca_file: str | None = None, cert_file: str | None = None,
-                 key_file: str | None = None, verify: bool = True,
+                 key_file: str | None = None,
+                 client_certificate: Callable[[], ClientCertificate] | None = None,
+                 verify: bool = True, tls_server_name: str | None = None,
+                 proxy_url: str | None = None,
                  user_agent: str = "ssa-controller", request_timeout: float = 30.0,
                  write_limiter: WriteLimiter | None = None,
                  observer: RequestObserver | None = None, max_connections: int = 16) -> None:
+        """`token` is a fixed bearer token; `authorization`, called before every request, gives
+        the whole Authorization header instead (rotating credentials). `client_certificate`,
+        called before every request, gives a (cert_file, key_file) that may change."""
         self.server = server.rstrip("/")
-        self._token_source = token_source or (lambda: token)
+        fixed = f"Bearer {token}" if token else None
+        self._authorization = authorization or (lambda: fixed)
         self.user_agent = user_agent
         self.request_timeout = request_timeout
         self.write_limiter = write_limiter
         self.observer = observer
         if not verify:
             urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
-        self._pool = urllib3.PoolManager(
-            num_pools=2, maxsize=max_connections, retries=False,
-            cert_reqs="CERT_REQUIRED" if verify else "CERT_NONE",
-            ca_certs=ca_file, cert_file=cert_file, key_file=key_file)
+        make = _pool_factory(verify=verify, ca_file=ca_file, tls_server_name=tls_server_name,
+                             proxy_url=proxy_url, max_connections=max_connections)
+        self._pool = _Pools(make, client_certificate or (lambda: (cert_file, key_file)))
 
     @classmethod
     def from_kubeconfig(cls, path: str | None = None, context: str | None = None,
                         **kwargs: Any) -> Kube:
-        from kubernetes import config as kconfig
+        """A client for a kubeconfig context (`path` None: $KUBECONFIG, else ~/.kube/config)."""
         from kubernetes.client import Configuration
-        cfg = Configuration()
-        kconfig.load_kube_config(config_file=path, context=context, client_configuration=cfg)
-        return cls._from_configuration(cfg, **kwargs)
+        from kubernetes.config.config_exception import ConfigException
+        from kubernetes.config.kube_config import KubeConfigLoader, KubeConfigMerger
+        paths = path or os.environ.get("KUBECONFIG") or "~/.kube/config"
+        try:
+            merged = KubeConfigMerger(paths)
+            if merged.config is None:
+                raise CredentialsError(f"no kubeconfig found at {paths}")
+            loader = KubeConfigLoader(config_dict=merged.config, active_context=context,
+                                      config_base_path=None, config_persister=merged.save_changes)
+            cfg = Configuration()
+            loader.load_and_set(cfg)
+        except ConfigException as exc:
+            raise CredentialsError(f"kubeconfig {paths}: {exc}") from exc
+        return cls._from_configuration(cfg, client_certificate=_ExecClientCertificate.of(loader),
+                                       **kwargs)
 
     @classmethod
     def in_cluster(cls, **kwargs: Any) -> Kube:
-        from kubernetes import config as kconfig
+        """A client for the cluster this process runs in, as its service account: `token` and
+        `ca.crt` from SERVICE_ACCOUNT_DIR (or $SSA_SERVICE_ACCOUNT_DIR), the API server from
+        $KUBERNETES_SERVICE_HOST / _PORT. The token file is re-read (at most once a minute, by
+        the kubernetes loader): projected tokens rotate."""
         from kubernetes.client import Configuration
+        from kubernetes.config.config_exception import ConfigException
+        from kubernetes.config.incluster_config import InClusterConfigLoader
+        directory = Path(os.environ.get(SERVICE_ACCOUNT_DIR_ENV) or SERVICE_ACCOUNT_DIR)
         cfg = Configuration()
-        kconfig.load_incluster_config(client_configuration=cfg)
+        try:
+            InClusterConfigLoader(token_filename=str(directory / "token"),
+                                  cert_filename=str(directory / "ca.crt")).load_and_set(cfg)
+        except ConfigException as exc:
+            raise CredentialsError(f"in-cluster config ({directory}): {exc}") from exc
         return cls._from_configuration(cfg, **kwargs)
 
     @classmethod
     def _from_configuration(cls, cfg: Any, **kwargs: Any) -> Kube:
-        def token() -> str | None:
-            value = cfg.get_api_key_with_prefix("BearerToken", alias="authorization")
-            return value.split(" ", 1)[1] if value and value.startswith("Bearer ") else value
-        return cls(cfg.host, token_source=token, ca_file=cfg.ssl_ca_cert,
+        def authorization() -> str | None:  # runs the loader's refresh hook: rotation
+            return _authorization(cfg.get_api_key_with_prefix("BearerToken", alias="authorization"))
+        return cls(cfg.host, authorization=authorization, ca_file=cfg.ssl_ca_cert,
                    cert_file=cfg.cert_file, key_file=cfg.key_file, verify=cfg.verify_ssl,
-                   **kwargs)
+                   tls_server_name=cfg.tls_server_name, proxy_url=_proxy_url(cfg), **kwargs)
 
     def _headers(self, content_type: str | None) -> dict[str, str]:
         headers = {"Accept": "application/json", "User-Agent": self.user_agent}
         if content_type:
             headers["Content-Type"] = content_type
-        token = self._token_source()
-        if token:
-            headers["Authorization"] = f"Bearer {token}"
+        authorization = self._authorization()
+        if authorization:
+            headers["Authorization"] = authorization
         return headers
 
     def _url(self, path: str, params: Mapping[str, Any] | None) -> str:

@@ -5,7 +5,8 @@ for a non-admin identity bound by exactly the RBAC in manifests/.
   its ClusterRole and Role also bound to the test users "controller" and "controller-2".
 - `admin`: an ssa_controller.kube.Kube client with the admin token.
 - `controller`: a factory starting `ssa-controller run` processes; all are stopped after the test
-  (their logs are printed when the test failed).
+  (their logs are printed when the test failed). With `user=None` a process gets no kubeconfig
+  and finds its credentials from `env` (for example in-cluster ones).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import signal
 import socket
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -57,25 +58,41 @@ def admin(cluster: ControlPlane) -> Iterator[Kube]:
     kube.close()
 
 
+def _environment(overrides: Mapping[str, str | None] | None) -> dict[str, str]:
+    environment = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    for name, value in (overrides or {}).items():
+        if value is None:
+            environment.pop(name, None)
+        else:
+            environment[name] = value
+    return environment
+
+
 class ControllerProcess:
     """One `ssa-controller run` process with its own config file, ports and log."""
 
-    def __init__(self, plane: ControlPlane, workdir: Path, config: dict[str, Any], user: str,
-                 args: tuple[str, ...]) -> None:
+    def __init__(self, plane: ControlPlane, workdir: Path, config: dict[str, Any],
+                 user: str | None, args: tuple[str, ...],
+                 env: Mapping[str, str | None] | None = None) -> None:
+        """`user` None: no --kubeconfig. `env` entries override the test's environment; a None
+        value removes the variable."""
         self.metrics_port, self.health_port = free_port(), free_port()
-        config = {"server": {"bindAddress": "127.0.0.1", "metricsPort": self.metrics_port,
-                             "healthPort": self.health_port}, **config}
+        server = {"bindAddress": "127.0.0.1", "metricsPort": self.metrics_port,
+                  "healthPort": self.health_port}
+        config = {**config, "server": {**server, **config.get("server", {})}}
         self.config_path = workdir / "controller.yaml"
         self.config_path.write_text(yaml.safe_dump(config))
-        self.kubeconfig = plane.write_kubeconfig(user, workdir / f"kubeconfig-{user}")
+        self.kubeconfig = (None if user is None
+                           else plane.write_kubeconfig(user, workdir / f"kubeconfig-{user}"))
         self.log_path = workdir / "controller.log"
         self.user = user
         self._log = self.log_path.open("wb")
+        kubeconfig = () if self.kubeconfig is None else ("--kubeconfig", str(self.kubeconfig))
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "ssa_controller", "run", "--config", str(self.config_path),
-             "--kubeconfig", str(self.kubeconfig), *args],
-            stdout=self._log, stderr=subprocess.STDOUT, cwd=ROOT,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"}, preexec_fn=die_with_parent(os.getpid()))
+             *kubeconfig, *args],
+            stdout=self._log, stderr=subprocess.STDOUT, cwd=ROOT, env=_environment(env),
+            preexec_fn=die_with_parent(os.getpid()))
         self._http = urllib3.PoolManager(retries=False, timeout=5.0)
 
     def get(self, port: int, path: str) -> tuple[int, str]:
@@ -127,15 +144,17 @@ class ControllerProcess:
 @pytest.fixture
 def controller(cluster: ControlPlane, tmp_path: Path, request: pytest.FixtureRequest
                ) -> Iterator[Callable[..., ControllerProcess]]:
-    """start(config=None, user="controller", args=(), ready=True) -> a running controller."""
+    """start(config=None, user="controller", args=(), ready=True, env=None) -> a running
+    controller (`user` None and `env`: see ControllerProcess)."""
     started: list[ControllerProcess] = []
 
-    def start(config: dict[str, Any] | None = None, user: str = "controller",
-              args: tuple[str, ...] = (), ready: bool = True) -> ControllerProcess:
+    def start(config: dict[str, Any] | None = None, user: str | None = "controller",
+              args: tuple[str, ...] = (), ready: bool = True,
+              env: Mapping[str, str | None] | None = None) -> ControllerProcess:
         workdir = tmp_path / f"controller-{len(started)}"
         workdir.mkdir()
         settings = {"leaderElection": {"enabled": False}, **(config or {})}
-        process = ControllerProcess(cluster, workdir, settings, user, args)
+        process = ControllerProcess(cluster, workdir, settings, user, args, env)
         started.append(process)
         if ready:
             process.wait_ready()

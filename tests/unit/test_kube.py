@@ -1,0 +1,484 @@
+"""kube.py without a cluster: error decoding, the watch stream and credential loading, against
+small HTTP(S) servers on loopback (http.server in a thread; certificates made with openssl)."""
+
+from __future__ import annotations
+
+import base64
+import datetime
+import json
+import ssl
+import subprocess
+import sys
+import threading
+from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+import yaml
+from kubernetes.config import incluster_config
+
+from ssa_controller.cli import UsageError, connect
+from ssa_controller.envtest import poll_until
+from ssa_controller.kube import (
+    SERVICE_ACCOUNT_DIR_ENV,
+    ApiError,
+    CredentialsError,
+    Kube,
+    _error_from,
+)
+
+Respond = Callable[["Handler"], None]
+
+
+# --------------------------------------------------------------------------- loopback servers
+
+
+class Handler(BaseHTTPRequestHandler):
+    """Hands every request to its server's `respond`."""
+
+    protocol_version = "HTTP/1.1"
+    server: Server
+
+    def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+        self.server.respond(self)
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+    def send_json(self, status: int, body: Any, headers: dict[str, str] | None = None) -> None:
+        data = body if isinstance(body, bytes) else json.dumps(body).encode()
+        self.send_response(status)
+        for name, value in {"Content-Type": "application/json", **(headers or {})}.items():
+            self.send_header(name, value)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def start_chunked(self) -> None:
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+
+    def send_chunk(self, data: bytes) -> None:
+        self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
+        self.wfile.flush()
+
+    def echo(self) -> None:
+        """Answer with what the client sent: path, credentials, client certificate, SNI."""
+        peer = getattr(self.connection, "getpeercert", lambda: None)()
+        subject = dict(pair[0] for pair in peer["subject"]) if peer else {}
+        self.send_json(200, {"path": self.path,
+                             "authorization": self.headers.get("Authorization"),
+                             "proxyAuthorization": self.headers.get("Proxy-Authorization"),
+                             "client": subject.get("commonName"),
+                             "serverName": self.server.server_names[-1:]})
+
+
+class Server(ThreadingHTTPServer):
+    """An HTTP(S) server on 127.0.0.1, port 0, serving in a daemon thread."""
+
+    daemon_threads = True
+
+    def __init__(self, respond: Respond, tls: ssl.SSLContext | None = None) -> None:
+        super().__init__(("127.0.0.1", 0), Handler)
+        self.respond = respond
+        self.released = threading.Event()   # set on stop: blocked handlers may finish
+        self.server_names: list[str | None] = []
+        if tls is not None:
+            tls.sni_callback = lambda _sock, name, _ctx: self.server_names.append(name)
+            self.socket = tls.wrap_socket(self.socket, server_side=True)
+        self.thread = threading.Thread(target=self.serve_forever, args=(0.05,), daemon=True)
+        self.thread.start()
+
+    @property
+    def port(self) -> int:
+        return int(self.server_address[1])
+
+    def url(self, scheme: str = "http") -> str:
+        return f"{scheme}://127.0.0.1:{self.port}"
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        pass  # a client that went away mid-response is what some tests do
+
+    def stop(self) -> None:
+        self.released.set()
+        self.shutdown()
+        self.server_close()
+
+
+@pytest.fixture
+def serve() -> Iterator[Callable[..., Server]]:
+    """serve(respond, tls=None) -> a started Server; all are stopped after the test."""
+    servers: list[Server] = []
+
+    def start(respond: Respond, tls: ssl.SSLContext | None = None) -> Server:
+        servers.append(Server(respond, tls))
+        return servers[-1]
+
+    yield start
+    for server in servers:
+        server.stop()
+
+
+@pytest.fixture
+def client() -> Iterator[Callable[..., Kube]]:
+    """client(server_url, **kwargs) -> a Kube closed after the test."""
+    clients: list[Kube] = []
+
+    def make(server: str, **kwargs: Any) -> Kube:
+        clients.append(Kube(server, request_timeout=5.0, **kwargs))
+        return clients[-1]
+
+    yield make
+    for kube in clients:
+        kube.close()
+
+
+# --------------------------------------------------------------------------- certificates
+
+
+def _self_signed(directory: Path, name: str, *extensions: str) -> tuple[Path, Path]:
+    cert, key = directory / f"{name}.crt", directory / f"{name}.key"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+         "-nodes", "-days", "1", "-subj", f"/CN={name}", "-keyout", str(key), "-out", str(cert),
+         *(arg for extension in extensions for arg in ("-addext", extension))],
+        check=True, capture_output=True, timeout=60)
+    return cert, key
+
+
+@pytest.fixture(scope="session")
+def certs(tmp_path_factory: pytest.TempPathFactory) -> SimpleNamespace:
+    """Self-signed certificates: `loopback` (IP 127.0.0.1), `named` (DNS kube.example only) and
+    three client certificates `client-0..2`, each its own CA."""
+    directory = tmp_path_factory.mktemp("certs")
+    clients = [_self_signed(directory, f"client-{i}") for i in range(3)]
+    bundle = directory / "clients.crt"
+    bundle.write_text("".join(cert.read_text() for cert, _ in clients))
+    return SimpleNamespace(
+        directory=directory,
+        loopback=_self_signed(directory, "loopback", "subjectAltName=IP:127.0.0.1"),
+        named=_self_signed(directory, "named", "subjectAltName=DNS:kube.example"),
+        clients=clients, client_bundle=bundle)
+
+
+def tls(pair: tuple[Path, Path], client_ca: Path | None = None) -> ssl.SSLContext:
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(*pair)
+    if client_ca is not None:
+        context.verify_mode = ssl.CERT_REQUIRED
+        context.load_verify_locations(cafile=str(client_ca))
+    return context
+
+
+def kubeconfig(path: Path, cluster: dict[str, Any], user: dict[str, Any]) -> Path:
+    path.write_text(yaml.safe_dump({
+        "apiVersion": "v1", "kind": "Config", "current-context": "test",
+        "clusters": [{"name": "test", "cluster": cluster}],
+        "users": [{"name": "test", "user": user}],
+        "contexts": [{"name": "test", "context": {"cluster": "test", "user": "test"}}]}))
+    return path
+
+
+# --------------------------------------------------------------------------- error decoding
+
+
+def test_an_error_with_a_status_body_carries_its_reason_message_and_body() -> None:
+    body = {"kind": "Status", "status": "Failure", "reason": "Conflict", "code": 409,
+            "message": 'Apply failed with 1 conflict: conflict with "other": .spec.replicas'}
+    error = _error_from(409, json.dumps(body).encode(), {})
+    assert (error.status, error.reason, error.message) == (409, "Conflict", body["message"])
+    assert error.body == body
+    assert error.retry_after is None
+    assert str(error) == f"409 Conflict: {body['message']}"
+
+
+def test_an_error_without_json_keeps_the_start_of_the_body_as_its_message() -> None:
+    error = _error_from(502, b"<html>bad gateway</html>" + b"x" * 500, {})
+    assert (error.status, error.reason, error.body) == (502, "", None)
+    assert error.message.startswith("<html>bad gateway</html>")
+    assert len(error.message) == 200
+    assert _error_from(500, b"", {}).message == ""
+    assert _error_from(500, b"[1, 2]", {}).body is None  # JSON, but not a Status
+
+
+@pytest.mark.parametrize(("header", "expected"), [("3", 3.0), ("0.5", 0.5), ("soon", None)])
+def test_retry_after_is_read_in_seconds(header: str, expected: float | None) -> None:
+    body = json.dumps({"kind": "Status", "reason": "TooManyRequests", "message": "slow down"})
+    error = _error_from(429, body.encode(), {"Retry-After": header})
+    assert (error.reason, error.retry_after) == ("TooManyRequests", expected)
+
+
+def test_an_error_status_from_the_server_raises_api_error(serve, client) -> None:
+    server = serve(lambda h: h.send_json(
+        429, {"kind": "Status", "reason": "TooManyRequests", "message": "slow down"},
+        {"Retry-After": "2"}))
+    with pytest.raises(ApiError) as caught:
+        client(server.url()).get("/api/v1/namespaces")
+    assert (caught.value.status, caught.value.reason, caught.value.retry_after) == (
+        429, "TooManyRequests", 2.0)
+
+
+# --------------------------------------------------------------------------- watch stream
+
+
+def _event(kind: str, name: str) -> dict[str, Any]:
+    return {"type": kind, "object": {"kind": "AppTask", "metadata": {"name": name}}}
+
+
+def test_watch_events_split_across_chunks_are_reassembled(serve, client) -> None:
+    events = [_event("ADDED", "a"), _event("MODIFIED", "b"), _event("BOOKMARK", "c")]
+    stream = b"".join(json.dumps(e).encode() + b"\n" for e in events) + b"\n"  # a blank line
+    end = len(json.dumps(events[0]))  # where the first event's newline is
+    paths: list[str] = []
+
+    def respond(handler: Handler) -> None:
+        paths.append(handler.path)
+        handler.start_chunked()
+        # the first event cut in two; its newline with the second's start; the rest; the end
+        for part in (stream[:end - 5], stream[end - 5:end + 10], stream[end + 10:], b""):
+            handler.send_chunk(part)
+
+    server = serve(respond)
+    with client(server.url()).watch("/apis/example.com/v1/apptasks",
+                                    {"resourceVersion": "7"}, timeout=5) as watch:
+        assert list(watch) == events
+    assert paths == ["/apis/example.com/v1/apptasks?resourceVersion=7&watch=true"]
+
+
+def test_close_from_another_thread_ends_a_blocked_read(serve, client) -> None:
+    def respond(handler: Handler) -> None:
+        handler.start_chunked()
+        handler.send_chunk(json.dumps(_event("ADDED", "a")).encode() + b"\n")
+        handler.server.released.wait(30)  # then nothing more: the client blocks reading
+
+    server = serve(respond)
+    watch = client(server.url()).watch("/apis/example.com/v1/apptasks", {}, timeout=30)
+    seen: list[dict[str, Any]] = []
+    errors: list[BaseException] = []
+
+    def read() -> None:
+        try:
+            seen.extend(watch)
+        except BaseException as exc:  # noqa: BLE001 - reported by the assertion below
+            errors.append(exc)
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    poll_until(lambda: seen, timeout=5, message="the first event")
+    watch.close()
+    reader.join(5)
+    assert not reader.is_alive(), "close() did not abort the blocked read"
+    assert errors == []
+    assert seen == [_event("ADDED", "a")]
+    watch.close()  # again: a no-op
+
+
+def test_a_connection_dropped_mid_watch_is_a_transport_error(serve, client) -> None:
+    def respond(handler: Handler) -> None:
+        handler.start_chunked()
+        handler.send_chunk(json.dumps(_event("ADDED", "a")).encode() + b"\n")
+        handler.close_connection = True  # no final chunk: the body ends early
+
+    server = serve(respond)
+    watch = client(server.url()).watch("/apis/example.com/v1/apptasks", {}, timeout=5)
+    events = iter(watch)
+    assert next(events) == _event("ADDED", "a")
+    with pytest.raises(ApiError) as caught:
+        next(events)
+    assert (caught.value.status, caught.value.reason) == (0, "TransportError")
+
+
+@pytest.mark.parametrize(("status", "body", "reason"), [
+    (410, {"kind": "Status", "reason": "Expired", "message": "too old resource version"},
+     "Expired"),
+    (403, {"kind": "Status", "reason": "Forbidden", "message": "cannot watch apptasks"},
+     "Forbidden"),
+    (500, b"internal error", ""),
+])
+def test_a_watch_the_server_refuses_raises_api_error(serve, client, status, body, reason) -> None:
+    server = serve(lambda h: h.send_json(status, body))
+    with pytest.raises(ApiError) as caught:
+        client(server.url()).watch("/apis/example.com/v1/apptasks", {}, timeout=5)
+    assert (caught.value.status, caught.value.reason) == (status, reason)
+
+
+# --------------------------------------------------------------------------- credentials
+
+
+@pytest.fixture
+def in_cluster(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, certs: SimpleNamespace,
+               serve) -> SimpleNamespace:
+    """A service-account directory (token, ca.crt) and the env of a pod, for an HTTPS echo
+    server whose certificate names 127.0.0.1."""
+    server = serve(Handler.echo, tls(certs.loopback))
+    directory = tmp_path / "serviceaccount"
+    directory.mkdir()
+    (directory / "token").write_text("token-1\n")
+    (directory / "ca.crt").write_text(certs.loopback[0].read_text())
+    monkeypatch.setenv(SERVICE_ACCOUNT_DIR_ENV, str(directory))
+    monkeypatch.setenv("KUBERNETES_SERVICE_HOST", "127.0.0.1")
+    monkeypatch.setenv("KUBERNETES_SERVICE_PORT", str(server.port))
+    for name in ("KUBECONFIG", "HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    return SimpleNamespace(directory=directory, server=server)
+
+
+def test_in_cluster_credentials_send_the_token_and_reread_it_as_it_rotates(
+        in_cluster: SimpleNamespace, monkeypatch: pytest.MonkeyPatch) -> None:
+    kube = Kube.in_cluster()
+    try:
+        assert kube.server == in_cluster.server.url("https")
+        # the kubernetes loader stores "bearer <token>": lowercase, with the file's newline
+        assert kube.get("/version")["authorization"] == "Bearer token-1"
+        (in_cluster.directory / "token").write_text("token-2")
+        assert kube.get("/version")["authorization"] == "Bearer token-1"  # re-read once a minute
+
+        class Later(datetime.datetime):
+            @classmethod
+            def now(cls, tz: datetime.tzinfo | None = None) -> Later:  # type: ignore[override]
+                return super().now(tz) + datetime.timedelta(minutes=2)
+
+        monkeypatch.setattr(incluster_config, "datetime",
+                            SimpleNamespace(datetime=Later, timedelta=datetime.timedelta))
+        assert kube.get("/version")["authorization"] == "Bearer token-2"
+    finally:
+        kube.close()
+
+
+def test_connect_without_a_kubeconfig_uses_the_service_account(in_cluster) -> None:
+    kube = connect(None, None)
+    assert kube is not None
+    try:
+        assert kube.get("/version")["authorization"] == "Bearer token-1"
+    finally:
+        kube.close()
+
+
+def test_a_missing_service_account_token_is_a_clear_error(in_cluster) -> None:
+    (in_cluster.directory / "token").unlink()
+    with pytest.raises(UsageError, match=r"in-cluster config .*serviceaccount.*token"):
+        connect(None, None)
+
+
+def test_an_absent_kubeconfig_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(UsageError, match="no kubeconfig found"):
+        connect(str(tmp_path / "absent"), None)
+
+
+@pytest.mark.parametrize(("user", "expected"), [
+    ({"token": "abc"}, "Bearer abc"),
+    ({"username": "admin", "password": "s3cret"},
+     "Basic " + base64.b64encode(b"admin:s3cret").decode()),
+])
+def test_kubeconfig_tokens_and_basic_auth_are_sent_as_such(serve, tmp_path, user,
+                                                           expected) -> None:
+    server = serve(Handler.echo)
+    path = kubeconfig(tmp_path / "config", {"server": server.url()}, user)
+    kube = Kube.from_kubeconfig(str(path))
+    try:
+        assert kube.get("/version")["authorization"] == expected
+    finally:
+        kube.close()
+
+
+def test_kubeconfig_proxy_url_is_used_with_its_credentials(serve, tmp_path) -> None:
+    proxy = serve(Handler.echo)
+    path = kubeconfig(tmp_path / "config", {
+        "server": "http://kube.invalid:6443",  # unresolvable: only the proxy can answer
+        "proxy-url": f"http://user:pw@127.0.0.1:{proxy.port}"}, {"token": "abc"})
+    kube = Kube.from_kubeconfig(str(path))
+    try:
+        seen = kube.get("/version")
+    finally:
+        kube.close()
+    assert seen["path"] == "http://kube.invalid:6443/version"  # a proxy request
+    assert seen["proxyAuthorization"] == "Basic " + base64.b64encode(b"user:pw").decode()
+    assert seen["authorization"] == "Bearer abc"
+
+
+def test_a_socks_proxy_url_is_rejected_naming_the_field(tmp_path) -> None:
+    path = kubeconfig(tmp_path / "config", {"server": "https://kube.invalid:6443",
+                                            "proxy-url": "socks5://127.0.0.1:1080"},
+                      {"token": "abc"})
+    with pytest.raises(CredentialsError, match=r"proxy-url.*socks5.*not supported"):
+        Kube.from_kubeconfig(str(path))
+
+
+def test_kubeconfig_tls_server_name_is_used_for_sni_and_verification(serve, tmp_path,
+                                                                      certs) -> None:
+    server = serve(Handler.echo, tls(certs.named))  # its certificate names kube.example only
+    cluster = {"server": server.url("https"), "certificate-authority": str(certs.named[0])}
+    without = Kube.from_kubeconfig(str(kubeconfig(tmp_path / "plain", cluster, {"token": "t"})))
+    with_name = Kube.from_kubeconfig(str(kubeconfig(
+        tmp_path / "named", {**cluster, "tls-server-name": "kube.example"}, {"token": "t"})))
+    try:
+        with pytest.raises(ApiError) as caught:
+            without.get("/version")
+        assert caught.value.status == 0 and "127.0.0.1" in caught.value.message
+        assert with_name.get("/version")["serverName"] == ["kube.example"]
+    finally:
+        without.close()
+        with_name.close()
+
+
+EXEC_PLUGIN = """
+import json, pathlib, sys
+directory, expiry = pathlib.Path(sys.argv[1]), sys.argv[2]
+count = directory / "runs"
+runs = int(count.read_text()) if count.exists() else 0
+count.write_text(str(runs + 1))
+name = f"client-{runs % 3}"
+print(json.dumps({"apiVersion": "client.authentication.k8s.io/v1", "kind": "ExecCredential",
+                  "status": {"clientCertificateData": (directory / f"{name}.crt").read_text(),
+                             "clientKeyData": (directory / f"{name}.key").read_text(),
+                             "expirationTimestamp": expiry}}))
+"""
+
+
+def _exec_kubeconfig(tmp_path: Path, server: Server, certs: SimpleNamespace,
+                     expiry: str) -> Path:
+    plugin = tmp_path / "plugin.py"
+    plugin.write_text(EXEC_PLUGIN)
+    return kubeconfig(
+        tmp_path / "config",
+        {"server": server.url("https"), "certificate-authority": str(certs.loopback[0])},
+        {"exec": {"apiVersion": "client.authentication.k8s.io/v1", "command": sys.executable,
+                  "args": [str(plugin), str(certs.directory), expiry],
+                  "interactiveMode": "Never"}})
+
+
+def test_an_exec_plugin_client_certificate_is_renewed_when_it_expires(
+        serve, tmp_path, certs) -> None:
+    server = serve(Handler.echo, tls(certs.loopback, client_ca=certs.client_bundle))
+    (certs.directory / "runs").unlink(missing_ok=True)
+    kube = Kube.from_kubeconfig(str(_exec_kubeconfig(tmp_path, server, certs,
+                                                     "2000-01-01T00:00:00Z")))
+    try:
+        # already expired: every request runs the plugin again and connects with its new
+        # certificate (the plugin hands out client-0, client-1, client-2 in turn)
+        presented = [kube.get("/version")["client"] for _ in range(3)]
+    finally:
+        kube.close()
+    runs = int((certs.directory / "runs").read_text())
+    assert presented == [f"client-{i % 3}" for i in range(runs - 3, runs)]
+    assert len(set(presented)) == 3
+
+
+def test_an_unexpired_exec_plugin_client_certificate_is_kept(serve, tmp_path, certs) -> None:
+    server = serve(Handler.echo, tls(certs.loopback, client_ca=certs.client_bundle))
+    (certs.directory / "runs").unlink(missing_ok=True)
+    later = (datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(hours=1))
+    kube = Kube.from_kubeconfig(str(_exec_kubeconfig(
+        tmp_path, server, certs, later.strftime("%Y-%m-%dT%H:%M:%SZ"))))
+    try:
+        presented = {kube.get("/version")["client"] for _ in range(3)}
+    finally:
+        kube.close()
+    assert presented == {"client-0"}
+    assert (certs.directory / "runs").read_text() == "1"
