@@ -1,10 +1,18 @@
-"""Adoption of a Deployment made by `kubectl apply` (client-side) or `kubectl create`.
+"""Ownership transfers between field managers (the Kubernetes docs' "Transferring ownership").
 
-Server-side apply shares a field with every manager that set the same value, so after a plain
-forced apply the client-side managers would still co-own the AppTask's fields and a field the
-AppTask later drops would stay. As client-go's csaupgrade does, the fields the AppTask manages
-are moved from those managers' entries into the controller's Apply entry first, in one JSON
-patch guarded by the object's resourceVersion.
+Adoption of a Deployment made by `kubectl apply` (client-side) or `kubectl create`: server-side
+apply shares a field with every manager that set the same value, so after a plain forced apply
+the client-side managers would still co-own the AppTask's fields and a field the AppTask later
+drops would stay. As client-go's csaupgrade does, the fields the AppTask manages are moved from
+those managers' entries into the controller's Apply entry first, in one JSON patch guarded by the
+object's resourceVersion, and only once a dry-run apply shows the server accepts the body, so a
+refused apply (an immutable selector, an admission webhook) leaves the Deployment as it was.
+
+Hand-off of a released field: when an AppTask stops specifying `replicas` (to leave scaling to an
+HPA or a person), the apply that releases `spec.replicas` would make the server remove it if no
+other manager owns it (on v1.20 the scale subresource records no managedFields), and defaulting
+would set 1 replica. So the field is first applied with its live value by a second manager,
+`<fieldManager>-handoff`, which keeps owning it; the controller's release then leaves it alone.
 """
 
 from __future__ import annotations
@@ -17,6 +25,12 @@ from .kube import DEPLOYMENTS, JSON_PATCH, Kube, rfc3339
 
 CLIENT_SIDE_MANAGERS = frozenset({"kubectl-client-side-apply", "before-first-apply",
                                   "kubectl-create", "kubectl"})
+HANDED_OFF: frozenset[fieldset.Path] = frozenset({("f:spec", "f:replicas")})
+"""Fields an AppTask that stops specifying them leaves to others with their live value, instead
+of having them removed."""
+HANDOFF_SUFFIX = "-handoff"
+MAX_MANAGER_LENGTH = 128
+"""The API server's limit on a field manager's name."""
 
 
 def _marks_parent_of(path: fieldset.Path, wanted: frozenset[fieldset.Path]) -> bool:
@@ -57,11 +71,14 @@ def migrate(entries: list[Mapping[str, Any]], wanted: frozenset[fieldset.Path], 
     return result
 
 
-def take_over_client_side_fields(kube: Kube, live: Mapping[str, Any], body: Mapping[str, Any],
-                                 manager: str) -> None:
-    """Move the client-side ownership of the body's fields on the live Deployment to `manager`."""
+def take_over_client_side_fields(kube: Kube, live: Mapping[str, Any], body: dict[str, Any],
+                                 manager: str, force: bool) -> None:
+    """Move the client-side ownership of the body's fields on the live Deployment to `manager`,
+    once a dry-run apply of `body` succeeds (an ApiError from it is raised and nothing is
+    written)."""
     meta = live["metadata"]
     path = DEPLOYMENTS.path(meta["namespace"], meta["name"])
+    kube.apply(path, body, field_manager=manager, force=force, dry_run=True)
     current = kube.get(path)
     entries = migrate(current["metadata"].get("managedFields") or [],
                       fieldset.body_paths(body), manager, "apps/v1", rfc3339())
@@ -72,3 +89,37 @@ def take_over_client_side_fields(kube: Kube, live: Mapping[str, Any], body: Mapp
          "value": current["metadata"]["resourceVersion"]},
         {"op": "replace", "path": "/metadata/managedFields", "value": entries},
     ], JSON_PATCH)
+
+
+def handoff_manager(manager: str) -> str:
+    """The field manager that keeps the fields `manager` hands off."""
+    return manager[:MAX_MANAGER_LENGTH - len(HANDOFF_SUFFIX)] + HANDOFF_SUFFIX
+
+
+def handoff_body(body: Mapping[str, Any], live: Mapping[str, Any], owners: fieldset.Owners,
+                 manager: str) -> dict[str, Any] | None:
+    """The apply body with which handoff_manager(manager) takes over, at their live values, the
+    HANDED_OFF fields that `manager` owns, `body` no longer sets and no other manager owns; None
+    when there are none. Pure."""
+    released = (fieldset.applied_by(owners, manager) - fieldset.body_paths(body)) & HANDED_OFF
+    owned_elsewhere = {p for paths in fieldset.taken_by_others(owners, manager, released).values()
+                       for p in paths}
+    fields: dict[str, Any] = {}
+    for path in sorted(released - owned_elsewhere):
+        _copy_field(live, fields, [segment[2:] for segment in path])
+    if not fields:
+        return None
+    meta = body["metadata"]
+    return {"apiVersion": body["apiVersion"], "kind": body["kind"],
+            "metadata": {"name": meta["name"], "namespace": meta["namespace"]}, **fields}
+
+
+def _copy_field(source: Mapping[str, Any], target: dict[str, Any], names: list[str]) -> None:
+    """Copy the value at the (map-only) field path `names` from `source` into `target`, if set."""
+    *parents, leaf = names
+    for name in parents:
+        source = source.get(name) or {}
+    if leaf in source:
+        for name in parents:
+            target = target.setdefault(name, {})
+        target[leaf] = source[leaf]

@@ -4,7 +4,8 @@ A take-back is counted when a field the controller applied (for an unchanged App
 generation) is seen changed or owned by someone else after the controller's last apply; it is
 counted once per apply, however many times the drift is looked at. `threshold` take-backs within
 `window` seconds make a fight. During a fight the controller re-applies only after a growing
-delay (base, 2*base, ... up to cap). A fight ends when the AppTask's generation changes, or when
+delay (base, 2*base, ... up to cap). A fight is over one generation: it ends as soon as the
+AppTask's generation changes (a new spec is applied at once, never held by the damping), or when
 `window` seconds pass after a re-apply with no take-back.
 """
 
@@ -74,13 +75,14 @@ class FightTracker:
             state.takebacks.popleft()
         if not state.fighting and len(state.takebacks) >= self.threshold:
             state.fighting = True
-            return self.fight(key, now)
+            return self.fight(key, generation, now)
         return None
 
-    def fight(self, key: str, now: float) -> Fight | None:
-        """The ongoing fight over `key`, if any (ending it once the other writer stopped)."""
+    def fight(self, key: str, generation: int, now: float) -> Fight | None:
+        """The ongoing fight over `key` at `generation`, if any (ending it once the other writer
+        stopped); a fight over an earlier generation is no fight over this one."""
         state = self._states.get(key)
-        if state is None or not state.fighting:
+        if state is None or not state.fighting or state.generation != generation:
             return None
         if state.intact and now - max(state.applied_at, state.last_takeback) >= self.window:
             state.fighting = False
@@ -89,10 +91,11 @@ class FightTracker:
             return None
         return Fight(state.managers, state.fields, len(state.takebacks))
 
-    def apply_delay(self, key: str, now: float) -> float:
-        """Seconds to wait before the controller may re-apply `key` (0: go ahead)."""
+    def apply_delay(self, key: str, generation: int, now: float) -> float:
+        """Seconds to wait before the controller may re-apply `key` at `generation` (0: go
+        ahead; always 0 for a generation the fight was not over)."""
         state = self._states.get(key)
-        if state is None or self.fight(key, now) is None:
+        if state is None or self.fight(key, generation, now) is None:
             return 0.0
         delay = min(self.backoff_cap, self.backoff_base * 2 ** state.damped_applies)
         return max(0.0, state.applied_at + delay - now)

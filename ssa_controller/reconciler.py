@@ -1,10 +1,12 @@
 """Reconciles one AppTask: decide from the cache, apply the Deployment, write the status.
 
 The pipeline for a key: look the AppTask up in the cache -> render the apply body (invalid
-spec: status, no retry) -> find the Deployment (cache; a GET only when the cache has none) ->
-compare body, live object and field ownership -> if something drifted, check for a fight, then
-server-side apply -> compute the status and patch it only if it differs. The outcome is a
-Result the controller's one switch turns into forget / requeue-after / rate-limited retry.
+spec: status, no retry) -> a generation the API server refused waits for its slow retry (from
+memory, without a request) -> find the Deployment (cache; a GET only when the cache has none) ->
+compare body, live object and field ownership -> if something drifted, check for a fight,
+transfer ownership where needed (adoption; hand-off of a released `replicas`), then server-side
+apply -> compute the status and patch it only if it differs. The outcome is a Result the
+controller's one switch turns into forget / requeue-after / rate-limited retry.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from . import adopt, desired, diff, drift, fieldset, status
+from .backoff import ItemBackoff
 from .config import Config
 from .fights import Fight, FightTracker
 from .kube import APPTASKS, DEPLOYMENTS, MERGE_PATCH, ApiError, Kube, rfc3339
@@ -71,6 +74,73 @@ def rejected(error: ApiError) -> bool:
         error.status == 500 and error.message.startswith("failed to create typed patch object"))
 
 
+@dataclass(frozen=True)
+class _Rejection:
+    """A refused apply: of which generation, against which Deployment, when to try again."""
+
+    generation: int
+    deployment: tuple[str, int] | None
+    message: str
+    retry_at: float
+
+
+def deployment_version(deployment: Mapping[str, Any] | None) -> tuple[str, int] | None:
+    """What a refused apply is remembered against: the cached Deployment's uid and generation
+    (None: not cached). Re-creating the Deployment or changing its spec changes it."""
+    if deployment is None:
+        return None
+    meta = deployment["metadata"]
+    return str(meta.get("uid", "")), int(meta.get("generation", 0))
+
+
+class Rejections:
+    """Generations the API server refused, and when to try each again. A refusal is not always
+    about the spec (an admission webhook, an immutable field of an adopted Deployment), so a
+    refused generation is retried with per-key capped exponential backoff, and at once when its
+    Deployment changes. Decides from memory alone: a resync sends no request before the retry is
+    due. Pure; the time is passed in."""
+
+    def __init__(self, backoff: ItemBackoff) -> None:
+        self._backoff = backoff
+        self._rejections: dict[str, _Rejection] = {}
+
+    def record(self, key: str, generation: int, deployment: Mapping[str, Any] | None,
+               message: str, now: float) -> float:
+        """The apply of `generation` was refused with `message`; returns the seconds until the
+        next try."""
+        delay = self._backoff.when(key)
+        self._rejections[key] = _Rejection(generation, deployment_version(deployment), message,
+                                           now + delay)
+        return delay
+
+    def waiting(self, key: str, generation: int, deployment: Mapping[str, Any] | None,
+                now: float) -> tuple[str, float] | None:
+        """(the refusal's message, seconds left) while the refused `generation` must wait; None
+        when it may be applied: nothing refused, a new generation, the Deployment changed, or
+        the retry is due."""
+        rejection = self._rejections.get(key)
+        if rejection is None:
+            return None
+        if rejection.generation != generation:
+            self.forget(key)
+            return None
+        if rejection.deployment != deployment_version(deployment) or now >= rejection.retry_at:
+            return None
+        return rejection.message, rejection.retry_at - now
+
+    def forget(self, key: str) -> None:
+        """After an accepted apply, and when the AppTask is deleted."""
+        self._rejections.pop(key, None)
+        self._backoff.forget(key)
+
+    def __len__(self) -> int:
+        return len(self._rejections)
+
+
+def _generation(apptask: Obj) -> int:
+    return int(apptask["metadata"].get("generation", 0))
+
+
 def _rollout_unobserved(deployment: Obj) -> bool:
     observed = deployment.get("status", {}).get("observedGeneration", 0)
     return int(deployment["metadata"].get("generation", 0)) > int(observed)
@@ -88,6 +158,7 @@ class Reconciler:
         self.apptasks = apptasks
         self.deployments = deployments
         self.fights = fights
+        self.rejections = Rejections(ItemBackoff.from_config(config.backoff))
         self.events = events
         self.clock = clock
         self.wallclock = wallclock
@@ -99,6 +170,7 @@ class Reconciler:
     def forget(self, key: str) -> None:
         """Drop everything kept about a deleted AppTask."""
         self.fights.forget(key)
+        self.rejections.forget(key)
         self._applied_at.pop(key, None)
 
     @property
@@ -114,9 +186,12 @@ class Reconciler:
             body = desired.render(apptask)
         except desired.InvalidSpec as exc:
             return self._invalid(key, apptask, Sync.invalid(str(exc)))
-        if status.rejected_at_generation(apptask):
-            return Result("invalid")  # the server refused this spec; wait for a new generation
         live = self.deployments.get(key)
+        waiting = self.rejections.waiting(key, _generation(apptask), live, self.clock())
+        if waiting is not None:
+            message, retry_in = waiting
+            return self._finish(key, apptask, live, Sync.rejected(message),
+                                Result("invalid", requeue_after=retry_in), plan_action="invalid")
         if apptask.get("spec", {}).get("paused"):
             return self._finish(key, apptask, live, Sync.paused(), Result("skipped"))
         if live is None:
@@ -166,7 +241,7 @@ class Reconciler:
 
     def _converge(self, key: str, apptask: Obj, body: Obj, live: Obj | None) -> Result:
         manager = self.config.field_manager
-        generation = int(apptask["metadata"].get("generation", 0))
+        generation = _generation(apptask)
         now = self.clock()
         fight_found = False
         if live is not None:
@@ -175,12 +250,12 @@ class Reconciler:
             if not found:
                 log.debug("%s: unchanged", key)
                 return self._finish(key, apptask, live, *self._calm_or_fight(
-                    key, body["metadata"]["name"], Result("unchanged")))
+                    key, generation, body["metadata"]["name"], Result("unchanged")))
             if found.taken:
                 fight_found = self._took_back(key, apptask, generation, owners, found, now)
-            delay = self.fights.apply_delay(key, now)
+            delay = self.fights.apply_delay(key, generation, now)
             if delay > 0:
-                fight = self.fights.fight(key, now)
+                fight = self.fights.fight(key, generation, now)
                 assert fight is not None
                 return self._finish(key, apptask, live, self._fight_sync(fight),
                                     Result("conflict", requeue_after=delay,
@@ -200,9 +275,10 @@ class Reconciler:
         self._event(apptask, "Warning", "FieldFight", "Apply", message)
         return True
 
-    def _calm_or_fight(self, key: str, name: str, result: Result) -> tuple[Sync, Result]:
+    def _calm_or_fight(self, key: str, generation: int, name: str,
+                       result: Result) -> tuple[Sync, Result]:
         """Synced, or, while a fight lasts, its Conflict and a look again once it may end."""
-        fight = self.fights.fight(key, self.clock())
+        fight = self.fights.fight(key, generation, self.clock())
         if fight is None:
             return Sync.synced(name), result
         return self._fight_sync(fight), dataclasses.replace(
@@ -220,13 +296,13 @@ class Reconciler:
         namespace, name = key.split("/", 1)
         path = DEPLOYMENTS.path(namespace, name)
         try:
-            if live is not None and not self._controlled(apptask, live) and not self.dry_run:
-                adopt.take_over_client_side_fields(self.kube, live, body,
-                                                   self.config.field_manager)
+            if live is not None and not self.dry_run:
+                self._transfer_ownership(key, apptask, path, body, live)
             answer = self.kube.apply(path, body, field_manager=self.config.field_manager,
                                      force=self.config.apply.force, dry_run=self.dry_run)
         except ApiError as exc:
-            return self._apply_failed(key, apptask, live, exc)
+            return self._apply_failed(key, apptask, live, generation, exc)
+        self.rejections.forget(key)
         if self.dry_run:
             plan = diff.plan(key, live, answer)
             return Result("dry_run" if plan.changes else "unchanged", plan=plan)
@@ -237,20 +313,41 @@ class Reconciler:
         self._event(apptask, "Normal", "Applied", "Apply", f"Deployment {name} {verb}")
         self._applied_at[key] = self.clock()
         return self._finish(key, apptask, self.deployments.get(key), *self._calm_or_fight(
-            key, name, Result("applied", fight_detected=fight_found)))
+            key, generation, name, Result("applied", fight_detected=fight_found)))
 
-    def _apply_failed(self, key: str, apptask: Obj, live: Obj | None, exc: ApiError) -> Result:
+    def _transfer_ownership(self, key: str, apptask: Obj, path: str, body: Obj,
+                            live: Obj) -> None:
+        """Before the apply: adopt a Deployment this AppTask does not control yet (only once a
+        dry-run shows the apply is accepted), and hand off a released `replicas` so that the
+        apply does not remove it."""
+        manager = self.config.field_manager
+        if not self._controlled(apptask, live):
+            adopt.take_over_client_side_fields(self.kube, live, body, manager,
+                                               self.config.apply.force)
+        handoff = adopt.handoff_body(body, live, live.get(OWNERS_KEY, {}), manager)
+        if handoff is not None:
+            self.kube.apply(path, handoff, field_manager=adopt.handoff_manager(manager),
+                            force=False)
+            log.info("%s: handed spec %s over to %s", key, handoff.get("spec"),
+                     adopt.handoff_manager(manager))
+
+    def _apply_failed(self, key: str, apptask: Obj, live: Obj | None, generation: int,
+                      exc: ApiError) -> Result:
         if exc.status == 409:
             message = f"apply conflicts with {conflict_summary(exc)}"
             return self._report(key, apptask, live, Sync.conflicted("ApplyConflict", message),
                                 Result("conflict", error=exc), "conflict")
         if rejected(exc):
-            return self._invalid(key, apptask, Sync.rejected(exc.message or str(exc)))
+            message = exc.message or str(exc)
+            retry_in = self.rejections.record(key, generation, self.deployments.get(key),
+                                              message, self.clock())
+            return self._invalid(key, apptask, Sync.rejected(message), retry_in)
         return self._failed(key, apptask, live, exc)
 
-    def _invalid(self, key: str, apptask: Obj, sync: Sync) -> Result:
-        return self._report(key, apptask, self.deployments.get(key), sync, Result("invalid"),
-                            "invalid")
+    def _invalid(self, key: str, apptask: Obj, sync: Sync,
+                 retry_in: float | None = None) -> Result:
+        return self._report(key, apptask, self.deployments.get(key), sync,
+                            Result("invalid", requeue_after=retry_in), "invalid")
 
     def _report(self, key: str, apptask: Obj, live: Obj | None, sync: Sync, result: Result,
                 plan_action: str, action: str = "Apply") -> Result:
@@ -287,7 +384,8 @@ class Reconciler:
         except ApiError as exc:
             if exc.status == 404:
                 return result
-            return Result("error", error=exc)
+            log.warning("%s: status patch failed: %s", key, exc)
+            return dataclasses.replace(result, error=result.error or exc)
         self.apptasks.record_write(answer)
         log.info("%s: status updated (phase %s)", key, wanted["phase"])
         return dataclasses.replace(result, status_updated=True)

@@ -128,12 +128,3 @@ def patch_for(current: Mapping[str, Any] | None, wanted: Mapping[str, Any]) -> d
         return None
     return {"status": {**{k: None for k in current if k not in wanted}, **wanted}}
 
-
-def rejected_at_generation(apptask: Mapping[str, Any]) -> bool:
-    """Whether the API server already refused the Deployment rendered from this very
-    generation of the AppTask (so applying it again cannot succeed)."""
-    current = apptask.get("status") or {}
-    synced: Mapping[str, Any] = next(
-        (c for c in current.get("conditions") or () if c.get("type") == "Synced"), {})
-    return (synced.get("reason") == "ApplyRejected"
-            and current.get("observedGeneration") == apptask["metadata"].get("generation"))

@@ -1,4 +1,5 @@
-"""Unit tests for ssa_controller.adopt.migrate: moving client-side ownership to the controller."""
+"""Unit tests for ssa_controller.adopt: moving client-side ownership to the controller
+(migrate) and handing a released `replicas` to the hand-off manager (handoff_body)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from typing import Any
 import pytest
 
 from ssa_controller import fieldset
-from ssa_controller.adopt import migrate
+from ssa_controller.adopt import handoff_body, handoff_manager, migrate
 
 Obj = dict[str, Any]
 MANAGER = "ssa-controller"
@@ -121,3 +122,46 @@ def test_the_ownership_mark_of_a_list_holding_wanted_items_moves_too() -> None:
     assert result is not None
     assert paths_of(result, "kubectl-client-side-apply", "Update") == {STRATEGY}
     assert paths_of(result, MANAGER, "Apply") == wanted | {(*env, ".")}
+
+
+# --------------------------------------------------------------------------- hand-off
+
+BODY = {"apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": "web", "namespace": "demo", "labels": {"a": "b"}},
+        "spec": {"selector": {"matchLabels": {"a": "b"}}}}
+LIVE = {**BODY, "spec": {**BODY["spec"], "replicas": 3, "paused": False}}
+BODY_PATHS = fieldset.body_paths(BODY)
+
+
+def test_released_replicas_are_handed_off_with_their_live_value() -> None:
+    owned = {(MANAGER, "Apply"): BODY_PATHS | {REPLICAS}}
+    assert handoff_body(BODY, LIVE, owned, MANAGER) == {
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": "web", "namespace": "demo"}, "spec": {"replicas": 3}}
+
+
+def test_replicas_the_body_still_sets_are_not_handed_off() -> None:
+    body = {**BODY, "spec": {**BODY["spec"], "replicas": 2}}
+    owned = {(MANAGER, "Apply"): fieldset.body_paths(body)}
+    assert handoff_body(body, LIVE, owned, MANAGER) is None
+
+
+def test_replicas_another_manager_owns_are_not_handed_off() -> None:
+    for other in [("hpa-controller", "Update"), (handoff_manager(MANAGER), "Apply")]:
+        owned = {(MANAGER, "Apply"): BODY_PATHS | {REPLICAS}, other: frozenset({REPLICAS})}
+        assert handoff_body(BODY, LIVE, owned, MANAGER) is None
+
+
+def test_replicas_the_controller_never_owned_are_not_handed_off() -> None:
+    assert handoff_body(BODY, LIVE, {(MANAGER, "Apply"): BODY_PATHS}, MANAGER) is None
+
+
+def test_other_released_fields_are_not_handed_off_they_are_removed() -> None:
+    owned = {(MANAGER, "Apply"): BODY_PATHS | {IMAGE, ("f:spec", "f:paused")}}
+    assert handoff_body(BODY, LIVE, owned, MANAGER) is None
+
+
+def test_the_handoff_manager_is_named_after_the_field_manager_within_the_length_limit() -> None:
+    assert handoff_manager(MANAGER) == "ssa-controller-handoff"
+    long = "m" * 128
+    assert len(handoff_manager(long)) == 128 and handoff_manager(long).endswith("-handoff")

@@ -40,19 +40,19 @@ def test_threshold_take_backs_within_the_window_make_a_fight(tracker: FightTrack
     results = [apply_then_take_back(tracker, float(t)) for t in range(THRESHOLD)]
     assert results[:-1] == [None] * (THRESHOLD - 1)
     assert results[-1] == Fight(managers=MANAGERS, fields=FIELDS, takebacks=THRESHOLD)
-    assert tracker.fight(KEY, 2.5) == results[-1]
+    assert tracker.fight(KEY, 1, 2.5) == results[-1]
 
 
 def test_a_fight_is_reported_once(tracker: FightTracker) -> None:
     start_fight(tracker)
     assert apply_then_take_back(tracker, 10.0) is None
-    assert tracker.fight(KEY, 10.5) == Fight(MANAGERS, FIELDS, THRESHOLD + 1)
+    assert tracker.fight(KEY, 1, 10.5) == Fight(MANAGERS, FIELDS, THRESHOLD + 1)
 
 
 def test_take_backs_spread_beyond_the_window_make_no_fight(tracker: FightTracker) -> None:
     results = [apply_then_take_back(tracker, t) for t in (0.0, 20.0, 40.0, 60.0)]
     assert results == [None] * 4
-    assert tracker.fight(KEY, 61.0) is None
+    assert tracker.fight(KEY, 1, 61.0) is None
 
 
 def test_a_take_back_counts_once_per_apply(tracker: FightTracker) -> None:
@@ -89,7 +89,7 @@ def test_the_fight_reports_the_latest_managers_and_fields(tracker: FightTracker)
     start_fight(tracker)
     tracker.applied(KEY, 1, 5.0)
     tracker.took_back(KEY, 1, ("hpa",), (".spec.replicas", ".spec.template"), 5.2)
-    fight = tracker.fight(KEY, 5.5)
+    fight = tracker.fight(KEY, 1, 5.5)
     assert fight is not None
     assert (fight.managers, fight.fields) == (("hpa",), (".spec.replicas", ".spec.template"))
 
@@ -98,9 +98,9 @@ def test_the_fight_reports_the_latest_managers_and_fields(tracker: FightTracker)
 
 
 def test_no_delay_without_a_fight(tracker: FightTracker) -> None:
-    assert tracker.apply_delay(KEY, 0.0) == 0.0
+    assert tracker.apply_delay(KEY, 1, 0.0) == 0.0
     apply_then_take_back(tracker, 0.0)
-    assert tracker.apply_delay(KEY, 0.5) == 0.0
+    assert tracker.apply_delay(KEY, 1, 0.5) == 0.0
 
 
 def test_the_gap_between_applies_doubles_during_a_fight_up_to_the_cap(
@@ -109,7 +109,7 @@ def test_the_gap_between_applies_doubles_during_a_fight_up_to_the_cap(
     applied_at = taken_at - 0.2
     gaps = []
     for _ in range(6):
-        next_apply = taken_at + tracker.apply_delay(KEY, taken_at)
+        next_apply = taken_at + tracker.apply_delay(KEY, 1, taken_at)
         gaps.append(round(next_apply - applied_at, 6))
         apply_then_take_back(tracker, next_apply)
         applied_at, taken_at = next_apply, next_apply + 0.2
@@ -118,9 +118,9 @@ def test_the_gap_between_applies_doubles_during_a_fight_up_to_the_cap(
 
 def test_apply_delay_counts_down_from_the_last_apply(tracker: FightTracker) -> None:
     start_fight(tracker)
-    assert tracker.apply_delay(KEY, 2.2) == pytest.approx(BASE - 0.2)
-    assert tracker.apply_delay(KEY, 2.0 + BASE) == 0.0
-    assert tracker.apply_delay(KEY, 2.0 + 2 * BASE) == 0.0
+    assert tracker.apply_delay(KEY, 1, 2.2) == pytest.approx(BASE - 0.2)
+    assert tracker.apply_delay(KEY, 1, 2.0 + BASE) == 0.0
+    assert tracker.apply_delay(KEY, 1, 2.0 + 2 * BASE) == 0.0
 
 
 # --------------------------------------------------------------------------- end of a fight
@@ -130,27 +130,37 @@ def test_a_fight_ends_a_window_after_a_re_apply_that_is_not_taken_back(
         tracker: FightTracker) -> None:
     start_fight(tracker)
     tracker.applied(KEY, 1, 10.0)
-    assert tracker.fight(KEY, 10.0 + WINDOW - 0.1) is not None
-    assert tracker.fight(KEY, 10.0 + WINDOW) is None
-    assert tracker.apply_delay(KEY, 10.0 + WINDOW) == 0.0
+    assert tracker.fight(KEY, 1, 10.0 + WINDOW - 0.1) is not None
+    assert tracker.fight(KEY, 1, 10.0 + WINDOW) is None
+    assert tracker.apply_delay(KEY, 1, 10.0 + WINDOW) == 0.0
 
 
 def test_a_fight_does_not_end_while_the_last_apply_was_taken_back(tracker: FightTracker) -> None:
     start_fight(tracker)
-    assert tracker.fight(KEY, 1000.0) is not None
+    assert tracker.fight(KEY, 1, 1000.0) is not None
 
 
 def test_a_new_generation_ends_the_fight(tracker: FightTracker) -> None:
     start_fight(tracker)
     tracker.applied(KEY, 2, 3.0)
-    assert tracker.fight(KEY, 3.0) is None
-    assert tracker.apply_delay(KEY, 3.0) == 0.0
+    assert tracker.fight(KEY, 2, 3.0) is None
+    assert tracker.apply_delay(KEY, 2, 3.0) == 0.0
+
+
+def test_a_new_generation_is_applied_at_once_while_the_old_one_is_damped(
+        tracker: FightTracker) -> None:
+    """The user ships a fix during a fight: it must not wait for the fight's backoff."""
+    taken_at = start_fight(tracker)
+    assert tracker.apply_delay(KEY, 1, taken_at) > 0
+    assert tracker.fight(KEY, 2, taken_at) is None
+    assert tracker.apply_delay(KEY, 2, taken_at) == 0.0
+    assert tracker.took_back(KEY, 2, MANAGERS, FIELDS, taken_at) is None
 
 
 def test_after_a_fight_ends_a_new_one_is_reported_again(tracker: FightTracker) -> None:
     start_fight(tracker)
     tracker.applied(KEY, 1, 10.0)
-    assert tracker.fight(KEY, 10.0 + WINDOW) is None
+    assert tracker.fight(KEY, 1, 10.0 + WINDOW) is None
     rounds = [apply_then_take_back(tracker, 50.0 + t) for t in range(THRESHOLD)]
     assert rounds[:-1] == [None] * (THRESHOLD - 1)
     assert rounds[-1] == Fight(MANAGERS, FIELDS, THRESHOLD)
@@ -165,8 +175,8 @@ def test_forget_drops_the_history(tracker: FightTracker) -> None:
     assert len(tracker) == 2
     tracker.forget(KEY)
     assert len(tracker) == 1
-    assert tracker.fight(KEY, 3.0) is None
-    assert tracker.apply_delay(KEY, 3.0) == 0.0
+    assert tracker.fight(KEY, 1, 3.0) is None
+    assert tracker.apply_delay(KEY, 1, 3.0) == 0.0
 
 
 def test_forgetting_an_unknown_key_is_harmless(tracker: FightTracker) -> None:

@@ -184,10 +184,3 @@ def test_patch_for_a_status_never_written_is_the_whole_status() -> None:
     wanted = status.compute(apptask(), None, SYNCED, T1)
     assert status.patch_for(None, wanted) == {"status": wanted}
 
-
-def test_a_rejection_holds_only_for_the_generation_it_was_written_for() -> None:
-    rejected = status.compute(apptask(generation=2), None, Sync.rejected("422: Invalid value"), T1)
-    assert status.rejected_at_generation(apptask(generation=2, current=rejected))
-    assert not status.rejected_at_generation(apptask(generation=3, current=rejected))
-    failed = status.compute(apptask(generation=2), None, Sync.failed("403 quota"), T1)
-    assert not status.rejected_at_generation(apptask(generation=2, current=failed))

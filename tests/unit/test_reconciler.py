@@ -1,0 +1,393 @@
+"""Unit tests for ssa_controller.reconciler: the decisions of one reconcile.
+
+The pure parts (which refusals count as rejections, conflict summaries, the memory of refused
+generations) are tested directly. The reconcile itself runs with real caches, a real
+FightTracker and a fake clock against a recording stand-in for the Kube client at the I/O
+boundary: these tests check which requests a decision sends, not what the API server does with
+them (the integration tests do that against a real kube-apiserver).
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import pytest
+
+from ssa_controller import desired, fieldset
+from ssa_controller.backoff import ItemBackoff
+from ssa_controller.config import ApplyConfig, BackoffConfig, Config
+from ssa_controller.fights import FightTracker
+from ssa_controller.kube import JSON_PATCH, ApiError
+from ssa_controller.reconciler import (
+    Reconciler,
+    Rejections,
+    conflict_summary,
+    deployment_version,
+    rejected,
+)
+from ssa_controller.store import Store, strip_keep_owners
+
+Obj = dict[str, Any]
+KEY = "demo/web"
+MANAGER = "ssa-controller"
+HANDOFF = "ssa-controller-handoff"
+BASE, CAP = 1.0, 4.0
+REPLICAS = ("f:spec", "f:replicas")
+IMMUTABLE = ApiError(422, "Invalid", 'Deployment.apps "web" is invalid: spec.selector: Invalid '
+                     "value: ...: field is immutable")
+
+
+# --------------------------------------------------------------------------- pure decisions
+
+
+@pytest.mark.parametrize("error, refused", [
+    (ApiError(400, "BadRequest", "admission webhook denied the request"), True),
+    (IMMUTABLE, True),
+    (ApiError(500, "", "failed to create typed patch object: duplicate entries"), True),
+    (ApiError(500, "InternalError", "etcdserver: request timed out"), False),
+    (ApiError(409, "Conflict", "Apply failed with 1 conflict"), False),
+    (ApiError(403, "Forbidden", "exceeded quota"), False),
+    (ApiError(0, "ConnectionError", "refused"), False),
+])
+def test_which_failures_are_refusals_of_the_body(error: ApiError, refused: bool) -> None:
+    assert rejected(error) is refused
+
+
+def test_a_conflict_is_summarised_by_manager_and_fields() -> None:
+    causes = [{"message": 'conflict with "kubectl" using apps/v1', "field": ".spec.replicas"},
+              {"message": 'conflict with "kubectl" using apps/v1', "field": ".spec.paused"},
+              {"message": 'conflict with "hpa" using apps/v1', "field": ".spec.replicas"}]
+    error = ApiError(409, "Conflict", "Apply failed", {"details": {"causes": causes}})
+    assert conflict_summary(error) == ('"hpa" over .spec.replicas; '
+                                       '"kubectl" over .spec.replicas, .spec.paused')
+    assert conflict_summary(ApiError(409, "Conflict", "plain")) == "plain"
+
+
+def cached(uid: str = "d1", generation: int = 1) -> Obj:
+    return {"metadata": {"uid": uid, "generation": generation}}
+
+
+@pytest.fixture
+def rejections() -> Rejections:
+    return Rejections(ItemBackoff(BASE, 2.0, CAP, 0.0))
+
+
+def test_nothing_refused_nothing_to_wait_for(rejections: Rejections) -> None:
+    assert rejections.waiting(KEY, 1, None, 0.0) is None
+
+
+def test_a_refused_generation_waits_with_capped_exponential_backoff(
+        rejections: Rejections) -> None:
+    delays = [rejections.record(KEY, 1, None, "refused", float(t)) for t in range(5)]
+    assert delays == [BASE, 2 * BASE, 4 * BASE, CAP, CAP]
+
+
+def test_a_resync_before_the_retry_is_due_waits(rejections: Rejections) -> None:
+    rejections.record(KEY, 1, cached(), "refused", 10.0)
+    assert rejections.waiting(KEY, 1, cached(), 10.4) == ("refused", pytest.approx(BASE - 0.4))
+    assert rejections.waiting(KEY, 1, cached(), 10.0 + BASE) is None
+
+
+def test_a_new_generation_is_tried_at_once_and_starts_the_backoff_afresh(
+        rejections: Rejections) -> None:
+    rejections.record(KEY, 1, None, "refused", 0.0)
+    rejections.record(KEY, 1, None, "refused", 1.0)
+    assert rejections.waiting(KEY, 2, None, 1.1) is None
+    assert len(rejections) == 0
+    assert rejections.record(KEY, 2, None, "refused", 1.2) == BASE
+
+
+@pytest.mark.parametrize("now_cached", [None, cached(generation=2), cached(uid="d2")],
+                         ids=["deleted", "spec changed", "re-created"])
+def test_a_changed_deployment_is_tried_at_once(rejections: Rejections,
+                                               now_cached: Obj | None) -> None:
+    rejections.record(KEY, 1, cached(), "refused", 0.0)
+    assert rejections.waiting(KEY, 1, now_cached, 0.1) is None
+
+
+def test_a_deployment_status_change_is_no_reason_to_retry(rejections: Rejections) -> None:
+    rejections.record(KEY, 1, cached(), "refused", 0.0)
+    moved = {**cached(), "status": {"readyReplicas": 1}}
+    assert rejections.waiting(KEY, 1, moved, 0.1) is not None
+    assert deployment_version(moved) == deployment_version(cached())
+
+
+def test_forget_drops_the_refusal_and_its_backoff(rejections: Rejections) -> None:
+    rejections.record(KEY, 1, None, "refused", 0.0)
+    rejections.record(KEY, 1, None, "refused", 1.0)
+    rejections.forget(KEY)
+    assert len(rejections) == 0
+    assert rejections.waiting(KEY, 1, None, 1.1) is None
+    assert rejections.record(KEY, 1, None, "refused", 1.2) == BASE
+
+
+# --------------------------------------------------------------------------- the reconcile
+
+
+class RecordingKube:
+    """Answers like an API server would, records every request, fails as told."""
+
+    def __init__(self) -> None:
+        self.requests: list[tuple[Any, ...]] = []
+        self.failures: dict[str, ApiError] = {}
+        """Request kind (apply, dry-run, handoff, status, get) -> the error to raise."""
+        self.existing: Obj | None = None
+        """What a GET of the Deployment finds (None: 404)."""
+        self.apptask: Obj = {}
+        self._revision = 100
+
+    def _fail(self, kind: str) -> None:
+        if kind in self.failures:
+            raise self.failures[kind]
+
+    def next_revision(self) -> str:
+        self._revision += 1
+        return str(self._revision)
+
+    def apply(self, path: str, body: Obj, *, field_manager: str, force: bool,
+              dry_run: bool = False) -> Obj:
+        kind = "dry-run" if dry_run else "handoff" if field_manager == HANDOFF else "apply"
+        self.requests.append((kind, field_manager, force, copy.deepcopy(body)))
+        self._fail(kind)
+        answer = copy.deepcopy(body)
+        answer["metadata"].update(
+            uid="d1", generation=1, resourceVersion=self.next_revision(),
+            managedFields=[managed(field_manager, fieldset.body_paths(body))])
+        return answer
+
+    def get(self, path: str, params: Obj | None = None) -> Obj:
+        self.requests.append(("get", path))
+        self._fail("get")
+        if self.existing is None:
+            raise ApiError(404, "NotFound", "not found")
+        return copy.deepcopy(self.existing)
+
+    def patch(self, path: str, body: Any, content_type: str, params: Obj | None = None) -> Obj:
+        kind = "managedFields" if content_type == JSON_PATCH else "status"
+        self.requests.append((kind, path))
+        self._fail(kind)
+        if kind == "managedFields":
+            return copy.deepcopy(self.existing or {})
+        answer = copy.deepcopy(self.apptask)
+        answer["metadata"]["resourceVersion"] = self.next_revision()
+        return {**answer, **body}
+
+    def kinds(self) -> list[str]:
+        return [request[0] for request in self.requests]
+
+
+class RecordingEvents:
+    def __init__(self) -> None:
+        self.reasons: list[str] = []
+
+    def record(self, regarding: Any, type_: str, reason: str, action: str, note: str) -> None:
+        self.reasons.append(reason)
+
+
+def managed(manager: str, paths: frozenset[fieldset.Path], operation: str = "Apply") -> Obj:
+    return {"manager": manager, "operation": operation, "apiVersion": "apps/v1",
+            "fieldsType": "FieldsV1", "fieldsV1": fieldset.to_fields(paths)}
+
+
+def apptask(generation: int = 1, **spec: Any) -> Obj:
+    return {"apiVersion": "example.com/v1", "kind": "AppTask",
+            "metadata": {"name": "web", "namespace": "demo", "uid": "a1",
+                         "generation": generation},
+            "spec": {"image": "nginx:1.25", **spec}}
+
+
+def deployment(task: Obj, *others: Obj, generation: int = 1, **changes: Any) -> Obj:
+    """The Deployment as the controller applied it for `task` (then changed by `changes` in
+    its spec, and co-owned by the `others` managedFields entries), rolled out."""
+    body = desired.render(task)
+    live = copy.deepcopy(body)
+    live["spec"] = {"replicas": 1, **live["spec"], **changes}
+    live["metadata"].update(uid="d1", generation=generation,
+                            managedFields=[managed(MANAGER, fieldset.body_paths(body)), *others])
+    live["status"] = {"observedGeneration": generation, "replicas": live["spec"]["replicas"],
+                      "updatedReplicas": live["spec"]["replicas"]}
+    return live
+
+
+class Harness:
+    """A Reconciler over real caches and a FightTracker, a fake clock and a RecordingKube."""
+
+    def __init__(self, config: Config | None = None) -> None:
+        self.now = 1000.0
+        self.kube = RecordingKube()
+        self.apptasks, self.deployments = Store(), Store(strip_keep_owners)
+        self.fights = FightTracker(threshold=2, window=60.0, backoff_base=10.0, backoff_cap=80.0)
+        self.events = RecordingEvents()
+        self.reconciler = Reconciler(
+            config or Config(backoff=BackoffConfig(base=BASE, factor=2.0, cap=CAP, jitter=0.0)),
+            self.kube, self.apptasks, self.deployments, self.fights, self.events,  # type: ignore[arg-type]
+            clock=lambda: self.now, wallclock=lambda: "2026-01-01T00:00:00Z")
+        self.reconciler.status_settle = 0.0
+
+    def given(self, task: Obj, live: Obj | None = None) -> None:
+        """The watch delivers `task` (and `live`) as the newest versions."""
+        task["metadata"]["resourceVersion"] = self.kube.next_revision()
+        self.kube.apptask = task
+        self.apptasks.put(task)
+        if live is not None:
+            self.deployment_changed(live)
+
+    def deployment_changed(self, live: Obj) -> None:
+        live["metadata"]["resourceVersion"] = self.kube.next_revision()
+        self.deployments.put(live)
+
+    def reconcile(self, after: float = 0.0):  # noqa: ANN201 - a Result
+        self.now += after
+        self.kube.requests.clear()
+        return self.reconciler.reconcile(KEY)
+
+
+def test_a_failed_status_write_keeps_the_apply_outcome_and_the_fight() -> None:
+    harness = Harness()
+    task = apptask(replicas=2)
+    harness.fights.applied(KEY, 1, harness.now - 20.0)
+    harness.fights.took_back(KEY, 1, ("rival",), (".spec.replicas",), harness.now - 19.9)
+    harness.fights.applied(KEY, 1, harness.now - 15.0)  # the damping delay (10 s) is over
+    harness.given(task, deployment(task, managed("rival", frozenset({REPLICAS}), "Update"),
+                                   replicas=5))
+    harness.kube.failures["status"] = ApiError(500, "InternalError", "etcd timeout")
+    result = harness.reconcile()
+    assert harness.kube.kinds() == ["apply", "status"]
+    assert (result.outcome, result.fight_detected) == ("applied", True)
+    assert result.error is harness.kube.failures["status"]
+
+
+def test_a_status_write_failing_after_another_failure_keeps_the_first_error() -> None:
+    harness = Harness()
+    harness.given(apptask())
+    harness.kube.failures.update(apply=ApiError(503, "ServiceUnavailable", "busy"),
+                                 status=ApiError(500, "InternalError", "etcd timeout"))
+    result = harness.reconcile()
+    assert result.outcome == "error" and result.error is harness.kube.failures["apply"]
+
+
+def test_a_refused_generation_is_retried_only_with_backoff() -> None:
+    harness = Harness()
+    harness.given(apptask())
+    harness.kube.failures["apply"] = IMMUTABLE
+    first = harness.reconcile()
+    assert harness.kube.kinds() == ["get", "apply", "status"]
+    assert (first.outcome, first.requeue_after, first.error) == ("invalid", BASE, None)
+    assert "ApplyRejected" in harness.events.reasons
+    resync = harness.reconcile(after=0.4)
+    assert harness.kube.kinds() == []
+    assert (resync.outcome, resync.requeue_after) == ("invalid", pytest.approx(BASE - 0.4))
+    due = harness.reconcile(after=BASE - 0.4)
+    assert harness.kube.kinds()[:2] == ["get", "apply"]
+    assert due.requeue_after == 2 * BASE
+
+
+def test_a_refused_generation_is_retried_at_once_when_its_deployment_changes() -> None:
+    harness = Harness()
+    before = apptask(image="nginx:1.24")
+    harness.given(apptask(), deployment(before))
+    harness.kube.failures["apply"] = ApiError(400, "BadRequest", "admission webhook denied it")
+    assert harness.reconcile().outcome == "invalid"
+    assert harness.kube.kinds() == ["apply", "status"]
+    harness.reconcile(after=0.1)
+    assert harness.kube.kinds() == []
+    harness.deployment_changed(deployment(before, generation=2))
+    assert harness.reconcile(after=0.1).outcome == "invalid"
+    assert harness.kube.kinds() == ["apply"]
+
+
+def test_a_new_generation_of_a_refused_apptask_is_applied_at_once() -> None:
+    harness = Harness()
+    harness.given(apptask())
+    harness.kube.failures["apply"] = IMMUTABLE
+    harness.reconcile()
+    del harness.kube.failures["apply"]
+    harness.given(apptask(generation=2, image="nginx:1.27"))
+    assert harness.reconcile(after=0.1).outcome == "applied"
+    assert len(harness.reconciler.rejections) == 0
+
+
+def test_forgetting_a_deleted_apptask_forgets_its_refusal() -> None:
+    harness = Harness()
+    harness.given(apptask())
+    harness.kube.failures["apply"] = IMMUTABLE
+    harness.reconcile()
+    harness.reconciler.forget(KEY)
+    assert len(harness.reconciler.rejections) == 0
+
+
+def test_releasing_replicas_hands_them_off_first() -> None:
+    harness = Harness()
+    harness.given(apptask(), deployment(apptask(replicas=3)))
+    assert harness.reconcile().outcome == "applied"
+    [handoff, release] = [r for r in harness.kube.requests if r[0] in ("handoff", "apply")]
+    assert handoff == ("handoff", HANDOFF, False, {
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": "web", "namespace": "demo"}, "spec": {"replicas": 3}})
+    assert release[:2] == ("apply", MANAGER) and "replicas" not in release[3]["spec"]
+
+
+def test_replicas_another_manager_owns_are_released_without_a_handoff() -> None:
+    harness = Harness()
+    harness.given(apptask(), deployment(apptask(replicas=3),
+                                        managed("hpa", frozenset({REPLICAS}), "Update")))
+    harness.reconcile()
+    assert "handoff" not in harness.kube.kinds() and "apply" in harness.kube.kinds()
+
+
+def test_a_failed_handoff_holds_the_release_back() -> None:
+    harness = Harness()
+    harness.given(apptask(), deployment(apptask(replicas=3)))
+    harness.kube.failures["handoff"] = ApiError(409, "Conflict", "Apply failed with 1 conflict")
+    result = harness.reconcile()
+    assert harness.kube.kinds()[:1] == ["handoff"] and "apply" not in harness.kube.kinds()
+    assert result.outcome == "conflict" and result.error is not None
+
+
+def foreign(task: Obj) -> Obj:
+    """An unowned Deployment of the AppTask's name, made by `kubectl create`."""
+    live = deployment(task)
+    live["metadata"].update(labels={}, resourceVersion="50")
+    del live["metadata"]["ownerReferences"]
+    live["metadata"]["managedFields"] = [
+        managed("kubectl-create", fieldset.body_paths(desired.render(task)), "Update")]
+    return live
+
+
+ADOPTING = Config(apply=ApplyConfig(adopt_existing=True),
+                  backoff=BackoffConfig(base=BASE, factor=2.0, cap=CAP, jitter=0.0))
+
+
+def test_adoption_moves_managed_fields_only_after_a_successful_dry_run() -> None:
+    harness = Harness(ADOPTING)
+    harness.given(apptask())
+    harness.kube.existing = foreign(apptask())
+    assert harness.reconcile().outcome == "applied"
+    assert harness.kube.kinds()[:5] == ["get", "dry-run", "get", "managedFields", "apply"]
+
+
+def test_a_refused_adoption_leaves_the_managed_fields_alone() -> None:
+    harness = Harness(ADOPTING)
+    harness.given(apptask())
+    harness.kube.existing = foreign(apptask())
+    harness.kube.failures["dry-run"] = IMMUTABLE
+    result = harness.reconcile()
+    assert harness.kube.kinds() == ["get", "dry-run", "status"]
+    assert (result.outcome, result.requeue_after) == ("invalid", BASE)
+
+
+def test_a_new_generation_is_applied_at_once_during_a_damped_fight() -> None:
+    harness = Harness()
+    task = apptask(replicas=2)
+    rival = managed("rival", frozenset({REPLICAS}), "Update")
+    for ago in (2.0, 1.0):
+        harness.fights.applied(KEY, 1, harness.now - ago)
+        harness.fights.took_back(KEY, 1, ("rival",), (".spec.replicas",), harness.now - ago + 0.1)
+    harness.given(task, deployment(task, rival, replicas=5))
+    damped = harness.reconcile()  # 1 s after the last apply; the damping delay is 10 s
+    assert (damped.outcome, harness.kube.kinds()) == ("conflict", ["status"])
+    fixed = apptask(generation=2, replicas=2, image="nginx:1.27")
+    harness.given(fixed)
+    assert harness.reconcile(after=0.1).outcome == "applied"
+    assert harness.kube.kinds()[0] == "apply"
