@@ -17,6 +17,7 @@ naming the field.
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import threading
@@ -435,7 +436,8 @@ class Kube:
             response = self._pool.request(
                 method, self._url(path, params), body=data,
                 headers=self._headers(content_type if body is not None else None),
-                timeout=urllib3.Timeout(connect=10.0, read=timeout or self.request_timeout),
+                timeout=urllib3.Timeout(connect=10.0, read=timeout or self.request_timeout,
+                                        total=timeout),
                 preload_content=not stream)
         except urllib3.exceptions.HTTPError as exc:
             self._observe(method, 0, started)
@@ -502,6 +504,13 @@ class Kube:
                 _release_response(response)
             raise _error_from(response.status, data, response.headers)
         return WatchStream(response)
+
+    def without_write_limit(self) -> Kube:
+        """A client sharing this one's connections, credentials and observer, but not its write
+        rate limit: for requests with a budget of their own (leader election, as in client-go)."""
+        client = copy.copy(self)
+        client.write_limiter = None
+        return client
 
     def close(self) -> None:
         self._pool.clear()

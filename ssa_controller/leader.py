@@ -6,7 +6,9 @@ and the LOCAL clock reading at which that record last changed, and judges expiry
 local time plus the record's leaseDurationSeconds, never by the timestamps in the record
 (so clock skew between replicas does not matter). `LeaderElector` does the I/O: it gets,
 creates and updates the Lease through `Kube`, with optimistic concurrency (a PUT carries
-the resourceVersion it read, so a 409 means another candidate won the race).
+the resourceVersion it read, so a 409 means another candidate won the race). Every lease
+request is bounded by the time left before the deadline of its attempt (connect + read), so
+a slow or unreachable server cannot hold a renewal past the renew deadline.
 """
 
 from __future__ import annotations
@@ -141,8 +143,10 @@ class LeaderElector:
     """Runs the election for one candidate against a Lease; see `run` and `release`.
 
     Callbacks run on the thread calling `run` and must return promptly (start workers,
-    don't run them): renewals wait for them. `on_stopped_leading` is called only when
-    leadership is lost (renew deadline passed), never on a requested stop.
+    don't run them, and don't wait for anything): renewals wait for them. `on_stopped_leading`
+    is called only when leadership is lost (renew deadline passed), never on a requested stop.
+    Give it a client of its own (no shared write rate limit): renewals must not queue behind
+    the controller's writes.
     """
 
     def __init__(self, kube: Kube, *, namespace: str, name: str, identity: str,
@@ -172,7 +176,7 @@ class LeaderElector:
         self._lease: Obj | None = None
         self._lock = threading.Lock()
         """Serialises lease requests (the run loop's attempts and release())."""
-        self._released = False
+        self._released = threading.Event()
         self._leading = False
 
     @property
@@ -194,8 +198,13 @@ class LeaderElector:
         """
         return not self._election.overdue(self._clock(), self.lease_duration + tolerance)
 
-    def run(self, stop: threading.Event) -> None:
-        """Acquire, lead and renew until `stop` is set, leadership is lost, or release()."""
+    def run(self, stop: threading.Event | None = None) -> None:
+        """Acquire, lead and renew until release(), leadership is lost, or `stop` is set.
+
+        `stop` halts the loop without giving the lease up (to the others, like a killed
+        replica); without it, only release() or a lost lease end the loop.
+        """
+        stop = self._released if stop is None else stop
         self._set_leading(False)
         if not self._acquire(stop):
             return
@@ -216,50 +225,61 @@ class LeaderElector:
         over at its next retry. Returns False only if that update failed.
         """
         with self._lock:
-            self._released = True
+            self._released.set()
             self._set_leading(False)
             record = self._election.release_record(micro_time(self._wall_clock()))
             if record is None or self._lease is None:
                 return True
             try:
-                self._write(record, self.renew_deadline)
+                self._write(record, self._clock() + self.renew_deadline)
             except ApiError as exc:
                 log.error("failed to release lease %s/%s: %s", self.namespace, self.name, exc)
                 return False
         log.info("released leader lease %s/%s", self.namespace, self.name)
         return True
 
-    def try_acquire_or_renew(self, timeout: float) -> bool:
-        """One attempt (client-go tryAcquireOrRenew); requests time out after `timeout`s."""
+    def try_acquire_or_renew(self, deadline: float) -> bool:
+        """One attempt (client-go tryAcquireOrRenew), its requests all done by `deadline`
+        (a reading of the elector's clock)."""
         with self._lock:
-            if self._released:
+            if self._released.is_set():
                 return False
             try:
-                return self._attempt(timeout)
+                return self._attempt(deadline)
             except ApiError as exc:
                 log.warning("leader election on %s/%s: %s", self.namespace, self.name, exc)
             except Exception:  # noqa: BLE001 - the election loop must never die silently
                 log.exception("leader election on %s/%s failed", self.namespace, self.name)
             return False
 
-    def _attempt(self, timeout: float) -> bool:
-        lease = self._get(timeout)
+    def _attempt(self, deadline: float) -> bool:
+        lease = self._get(deadline)
         current = LeaseRecord.from_lease(lease) if lease is not None else None
         record = self._election.candidate(current, self._clock(), micro_time(self._wall_clock()))
         if record is None:
             return False
         if lease is None:
-            self._create(record, timeout)
+            self._create(record, deadline)
         else:
             self._lease = lease
-            self._write(record, timeout)
+            self._write(record, deadline)
         return True
+
+    def _time_left(self, deadline: float) -> float:
+        """The timeout of the next lease request: the seconds left before `deadline`."""
+        left = deadline - self._clock()
+        if left <= 0:
+            raise ApiError(0, "Timeout", "no time left for a lease request before the deadline")
+        return left
+
+    def _halted(self, stop: threading.Event) -> bool:
+        return stop.is_set() or self._released.is_set()
 
     def _acquire(self, stop: threading.Event) -> bool:
         """client-go acquire(): retry with jittered period until acquired or stopped."""
         log.info("attempting to acquire leader lease %s/%s", self.namespace, self.name)
-        while not (stop.is_set() or self._released):
-            if self.try_acquire_or_renew(self.renew_deadline):
+        while not self._halted(stop):
+            if self.try_acquire_or_renew(self._clock() + self.renew_deadline):
                 return True
             jittered = self.retry_period * (1 + self._rng.random() * LEADER_JITTER_FACTOR)
             stop.wait(jittered)
@@ -267,47 +287,46 @@ class LeaderElector:
 
     def _renew(self, stop: threading.Event) -> bool:
         """client-go renew(): renew every retry_period; False once a renewal misses its deadline."""
-        while not (stop.is_set() or self._released):
+        while not self._halted(stop):
             if not self._renew_once(stop):
-                return stop.is_set() or self._released
+                return self._halted(stop)
             stop.wait(self.retry_period)
         return True
 
     def _renew_once(self, stop: threading.Event) -> bool:
         """Poll tryAcquireOrRenew every retry_period until success or renew_deadline passes."""
         deadline = self._clock() + self.renew_deadline
-        while not (stop.is_set() or self._released):
-            remaining = deadline - self._clock()
-            if remaining <= 0:
+        while not self._halted(stop):
+            if self._clock() >= deadline:
                 return False
-            if self.try_acquire_or_renew(remaining) and self._clock() < deadline:
+            if self.try_acquire_or_renew(deadline) and self._clock() < deadline:
                 return True
             stop.wait(min(self.retry_period, max(0.0, deadline - self._clock())))
         return False
 
-    def _get(self, timeout: float) -> Obj | None:
+    def _get(self, deadline: float) -> Obj | None:
         try:
             return self._kube.request("GET", LEASES.path(self.namespace, self.name),
-                                      timeout=timeout)
+                                      timeout=self._time_left(deadline))
         except ApiError as exc:
             if exc.status == 404:
                 return None
             raise
 
-    def _create(self, record: LeaseRecord, timeout: float) -> None:
+    def _create(self, record: LeaseRecord, deadline: float) -> None:
         body = {"apiVersion": LEASES.group_version, "kind": "Lease",
                 "metadata": {"name": self.name, "namespace": self.namespace},
                 "spec": record.to_spec()}
         self._lease = self._kube.request("POST", LEASES.path(self.namespace), body=body,
-                                         timeout=timeout)
+                                         timeout=self._time_left(deadline))
         self._election.written(record, self._clock())
 
-    def _write(self, record: LeaseRecord, timeout: float) -> None:
+    def _write(self, record: LeaseRecord, deadline: float) -> None:
         """PUT `record` over the lease last read; 409 if it changed since (lost the race)."""
         assert self._lease is not None
         body = {**self._lease, "spec": record.to_spec()}
         self._lease = self._kube.request("PUT", LEASES.path(self.namespace, self.name),
-                                         body=body, timeout=timeout)
+                                         body=body, timeout=self._time_left(deadline))
         self._election.written(record, self._clock())
 
     def _set_leading(self, leading: bool) -> None:

@@ -1,9 +1,14 @@
 """Runs the controller process: servers, watches, leader election, workers, resync, shutdown.
 
-Followers keep their caches warm; only the leader runs workers and the resync job. Losing the
-lease exits the process at once with status 1 (as controller-runtime does) so two replicas
-never write together. SIGTERM / SIGINT: stop taking work, let in-flight reconciles finish
-within the grace period, stop the resync job, release the lease, exit 0.
+Followers keep their caches warm; only the leader runs workers and the resync job. Winning
+the lease hands back to the elector at once: a background thread starts the workers when the
+caches have synced (a missing CRD can take a while), and only if the process still leads and
+is not stopping, so renewals never wait for a cache. The elector has a client of its own,
+outside the write rate limit of applies, status patches and Events. Losing the lease exits
+the process at once with status 1 (as controller-runtime does), during shutdown too, so two
+replicas never write together. SIGTERM / SIGINT: stop taking work, let in-flight reconciles
+finish within the grace period while the lease is still renewed, stop the resync job, post
+the queued Events, then release the lease, exit 0.
 """
 
 from __future__ import annotations
@@ -61,7 +66,8 @@ class Process:
         self.workers: list[threading.Thread] = []
         self.watches: list[threading.Thread] = []
         self.scheduler: Any = None
-        self.leading = threading.Event()
+        self._starting = threading.Lock()
+        """Held while the workers start; shutdown takes it, so none start once it began."""
 
     # -- health ---------------------------------------------------------------------------
 
@@ -74,18 +80,47 @@ class Process:
 
     # -- leading --------------------------------------------------------------------------
 
+    def may_lead(self) -> bool:
+        """Whether workers may run: not shutting down, and holding the lease when elections are on."""
+        return not self.stop.is_set() and (self.elector is None or self.elector.is_leader)
+
     def start_leading(self) -> None:
+        """Start the workers once the caches have synced (never reconcile from an empty cache).
+
+        Returns at once (the elector calls it and must go on renewing): the wait is done by a
+        background thread.
+        """
+        threading.Thread(target=self._start_when_synced, name="start-workers",
+                         daemon=True).start()
+
+    def _start_when_synced(self) -> None:
+        while not self.controller.wait_synced(1.0):
+            if not self.may_lead():
+                return
+        with self._starting:
+            if self.may_lead():
+                self._start_workers()
+
+    def _start_workers(self) -> None:
         log.info("starting %d workers and the resync job", self.config.workers)
-        self.leading.set()
         self.workers = self.controller.start_workers()
         self.scheduler = resync.start(self.controller.resync, self.config.resync.period,
                                       self.config.resync.jitter)
 
     def lost_leadership(self) -> None:
-        if self.stop.is_set():
-            return
+        """The lease was not renewed in time: another replica may lead now, so stop writing."""
         log.error("leadership lost: exiting so that no two replicas reconcile at once")
         self.exit(1)
+
+    def _elector(self) -> LeaderElector:
+        """The Lease election, with a client of its own outside the write rate limit."""
+        le = self.config.leader_election
+        return LeaderElector(
+            self.kube.without_write_limit(), namespace=le.namespace, name=le.lease_name,
+            identity=self.identity, lease_duration=le.lease_duration,
+            renew_deadline=le.renew_deadline, retry_period=le.retry_period,
+            on_started_leading=self.start_leading, on_stopped_leading=self.lost_leadership,
+            metrics=self.metrics)
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -97,18 +132,12 @@ class Process:
         health.start()
         self.events.start()
         self.watches = self.controller.start_watches(self.stop)
-        elect = cfg.leader_election.enabled and not cfg.dry_run
-        if elect:
-            le = cfg.leader_election
-            self.elector = LeaderElector(
-                self.kube, namespace=le.namespace, name=le.lease_name, identity=self.identity,
-                lease_duration=le.lease_duration, renew_deadline=le.renew_deadline,
-                retry_period=le.retry_period, on_started_leading=self._after_sync(self.start_leading),
-                on_stopped_leading=self.lost_leadership, metrics=self.metrics)
-            threading.Thread(target=self.elector.run, args=(self.stop,), name="leader-election",
-                             daemon=True).start()
+        if cfg.leader_election.enabled and not cfg.dry_run:
+            self.elector = self._elector()
+            # It runs until release() at the end of shutdown (or a lost lease), not until stop.
+            threading.Thread(target=self.elector.run, name="leader-election", daemon=True).start()
         else:
-            self._after_sync(self.start_leading)()
+            self.start_leading()
         self.stop.wait()
         self.shutdown()
         health.stop()
@@ -116,19 +145,11 @@ class Process:
             metrics_server.stop()
         return 0
 
-    def _after_sync(self, action: Callable[[], None]) -> Callable[[], None]:
-        """Run `action` once the caches are synced (never reconcile from an empty cache)."""
-        def run() -> None:
-            while not self.controller.wait_synced(1.0):
-                if self.stop.is_set():
-                    return
-            action()
-        return run
-
     def shutdown(self) -> None:
         log.info("shutting down: finishing in-flight reconciles (grace %.0fs)",
                  self.config.shutdown_grace_period)
-        self.stop.set()
+        with self._starting:  # a start under way completes first; none begins after this
+            self.stop.set()
         self.controller.stop_watches()
         if self.scheduler is not None:
             self.scheduler.shutdown(wait=False)
@@ -136,10 +157,19 @@ class Process:
         deadline = time.monotonic() + self.config.shutdown_grace_period
         for worker in self.workers:
             worker.join(max(0.0, deadline - time.monotonic()))
-        if self.elector is not None:
-            self.elector.release()
         self.events.stop(timeout=max(1.0, deadline - time.monotonic()))
+        self._release_lease()
         log.info("stopped")
+
+    def _release_lease(self) -> None:
+        """Give the lease up once no worker runs any more (the elector renews it until then)."""
+        if self.elector is None:
+            return
+        if any(worker.is_alive() for worker in self.workers):
+            log.warning("reconciles still running after the grace period: leaving the lease "
+                        "to expire instead of releasing it")
+            return
+        self.elector.release()
 
     def handle_signals(self) -> None:
         def on_signal(signum: int, _frame: Any) -> None:

@@ -3,14 +3,15 @@
 The control plane logs at level Metadata without the RequestReceived stage, so each finished request
 leaves exactly one `ResponseComplete` line. Open watches have only a `ResponseStarted` line until
 they close, so they are not counted before then. Take `mark()` before the action under test and
-count `since` that offset.
+count `since` that offset. `write_spans` and `overlapping` tell whether several identities wrote
+at the same time (two leaders at once), from the server's own timestamps.
 """
 
 from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Collection
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -37,6 +38,9 @@ class AuditEvent:
     request_uri: str
     dry_run: bool
     timestamp: datetime
+    """When the server completed the request."""
+    received: datetime
+    """When the server received the request."""
 
     @property
     def is_write(self) -> bool:
@@ -66,6 +70,7 @@ class AuditEvent:
             request_uri=uri,
             dry_run="All" in parse_qs(urlsplit(uri).query).get("dryRun", []),
             timestamp=datetime.fromisoformat(raw["stageTimestamp"]),
+            received=datetime.fromisoformat(raw["requestReceivedTimestamp"]),
         )
 
 
@@ -176,6 +181,38 @@ class AuditLog:
             return []
         complete = data[: data.rfind(b"\n") + 1]  # a line being written is read next time
         return [json.loads(line) for line in complete.splitlines() if line.strip()]
+
+
+@dataclass(frozen=True)
+class WriteSpan:
+    """The period one identity wrote in: from receiving its first request to completing its last."""
+
+    user: str
+    first: datetime
+    last: datetime
+    requests: int
+
+    def overlaps(self, other: WriteSpan) -> bool:
+        return self.first < other.last and other.first < self.last
+
+
+def write_spans(events: Iterable[AuditEvent]) -> list[WriteSpan]:
+    """One span per user of `events` (the writes to judge), in the order they started writing."""
+    spans: dict[str, WriteSpan] = {}
+    for event in sorted(events, key=lambda e: e.received):
+        span = spans.get(event.user)
+        spans[event.user] = (
+            WriteSpan(event.user, event.received, event.timestamp, 1)
+            if span is None
+            else WriteSpan(span.user, span.first, max(span.last, event.timestamp),
+                           span.requests + 1)
+        )
+    return list(spans.values())
+
+
+def overlapping(spans: Sequence[WriteSpan]) -> list[tuple[WriteSpan, WriteSpan]]:
+    """The pairs of spans that overlap in time: identities that wrote during the same period."""
+    return [(a, b) for i, a in enumerate(spans) for b in spans[i + 1:] if a.overlaps(b)]
 
 
 def format_summary(summary: Counter[tuple[str, str, str]]) -> str:

@@ -144,17 +144,19 @@ class ControllerProcess:
 @pytest.fixture
 def controller(cluster: ControlPlane, tmp_path: Path, request: pytest.FixtureRequest
                ) -> Iterator[Callable[..., ControllerProcess]]:
-    """start(config=None, user="controller", args=(), ready=True, env=None) -> a running
-    controller (`user` None and `env`: see ControllerProcess)."""
+    """start(config=None, user="controller", args=(), ready=True, plane=None, env=None) -> a
+    running controller, on `plane` or else the session cluster (`user` None and `env`: see
+    ControllerProcess)."""
     started: list[ControllerProcess] = []
 
     def start(config: dict[str, Any] | None = None, user: str | None = "controller",
               args: tuple[str, ...] = (), ready: bool = True,
+              plane: ControlPlane | None = None,
               env: Mapping[str, str | None] | None = None) -> ControllerProcess:
         workdir = tmp_path / f"controller-{len(started)}"
         workdir.mkdir()
         settings = {"leaderElection": {"enabled": False}, **(config or {})}
-        process = ControllerProcess(cluster, workdir, settings, user, args, env)
+        process = ControllerProcess(plane or cluster, workdir, settings, user, args, env)
         started.append(process)
         if ready:
             process.wait_ready()

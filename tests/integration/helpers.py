@@ -7,6 +7,7 @@ from typing import Any
 
 import yaml
 
+from ssa_controller.envtest.audit import AuditEvent, AuditLog, overlapping, write_spans
 from ssa_controller.kube import APPTASKS, DEPLOYMENTS, ApiError, Kube
 
 MANIFESTS = Path(__file__).resolve().parents[2] / "manifests"
@@ -80,3 +81,28 @@ def rbac_path(obj: dict[str, Any]) -> str:
 def apply_rbac(admin: Kube, objects: list[dict[str, Any]]) -> None:
     for obj in objects:
         admin.apply(rbac_path(obj), obj, field_manager="tests", force=True)
+
+
+def controller_writes(audit: AuditLog, since: int, namespace: str,
+                      lease: str | None = None) -> list[AuditEvent]:
+    """The test users' writes after `since`: every write to `namespace` (Deployments, AppTask
+    status, Events) and, with `lease`, the accepted writes of that Lease in the controller
+    namespace (a lost race to create or update it is refused and changes nothing)."""
+    writes = [e for e in audit.select(since, namespace=namespace, writes=True)
+              if e.user in TEST_USERS]
+    if lease is not None:
+        writes += [e for e in audit.select(since, resource="leases", namespace=CONTROLLER_NAMESPACE,
+                                           name=lease, writes=True)
+                   if e.user in TEST_USERS and e.code is not None and e.code < 400]
+    return writes
+
+
+def assert_one_writer_at_a_time(writes: list[AuditEvent]) -> list[str]:
+    """Assert that no two identities wrote during the same period (each one's writes, first to
+    last, come before or after all of another's); return the writers in the order they wrote."""
+    spans = write_spans(writes)
+    clashes = overlapping(spans)
+    order = [(e.user, e.verb, e.target, e.received.time().isoformat())
+             for e in sorted(writes, key=lambda e: e.received)]
+    assert not clashes, f"two writers at once: {clashes}; writes: {order}"
+    return [span.user for span in spans]

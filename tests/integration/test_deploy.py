@@ -22,8 +22,10 @@ from helpers import (
     MANIFESTS,
     TEST_USERS,
     apptask,
+    assert_one_writer_at_a_time,
     condition,
     container,
+    controller_writes,
     get_deployment,
     put_apptask,
     rbac_objects,
@@ -130,24 +132,12 @@ def start_pair(start: Callable[..., Process], config: dict[str, Any]) -> list[Pr
     return pair
 
 
-def controller_writes(cluster: ControlPlane, mark: int, namespace: str) -> list[Any]:
-    """Writes by the controller identities to the test namespace (Deployments, status, Events)."""
-    return [e for e in cluster.audit.select(mark, namespace=namespace, writes=True)
-            if e.user in TEST_USERS]
-
-
-def assert_one_writer_at_a_time(cluster: ControlPlane, mark: int, namespace: str, lease: str,
-                                 old: Process, new: Process) -> None:
-    """Every write by `old` (namespace objects and the Lease) precedes every write by `new`."""
-    writes = controller_writes(cluster, mark, namespace) + [
-        e for e in cluster.audit.select(mark, resource="leases", namespace=CONTROLLER_NAMESPACE,
-                                        name=lease, writes=True)
-        if e.user in TEST_USERS and e.code is not None and e.code < 400]  # not lost races (409)
-    writes.sort(key=lambda e: e.timestamp)
-    users = [e.user for e in writes]
-    assert new.user in users, "no writes by the new leader"
-    assert old.user not in users[users.index(new.user):], \
-        f"writes interleaved: {[(e.user, e.verb, e.target, str(e.timestamp)) for e in writes]}"
+def assert_handed_over(cluster: ControlPlane, mark: int, namespace: str, lease: str,
+                       old: Process, new: Process) -> None:
+    """Since `mark`, `old` wrote (namespace objects and the Lease), then `new`: every write by
+    `old` ended before the first by `new` began, and `new` applied a Deployment."""
+    writes = controller_writes(cluster.audit, mark, namespace, lease)
+    assert assert_one_writer_at_a_time(writes) == [old.user, new.user]
     assert any(e.resource == "deployments" and e.user == new.user for e in writes)
 
 
@@ -188,7 +178,7 @@ def test_two_processes_exactly_one_reconciles(admin, controller, namespace, clus
     spec = lease_spec(admin, lease_name)
     assert spec["holderIdentity"] == identity(leader) and spec["leaseTransitions"] == 0
 
-    writes = controller_writes(cluster, mark, namespace)
+    writes = controller_writes(cluster.audit, mark, namespace)
     deployment_writes = [e for e in writes if e.resource == "deployments"]
     status_writes = [e for e in writes if (e.resource, e.subresource) == ("apptasks", "status")]
     assert len(deployment_writes) >= 4 and status_writes
@@ -203,6 +193,7 @@ def test_two_processes_exactly_one_reconciles(admin, controller, namespace, clus
 
 def test_sigkill_of_the_leader_hands_over_after_the_lease_expires(
         admin, controller, namespace, cluster, lease_name):
+    mark = cluster.audit.mark()
     pair = start_pair(controller, elected(namespace, lease_name))
     leader, follower = leader_and_follower(pair, lease_name)
     old_identity, new_identity = identity(leader), None
@@ -210,7 +201,6 @@ def test_sigkill_of_the_leader_hands_over_after_the_lease_expires(
     poll_until(lambda: converged(admin, namespace, "before", "nginx:1.25", 1), timeout=30,
                message="converged before the kill")
 
-    mark = cluster.audit.mark()
     killed = time.monotonic()
     assert leader.stop(signal.SIGKILL) == -signal.SIGKILL
     # Changes made while nobody leads: the new leader must converge them.
@@ -234,12 +224,13 @@ def test_sigkill_of_the_leader_hands_over_after_the_lease_expires(
     poll_until(lambda: converged(admin, namespace, "before", "nginx:1.26", 2)
                and converged(admin, namespace, "after", "nginx:1.25", 1), timeout=20,
                message="the new leader converges the changes made after the kill")
-    assert_one_writer_at_a_time(cluster, mark, namespace, lease_name, leader, follower)
+    assert_handed_over(cluster, mark, namespace, lease_name, leader, follower)
 
 
 def test_sigterm_releases_the_lease_and_hands_over_within_seconds(
         admin, controller, namespace, cluster, lease_name):
     lease_duration = 15.0
+    mark = cluster.audit.mark()
     pair = start_pair(controller, elected(namespace, lease_name, leaseDuration="15s",
                                           renewDeadline="10s", retryPeriod="500ms"))
     leader, follower = leader_and_follower(pair, lease_name)
@@ -247,7 +238,6 @@ def test_sigterm_releases_the_lease_and_hands_over_within_seconds(
     poll_until(lambda: converged(admin, namespace, "app", "nginx:1.25", 1), timeout=30,
                message="converged before SIGTERM")
 
-    mark = cluster.audit.mark()
     signalled = time.monotonic()
     assert leader.stop(signal.SIGTERM) == 0, leader.log()[-3000:]
     exited = time.monotonic() - signalled
@@ -267,8 +257,8 @@ def test_sigterm_releases_the_lease_and_hands_over_within_seconds(
     poll_until(lambda: converged(admin, namespace, "app", "nginx:1.26", 2), timeout=20,
                message="the new leader converges the change made during the hand-over")
     # In-flight reconciles of the old leader finish before it releases the lease; all its
-    # writes precede the new leader's.
-    assert_one_writer_at_a_time(cluster, mark, namespace, lease_name, leader, follower)
+    # writes, since it started, precede the new leader's.
+    assert_handed_over(cluster, mark, namespace, lease_name, leader, follower)
 
 
 

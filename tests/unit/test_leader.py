@@ -1,14 +1,25 @@
-"""Leader election: the pure decision logic with a fake clock, and the run loop on a fake API."""
+"""Leader election: the pure decision logic with a fake clock, the run loop on a fake API, the
+process's rule "workers only while leading", and the audit-log check for two writers at once."""
 
 from __future__ import annotations
 
+import copy
 import re
-from datetime import datetime, timezone
+import threading
+import time
+from collections.abc import Callable
+from datetime import datetime, timedelta, timezone
+from typing import Any
 
 import pytest
 
-from ssa_controller.kube import micro_time
+from ssa_controller.backoff import TokenBucket
+from ssa_controller.config import parse_config
+from ssa_controller.envtest import poll_until
+from ssa_controller.envtest.audit import AuditEvent, WriteSpan, overlapping, write_spans
+from ssa_controller.kube import ApiError, Kube, Obj, micro_time
 from ssa_controller.leader import Election, LeaderElector, LeaseRecord, default_identity
+from ssa_controller.runner import Process
 
 WALL = "2024-05-06T07:08:09.123456Z"
 LATER = "2024-05-06T07:08:19.123456Z"
@@ -148,3 +159,221 @@ def test_rejects_inconsistent_timings() -> None:
         LeaderElector(None, namespace="ns", name="lease", identity="a",  # type: ignore[arg-type]
                       lease_duration=10, renew_deadline=10, retry_period=2,
                       on_started_leading=lambda: None, on_stopped_leading=lambda: None)
+
+
+class FakeClock:
+    def __init__(self, now: float = 0.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class LeaseApi:
+    """One Lease in memory, behind the `Kube.request` the elector uses. Records each request as
+    (method, clock reading, timeout); `latency` seconds of `clock` pass during each."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic, latency: float = 0.0) -> None:
+        self.clock = clock
+        self.latency = latency
+        self.lease: Obj | None = None
+        self.sent: list[tuple[str, float, float | None]] = []
+
+    def request(self, method: str, path: str, *, body: Obj | None = None,
+                timeout: float | None = None, **_: Any) -> Obj:
+        self.sent.append((method, self.clock(), timeout))
+        if isinstance(self.clock, FakeClock):
+            self.clock.now += self.latency
+        if method == "GET":
+            if self.lease is None:
+                raise ApiError(404, "NotFound", "no lease")
+            return copy.deepcopy(self.lease)
+        assert body is not None
+        version = int((self.lease or {}).get("metadata", {}).get("resourceVersion", 0))
+        if method == "PUT" and body["metadata"]["resourceVersion"] != str(version):
+            raise ApiError(409, "Conflict", "the lease changed")
+        self.lease = {**body, "metadata": {**body["metadata"], "resourceVersion": str(version + 1)}}
+        return copy.deepcopy(self.lease)
+
+    def count(self, method: str) -> int:
+        return sum(1 for sent in self.sent if sent[0] == method)
+
+
+def elector(api: LeaseApi, clock: Callable[[], float] = time.monotonic,
+            timings: tuple[float, float, float] = (15.0, 10.0, 2.0),
+            on_started: Callable[[], None] = lambda: None,
+            on_stopped: Callable[[], None] = lambda: None) -> LeaderElector:
+    lease_duration, renew_deadline, retry_period = timings
+    return LeaderElector(api, namespace="ns", name="lease",  # type: ignore[arg-type]
+                         identity="me", lease_duration=lease_duration,
+                         renew_deadline=renew_deadline, retry_period=retry_period, clock=clock,
+                         on_started_leading=on_started, on_stopped_leading=on_stopped)
+
+
+def test_each_lease_request_gets_only_the_time_left_before_the_deadline() -> None:
+    clock = FakeClock(100.0)
+    api = LeaseApi(clock, latency=3.0)
+    candidate = elector(api, clock)
+    assert candidate.try_acquire_or_renew(deadline=110.0)
+    assert api.sent == [("GET", 100.0, 10.0), ("POST", 103.0, 7.0)]
+    assert candidate.try_acquire_or_renew(deadline=116.0)
+    assert api.sent[2:] == [("GET", 106.0, 10.0), ("PUT", 109.0, 7.0)]
+
+
+def test_no_lease_request_is_sent_once_the_deadline_passed() -> None:
+    clock = FakeClock()
+    api = LeaseApi(clock, latency=6.0)
+    assert not elector(api, clock).try_acquire_or_renew(deadline=5.0)
+    assert api.sent == [("GET", 0.0, 5.0)]
+
+
+def test_run_renews_until_release_then_gives_the_lease_up() -> None:
+    api = LeaseApi()
+    started, stopped = threading.Event(), threading.Event()
+    candidate = elector(api, timings=(1.0, 0.5, 0.05), on_started=started.set,
+                        on_stopped=stopped.set)
+    thread = threading.Thread(target=candidate.run, daemon=True)  # no stop event: until release
+    thread.start()
+    assert started.wait(5)
+    poll_until(lambda: api.count("PUT") >= 3, timeout=5, message="renewals")
+    assert candidate.release() and not candidate.is_leader
+    thread.join(1.0)
+    assert not thread.is_alive() and not stopped.is_set()
+    assert api.lease is not None and api.lease["spec"]["holderIdentity"] == ""
+
+
+# --- the process: workers only while leading, lease kept through the grace period ----------
+
+class FakeController:
+    """The Controller surface the runner uses; caches sync when `synced` is set."""
+
+    def __init__(self) -> None:
+        self.synced = threading.Event()
+        self.started = 0
+
+    def wait_synced(self, timeout: float) -> bool:
+        return self.synced.wait(min(timeout, 0.01))
+
+    def start_workers(self) -> list[threading.Thread]:
+        self.started += 1
+        return []
+
+    def resync(self) -> None: ...
+    def stop_watches(self) -> None: ...
+    def stop_workers(self) -> None: ...
+
+
+class FakeElector:
+    def __init__(self) -> None:
+        self.is_leader = True
+        self.released = False
+
+    def release(self) -> bool:
+        self.released = True
+        return True
+
+
+@pytest.fixture
+def process() -> Any:
+    proc = Process(parse_config({"shutdownGracePeriod": "200ms"}), Kube("https://127.0.0.1:9"))
+    proc.controller = FakeController()  # type: ignore[assignment]
+    proc.elector = FakeElector()  # type: ignore[assignment]
+    yield proc
+    if proc.scheduler is not None:
+        proc.scheduler.shutdown(wait=False)
+
+
+def starter_finished() -> None:
+    for thread in threading.enumerate():
+        if thread.name == "start-workers":
+            thread.join(5)
+            assert not thread.is_alive()
+
+
+def test_winning_the_lease_returns_at_once_and_workers_start_once_synced(process: Any) -> None:
+    began = time.monotonic()
+    process.start_leading()
+    assert time.monotonic() - began < 0.5
+    time.sleep(0.05)
+    assert process.controller.started == 0
+    process.controller.synced.set()
+    poll_until(lambda: process.controller.started == 1, timeout=5, message="workers started")
+    starter_finished()
+    assert process.controller.started == 1 and process.scheduler is not None
+
+
+def test_no_workers_start_after_leadership_was_lost_while_the_caches_synced(
+        process: Any) -> None:
+    process.start_leading()
+    process.elector.is_leader = False
+    process.controller.synced.set()
+    starter_finished()
+    assert process.controller.started == 0 and process.scheduler is None
+
+
+def test_no_workers_start_once_shutdown_began(process: Any) -> None:
+    process.start_leading()
+    process.shutdown()
+    process.controller.synced.set()
+    starter_finished()
+    assert process.controller.started == 0 and process.elector.released
+
+
+def test_losing_the_lease_during_shutdown_still_exits_1(process: Any) -> None:
+    exits: list[int] = []
+    process.exit = exits.append
+    process.stop.set()
+    process.lost_leadership()
+    assert exits == [1]
+
+
+@pytest.mark.parametrize(("reconcile", "released"), [(0.05, True), (5.0, False)])
+def test_the_lease_is_released_only_once_the_workers_finished(
+        process: Any, reconcile: float, released: bool) -> None:
+    done = threading.Event()
+    process.workers = [threading.Thread(target=done.wait, args=(reconcile,), daemon=True)]
+    process.workers[0].start()
+    process.shutdown()  # with a grace period of 200 ms
+    done.set()
+    assert process.elector.released is released
+
+
+def test_the_elector_has_a_client_outside_the_write_rate_limit(process: Any) -> None:
+    assert isinstance(process.kube.write_limiter, TokenBucket)
+    client = process._elector()._kube
+    assert client.write_limiter is None
+    assert (client.server, client._pool, client.observer) == (
+        process.kube.server, process.kube._pool, process.kube.observer)
+
+
+# --- one writer at a time, from the audit log --------------------------------------------
+
+T0 = datetime(2024, 5, 6, 7, 8, 9, tzinfo=timezone.utc)
+
+
+def write(user: str, received: float, took: float = 0.01) -> AuditEvent:
+    """A write by `user` received `received` seconds after T0."""
+    start = T0 + timedelta(seconds=received)
+    return AuditEvent(user=user, user_agent="", verb="patch", resource="deployments",
+                      subresource=None, namespace="ns", name="x", api_group="apps", code=200,
+                      request_uri="/", dry_run=False, timestamp=start + timedelta(seconds=took),
+                      received=start)
+
+
+def test_write_spans_run_from_first_receipt_to_last_completion_in_order() -> None:
+    spans = write_spans([write("b", 5.0), write("a", 1.0), write("a", 2.0, took=0.5)])
+    assert spans == [
+        WriteSpan("a", T0 + timedelta(seconds=1), T0 + timedelta(seconds=2.5), 2),
+        WriteSpan("b", T0 + timedelta(seconds=5), T0 + timedelta(seconds=5.01), 1),
+    ]
+    assert overlapping(spans) == []
+
+
+def test_interleaved_writers_overlap() -> None:
+    spans = write_spans([write("a", 1.0), write("b", 2.0), write("a", 3.0)])
+    assert [(a.user, b.user) for a, b in overlapping(spans)] == [("a", "b")]
+
+
+def test_a_write_still_in_flight_when_another_writer_begins_overlaps() -> None:
+    spans = write_spans([write("a", 1.0, took=1.0), write("b", 1.5)])
+    assert len(overlapping(spans)) == 1
