@@ -7,6 +7,7 @@ import json
 import subprocess
 import sys
 import threading
+import time
 
 import jsonpatch
 import pytest
@@ -142,6 +143,11 @@ class Rival:
         self.thread.join(5)
 
 
+FIGHT_MEASURED = 6.0
+"""Seconds of fighting measured once the fight is detected. Measured on this machine: damped,
+the controller applied 2 times (Deployment generation +4); undamped, 23-28 times (+47-58)."""
+
+
 def test_fight_is_detected_and_damped(admin, controller, namespace, cluster):
     process = controller(scoped(namespace, fights={"threshold": 3, "window": "5s",
                                                    "backoffBase": "2s", "backoffCap": "30s"}))
@@ -157,14 +163,16 @@ def test_fight_is_detected_and_damped(admin, controller, namespace, cluster):
         assert process.metric("ssa_controller_fights_detected_total") == 1
         generation = get_deployment(admin, namespace, "fought")["metadata"]["generation"]
         mark = cluster.audit.mark()
-        start = process.reconciles()
-        poll_until(lambda: process.reconciles() >= start + 2, timeout=20,
-                   message="the damped re-applies happen")
+        # A fixed window of fighting is the measurement itself (the AppTask is left alone in it:
+        # a new generation would end the fight).
+        time.sleep(FIGHT_MEASURED)
         applies = cluster.audit.count(mark, user=CONTROLLER, resource="deployments", verb="patch")
-        # Undamped, the controller re-applies at the rival's 5 writes/s; damped: base 2s, doubling.
-        assert applies <= 3
         climbed = get_deployment(admin, namespace, "fought")["metadata"]["generation"] - generation
-        assert climbed <= 2 * applies + 1
+        print(f"{FIGHT_MEASURED}s of fighting: {applies} applies, generation +{climbed}")
+        # Damped (base 2s, doubling): re-applies after about 2 s and 6 s. Undamped, the
+        # controller re-applies at the rival's 5 writes/s, each apply and take-back +2.
+        assert 1 <= applies <= 5, f"{applies} applies in {FIGHT_MEASURED}s of fighting"
+        assert climbed <= 12, f"generation +{climbed} in {FIGHT_MEASURED}s of fighting"
     poll_until(lambda: condition(status_of(admin, namespace, "fought"), "Conflict").get("status")
                == "False", timeout=60, message="fight over once the rival stopped")
     assert get_deployment(admin, namespace, "fought")["spec"]["replicas"] == 2
