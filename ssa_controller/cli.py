@@ -148,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return command(args)
     except (ConfigError, UsageError, ApiError, OSError, TimeoutError) as exc:
-        print(f"ssa-controller: {exc}", file=sys.stderr)
+        print(f"ssa-controller: {' '.join(str(exc).split())}", file=sys.stderr)  # one line
         return EXIT_ERROR
 
 

@@ -27,17 +27,35 @@ import yaml
 
 
 class ConfigError(Exception):
-    """An invalid configuration; `key` is the dotted YAML path, or None for file-level problems."""
+    """An invalid configuration; `key` is the dotted YAML path, or None for file-level problems.
 
-    def __init__(self, key: str | None, message: str) -> None:
+    Errors from load_config() also carry the file and, when known, the 1-based line and column
+    of the offending key or YAML token; str() is then one line in the compiler style
+    `FILE:LINE:COLUMN: invalid config key 'backoff.cap': must be ...`.
+    """
+
+    def __init__(self, key: str | None, message: str, *, source: str | None = None,
+                 line: int | None = None, column: int | None = None) -> None:
         super().__init__(key, message)
         self.key = key
         self.message = message
+        self.source = source
+        self.line = line
+        self.column = column
+
+    def at(self, source: str, mark: Any = None) -> ConfigError:
+        """This error located in file `source` at a yaml Mark (0-based line and column), if any."""
+        return ConfigError(self.key, self.message, source=source,
+                           line=None if mark is None else mark.line + 1,
+                           column=None if mark is None else mark.column + 1)
 
     def __str__(self) -> str:
-        if self.key is None:
-            return f"invalid config: {self.message}"
-        return f"invalid config key '{self.key}': {self.message}"
+        what = (f"invalid config: {self.message}" if self.key is None
+                else f"invalid config key '{self.key}': {self.message}")
+        if self.source is None:
+            return what
+        where = self.source if self.line is None else f"{self.source}:{self.line}:{self.column}"
+        return f"{where}: {what}"
 
 
 # --------------------------------------------------------------------------- dataclasses
@@ -175,19 +193,30 @@ def parse_config(data: Mapping[str, Any] | None) -> Config:
 
 
 def load_config(path: str | os.PathLike[str]) -> Config:
-    """Read and validate a YAML config file; every problem is reported as ConfigError."""
+    """Read and validate a YAML config file; every problem is reported as ConfigError naming
+    the file and, where there is one, the line and column (of the key, or the YAML error)."""
+    source = os.fspath(path)
     try:
         with open(path, encoding="utf-8") as fh:
             text = fh.read()
     except OSError as exc:
-        raise ConfigError(None, f"cannot read config file {os.fspath(path)!r}: {exc.strerror}") from exc
+        raise ConfigError(None, f"cannot read config file: {exc.strerror}",
+                          source=source) from None
     except UnicodeDecodeError as exc:
-        raise ConfigError(None, f"config file {os.fspath(path)!r} is not UTF-8: {exc}") from exc
+        raise ConfigError(None, f"config file is not UTF-8 (byte {exc.start} is "
+                          f"{exc.object[exc.start]:#04x})", source=source) from None
     try:
+        root = yaml.compose(text, Loader=_StrictLoader)
         data = yaml.load(text, Loader=_StrictLoader)
     except yaml.YAMLError as exc:
-        raise ConfigError(None, f"invalid YAML in {os.fspath(path)!r}: {exc}") from exc
-    return parse_config(data)
+        raise _yaml_error(exc, text, source) from None
+    if root is None:
+        raise ConfigError(None, "the file holds no YAML document (it is empty or all comments); "
+                          "write {} for all defaults", source=source)
+    try:
+        return parse_config(data)
+    except ConfigError as exc:
+        raise exc.at(source, _locate(root, exc.key)) from None
 
 
 _DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|μs|ms|s|m|h)")
@@ -560,3 +589,54 @@ class _StrictLoader(yaml.SafeLoader):
 
 
 _YAML_MERGE_TAG = "tag:yaml.org,2002:merge"
+
+
+def _one_line(text: str) -> str:
+    return " ".join(str(text).split())
+
+
+def _yaml_error(exc: yaml.YAMLError, text: str, source: str) -> ConfigError:
+    """A YAML syntax error as one ConfigError line at the problem's line and column."""
+    if isinstance(exc, yaml.MarkedYAMLError):
+        mark = exc.problem_mark or exc.context_mark
+        problem = _one_line(exc.problem or "")
+        if exc.context:
+            problem = f"{_one_line(exc.context)}: {problem}"
+        return ConfigError(None, f"invalid YAML: {problem}").at(source, mark)
+    if isinstance(exc, yaml.reader.ReaderError):  # a character YAML does not allow
+        before = text[:exc.position]
+        line, column = before.count("\n"), exc.position - (before.rfind("\n") + 1)
+        char = exc.character if isinstance(exc.character, int) else ord(exc.character)
+        return ConfigError(None, f"invalid YAML: character #x{char:02x} is not allowed",
+                           source=source, line=line + 1, column=column + 1)
+    return ConfigError(None, f"invalid YAML: {_one_line(str(exc))}", source=source)
+
+
+_KEY_PART = re.compile(r"\[(\d+)\]")
+
+
+def _locate(node: yaml.Node, key: str | None) -> Any:
+    """The yaml Mark of the dotted `key` ("backoff.cap", "namespaces[1]") in the composed
+    document: of its key in the mapping (or its list item); of the deepest part present when the
+    key itself is not written (a cross-field check against a default); the document's when None."""
+    mark = node.start_mark
+    rest = key or ""
+    while rest:
+        if isinstance(node, yaml.MappingNode):
+            for key_node, value_node in node.value:
+                name = str(key_node.value) if isinstance(key_node, yaml.ScalarNode) else None
+                if name is not None and (rest == name or rest.startswith((name + ".", name + "["))):
+                    mark, node, rest = key_node.start_mark, value_node, rest[len(name):]
+                    break
+            else:
+                return mark
+        elif isinstance(node, yaml.SequenceNode) and (index := _KEY_PART.match(rest)):
+            position = int(index.group(1))
+            if position >= len(node.value):
+                return mark
+            node = node.value[position]
+            mark, rest = node.start_mark, rest[index.end():]
+        else:
+            return mark
+        rest = rest[1:] if rest.startswith(".") else rest
+    return mark

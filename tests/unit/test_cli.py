@@ -1,14 +1,23 @@
-"""The command line without a cluster: bad configuration is refused before anything starts."""
+"""The command line without a cluster: bad configuration is refused before anything starts.
+
+Every configuration error (a wrong type for any key, a negative or zero duration, an unknown key,
+invalid YAML, an empty, missing or unreadable file) ends the process with exit code 2 and exactly
+one stderr line naming the file, the key or line:column, and the problem; never a traceback.
+The table goes through cli.main in this process (fast); one case of each kind also goes through
+the real entry point, `python -m ssa_controller run --config F`, in a subprocess."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from ssa_controller import cli
 from ssa_controller.cli import diff_exit_code
+from ssa_controller.config import Config
 from ssa_controller.diff import Plan
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -54,3 +63,180 @@ def test_the_shipped_config_is_valid_and_a_missing_cluster_is_a_clear_error(tmp_
 ])
 def test_diff_exit_codes_follow_kubectl_diff(actions: list[str], code: int) -> None:
     assert diff_exit_code([Plan(f"ns/{i}", a) for i, a in enumerate(actions)]) == code
+
+
+# --------------------------------------------------------------------------- configuration errors
+
+DURATIONS = ("resync.period", "backoff.base", "backoff.cap", "timeouts.request", "timeouts.watch",
+             "fights.window", "fights.backoffBase", "fights.backoffCap",
+             "leaderElection.leaseDuration", "leaderElection.renewDeadline",
+             "leaderElection.retryPeriod", "shutdownGracePeriod")
+ZERO_ALLOWED = {"shutdownGracePeriod"}  # 0: no grace period
+
+
+def _leaves(tree: dict[str, object], prefix: str = "") -> list[str]:
+    keys = []
+    for name, value in tree.items():
+        key = f"{prefix}{name}"
+        keys += _leaves(value, key + ".") if isinstance(value, dict) else [key]
+    return keys
+
+
+LEAVES = _leaves(Config().to_dict())
+SECTIONS = [k for k, v in Config().to_dict().items() if isinstance(v, dict)]
+
+
+def _yaml_for(key: str, value: str) -> str:
+    """A config document setting dotted `key` to the YAML text `value`; the key is on the last
+    line, indented two spaces per level."""
+    *parents, leaf = key.split(".")
+    lines = [f"{'  ' * depth}{name}:" for depth, name in enumerate(parents)]
+    return "# the key under test:\n" + "\n".join([*lines, f"{'  ' * len(parents)}{leaf}: {value}"]) + "\n"
+
+
+def _last_line(key: str) -> tuple[int, int]:
+    depth = key.count(".")
+    return key.count(".") + 2, 2 * depth + 1
+
+
+def run_main(capsys: pytest.CaptureFixture[str], path: Path) -> tuple[int, list[str]]:
+    code = cli.main(["run", "--config", str(path), "--kubeconfig", str(path.parent / "absent")])
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    return code, captured.err.splitlines()
+
+
+def assert_one_line(code: int, lines: list[str], path: Path, *fragments: str) -> str:
+    assert code == 2
+    assert len(lines) == 1, lines
+    line = lines[0]
+    assert line.startswith(f"ssa-controller: {path}"), line
+    for fragment in fragments:
+        assert fragment in line, (fragment, line)
+    assert "Traceback" not in line
+    return line
+
+
+@pytest.mark.parametrize("key", LEAVES)
+def test_every_key_with_a_wrong_type_is_one_line_naming_file_line_and_key(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], key: str
+) -> None:
+    path = tmp_path / "controller.yaml"
+    path.write_text(_yaml_for(key, "{oops: 1}"))  # a mapping is the wrong type for every leaf
+    line, column = _last_line(key)
+    assert_one_line(*run_main(capsys, path), path, f"{path}:{line}:{column}: ",
+                    f"invalid config key '{key}': must be", "got mapping")
+
+
+@pytest.mark.parametrize("key", SECTIONS)
+@pytest.mark.parametrize("value", ["5", "[1]", "'text'", "true"])
+def test_every_section_with_a_scalar_or_list_is_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], key: str, value: str
+) -> None:
+    path = tmp_path / "controller.yaml"
+    path.write_text(_yaml_for(key, value))
+    assert_one_line(*run_main(capsys, path), path, f"{path}:2:1: ",
+                    f"invalid config key '{key}': must be a mapping")
+
+
+@pytest.mark.parametrize("key", DURATIONS)
+@pytest.mark.parametrize("value", ["-1s", "-5", "0", "0s", "-0.5ms"])
+def test_negative_and_zero_durations_are_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], key: str, value: str
+) -> None:
+    path = tmp_path / "controller.yaml"
+    path.write_text(_yaml_for(key, value))
+    code, lines = run_main(capsys, path)
+    if key in ZERO_ALLOWED and value in ("0", "0s"):
+        # accepted: the process goes on to look for credentials (none here)
+        assert code == 2 and len(lines) == 1 and "kubeconfig" in lines[0], lines
+        return
+    line, column = _last_line(key)
+    text = assert_one_line(code, lines, path, f"{path}:{line}:{column}: ",
+                           f"invalid config key '{key}': must be >")
+    assert "got " in text
+
+
+@pytest.mark.parametrize("key", ["workerz", "backoff.caps", "server.port", "leaderElection.lease_duration",
+                                 "logging.levl", "apply.forse", "events.qps.x"])
+def test_unknown_keys_are_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], key: str
+) -> None:
+    path = tmp_path / "controller.yaml"
+    path.write_text(_yaml_for(key, "1"))
+    code, lines = run_main(capsys, path)
+    if key == "events.qps.x":  # qps holds a mapping: a wrong type, found before anything unknown
+        assert_one_line(code, lines, path, f"{path}:3:3: ", "invalid config key 'events.qps'")
+        return
+    line, column = _last_line(key)
+    assert_one_line(code, lines, path, f"{path}:{line}:{column}: ",
+                    f"invalid config key '{key}': unknown key", "allowed keys:")
+
+
+@pytest.mark.parametrize(("content", "where", "fragment"), [
+    ("workers: [1, 2\n", ":2:1: ", "invalid YAML: while parsing a flow sequence"),
+    ("workers: 2\n  backoff: 1\n", ":2:10: ", "invalid YAML: mapping values are not allowed here"),
+    ("backoff:\n  cap: 1m\n base: 1s\n", ":3:2: ", "invalid YAML:"),
+    ("workers: 'unterminated\n", ":2:1: ", "invalid YAML: while scanning a quoted scalar"),
+    ("workers: 2\n\tfoo: 1\n", ":2:1: ", "invalid YAML:"),
+    ("workers: 2\nworkers: 3\n", ":2:1: ", "invalid YAML: found duplicate key 'workers'"),
+    ("workers: *nowhere\n", ":1:10: ", "invalid YAML: found undefined alias 'nowhere'"),
+    ("fieldManager: a\x07b\n", ":1:16: ", "invalid YAML: character #x07 is not allowed"),
+    ("- workers: 2\n", ":1:1: ", "the top-level document must be a mapping, got list"),
+    ("just text\n", ":1:1: ", "the top-level document must be a mapping, got string"),
+])
+def test_invalid_yaml_is_one_line_with_line_and_column(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], content: str, where: str, fragment: str
+) -> None:
+    path = tmp_path / "controller.yaml"
+    path.write_text(content)
+    assert_one_line(*run_main(capsys, path), path, f"{path}{where}", fragment)
+
+
+@pytest.mark.parametrize(("setup", "fragment"), [
+    ("empty", "the file holds no YAML document"),
+    ("comments", "the file holds no YAML document"),
+    ("missing", "cannot read config file: No such file or directory"),
+    ("directory", "cannot read config file: Is a directory"),
+    ("unreadable", "cannot read config file: Permission denied"),
+    ("latin1", "config file is not UTF-8 (byte 17 is 0xe9)"),
+])
+def test_empty_missing_and_unreadable_files_are_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], setup: str, fragment: str
+) -> None:
+    path = tmp_path / "controller.yaml"
+    if setup == "empty":
+        path.write_text("")
+    elif setup == "comments":
+        path.write_text("# workers: 2\n\n")
+    elif setup == "directory":
+        path.mkdir()
+    elif setup == "unreadable":
+        if os.geteuid() == 0:
+            pytest.skip("root reads any file")
+        path.write_text("workers: 2\n")
+        path.chmod(0)
+    elif setup == "latin1":
+        path.write_bytes(b"fieldManager: caf\xe9\n")
+    assert_one_line(*run_main(capsys, path), path, f"{path}: invalid config: {fragment}")
+
+
+@pytest.mark.parametrize(("content", "fragment"), [
+    (None, ": invalid config: cannot read config file: No such file or directory"),
+    ("", ": invalid config: the file holds no YAML document"),
+    ("workers: [1, 2\n", ":2:1: invalid config: invalid YAML:"),
+    ("backoff:\n  base: -1s\n", ":2:3: invalid config key 'backoff.base': must be > 0s, got -1s"),
+    ("apply:\n  force: 'yes'\n", ":2:3: invalid config key 'apply.force': must be a boolean"),
+    ("resync:\n  perod: 5m\n", ":2:3: invalid config key 'resync.perod': unknown key"),
+])
+def test_the_real_entry_point_prints_one_line_and_exits_2(
+    tmp_path: Path, content: str | None, fragment: str
+) -> None:
+    path = tmp_path / "controller.yaml"
+    if content is not None:
+        path.write_text(content)
+    result = run("run", "--config", str(path), "--kubeconfig", str(tmp_path / "absent"))
+    assert result.returncode == 2
+    assert result.stdout == ""
+    assert result.stderr.splitlines() == [result.stderr.strip()], result.stderr
+    assert result.stderr.startswith(f"ssa-controller: {path}{fragment}"), result.stderr

@@ -357,9 +357,17 @@ def test_load_config_reads_yaml(tmp_path: Path) -> None:
     assert cfg.namespaces == ("team-a",)
 
 
-def test_load_config_empty_file_gives_defaults(tmp_path: Path) -> None:
+@pytest.mark.parametrize("content", ["", "\n\n", "# nothing configured\n"])
+def test_load_config_empty_file_is_refused(tmp_path: Path, content: str) -> None:
+    """A file given with --config that holds nothing (a truncated file, a wrongly mounted
+    ConfigMap key) is a mistake, not a request for defaults: `{}` says that."""
     path = tmp_path / "empty.yaml"
-    path.write_text("# nothing configured\n")
+    path.write_text(content)
+    with pytest.raises(ConfigError) as info:
+        load_config(str(path))
+    assert (info.value.key, info.value.source) == (None, str(path))
+    assert "holds no YAML document" in str(info.value)
+    path.write_text("{}\n")
     assert load_config(str(path)) == Config()
 
 
@@ -410,3 +418,50 @@ def test_load_config_validation_errors_name_the_key(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as info:
         load_config(path)
     assert info.value.key == "leaderElection.leaseDuration"
+
+
+@pytest.mark.parametrize(
+    ("content", "where", "fragment"),
+    [
+        ("workers: 2\nbackoff:\n  base: 1s\n  cap: 100ms\n", ":4:3: invalid config key 'backoff.cap'",
+         "must be >= backoff.base (1s), got 0.1s"),
+        ("namespaces:\n- ok\n- Not_OK\n", ":3:3: invalid config key 'namespaces[1]'", "DNS-1123"),
+        ("namespaces: [a, B]\n", ":1:17: invalid config key 'namespaces[1]'", "DNS-1123"),
+        ("resync:\n  perod: 5m\n", ":2:3: invalid config key 'resync.perod'", "did you mean 'period'"),
+        ("x.y: 1\n", ":1:1: invalid config key 'x.y'", "unknown key"),
+        ("server:\n  bindAddress: 0.0.0.0\n  metricsPort: -1\n",
+         ":3:3: invalid config key 'server.metricsPort'", "between 0 and 65535"),
+        # a cross-field check against a default: the deepest part that is written
+        ("\nleaderElection:\n  renewDeadline: 20s\n", ":2:1: invalid config key 'leaderElection.leaseDuration'",
+         "must be > leaderElection.renewDeadline (20s), got 15s"),
+        ("- 1\n", ":1:1: invalid config: the top-level document must be a mapping", "got list"),
+        ("workers: [1, 2\n", ":2:1: invalid config: invalid YAML:", "expected ',' or ']'"),
+        ("workers: 2\n  backoff: 1\n", ":2:10: invalid config: invalid YAML:",
+         "mapping values are not allowed here"),
+        ("workers: 2\n\tfoo: 1\n", ":2:1: invalid config: invalid YAML:", "'\\t' that cannot start"),
+        ("workers: 2\nbackoff: {}\nworkers: 3\n", ":3:1: invalid config: invalid YAML:",
+         "found duplicate key 'workers'"),
+        ("fieldManager: a\x01b\n", ":1:16: invalid config: invalid YAML:", "character #x01 is not allowed"),
+        ("workers: !!python/object:os.system x\n", ":1:10: invalid config: invalid YAML:",
+         "could not determine a constructor"),
+        ("workers: 1\n---\nworkers: 2\n", ":2:1: invalid config: invalid YAML:",
+         "expected a single document"),
+    ],
+)
+def test_load_config_errors_name_file_line_and_column(
+    tmp_path: Path, content: str, where: str, fragment: str
+) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text(content)
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    text = str(info.value)
+    assert text.startswith(f"{path}{where}"), text
+    assert fragment in text
+    assert "\n" not in text
+
+
+def test_errors_without_a_file_keep_their_format() -> None:
+    err = rejects({"workers": 0})
+    assert (err.source, err.line, err.column) == (None, None, None)
+    assert str(err) == "invalid config key 'workers': must be between 1 and 64, got 0"
