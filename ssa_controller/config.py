@@ -127,11 +127,19 @@ class LeaderElectionConfig:
 
 @dataclass(frozen=True)
 class ServerConfig:
-    """HTTP endpoints; a port of 0 disables that server."""
+    """HTTP endpoints; a port of 0 disables that server.
+
+    With `secure_metrics` (the default, as kubebuilder v4 scaffolds it) /metrics is served over
+    HTTPS and each scrape is authenticated by a TokenReview and authorized by a
+    SubjectAccessReview; the certificate is `metrics_cert_dir`/tls.crt and tls.key, or a
+    self-signed one generated at start when that is empty.
+    """
 
     bind_address: str = "0.0.0.0"
     metrics_port: int = 8080
     health_port: int = 8081
+    secure_metrics: bool = True
+    metrics_cert_dir: str = ""
 
 
 @dataclass(frozen=True)
@@ -381,6 +389,15 @@ _dns_subdomain = _string(
 )
 
 
+def _optional_path(value: object, key: str) -> str:
+    """A file system path, or "" for none."""
+    if not isinstance(value, str):
+        raise ConfigError(key, f"must be a path (a string, empty for none), got {_kind(value)}")
+    if len(value) > 4096 or "\0" in value:
+        raise ConfigError(key, f"must be a path of at most 4096 characters without NUL, got {value!r}")
+    return value
+
+
 def _namespaces(value: object, key: str) -> tuple[str, ...]:
     if not isinstance(value, list):
         raise ConfigError(key, f"must be a list of namespace names, got {_kind(value)}")
@@ -467,6 +484,14 @@ def _check_fights(cfg: FightsConfig, key: str) -> None:
         )
 
 
+def _check_server(cfg: ServerConfig, key: str) -> None:
+    if cfg.metrics_cert_dir and not cfg.secure_metrics:
+        raise ConfigError(
+            f"{key}.metricsCertDir",
+            f"is only used with {key}.secureMetrics: true, got {cfg.metrics_cert_dir!r} with false",
+        )
+
+
 LEADER_JITTER_FACTOR = 1.2
 """client-go's leaderelection.JitterFactor: acquire retries wait retry_period * [1, 2.2)."""
 
@@ -521,7 +546,14 @@ _LEADER_ELECTION = _Section(
 )
 _SERVER = _Section(
     ServerConfig,
-    {"bindAddress": _string(max_len=253), "metricsPort": _port, "healthPort": _port},
+    {
+        "bindAddress": _string(max_len=253),
+        "metricsPort": _port,
+        "healthPort": _port,
+        "secureMetrics": _boolean,
+        "metricsCertDir": _optional_path,
+    },
+    _check_server,
 )
 _EVENTS = _Section(EventsConfig, {"qps": _number(gt=0.0), "burst": _integer(ge=1)})
 _LOGGING = _Section(

@@ -4,7 +4,10 @@ Existing controller-runtime dashboards and alerts work unchanged: reconcile coun
 durations, work queue activity, leader status and REST client requests use the same
 metric names and labels; the controller's own counters are prefixed `ssa_controller_`.
 Each `Metrics` owns its registry, so several controllers in one (test) process don't
-collide. `serve()` exposes it on /metrics in the Prometheus text format.
+collide; it also carries the process_* metrics (RSS, CPU, open fds) as controller-runtime's
+do. `serve()` exposes it on /metrics in the Prometheus text format, over plain HTTP or, as
+`serve_configured()` does by default, over HTTPS with each scrape authenticated and authorized
+by the API server (ssa_controller.metrics_auth).
 """
 
 from __future__ import annotations
@@ -13,15 +16,27 @@ import logging
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    ProcessCollector,
+    generate_latest,
+)
 from prometheus_client.exposition import choose_encoder
 
+from . import servingcert
+from .config import ServerConfig
 from .health import BackgroundHttpServer, QuietHandler
+from .kube import APPTASKS, DEPLOYMENTS, Kube
+from .metrics_auth import KubeReviews, MetricsAuthorizer
 
 log = logging.getLogger(__name__)
 
 RECONCILE_RESULTS = ("success", "error", "requeue", "requeue_after")
 APPLY_OUTCOMES = ("applied", "unchanged", "conflict", "dry_run", "invalid", "error")
+WATCHED_RESOURCES = (APPTASKS.plural, DEPLOYMENTS.plural)
 
 # controller-runtime's reconcile_time_seconds buckets.
 RECONCILE_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.45,
@@ -116,6 +131,10 @@ class Metrics:
                                       registry=r)
         for outcome in APPLY_OUTCOMES:
             self.applies.labels(outcome)
+        for resource in WATCHED_RESOURCES:  # from zero, so increase() sees the first one
+            self.watch_restarts.labels(resource)
+            self.watch_relists.labels(resource)
+        ProcessCollector(registry=r)
 
     def register_controller(self, controller: str, max_concurrent_reconciles: int) -> None:
         """Publish a controller's worker count and zero its series, as controller-runtime does."""
@@ -189,13 +208,27 @@ class Metrics:
         """The registry in the Prometheus text format."""
         return generate_latest(self.registry)
 
-    def serve(self, bind_address: str, port: int) -> MetricsServer | None:
-        """Serve /metrics on bind_address:port in a daemon thread; port 0 disables (None)."""
+    def serve(self, bind_address: str, port: int, *,
+              tls: servingcert.ContextSource | None = None,
+              authorizer: MetricsAuthorizer | None = None) -> MetricsServer | None:
+        """Serve /metrics on bind_address:port in a daemon thread; port 0 disables (None).
+        With `tls` over HTTPS; with `authorizer` only to the requests it allows."""
         if port == 0:
             return None
-        server = MetricsServer(self.registry, bind_address, port)
-        log.info("serving /metrics on %s:%d", bind_address, server.port)
+        server = MetricsServer(self.registry, bind_address, port, tls, authorizer)
+        log.info("serving /metrics on %s:%d (%s)", bind_address, server.port,
+                 "HTTPS, scrapes authorized by the API server" if authorizer else
+                 "HTTPS" if tls else "plain HTTP")
         return server
+
+    def serve_configured(self, server: ServerConfig, kube: Kube) -> MetricsServer | None:
+        """Serve /metrics as `server` says: with secureMetrics over HTTPS, each scrape checked
+        by a TokenReview and a SubjectAccessReview sent with `kube`; else plain HTTP."""
+        if not server.secure_metrics or server.metrics_port == 0:
+            return self.serve(server.bind_address, server.metrics_port)
+        return self.serve(server.bind_address, server.metrics_port,
+                          tls=servingcert.context_source(server.metrics_cert_dir),
+                          authorizer=MetricsAuthorizer(KubeReviews(kube)))
 
 
 class WorkQueueMetrics:
@@ -225,18 +258,27 @@ class WorkQueueMetrics:
 
 
 class MetricsServer:
-    """A started HTTP server answering GET /metrics from one registry."""
+    """A started HTTP(S) server answering GET /metrics from one registry."""
 
-    def __init__(self, registry: CollectorRegistry, bind_address: str, port: int) -> None:
+    def __init__(self, registry: CollectorRegistry, bind_address: str, port: int,
+                 tls: servingcert.ContextSource | None = None,
+                 authorizer: MetricsAuthorizer | None = None) -> None:
         class Handler(QuietHandler):
             def do_GET(self) -> None:  # noqa: N802 - stdlib name
-                if self.path.split("?", 1)[0] != "/metrics":
+                path = self.path.split("?", 1)[0]
+                if path != "/metrics":
                     self.reply(404, b"404 page not found\n", "text/plain; charset=utf-8")
                     return
+                if authorizer is not None:
+                    decision = authorizer.check(self.headers.get("Authorization"), "get", path)
+                    if not decision.allowed:
+                        self.reply(decision.status, f"{decision.message}\n".encode(),
+                                   "text/plain; charset=utf-8")
+                        return
                 encoder, content_type = choose_encoder(self.headers.get("Accept", ""))
                 self.reply(200, encoder(registry), content_type)
 
-        self._server = BackgroundHttpServer(bind_address, port, Handler, "metrics-server")
+        self._server = BackgroundHttpServer(bind_address, port, Handler, "metrics-server", tls)
         self._server.start()
 
     @property

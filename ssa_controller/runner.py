@@ -126,7 +126,7 @@ class Process:
 
     def run(self) -> int:
         cfg = self.config
-        metrics_server = self.metrics.serve(cfg.server.bind_address, cfg.server.metrics_port)
+        metrics_server = self.metrics.serve_configured(cfg.server, self.kube)
         health = HealthServer(cfg.server.bind_address, cfg.server.health_port,
                               healthz={"ping": self.alive}, readyz={"informers": self.ready})
         health.start()

@@ -78,8 +78,8 @@ class ControllerProcess:
         value removes the variable."""
         self.metrics_port, self.health_port = free_port(), free_port()
         server = {"bindAddress": "127.0.0.1", "metricsPort": self.metrics_port,
-                  "healthPort": self.health_port}
-        config = {**config, "server": {**server, **config.get("server", {})}}
+                  "healthPort": self.health_port, "secureMetrics": False}  # plain HTTP unless
+        config = {**config, "server": {**server, **config.get("server", {})}}  # a test says so
         self.config_path = workdir / "controller.yaml"
         self.config_path.write_text(yaml.safe_dump(config))
         self.kubeconfig = (None if user is None

@@ -32,6 +32,7 @@ from helpers import (
     rbac_path,
     status_of,
 )
+from metrics_scrape import SECURE, metrics_reader, samples, scrape, user_subject
 
 from ssa_controller.config import LEADER_JITTER_FACTOR
 from ssa_controller.envtest import ControlPlane, poll_until
@@ -315,15 +316,27 @@ def test_metrics_and_probes_answer_and_count_a_reconcile(admin, controller, name
 # --------------------------------------------------------------------------- least privilege
 
 
+def rbac_docs() -> list[dict[str, Any]]:
+    return [d for d in yaml.safe_load_all((MANIFESTS / "rbac.yaml").read_text()) if d]
+
+
 def manifest_roles() -> dict[str, dict[str, Any]]:
-    docs = [d for d in yaml.safe_load_all((MANIFESTS / "rbac.yaml").read_text()) if d]
-    return {d["kind"]: d for d in docs if d["kind"] in ("ClusterRole", "Role")}
+    """The Roles and ClusterRoles of manifests/rbac.yaml bound to the controller's service
+    account, by name (not metrics-reader: that one is for scrapers)."""
+    docs = rbac_docs()
+    bound = {(d["roleRef"]["kind"], d["roleRef"]["name"]) for d in docs
+             if d["kind"] in ("ClusterRoleBinding", "RoleBinding")
+             and {"kind": "ServiceAccount", "name": "ssa-controller",
+                  "namespace": CONTROLLER_NAMESPACE} in d["subjects"]}
+    return {d["metadata"]["name"]: d for d in docs
+            if (d["kind"], d["metadata"].get("name")) in bound}
 
 
 def rule_triples() -> list[tuple[str, str, str, str]]:
-    """Every (role kind, apiGroup, resource, verb) granted by manifests/rbac.yaml."""
-    return [(kind, group, resource, verb)
-            for kind, role in manifest_roles().items()
+    """Every (role name, apiGroup, resource, verb) granted to the controller by
+    manifests/rbac.yaml."""
+    return [(name, group, resource, verb)
+            for name, role in manifest_roles().items()
             for rule in role["rules"]
             for group in rule.get("apiGroups", [])
             for resource in rule.get("resources", [])
@@ -351,7 +364,8 @@ def allowed(admin: Kube, user: str, namespace: str, group: str, resource: str,
 
 
 class WholeJob:
-    """One compact run that needs every permission: caches sync, the lease is taken and
+    """One compact run that needs every permission: caches sync, a metrics-reader scrapes the
+    secure /metrics (a TokenReview and a SubjectAccessReview), the lease is taken and
     renewed, a Deployment is created and updated, status is written, an Event is posted and a
     repeat of it is patched into its series, and a clean shutdown releases the lease.
 
@@ -359,8 +373,9 @@ class WholeJob:
     at once if the controller process exits, or if its status reports a failed apply."""
 
     def __init__(self, admin: Kube, start: Callable[..., Process], namespace: str,
-                 lease: str) -> None:
+                 lease: str, reader_token: str) -> None:
         self.admin, self.start, self.namespace, self.lease = admin, start, namespace, lease
+        self.reader_token = reader_token
         self.process: Process = None
 
     def step(self, what: str, check: Callable[[], Any], timeout: float = STEP_TIMEOUT) -> Any:
@@ -375,6 +390,13 @@ class WholeJob:
                 raise AssertionError(f"{what}: {exc}") from None
         return poll_until(probe, timeout=timeout, interval=0.1, message=f"{what}",
                           ignore=(ApiError, urllib3.exceptions.HTTPError))
+
+    def metrics(self) -> dict[str, float]:
+        """The controller's metrics, scraped over HTTPS with the metrics-reader's token."""
+        status, text = scrape(self.process.metrics_port, self.reader_token)
+        if status != 200:
+            raise AssertionError(f"the scrape was answered {status} {text.strip()}")
+        return samples(text)
 
     def deployment(self, image: str) -> dict[str, Any] | None:
         status = status_of(self.admin, self.namespace, "app")
@@ -392,11 +414,14 @@ class WholeJob:
 
     def run(self) -> None:
         admin, namespace, lease = self.admin, self.namespace, self.lease
-        self.process = process = self.start(elected(namespace, lease), ready=False)
+        self.process = process = self.start({**elected(namespace, lease), **SECURE},
+                                            ready=False)
         self.step("caches synced (/readyz)",
                   lambda: get_ok(process, process.health_port, "/readyz")[0] == 200)
+        self.step("metrics scraped (TokenReview, SubjectAccessReview)", self.metrics)
+        leader_status = f'leader_election_master_status{{name="{lease}"}}'
         self.step("lease taken",
-                  lambda: leading(process, lease) == 1.0
+                  lambda: self.metrics().get(leader_status) == 1.0
                   and lease_spec(admin, lease).get("holderIdentity") == identity_or_none(process))
         holder = identity(process)
 
@@ -431,25 +456,43 @@ class WholeJob:
 
 def test_rbac_names_every_group_resource_and_verb():
     roles = manifest_roles()
-    assert set(roles) == {"ClusterRole", "Role"}
-    for kind, role in roles.items():
+    assert {(role["kind"], name) for name, role in roles.items()} == {
+        ("ClusterRole", "ssa-controller"), ("ClusterRole", "ssa-controller-metrics-auth"),
+        ("Role", "ssa-controller-leader-election")}
+    for name, role in roles.items():
         for rule in role["rules"]:
             assert not rule.get("nonResourceURLs") and not rule.get("resourceNames"), rule
             for key in ("apiGroups", "resources", "verbs"):
-                assert rule.get(key), f"{kind}: rule without {key}: {rule}"
-                assert not any("*" in item for item in rule[key]), f"{kind}: wildcard in {rule}"
+                assert rule.get(key), f"{name}: rule without {key}: {rule}"
+                assert not any("*" in item for item in rule[key]), f"{name}: wildcard in {rule}"
     # Leases only in the controller's own namespace; nothing else there.
-    assert roles["Role"]["metadata"]["namespace"] == CONTROLLER_NAMESPACE
+    role = roles["ssa-controller-leader-election"]
+    assert role["metadata"]["namespace"] == CONTROLLER_NAMESPACE
     assert {(g, r) for _, g, r, _ in rule_triples() if r == "leases"} == {
         ("coordination.k8s.io", "leases")}
-    assert all(kind == "Role" for kind, _, r, _ in rule_triples() if r == "leases")
-    assert all(r == "leases" for kind, _, r, _ in rule_triples() if kind == "Role")
+    assert all(roles[n]["kind"] == "Role" for n, _, r, _ in rule_triples() if r == "leases")
+    assert all(r == "leases" for n, _, r, _ in rule_triples() if roles[n]["kind"] == "Role")
+    # Secure metrics: the two reviews, nothing more.
+    assert {(g, r, v) for n, g, r, v in rule_triples() if n == "ssa-controller-metrics-auth"} == {
+        ("authentication.k8s.io", "tokenreviews", "create"),
+        ("authorization.k8s.io", "subjectaccessreviews", "create")}
+    # Scrapers' role: one non-resource rule, bound to nobody by manifests/rbac.yaml.
+    reader = [d for d in rbac_docs() if d["metadata"]["name"] == "ssa-controller-metrics-reader"]
+    assert [d["kind"] for d in reader] == ["ClusterRole"]
+    assert reader[0]["rules"] == [{"nonResourceURLs": ["/metrics"], "verbs": ["get"]}]
+
+
+@pytest.fixture
+def reader_token(admin: Kube, cluster: ControlPlane) -> Iterator[str]:
+    """The token of a user bound to manifests' metrics-reader (WholeJob scrapes with it)."""
+    with metrics_reader(admin, user_subject("alice")):
+        yield cluster.token("alice")
 
 
 def test_manifest_rbac_is_enough_for_the_whole_job(admin, controller, namespace, cluster,
-                                                   lease_name):
+                                                   lease_name, reader_token):
     mark = cluster.audit.mark()
-    WholeJob(admin, controller, namespace, lease_name).run()
+    WholeJob(admin, controller, namespace, lease_name, reader_token).run()
     refused = [e for e in cluster.audit.select(mark, user="controller") if e.code == 403]
     assert not refused, f"requests refused: {[(e.verb, e.target) for e in refused]}"
 
@@ -468,18 +511,20 @@ EXPECTED_FAILURE = {
     ("coordination.k8s.io", "leases", "get"): "lease taken",
     ("coordination.k8s.io", "leases", "create"): "lease taken",
     ("coordination.k8s.io", "leases", "update"): "exited with code 1",
+    ("authentication.k8s.io", "tokenreviews", "create"): "metrics scraped",
+    ("authorization.k8s.io", "subjectaccessreviews", "create"): "metrics scraped",
 }
 """Where the scenario is expected to fail without each permission (rules not listed here
 only need to make it fail somewhere)."""
 
 
-@pytest.mark.parametrize("kind,group,resource,verb", rule_triples(),
-                         ids=[f"{k}:{r}.{g or 'core'}:{v}" for k, g, r, v in rule_triples()])
-def test_every_rule_is_needed(admin, controller, namespace, cluster, lease_name,
-                              kind, group, resource, verb):
-    role = manifest_roles()[kind]
+@pytest.mark.parametrize("name,group,resource,verb", rule_triples(),
+                         ids=[f"{n}:{r}.{g or 'core'}:{v}" for n, g, r, v in rule_triples()])
+def test_every_rule_is_needed(admin, controller, namespace, cluster, lease_name, reader_token,
+                              name, group, resource, verb):
+    role = manifest_roles()[name]
     scope = role["metadata"].get("namespace") or namespace
-    job = WholeJob(admin, controller, namespace, lease_name)
+    job = WholeJob(admin, controller, namespace, lease_name, reader_token)
     admin.apply(rbac_path(role), without(role, group, resource, verb), field_manager="tests",
                 force=True)
     try:

@@ -57,6 +57,7 @@ def test_defaults_match_the_schema() -> None:
         8080,
         8081,
     )
+    assert (cfg.server.secure_metrics, cfg.server.metrics_cert_dir) == (True, "")
     assert (cfg.events.qps, cfg.events.burst) == (0.1, 10)
     assert (cfg.logging.level, cfg.logging.format) == ("info", "text")
     assert cfg.shutdown_grace_period == 30.0
@@ -205,12 +206,24 @@ def test_unknown_key_suggests_close_match() -> None:
         ({"logging": "debug"}, "logging", "must be a mapping, got string"),
         ({"logging": {"level": 1}}, "logging.level", "must be one of debug, info, warning, error"),
         ({"server": {"bindAddress": None}}, "server.bindAddress", "must be a string"),
+        ({"server": {"secureMetrics": "false"}}, "server.secureMetrics", "must be a boolean"),
+        ({"server": {"metricsCertDir": None}}, "server.metricsCertDir", "must be a path"),
     ],
 )
 def test_wrong_types_are_rejected(data: object, key: str, fragment: str) -> None:
     err = rejects(data)
     assert err.key == key
     assert fragment in err.message
+
+
+def test_secure_metrics_settings() -> None:
+    cfg = parse_config({"server": {"metricsCertDir": "/etc/metrics-certs"}})
+    assert (cfg.server.secure_metrics, cfg.server.metrics_cert_dir) == (True, "/etc/metrics-certs")
+    assert parse_config({"server": {"secureMetrics": False}}).server.secure_metrics is False
+    err = rejects({"server": {"secureMetrics": False, "metricsCertDir": "/etc/metrics-certs"}})
+    assert err.key == "server.metricsCertDir"
+    assert "only used with server.secureMetrics: true" in err.message
+    assert rejects({"server": {"metricsCertDir": "x" * 4097}}).key == "server.metricsCertDir"
 
 
 def test_int_is_accepted_where_a_float_is_expected() -> None:

@@ -4,12 +4,14 @@ No cluster needed. What a real API server does with these files is proven by the
 tests; here we catch the mistakes that are cheap to catch: a non-structural CRD schema,
 a wildcard in RBAC, a missing probe or security setting, a file the Kustomization forgets,
 a file order that makes `kubectl apply -f manifests/` fail on a fresh cluster, an invalid
-controller.yaml in the ConfigMap.
+controller.yaml in the ConfigMap; and the monitoring kit in manifests/monitoring (names that
+match the Service and Deployment, alerts and dashboard queries that use only served metrics).
 """
 
 from __future__ import annotations
 
 import importlib.util
+import json
 import re
 import shutil
 import subprocess
@@ -139,6 +141,9 @@ def test_expected_objects_are_present() -> None:
             ("ServiceAccount", SERVICE_ACCOUNT),
             ("ClusterRole", "ssa-controller"),
             ("ClusterRoleBinding", "ssa-controller"),
+            ("ClusterRole", "ssa-controller-metrics-auth"),
+            ("ClusterRoleBinding", "ssa-controller-metrics-auth"),
+            ("ClusterRole", "ssa-controller-metrics-reader"),
             ("Role", "ssa-controller-leader-election"),
             ("RoleBinding", "ssa-controller-leader-election"),
             ("ConfigMap", "ssa-controller-config"),
@@ -396,10 +401,26 @@ def test_leader_election_role_is_namespaced_leases_only() -> None:
     assert not any(r == "leases" for _, r, _ in rules("ClusterRole", "ssa-controller"))
 
 
+def test_metrics_auth_role_creates_reviews_only() -> None:
+    assert rules("ClusterRole", "ssa-controller-metrics-auth") == {
+        ("authentication.k8s.io", "tokenreviews", "create"),
+        ("authorization.k8s.io", "subjectaccessreviews", "create"),
+    }
+
+
+def test_metrics_reader_may_get_metrics_only_and_is_bound_to_nobody_here() -> None:
+    assert find("ClusterRole", "ssa-controller-metrics-reader")["rules"] == [
+        {"nonResourceURLs": ["/metrics"], "verbs": ["get"]}
+    ]
+    bound = {d["roleRef"]["name"] for d in rbac_objects() if "roleRef" in d}
+    assert "ssa-controller-metrics-reader" not in bound
+
+
 @pytest.mark.parametrize(
     ("kind", "name", "role_kind"),
     [
         ("ClusterRoleBinding", "ssa-controller", "ClusterRole"),
+        ("ClusterRoleBinding", "ssa-controller-metrics-auth", "ClusterRole"),
         ("RoleBinding", "ssa-controller-leader-election", "Role"),
     ],
 )
@@ -427,6 +448,7 @@ def test_configmap_settings() -> None:
     assert raw["leaderElection"]["namespace"] == NAMESPACE
     assert raw["server"]["metricsPort"] == 8080
     assert raw["server"]["healthPort"] == 8081
+    assert raw["server"]["secureMetrics"] is True  # scrapes need a token (rbac.yaml's reviews)
     assert raw["logging"]["format"] == "json"
     assert raw.get("dryRun", False) is False  # dry-run would disable leader election
 
@@ -577,3 +599,172 @@ def test_dockerfile() -> None:
         if ln.startswith("COPY ") and "--from" not in ln:
             for src in ln.split()[1:-1]:
                 assert (repo / src).exists(), f"Dockerfile copies {src}, which is not in the repository"
+
+
+# ---------------------------------------------------------------------------- monitoring
+
+MONITORING = MANIFESTS / "monitoring"
+DASHBOARD = MONITORING / "dashboards" / "ssa-controller.json"
+METRICS_JOB = "ssa-controller-metrics"
+ALERTS = {
+    "SsaControllerReconcileErrors", "SsaControllerFightDetected", "SsaControllerWorkQueueGrowing",
+    "SsaControllerNoLeader", "SsaControllerWatchRelists", "SsaControllerRejectedSpecs",
+}
+PANELS = [
+    "Reconciles by result", "Reconcile errors", "Reconcile duration", "Work queue depth",
+    "Work queue latency", "Work queue adds and retries", "Applies by outcome",
+    "Fights and conflicts", "API requests by code and verb", "API request latency",
+    "Cached objects", "Memory (RSS)", "Leader", "Watch restarts and relists",
+]
+METRIC_NAME = re.compile(
+    r"\b((?:controller_runtime|workqueue|rest_client|leader_election|ssa_controller|process)_[a-z_]+)"
+)
+
+
+def monitoring_objects() -> list[dict[str, Any]]:
+    paths = sorted(p for p in MONITORING.iterdir() if p.suffix in {".yaml", ".yml", ".json"})
+    return [d for p in paths for d in load_docs(p)]
+
+
+def find_monitoring(kind: str) -> dict[str, Any]:
+    found = [d for d in monitoring_objects() if d["kind"] == kind]
+    assert len(found) == 1, f"expected exactly one {kind} in manifests/monitoring"
+    return found[0]
+
+
+def alert_rules() -> list[dict[str, Any]]:
+    groups = find_monitoring("PrometheusRule")["spec"]["groups"]
+    return [rule for group in groups for rule in group["rules"]]
+
+
+def dashboard_exprs() -> list[str]:
+    panels = json.loads(DASHBOARD.read_text())["panels"]
+    return [target["expr"] for panel in panels for target in panel["targets"]]
+
+
+def served_metric_names() -> set[str]:
+    """Every sample name the controller's /metrics serves (histograms with their suffixes)."""
+    from ssa_controller.metrics import Metrics
+
+    suffixes = {"counter": ("_total",), "histogram": ("_bucket", "_sum", "_count"), "gauge": ("",)}
+    return {family.name + suffix for family in Metrics().registry.collect()
+            for suffix in suffixes[family.type]}
+
+
+def test_monitoring_stays_out_of_the_default_apply() -> None:
+    """`kubectl apply -f manifests/` reads no subfolder and the Kustomization lists none, so a
+    cluster without the Prometheus Operator's CRDs still installs cleanly."""
+    assert all(MONITORING not in p.parents for p in yaml_files())
+    assert not any("monitoring" in r for r in yaml.safe_load(KUSTOMIZATION.read_text())["resources"])
+
+
+def test_monitoring_objects_and_names() -> None:
+    objects = sorted((d["apiVersion"], d["kind"], d["metadata"]["name"]) for d in monitoring_objects())
+    assert objects == sorted([
+        ("v1", "Service", METRICS_JOB),
+        ("monitoring.coreos.com/v1", "ServiceMonitor", "ssa-controller"),
+        ("monitoring.coreos.com/v1", "PrometheusRule", "ssa-controller"),
+        ("rbac.authorization.k8s.io/v1", "ClusterRoleBinding", "ssa-controller-metrics-reader-prometheus"),
+    ])
+    for doc in monitoring_objects():
+        if doc["kind"] != "ClusterRoleBinding":
+            assert doc["metadata"]["namespace"] == NAMESPACE, doc["kind"]
+
+
+def test_metrics_service_selects_the_controller_pods_metrics_port() -> None:
+    service = find_monitoring("Service")
+    pod_labels = deployment()["spec"]["template"]["metadata"]["labels"]
+    assert service["spec"]["selector"].items() <= pod_labels.items()
+    [port] = service["spec"]["ports"]
+    assert port["name"] == "https" and port["targetPort"] == "metrics"
+    assert "metrics" in {p["name"] for p in container()["ports"]}
+
+
+def test_service_monitor_scrapes_https_with_prometheus_token() -> None:
+    monitor = find_monitoring("ServiceMonitor")
+    service = find_monitoring("Service")
+    assert monitor["spec"]["selector"]["matchLabels"].items() <= service["metadata"]["labels"].items()
+    [endpoint] = monitor["spec"]["endpoints"]
+    assert endpoint["port"] in {p["name"] for p in service["spec"]["ports"]}
+    assert (endpoint["scheme"], endpoint["path"]) == ("https", "/metrics")
+    assert endpoint["bearerTokenFile"] == "/var/run/secrets/kubernetes.io/serviceaccount/token"
+    assert endpoint["tlsConfig"] == {"insecureSkipVerify": True}  # the certificate is self-signed
+
+
+def test_prometheus_is_bound_to_the_metrics_reader_role() -> None:
+    binding = find_monitoring("ClusterRoleBinding")
+    assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
+                                  "name": "ssa-controller-metrics-reader"}
+    find("ClusterRole", "ssa-controller-metrics-reader")
+    assert [s["kind"] for s in binding["subjects"]] == ["ServiceAccount"]
+
+
+def test_alerts_are_the_listed_ones_with_summary_description_and_runbook() -> None:
+    rules = alert_rules()
+    assert {r["alert"] for r in rules} == ALERTS and len(rules) == len(ALERTS)
+    readme = (MANIFESTS.parent / "README.md").read_text()
+    for rule in rules:
+        assert set(rule) <= {"alert", "expr", "for", "labels", "annotations"}, rule["alert"]
+        assert rule["labels"]["severity"] in {"critical", "warning", "info"}
+        assert set(rule["annotations"]) == {"summary", "description"}, rule["alert"]
+        assert f"`{rule['alert']}`" in readme, f"no runbook for {rule['alert']} in README.md"
+        if "for" in rule:
+            go_duration_seconds(rule["for"])
+
+
+def test_alerts_select_the_service_monitor_job() -> None:
+    """controller_runtime_* and workqueue_* are served by every controller-runtime controller:
+    each selector names the job the ServiceMonitor gives the metrics Service (its name)."""
+    for rule in alert_rules():
+        selectors = re.findall(r"\b[a-z_]+\{([^}]*)\}", rule["expr"])
+        assert selectors, rule["alert"]
+        for selector in selectors:
+            assert f'job="{METRICS_JOB}"' in selector, f"{rule['alert']}: {selector}"
+
+
+def test_alerts_and_dashboard_use_only_served_metrics() -> None:
+    served = served_metric_names()
+    exprs = [r["expr"] for r in alert_rules()] + dashboard_exprs()
+    used = {name for expr in exprs for name in METRIC_NAME.findall(expr)}
+    assert used and used <= served, f"not served by the controller: {sorted(used - served)}"
+
+
+def test_dashboard_panels_and_variables() -> None:
+    dashboard = json.loads(DASHBOARD.read_text())
+    assert dashboard["uid"] == "ssa-controller"
+    assert [p["title"] for p in dashboard["panels"]] == PANELS
+    variables = {v["name"]: v for v in dashboard["templating"]["list"]}
+    assert set(variables) == {"datasource", "job", "instance"}
+    assert variables["job"]["current"]["value"] == METRICS_JOB
+    ids = [p["id"] for p in dashboard["panels"]]
+    assert len(ids) == len(set(ids))
+    for panel in dashboard["panels"]:
+        assert panel["datasource"] == {"type": "prometheus", "uid": "${datasource}"}
+        assert panel["targets"] and panel.get("description")
+        for target in panel["targets"]:
+            assert set(re.findall(r"\$\w+", target["expr"])) <= {"$job", "$instance", "$__rate_interval"}
+            assert 'job="$job"' in target["expr"] and 'instance=~"$instance"' in target["expr"]
+
+
+def test_monitoring_kustomization_lists_everything() -> None:
+    k = yaml.safe_load((MONITORING / "Kustomization").read_text())
+    files = sorted(p.name for p in MONITORING.iterdir() if p.suffix in {".yaml", ".yml", ".json"})
+    assert sorted(k["resources"]) == files
+    [generator] = k["configMapGenerator"]
+    assert generator["files"] == [f"ssa-controller.json=dashboards/{DASHBOARD.name}"]
+    assert generator["options"]["labels"]["grafana_dashboard"] == "1"
+
+
+@pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl not installed")
+def test_kubectl_kustomize_builds_the_monitoring_kit_offline() -> None:
+    out = subprocess.run(
+        ["kubectl", "kustomize", str(MONITORING)], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert out.returncode == 0, out.stderr
+    built = [d for d in yaml.safe_load_all(out.stdout) if d]
+    configmap = next(d for d in built if d["kind"] == "ConfigMap")
+    assert configmap["metadata"]["name"] == "ssa-controller-dashboard"
+    assert json.loads(configmap["data"]["ssa-controller.json"]) == json.loads(DASHBOARD.read_text())
+    assert sorted(d["kind"] for d in built if d["kind"] != "ConfigMap") == sorted(
+        d["kind"] for d in monitoring_objects()
+    )

@@ -1,0 +1,299 @@
+"""The monitoring kit (manifests/monitoring) matches what the controller really serves, proven
+with a real Prometheus (Debian's `prometheus` package) on loopback.
+
+The controller runs on the test control plane with secure metrics; Prometheus scrapes it every
+second over HTTPS with the token of a user bound to manifests' metrics-reader, and evaluates
+the PrometheusRule's rules. After a few reconciles, an invalid AppTask and a fight, every
+dashboard query must parse and return data, every alert expression must parse, the fight and
+rejected-spec alerts must fire and the no-leader alert must not. `promtool check rules` and
+`promtool test rules` (tests/integration/prometheusrule_test.yaml) check the rules offline.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import urllib3
+import yaml
+from helpers import CONTROLLER_NAMESPACE, apptask, get_deployment, put_apptask, scoped, status_of
+from metrics_scrape import SECURE, metrics_reader, user_subject
+
+from ssa_controller.envtest import ControlPlane, die_with_parent, poll_until
+from ssa_controller.kube import DEPLOYMENTS, LEASES, MERGE_PATCH, ApiError, Kube
+
+ROOT = Path(__file__).resolve().parents[2]
+MONITORING = ROOT / "manifests" / "monitoring"
+RULE_TESTS = Path(__file__).with_name("prometheusrule_test.yaml")
+RULES_FILE = "ssa-controller.rules.yaml"
+JOB = "ssa-controller-metrics"
+GRAFANA_VALUES = {"$__rate_interval": "1m", "$job": JOB, "$instance": ".*"}
+"""What Grafana substitutes for the dashboard's variables (instance: "All")."""
+FAST_FIGHTS = {"threshold": 3, "window": "5s", "backoffBase": "2s", "backoffCap": "30s"}
+MUST_FIRE = {"SsaControllerFightDetected", "SsaControllerRejectedSpecs"}
+MUST_NOT_FIRE = {"SsaControllerNoLeader"}
+
+
+def binary(name: str) -> str:
+    found = shutil.which(name)
+    if found is None:
+        reason = f"{name} not installed (apt-get install prometheus; .ci/setup does)"
+        if os.environ.get("SSA_REQUIRE_CLUSTER"):
+            pytest.fail(f"{reason} (SSA_REQUIRE_CLUSTER is set)", pytrace=False)
+        pytest.skip(reason)
+    return found
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def write_rules(folder: Path) -> Path:
+    """The PrometheusRule's rule groups as a plain Prometheus rules file in `folder`."""
+    rule = yaml.safe_load((MONITORING / "prometheusrule.yaml").read_text())
+    path = folder / RULES_FILE
+    path.write_text(yaml.safe_dump(rule["spec"], sort_keys=False))
+    return path
+
+
+def alert_rules() -> list[dict[str, Any]]:
+    spec = yaml.safe_load((MONITORING / "prometheusrule.yaml").read_text())["spec"]
+    return [rule for group in spec["groups"] for rule in group["rules"]]
+
+
+def dashboard() -> dict[str, Any]:
+    return json.loads((MONITORING / "dashboards" / "ssa-controller.json").read_text())
+
+
+def grafana(expr: str) -> str:
+    """`expr` with the dashboard's variables replaced as Grafana does before querying."""
+    for variable, value in GRAFANA_VALUES.items():
+        expr = expr.replace(variable, value)
+    assert "$" not in expr, f"unknown variable left in {expr}"
+    return expr
+
+
+# --------------------------------------------------------------------------- promtool
+
+
+def test_promtool_checks_the_rules(tmp_path: Path) -> None:
+    done = subprocess.run([binary("promtool"), "check", "rules", str(write_rules(tmp_path))],
+                          capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert f"SUCCESS: {len(alert_rules())} rules found" in done.stdout
+
+
+def test_promtool_unit_tests_every_alert(tmp_path: Path) -> None:
+    write_rules(tmp_path)
+    tests = tmp_path / RULE_TESTS.name
+    shutil.copy(RULE_TESTS, tests)
+    tested = {case["alertname"] for group in yaml.safe_load(tests.read_text())["tests"]
+              for case in group["alert_rule_test"] if case["exp_alerts"]}
+    assert tested == {rule["alert"] for rule in alert_rules()}, "an alert is never seen firing"
+    done = subprocess.run([binary("promtool"), "test", "rules", str(tests)],
+                          capture_output=True, text=True, timeout=60, cwd=tmp_path,
+                          check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+# --------------------------------------------------------------------------- a real Prometheus
+
+
+class Prometheus:
+    """A Prometheus on a free loopback port scraping one HTTPS target with a bearer token every
+    second and evaluating the rules every second; killed on exit (and if this process dies)."""
+
+    def __init__(self, workdir: Path, target_port: int, token: str, port: int) -> None:
+        self.workdir, self.port = workdir, port
+        write_rules(workdir)
+        (workdir / "token").write_text(token)
+        (workdir / "prometheus.yml").write_text(yaml.safe_dump({
+            "global": {"scrape_interval": "1s", "scrape_timeout": "1s",
+                       "evaluation_interval": "1s"},
+            "rule_files": [RULES_FILE],
+            "scrape_configs": [{
+                "job_name": JOB, "scheme": "https", "metrics_path": "/metrics",
+                "authorization": {"type": "Bearer", "credentials_file": "token"},
+                "tls_config": {"insecure_skip_verify": True},
+                "static_configs": [{"targets": [f"127.0.0.1:{target_port}"]}]}]}))
+        self.log_path = workdir / "prometheus.log"
+        self._http = urllib3.PoolManager(retries=False, timeout=10.0)
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def __enter__(self) -> Prometheus:
+        with self.log_path.open("wb") as log:
+            self.proc = subprocess.Popen(
+                [binary("prometheus"), "--config.file", str(self.workdir / "prometheus.yml"),
+                 "--storage.tsdb.path", str(self.workdir / "data"),
+                 "--web.listen-address", f"127.0.0.1:{self.port}"],
+                stdout=log, stderr=subprocess.STDOUT, cwd=self.workdir,
+                preexec_fn=die_with_parent(os.getpid()))
+        try:
+            poll_until(self.ready, timeout=30, message="prometheus ready",
+                       ignore=(urllib3.exceptions.HTTPError,))
+        except BaseException:
+            self.__exit__()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+    def ready(self) -> bool:
+        if self.proc is not None and self.proc.poll() is not None:
+            raise AssertionError(f"prometheus exited with {self.proc.returncode}:\n{self.log()}")
+        return self._http.request("GET", f"{self.url}/-/ready").status == 200
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")[-4000:]
+
+    def api(self, path: str, **fields: str) -> Any:
+        """The `data` of a Prometheus HTTP API answer; AssertionError with its error otherwise."""
+        response = self._http.request("GET", f"{self.url}/api/v1/{path}", fields=fields)
+        body = json.loads(response.data)
+        assert body["status"] == "success", f"{path} {fields}: {body.get('error')}"
+        return body["data"]
+
+    def query(self, expr: str) -> list[dict[str, Any]]:
+        data = self.api("query", query=expr)
+        assert data["resultType"] == "vector", expr
+        return data["result"]
+
+    def label_values(self, variable_query: str) -> list[str]:
+        """Grafana's label_values(selector, label) through the label values API."""
+        found = re.fullmatch(r"label_values\((.+), (\w+)\)", grafana(variable_query))
+        assert found, variable_query
+        return self.api(f"label/{found.group(2)}/values", **{"match[]": found.group(1)})
+
+    def target_up(self) -> bool:
+        targets = self.api("targets")["activeTargets"]
+        return len(targets) == 1 and targets[0]["health"] == "up"
+
+    def alerts(self) -> dict[str, str]:
+        """Every alerting rule's state (inactive, pending, firing); every rule must evaluate."""
+        rules = [r for g in self.api("rules")["groups"] for r in g["rules"]]
+        broken = {r["name"]: r.get("lastError") for r in rules if r["health"] != "ok"}
+        assert not broken, f"rules failing to evaluate: {broken}"
+        return {r["name"]: r["state"] for r in rules}
+
+
+class Rival:
+    """Another writer setting the Deployment's spec.replicas to 5 every 200 ms."""
+
+    def __init__(self, kube: Kube, namespace: str, name: str) -> None:
+        self.kube, self.path = kube, DEPLOYMENTS.path(namespace, name)
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self.run, daemon=True)
+
+    def run(self) -> None:
+        while not self.stop.wait(0.2):
+            self.kube.patch(self.path, {"spec": {"replicas": 5}}, MERGE_PATCH,
+                            {"fieldManager": "rival-controller"})
+
+    def __enter__(self) -> Rival:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        self.thread.join(5)
+
+
+@pytest.fixture
+def lease(admin: Kube) -> Iterator[str]:
+    name = f"monitoring-{secrets.token_hex(4)}"
+    yield name
+    try:
+        admin.delete(LEASES.path(CONTROLLER_NAMESPACE, name))
+    except ApiError as exc:
+        if exc.status != 404:
+            raise
+
+
+def wait_for_phase(admin: Kube, namespace: str, name: str, phase: str) -> None:
+    poll_until(lambda: status_of(admin, namespace, name).get("phase") == phase, timeout=60,
+               message=f"AppTask {name} in phase {phase}")
+
+
+def drive(admin: Kube, namespace: str) -> None:
+    """A few reconciles, an invalid AppTask and a fight."""
+    for i in range(3):
+        put_apptask(admin, apptask(f"web-{i}", namespace, replicas=1))
+    put_apptask(admin, apptask("invalid", namespace, labels={"apptasks.example.com/name": "x"}))
+    for name, phase in [("web-0", "Ready"), ("web-1", "Ready"), ("web-2", "Ready"),
+                        ("invalid", "Invalid")]:
+        wait_for_phase(admin, namespace, name, phase)
+    put_apptask(admin, apptask("fought", namespace, replicas=2))
+    poll_until(lambda: get_deployment(admin, namespace, "fought"), timeout=30,
+               message="fought created")
+    with Rival(admin, namespace, "fought"):
+        wait_for_phase(admin, namespace, "fought", "Conflict")
+
+
+def test_dashboard_and_alerts_match_a_real_scrape(admin: Kube, controller, namespace: str,
+                                                  cluster: ControlPlane, lease: str,
+                                                  tmp_path: Path) -> None:
+    config = {**scoped(namespace, fights=FAST_FIGHTS,
+                       leaderElection={"enabled": True, "namespace": CONTROLLER_NAMESPACE,
+                                       "leaseName": lease}), **SECURE}
+    with metrics_reader(admin, user_subject("alice")):
+        process = controller(config)
+        prometheus = Prometheus(tmp_path, process.metrics_port, cluster.token("alice"),
+                                free_port())
+        with prometheus:
+            try:
+                check_against_prometheus(admin, namespace, prometheus)
+            except BaseException:
+                print(f"--- prometheus log ---\n{prometheus.log()}")
+                raise
+
+
+def check_against_prometheus(admin: Kube, namespace: str, prometheus: Prometheus) -> None:
+    poll_until(prometheus.target_up, timeout=30, message="the HTTPS target up in Prometheus")
+    drive(admin, namespace)
+    poll_until(lambda: prometheus.query(f'ssa_controller_fights_detected_total{{job="{JOB}"}} > 0'),
+               timeout=15, message="Prometheus scraped the fight")
+
+    variables = [v for v in dashboard()["templating"]["list"] if v["type"] == "query"]
+    for variable in variables:
+        assert prometheus.label_values(variable["query"]["query"]), variable["name"]
+    assert JOB in prometheus.label_values("label_values(ssa_controller_applies_total, job)")
+
+    empty = []
+    for panel in dashboard()["panels"]:
+        for target in panel["targets"]:
+            result = prometheus.query(grafana(target["expr"]))  # parses, or AssertionError
+            if not any(math.isfinite(float(r["value"][1])) for r in result):
+                empty.append(f"{panel['title']} / {target['legendFormat']}: {result}")
+    assert not empty, "dashboard queries without data:\n" + "\n".join(empty)
+
+    for rule in alert_rules():
+        prometheus.query(rule["expr"])  # parses, or AssertionError
+    states = poll_until(
+        lambda: (s := prometheus.alerts()) and all(s[a] == "firing" for a in MUST_FIRE) and s,
+        timeout=15, message=f"{sorted(MUST_FIRE)} firing")
+    assert all(states[a] == "inactive" for a in MUST_NOT_FIRE), states
