@@ -14,6 +14,8 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass, field
 
+from . import backoff
+
 
 @dataclass(frozen=True)
 class Fight:
@@ -97,7 +99,7 @@ class FightTracker:
         state = self._states.get(key)
         if state is None or self.fight(key, generation, now) is None:
             return 0.0
-        delay = min(self.backoff_cap, self.backoff_base * 2 ** state.damped_applies)
+        delay = backoff.exponential(self.backoff_base, 2.0, self.backoff_cap, state.damped_applies)
         return max(0.0, state.applied_at + delay - now)
 
     def forget(self, key: str) -> None:
