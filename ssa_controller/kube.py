@@ -505,11 +505,12 @@ class Kube:
             raise _error_from(response.status, data, response.headers)
         return WatchStream(response)
 
-    def without_write_limit(self) -> Kube:
-        """A client sharing this one's connections, credentials and observer, but not its write
-        rate limit: for requests with a budget of their own (leader election, as in client-go)."""
+    def with_write_limit(self, limiter: WriteLimiter | None) -> Kube:
+        """A client sharing this one's connections, credentials and observer, with a write
+        budget of its own instead of this one's (None: unlimited): for requests that must not
+        wait behind the controller's writes (leader election, as in client-go; metrics reviews)."""
         client = copy.copy(self)
-        client.write_limiter = None
+        client.write_limiter = limiter
         return client
 
     def close(self) -> None:

@@ -14,7 +14,6 @@ not two a scrape; failures to reach the API server are never cached. `MetricsAut
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import logging
 import threading
@@ -193,8 +192,7 @@ class KubeReviews:
     bounds what callers with made-up tokens can cost the API server."""
 
     def __init__(self, kube: Kube) -> None:
-        self._kube = copy.copy(kube)  # same connection pool, credentials and request metrics
-        self._kube.write_limiter = TokenBucket(REVIEW_QPS, REVIEW_BURST)
+        self._kube = kube.with_write_limit(TokenBucket(REVIEW_QPS, REVIEW_BURST))
 
     def _create(self, path: str, review: dict[str, Any]) -> dict[str, Any]:
         try:

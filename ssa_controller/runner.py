@@ -116,7 +116,7 @@ class Process:
         """The Lease election, with a client of its own outside the write rate limit."""
         le = self.config.leader_election
         return LeaderElector(
-            self.kube.without_write_limit(), namespace=le.namespace, name=le.lease_name,
+            self.kube.with_write_limit(None), namespace=le.namespace, name=le.lease_name,
             identity=self.identity, lease_duration=le.lease_duration,
             renew_deadline=le.renew_deadline, retry_period=le.retry_period,
             on_started_leading=self.start_leading, on_stopped_leading=self.lost_leadership,

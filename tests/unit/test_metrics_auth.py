@@ -4,6 +4,7 @@ HTTPS /metrics endpoint answering 401 / 403 / 200 / 404."""
 
 from __future__ import annotations
 
+import copy
 import socket
 import ssl
 import urllib.error
@@ -218,6 +219,11 @@ class FakeKube:
         self.answers = answers
         self.sent: list[tuple[str, str, dict[str, Any]]] = []
         self.write_limiter: object = "the controller's limiter"
+
+    def with_write_limit(self, limiter: object) -> FakeKube:
+        clone = copy.copy(self)  # shares `sent` and `answers`, like Kube shares its pool
+        clone.write_limiter = limiter
+        return clone
 
     def request(self, method: str, path: str, *, body: dict[str, Any],
                 timeout: float) -> dict[str, Any]:
