@@ -24,6 +24,7 @@ import pytest
 import urllib3
 import yaml
 from helpers import CONTROLLER_NAMESPACE, apply_rbac, rbac_objects
+from metrics_scrape import samples
 
 from ssa_controller import crds
 from ssa_controller.envtest import ControlPlane, die_with_parent, poll_until
@@ -101,13 +102,7 @@ class ControllerProcess:
 
     def metrics(self) -> dict[str, float]:
         """The /metrics samples as {'name{labels}': value}."""
-        _, text = self.get(self.metrics_port, "/metrics")
-        samples = {}
-        for line in text.splitlines():
-            if line and not line.startswith("#"):
-                name, _, value = line.rpartition(" ")
-                samples[name] = float(value)
-        return samples
+        return samples(self.get(self.metrics_port, "/metrics")[1])
 
     def metric(self, name: str) -> float:
         """The sum of every sample whose 'name{labels}' starts with `name`."""
