@@ -53,9 +53,15 @@ def _string_map(spec: Mapping[str, Any], field: str) -> dict[str, str]:
     return dict(value)
 
 
+def _list(spec: Mapping[str, Any], field: str) -> list[Any]:
+    value = spec.get(field) or []
+    _expect(isinstance(value, list), field, "must be a list")
+    return list(value)
+
+
 def _env(spec: Mapping[str, Any]) -> list[dict[str, str]]:
     rendered: list[dict[str, str]] = []
-    for i, item in enumerate(spec.get("env") or []):
+    for i, item in enumerate(_list(spec, "env")):
         name = item.get("name") if isinstance(item, Mapping) else None
         if not isinstance(name, str) or not name:
             raise InvalidSpec(f"env[{i}].name", "is required")
@@ -69,7 +75,7 @@ def _env(spec: Mapping[str, Any]) -> list[dict[str, str]]:
 
 def _ports(spec: Mapping[str, Any]) -> list[dict[str, Any]]:
     rendered: list[dict[str, Any]] = []
-    for i, item in enumerate(spec.get("ports") or []):
+    for i, item in enumerate(_list(spec, "ports")):
         _expect(isinstance(item, Mapping), f"ports[{i}]", "must be an object")
         port = item.get("containerPort")
         _expect(isinstance(port, int) and not isinstance(port, bool) and 1 <= port <= 65535,

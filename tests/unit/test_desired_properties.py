@@ -1,0 +1,248 @@
+"""Property-based tests of the pure renderer (ssa_controller.desired.render), with hypothesis.
+
+For every AppTask, whether the CRD schema (manifests/crd.yaml) admits its spec or not, render()
+either returns an apply body or raises InvalidSpec: never another exception, which would be a
+"reconcile crashed" in the controller, retried for ever. Specs come from two strategies:
+
+- `admitted_specs`: what the structural schema lets through (the server's own validation decides
+  in tests/integration/test_bad_input.py): unicode strings, up to 500 env vars with unique names,
+  quantities matching the schema's pattern (huge and tiny ones included) or any integer, any
+  port 1..65535 with any protocol, duplicate ports (the ports list is atomic), the reserved label.
+- `wild_specs`: any JSON for any field (what a schema-less or older API could hand over):
+  wrong types, nulls, nested lists and maps, duplicate list keys, out-of-range numbers.
+
+Runs are derandomized (a fixed seed per test) so that CI is stable; raise HYPOTHESIS_EXAMPLES to
+search longer locally.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from typing import Any
+
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
+
+from ssa_controller import desired
+from ssa_controller.desired import InvalidSpec
+
+UID = "5f0c1b1e-0000-4000-8000-000000000001"
+EXAMPLES = int(os.environ.get("HYPOTHESIS_EXAMPLES", "150"))
+STABLE = settings(max_examples=EXAMPLES, derandomize=True, deadline=None, database=None,
+                  suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+QUANTITY_PATTERN = (r"(\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))"
+                    r"(([KMGTPE]i)|[numkMGTPE]|([eE](\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))))?")
+"""The schema's pattern for resources.requests / limits strings (manifests/crd.yaml)."""
+NAME_PART = r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?"
+
+# --------------------------------------------------------------------------- strategies
+
+unicode_text = st.text(st.characters(codec="utf-8", exclude_categories=["Cs"]), max_size=40)
+nonempty_text = st.text(st.characters(codec="utf-8", exclude_categories=["Cs"]), min_size=1,
+                        max_size=40)
+
+# AppTask names as the server admits them (a DNS-1123 subdomain, up to 253 characters): short
+# ones, exactly 63 characters (the longest label value), 64 and more (too long for the selector
+# label: InvalidSpec), dotted ones.
+names = st.one_of(
+    st.from_regex(rf"\A{NAME_PART}\Z"),
+    st.just("a" * 63), st.just("a" * 62 + "9"), st.just("a" * 64),
+    st.from_regex(rf"\A{NAME_PART}(\.{NAME_PART}){{1,3}}\Z"),
+).filter(lambda n: len(n) <= 253)
+
+quantities = st.one_of(
+    st.from_regex(rf"\A{QUANTITY_PATTERN}\Z"),
+    st.integers(),  # int-or-string: any integer, however large or negative
+    st.sampled_from(["1e308", "1e-308", "1e999999999", "1E-999999999", "0.000000001n", "999Ei",
+                     "1e+5", ".5", "5.", "+1", "-1", "0", "1e1.5", "1e.5", "123456789012345678901234567890"]),
+)
+
+env_vars = st.lists(
+    st.fixed_dictionaries({"name": nonempty_text}, optional={"value": unicode_text}),
+    max_size=12, unique_by=lambda e: e["name"])
+
+ports = st.lists(
+    st.fixed_dictionaries(
+        {"containerPort": st.integers(1, 65535)},
+        optional={"protocol": st.sampled_from(["TCP", "UDP", "SCTP"]),
+                  "name": st.text(max_size=15)}),
+    max_size=6)
+
+string_maps = st.dictionaries(unicode_text, unicode_text, max_size=6)
+
+admitted_specs = st.fixed_dictionaries(
+    {"image": nonempty_text},
+    optional={
+        "replicas": st.integers(0, 2**31 - 1),
+        "command": st.lists(unicode_text, max_size=5),
+        "args": st.lists(unicode_text, max_size=5),
+        "env": env_vars,
+        "ports": ports,
+        "resources": st.fixed_dictionaries({}, optional={
+            "requests": st.dictionaries(unicode_text, quantities, max_size=4),
+            "limits": st.dictionaries(unicode_text, quantities, max_size=4)}),
+        "labels": st.one_of(string_maps, st.just({desired.NAME_LABEL: "mine"})),
+        "annotations": string_maps,
+        "paused": st.booleans(),
+    })
+
+json_scalars = st.one_of(st.none(), st.booleans(), st.integers(-(2**70), 2**70),
+                         st.floats(allow_nan=False), unicode_text)
+json_values = st.recursive(
+    json_scalars,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(unicode_text, inner, max_size=4),
+    max_leaves=12)
+
+
+def _near(valid: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
+    """A field's valid value, any JSON, or a list of anything (a wrong type one level down)."""
+    return st.one_of(valid, json_values, st.lists(json_values, max_size=4))
+
+
+wild_env_item = st.one_of(
+    json_values,
+    st.fixed_dictionaries({}, optional={"name": json_values, "value": json_values}))
+wild_port = st.one_of(
+    json_values,
+    st.fixed_dictionaries({}, optional={
+        "containerPort": st.one_of(st.integers(-(2**40), 2**40), json_values),
+        "protocol": st.one_of(st.sampled_from(["TCP", "tcp", "HTTP", ""]), json_values),
+        "name": json_values}))
+wild_specs = st.fixed_dictionaries({}, optional={
+    "image": _near(nonempty_text),
+    "replicas": _near(st.integers(-(2**40), 2**40)),
+    "command": _near(st.lists(unicode_text)),
+    "args": _near(st.lists(unicode_text)),
+    # duplicate names (the list-map key), missing names, items of any type
+    "env": _near(st.lists(wild_env_item, max_size=6)) | st.lists(
+        st.fixed_dictionaries({"name": st.sampled_from(["A", "B"]), "value": unicode_text}),
+        min_size=2, max_size=4),
+    "ports": _near(st.lists(wild_port, max_size=5)),
+    "resources": _near(st.fixed_dictionaries({}, optional={
+        "requests": st.dictionaries(unicode_text, _near(quantities), max_size=3),
+        "limits": _near(st.dictionaries(unicode_text, quantities, max_size=3)),
+        "claims": json_values})),
+    "labels": _near(string_maps),
+    "annotations": _near(string_maps),
+    "paused": json_values,
+    "unknown": json_values,
+})
+
+
+def apptask(name: str, spec: Any) -> dict[str, Any]:
+    return {"apiVersion": "example.com/v1", "kind": "AppTask",
+            "metadata": {"name": name, "namespace": "demo", "uid": UID, "generation": 1},
+            "spec": spec}
+
+
+def render_or_invalid(obj: dict[str, Any]) -> dict[str, Any] | InvalidSpec:
+    """render(obj), or the InvalidSpec it raised; any other exception fails the test."""
+    try:
+        return desired.render(obj)
+    except InvalidSpec as exc:
+        return exc
+
+
+def check_body(name: str, spec: Any, body: dict[str, Any]) -> None:
+    """What every rendered body must be: JSON, minimal, owned, selecting its own pods."""
+    json.dumps(body, allow_nan=False)
+    assert body["metadata"]["name"] == name
+    assert body["metadata"]["ownerReferences"][0]["uid"] == UID
+    selector = body["spec"]["selector"]["matchLabels"]
+    assert selector == {desired.NAME_LABEL: name}
+    template = body["spec"]["template"]
+    assert template["metadata"]["labels"][desired.NAME_LABEL] == name
+    [container] = template["spec"]["containers"]
+    assert container["image"] == spec["image"]
+    assert not any(v in (None, "", [], {}) for v in container.values())
+
+
+def check_invalid(exc: InvalidSpec) -> None:
+    text = str(exc)
+    assert text and "\n" not in text
+    assert text.startswith(("spec.", "metadata.name", "spec is required")), text
+
+
+# --------------------------------------------------------------------------- properties
+
+
+@STABLE
+@given(name=names, spec=admitted_specs)
+@example(name="a" * 63, spec={"image": "nginx", "env": [{"name": f"V{i}", "value": "é" * 3}
+                                                         for i in range(500)]})
+@example(name="a" * 64, spec={"image": "nginx"})
+@example(name="web", spec={"image": "nginx", "resources": {"limits": {"cpu": "1e999999999"}}})
+@example(name="web", spec={"image": "nginx", "ports": [{"containerPort": 80}, {"containerPort": 80}]})
+def test_admitted_specs_render_or_are_invalid_never_crash(name: str, spec: dict[str, Any]) -> None:
+    result = render_or_invalid(apptask(name, spec))
+    if isinstance(result, InvalidSpec):
+        check_invalid(result)
+        return
+    check_body(name, spec, result)
+    assert result == desired.render(apptask(name, spec)), "rendering is deterministic"
+
+
+@STABLE
+@given(name=names.filter(lambda n: len(n) <= 63 and "." not in n), spec=admitted_specs)
+def test_admitted_specs_with_a_label_sized_name_render_unless_a_known_reason(
+    name: str, spec: dict[str, Any]
+) -> None:
+    """The only reasons an admitted spec of a name up to 63 characters is refused: the reserved
+    selector label, and a quantity the schema's pattern admits but Kubernetes cannot parse
+    (a fractional exponent such as 1e1.5)."""
+    result = render_or_invalid(apptask(name, spec))
+    if isinstance(result, InvalidSpec):
+        reserved = desired.NAME_LABEL in (spec.get("labels") or {})
+        bad_quantity = re.search(r"^spec\.resources\.(requests|limits)\..* is not a quantity$",
+                                 str(result), re.S)
+        assert reserved or bad_quantity, str(result)
+        return
+    [container] = result["spec"]["template"]["spec"]["containers"]
+    assert [e["name"] for e in container.get("env", [])] == [e["name"] for e in spec.get("env", [])]
+    assert len(container.get("ports", [])) == len(spec.get("ports", []))
+    assert all(p["protocol"] in desired.PROTOCOLS for p in container.get("ports", []))
+    assert ("replicas" in result["spec"]) == ("replicas" in spec)
+
+
+@STABLE
+@given(name=names, spec=st.one_of(wild_specs, json_values))
+@example(name="web", spec={"image": "nginx", "env": 5})
+@example(name="web", spec={"image": "nginx", "ports": 80})
+@example(name="web", spec={"image": "nginx", "env": [{"name": "A"}, {"name": "A"}]})
+@example(name="web", spec={"image": "nginx", "resources": {"requests": {"cpu": 1.5}}})
+@example(name="web", spec={"image": "nginx", "resources": {"limits": {"memory": True}}})
+@example(name="web", spec={"image": "nginx", "ports": [{"containerPort": 70000}]})
+@example(name="web", spec={"image": "nginx", "replicas": 2**31})
+@example(name="web", spec={"image": "  "})
+@example(name="web", spec=None)
+def test_any_json_spec_renders_or_is_invalid_never_crashes(name: str, spec: Any) -> None:
+    result = render_or_invalid(apptask(name, spec))
+    if isinstance(result, InvalidSpec):
+        check_invalid(result)
+    else:
+        check_body(name, spec, result)
+
+
+@STABLE
+@given(name=st.text(max_size=300), spec=admitted_specs)
+def test_any_name_renders_or_is_invalid(name: str, spec: dict[str, Any]) -> None:
+    """Names the server would never admit (unicode, empty, 300 characters) are InvalidSpec
+    too, not a crash: the renderer does not rely on the server's checks."""
+    result = render_or_invalid(apptask(name, spec))
+    if isinstance(result, InvalidSpec):
+        check_invalid(result)
+    else:
+        assert len(name) <= 63
+        check_body(name, spec, result)
+
+
+@settings(STABLE, max_examples=5)
+@given(values=st.lists(unicode_text, min_size=500, max_size=500))
+def test_five_hundred_env_vars_render_in_order(values: list[str]) -> None:
+    env = [{"name": f"VAR_{i}", "value": value} for i, value in enumerate(values)]
+    body = desired.render(apptask("web", {"image": "nginx", "env": env}))
+    [container] = body["spec"]["template"]["spec"]["containers"]
+    assert [e["name"] for e in container["env"]] == [e["name"] for e in env]
+    assert [e.get("value", "") for e in container["env"]] == values
