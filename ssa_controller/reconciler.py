@@ -33,6 +33,11 @@ STATUS_SETTLE = 5.0
 """After an apply that changed the Deployment's spec, how long the status write waits for the
 Deployment controller to observe the new generation (its status update enqueues the AppTask
 again, so usually only milliseconds): one status write per change instead of two."""
+VANISHED_GRACE = 1.0
+"""How long a Deployment that existed (the AppTask's status names it) and is gone from the cache
+waits before it is re-created. Its AppTask's deletion travels on another watch and may arrive
+after the Deployment's (garbage collection, a namespace being torn down, two relists after a
+watch gap): within this grace the AppTask's DELETED event usually comes and nothing is sent."""
 
 
 class EventSink(Protocol):
@@ -72,6 +77,49 @@ def rejected(error: ApiError) -> bool:
     "failed to create typed patch object", e.g. two ports with the same key)."""
     return error.status in (400, 422) or (
         error.status == 500 and error.message.startswith("failed to create typed patch object"))
+
+
+def namespace_closed(error: ApiError) -> bool:
+    """Whether the server refused to create in a namespace that is being terminated (403 with
+    the cause NamespaceTerminating: "unable to create new content in namespace X because it is
+    being terminated", as v1.20 answers) or is gone (404 about the namespace itself). No retry
+    can succeed there, and the deletion of everything in the namespace is on its way."""
+    details = (error.body or {}).get("details") or {}
+    if error.status == 403:
+        causes = details.get("causes") or ()
+        return (any(c.get("reason") == "NamespaceTerminating" for c in causes)
+                or "because it is being terminated" in error.message)
+    return error.status == 404 and details.get("kind") == "namespaces"
+
+
+class Teardowns:
+    """Namespaces the server said are closed (being terminated), with the AppTasks that were in
+    them then: those are skipped without a request until their deletion is seen. Nothing can be
+    created in a terminating namespace, so an AppTask with another uid proves the namespace was
+    re-created and is reconciled as usual. Pure."""
+
+    def __init__(self) -> None:
+        self._members: dict[str, dict[str, str]] = {}
+        """namespace -> {key: uid} of the AppTasks cached when the refusal came."""
+
+    def record(self, namespace: str, members: Mapping[str, str]) -> None:
+        self._members[namespace] = dict(members)
+
+    def holds(self, key: str, uid: str) -> bool:
+        """Whether the AppTask `key` with `uid` is in a namespace known to be closing."""
+        return self._members.get(key.split("/", 1)[0], {}).get(key) == uid
+
+    def forget(self, key: str) -> None:
+        """The AppTask is deleted; a namespace with none left is forgotten."""
+        namespace = key.split("/", 1)[0]
+        members = self._members.get(namespace)
+        if members is not None:
+            members.pop(key, None)
+            if not members:
+                del self._members[namespace]
+
+    def __len__(self) -> int:
+        return len(self._members)
 
 
 @dataclass(frozen=True)
@@ -164,6 +212,9 @@ class Reconciler:
         self.wallclock = wallclock
         self._applied_at: dict[str, float] = {}
         """When the controller last applied each Deployment (for status_settle)."""
+        self.teardowns = Teardowns()
+        self._vanished: dict[str, float] = {}
+        """When a Deployment the AppTask had was first found missing (see VANISHED_GRACE)."""
         self.status_settle = STATUS_SETTLE
         """0 where nothing will come back to write the status later (one-pass runs)."""
 
@@ -172,6 +223,8 @@ class Reconciler:
         self.fights.forget(key)
         self.rejections.forget(key)
         self._applied_at.pop(key, None)
+        self.teardowns.forget(key)
+        self._vanished.pop(key, None)
 
     @property
     def dry_run(self) -> bool:
@@ -182,6 +235,8 @@ class Reconciler:
         if apptask is None or "deletionTimestamp" in apptask["metadata"]:
             self.forget(key)
             return Result("skipped")
+        if self.teardowns.holds(key, apptask["metadata"].get("uid", "")):
+            return Result("skipped")  # its namespace is being deleted, and it with it
         try:
             body = desired.render(apptask)
         except desired.InvalidSpec as exc:
@@ -195,15 +250,43 @@ class Reconciler:
         if apptask.get("spec", {}).get("paused"):
             return self._finish(key, apptask, live, Sync.paused(), Result("skipped"))
         if live is None:
+            wait = self._vanished_wait(key, apptask)
+            if wait > 0:
+                return Result("skipped", requeue_after=wait)
             try:
                 live = self._fetch(key)
             except ApiError as exc:
                 return self._failed(key, apptask, None, exc)
+        if live is not None and "deletionTimestamp" in live["metadata"]:
+            return Result("skipped")  # its DELETED event enqueues the AppTask again
         if live is not None and not self._controlled(apptask, live):
             refusal = self._refuse_foreign(key, apptask, live)
             if refusal is not None:
                 return refusal
         return self._converge(key, apptask, body, live)
+
+    def _vanished_wait(self, key: str, apptask: Obj) -> float:
+        """Seconds to wait before re-creating a Deployment the AppTask had (0: go ahead)."""
+        if not apptask.get("status", {}).get("deploymentName"):
+            return 0.0  # never had one: create it at once
+        now = self.clock()
+        since = self._vanished.setdefault(key, now)
+        if now >= since + VANISHED_GRACE:
+            del self._vanished[key]
+            return 0.0
+        return since + VANISHED_GRACE - now
+
+    def _namespace_closed(self, key: str, exc: ApiError) -> Result:
+        """The namespace is being torn down: skip its AppTasks until their deletion is seen; no
+        status write, no Event, no retry (none of them could succeed)."""
+        namespace = key.split("/", 1)[0]
+        prefix = f"{namespace}/"
+        members = {k: str(task["metadata"].get("uid", "")) for k in self.apptasks.keys()
+                   if k.startswith(prefix) and (task := self.apptasks.get(k)) is not None}
+        self.teardowns.record(namespace, members)
+        log.info("%s: namespace %s is being deleted; its %d AppTasks wait for their deletion "
+                 "(%s)", key, namespace, len(members), exc.message)
+        return Result("skipped")
 
     def _fetch(self, key: str) -> Obj | None:
         """The Deployment when the cache has none (it may exist without our label)."""
@@ -333,6 +416,8 @@ class Reconciler:
 
     def _apply_failed(self, key: str, apptask: Obj, live: Obj | None, generation: int,
                       exc: ApiError) -> Result:
+        if namespace_closed(exc):
+            return self._namespace_closed(key, exc)
         if exc.status == 409:
             message = f"apply conflicts with {conflict_summary(exc)}"
             return self._report(key, apptask, live, Sync.conflicted("ApplyConflict", message),

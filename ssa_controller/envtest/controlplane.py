@@ -5,6 +5,9 @@ token authentication (an admin in system:masters plus named non-admin users for 
 authorization and a Metadata-level audit log, and stops them all on exit. Each child is killed by
 the kernel if this process dies (PR_SET_PDEATHSIG), so none outlives a crashed or killed test run.
 kube-apiserver can be restarted with the same ports, certificates and data (etcd keeps running).
+With `watch_cache=False` kube-apiserver serves watches straight from etcd, so after `compact()` a
+watch from an older resourceVersion answers 410 Gone at once (its watch cache would keep serving
+it): how tests force a relist.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from __future__ import annotations
 import base64
 import csv
 import ctypes
+import json
 import os
 import re
 import secrets
@@ -196,13 +200,20 @@ class ControlPlane:
         users: Mapping[str, Sequence[str]] | None = None,
         apiserver_args: Sequence[str] = (),
         assets: Assets | None = None,
+        watch_cache: bool = True,
+        controllers: str = CONTROLLERS,
     ) -> None:
+        """`watch_cache=False`: kube-apiserver --watch-cache=false (see compact()).
+        `controllers`: kube-controller-manager's --controllers (a test that plays one of them
+        itself, say the namespace controller, leaves it out: `CONTROLLERS + ",-namespace"`)."""
         self._own_workdir = workdir is None
         self.workdir = (
             Path(tempfile.mkdtemp(prefix="ssa-envtest-")) if workdir is None else Path(workdir)
         )
         self._want_controller_manager = controller_manager
         self._apiserver_args = list(apiserver_args)
+        self._watch_cache = watch_cache
+        self._controllers = controllers
         self._assets = assets
         self._groups: dict[str, Sequence[str]] = {
             ADMIN_USER: (MASTERS,),
@@ -346,6 +357,37 @@ class ControlPlane:
         self.stop_apiserver()
         self.start_apiserver()
 
+    # ---- etcd
+
+    def _etcdctl(self, *args: str) -> str:
+        etcdctl = shutil.which("etcdctl")
+        if etcdctl is None:
+            raise ControlPlaneError("etcdctl is needed: apt-get install -y etcd-client")
+        result = subprocess.run(
+            [etcdctl, f"--endpoints={self.etcd_url}", *args],
+            env={**os.environ, "ETCDCTL_API": "3"},
+            capture_output=True,
+            text=True,
+            timeout=STOP_TIMEOUT,
+        )
+        if result.returncode != 0:
+            raise ControlPlaneError(
+                f"etcdctl {' '.join(args)} failed ({result.returncode}): {result.stderr.strip()}"
+            )
+        return result.stdout
+
+    def etcd_revision(self) -> int:
+        """etcd's current revision (the newest resourceVersion of anything stored)."""
+        status = json.loads(self._etcdctl("endpoint", "status", "--write-out=json"))
+        return int(status[0]["Status"]["header"]["revision"])
+
+    def compact(self) -> int:
+        """Compact etcd's history up to its current revision and return that revision: a watch
+        from any older resourceVersion then answers 410 Gone (at once with watch_cache=False)."""
+        revision = self.etcd_revision()
+        self._etcdctl("compact", str(revision), "--physical")
+        return revision
+
     # ---- internals
 
     def _resolve_assets(self) -> Assets:
@@ -426,6 +468,8 @@ class ControlPlane:
             "--audit-log-mode": "blocking",
             "--audit-log-maxsize": 1_000_000,  # MB: never rotate, so offsets stay valid
         }
+        if not self._watch_cache:
+            flags["--watch-cache"] = "false"
         return [*_argv(assets.kube_apiserver, flags), *self._apiserver_args]
 
     def _start_controller_manager(self, binary: Path) -> None:
@@ -440,7 +484,7 @@ class ControlPlane:
             "--leader-elect": "false",
             "--service-account-private-key-file": self.workdir / "sa.key",
             "--root-ca-file": self.ca_file,
-            "--controllers": CONTROLLERS,
+            "--controllers": self._controllers,
             # A test cluster on loopback: no need for client-go's 20 qps, and benchmarks of
             # thousands of Deployments should measure the controller, not this throttle.
             "--kube-api-qps": 500,
