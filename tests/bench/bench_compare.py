@@ -1,0 +1,548 @@
+"""Benchmark: ssa-controller side by side with the floor and with kopf, in one run.
+
+    .venv/bin/pip install -e '.[bench]'      # kopf, for the yardstick only
+    .venv/bin/python tests/bench/bench_compare.py --count 1000 [--count 5000] [--alone 20000]
+
+One local control plane (etcd, kube-apiserver v1.20.2, kube-controller-manager, the pod
+simulator). Each contender runs as its own process, one after the other, in its own namespace,
+with the same number of workers (4) and keep-alive connections:
+- floor: tests/bench/floor.py, one server-side apply of desired.render's body and one status
+  patch per AppTask generation, nothing else;
+- controller: `python -m ssa_controller run` (write limit lifted to 1000 qps);
+- kopf: tests/bench/kopf_operator.py under `kopf run` (Event posting off).
+Scenarios per contender and COUNT: N new AppTasks at once; a burst of spec changes to 10% of
+them; a 10-replica rolling update; a cold start over the N converged AppTasks; 5 idle resync
+periods (the controller only: the others have no resync); change-to-Deployment latency over
+SAMPLES sequential updates. --alone N runs the "new" and "cold start" scenarios for the
+controller alone. Times are ratios to the floor's in the same run; requests come from the
+audit log, CPU seconds and RSS from /proc of the contender's process. Not a test.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import concurrent.futures
+import os
+import platform
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import urllib3
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+
+from ssa_controller import crds  # noqa: E402
+from ssa_controller.envtest import (  # noqa: E402
+    ControlPlane,
+    PodSimulator,
+    die_with_parent,
+    install,
+    poll_until,
+)
+from ssa_controller.kube import APPTASKS, DEPLOYMENTS, Kube  # noqa: E402
+
+HERE = Path(__file__).resolve().parent
+NEW_IMAGE = "nginx:1.26"
+ROLL = "roll"
+PROBE = "probe"
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def apptask(ns: str, name: str, image: str = "nginx:1.25", replicas: int = 0) -> dict[str, Any]:
+    return {"apiVersion": "example.com/v1", "kind": "AppTask",
+            "metadata": {"name": name, "namespace": ns},
+            "spec": {"image": image, "replicas": replicas, "env": [{"name": "N", "value": name}],
+                     "ports": [{"name": "http", "containerPort": 8080}],
+                     "resources": {"requests": {"cpu": "100m", "memory": "64Mi"}}}}
+
+
+def proc_cpu(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICK
+
+
+def proc_mem(pid: int) -> tuple[float, float]:
+    """(RSS, peak RSS) in MB."""
+    values = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(("VmRSS:", "VmHWM:")):
+            values[line.split(":")[0]] = int(line.split()[1]) / 1024
+    return values.get("VmRSS", 0.0), values.get("VmHWM", 0.0)
+
+
+def percentile(values: list[float], pct: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(pct / 100 * (len(ordered) - 1))))]
+
+
+# -- trackers: the benchmark's own watches, recording when each object reached each state ------
+
+class Tracker:
+    """Watches one resource in one namespace and keeps every object's history of (time, obj
+    summary)."""
+
+    def __init__(self, kubeconfig: Path, path: str, summarize: Any) -> None:
+        self.kube = Kube.from_kubeconfig(str(kubeconfig), user_agent="bench-watch")
+        self.path = path
+        self.summarize = summarize
+        self.history: dict[str, list[tuple[float, Any]]] = collections.defaultdict(list)
+        self.lock = threading.Lock()
+        self.stream = None
+        listed = self.kube.list(path)
+        now = time.monotonic()
+        for item in listed["items"]:
+            self.history[item["metadata"]["name"]].append((now, summarize(item)))
+        self.rv = listed["metadata"]["resourceVersion"]
+        self.stopping = False
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        while not self.stopping:
+            try:
+                self.stream = self.kube.watch(self.path, {"resourceVersion": self.rv,
+                                                          "allowWatchBookmarks": True,
+                                                          "timeoutSeconds": 3000}, timeout=3100)
+                for event in self.stream:
+                    obj = event["object"]
+                    self.rv = obj["metadata"].get("resourceVersion", self.rv)
+                    if event["type"] in ("ADDED", "MODIFIED"):
+                        summary = self.summarize(obj)
+                        with self.lock:
+                            hist = self.history[obj["metadata"]["name"]]
+                            if not hist or hist[-1][1] != summary:
+                                hist.append((time.monotonic(), summary))
+            except Exception:  # noqa: BLE001
+                time.sleep(0.2)
+
+    def latest(self) -> dict[str, Any]:
+        with self.lock:
+            return {k: v[-1][1] for k, v in self.history.items() if v}
+
+    def first(self, name: str, pred: Any, after: float = 0.0) -> float | None:
+        with self.lock:
+            for t, s in self.history.get(name, ()):
+                if t >= after and pred(s):
+                    return t
+        return None
+
+    def when_all(self, names: list[str], pred: Any, since: float, timeout: float) -> float:
+        """Seconds from `since` until every name's latest summary satisfies pred (the time of
+        the last one to get there)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            latest = self.latest()
+            if all(n in latest and pred(latest[n]) for n in names):
+                break
+            if time.monotonic() > deadline:
+                missing = [n for n in names if not (n in latest and pred(latest[n]))]
+                raise TimeoutError(f"{len(missing)} not there, e.g. {missing[:3]}")
+            time.sleep(0.1)
+        with self.lock:
+            times = []
+            for n in names:
+                # the last transition into the wanted state
+                t = since
+                for when, s in self.history[n]:
+                    if pred(s) and when >= since:
+                        t = when
+                        break
+                times.append(t)
+        return max(times) - since
+
+    def stop(self) -> None:
+        self.stopping = True
+        if self.stream is not None:
+            self.stream.close()
+
+
+def dep_summary(obj: dict) -> tuple:
+    st = obj.get("status", {})
+    return (obj["spec"]["template"]["spec"]["containers"][0].get("image"),
+            obj["metadata"].get("generation"), st.get("observedGeneration"),
+            st.get("readyReplicas", 0), st.get("updatedReplicas", 0))
+
+
+def at_summary(obj: dict) -> tuple:
+    st = obj.get("status") or {}
+    return (obj["metadata"].get("generation"), st.get("observedGeneration"), st.get("phase"),
+            st.get("readyReplicas", 0))
+
+
+def current(s: tuple) -> bool:
+    return s[1] == s[0]
+
+
+def ready(s: tuple) -> bool:
+    return s[1] == s[0] and s[2] == "Ready"
+
+
+# -- contenders ------------------------------------------------------------------------------
+
+class Contender:
+    name = ""
+    agents: tuple[str, ...] = ()
+    resyncs = False
+
+    def __init__(self, plane: ControlPlane, workdir: Path, ns: str, workers: int,
+                 resync: float) -> None:
+        self.plane, self.workdir, self.ns, self.workers, self.resync = \
+            plane, workdir, ns, workers, resync
+        self.proc: subprocess.Popen | None = None
+        self.log = None
+
+    def argv(self) -> list[str]:
+        raise NotImplementedError
+
+    def env(self) -> dict[str, str]:
+        return {**os.environ, "KUBECONFIG": str(self.plane.kubeconfig),
+                "BENCH_WORKERS": str(self.workers)}
+
+    def start(self) -> None:
+        self.log = (self.workdir / f"{self.name}.log").open("ab")
+        self.proc = subprocess.Popen(self.argv(), cwd=ROOT, stdout=self.log,
+                                     stderr=subprocess.STDOUT, env=self.env(),
+                                     preexec_fn=die_with_parent(os.getpid()))
+
+    def stop(self) -> None:
+        assert self.proc is not None
+        self.proc.terminate()
+        try:
+            self.proc.wait(30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self.log.close()
+
+    def mine(self, event: Any) -> bool:
+        return event.user_agent.startswith(self.agents)
+
+
+class Floor(Contender):
+    name = "floor"
+    agents = ("bench-floor",)
+
+    def argv(self) -> list[str]:
+        return [sys.executable, str(HERE / "floor.py"), "--kubeconfig",
+                str(self.plane.kubeconfig), "--namespace", self.ns, "--workers",
+                str(self.workers)]
+
+
+class Ours(Contender):
+    name = "controller"
+    agents = ("ssa-controller",)
+    resyncs = True
+    root = ROOT
+    profile: Path | None = None
+
+    def argv(self) -> list[str]:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            self.metrics_port = sock.getsockname()[1]
+        config = {"namespaces": [self.ns], "workers": self.workers,
+                  "leaderElection": {"enabled": False},
+                  "resync": {"period": self.resync, "jitter": 0},
+                  "rateLimit": {"qps": 1000, "burst": 1000},
+                  "server": {"bindAddress": "127.0.0.1", "metricsPort": self.metrics_port,
+                             "healthPort": 0}, "logging": {"level": "warning"}}
+        if "secureMetrics" in (self.root / "ssa_controller" / "config.py").read_text():
+            config["server"]["secureMetrics"] = False  # plain http for the benchmark's scrape
+        path = self.workdir / "controller.yaml"
+        path.write_text(yaml.safe_dump(config))
+        argv = [sys.executable, "-m", "ssa_controller", "run", "--config", str(path),
+                "--kubeconfig", str(self.plane.kubeconfig)]
+        if self.profile is not None:  # CPU figures then include py-spy's
+            argv = [str(Path(sys.executable).parent / "py-spy"), "record", "--format", "raw",
+                    "--rate", "200", "-o", str(self.profile), "--", *argv]
+        return argv
+
+    def env(self) -> dict[str, str]:
+        return {**super().env(), "PYTHONPATH": str(self.root)}
+
+    def start(self) -> None:
+        self.log = (self.workdir / f"{self.name}.log").open("ab")
+        self.proc = subprocess.Popen(self.argv(), cwd=self.root, stdout=self.log,
+                                     stderr=subprocess.STDOUT, env=self.env(),
+                                     preexec_fn=die_with_parent(os.getpid()))
+
+
+class Baseline(Ours):
+    """The controller as committed at --baseline (a folder holding `git archive` of it)."""
+
+    name = "baseline"
+    profile = None
+
+    def reconciles(self) -> float:
+        http = urllib3.PoolManager(retries=urllib3.Retry(connect=50, backoff_factor=0.05))
+        text = http.request("GET", f"http://127.0.0.1:{self.metrics_port}/metrics").data.decode()
+        return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+                   if line.startswith("controller_runtime_reconcile_total{"))
+
+
+class Kopf(Contender):
+    name = "kopf"
+    agents = ("bench-kopf", "kopf")
+
+    def argv(self) -> list[str]:
+        kopf = shutil.which("kopf", path=str(Path(sys.executable).parent)) or "kopf"
+        return [kopf, "run", "--standalone", "--namespace", self.ns, "--log-format", "plain",
+                "-q", str(HERE / "kopf_operator.py")]
+
+
+# -- measurements ----------------------------------------------------------------------------
+
+@dataclass
+class Figures:
+    values: dict[str, str] = field(default_factory=dict)
+    raw: dict[str, float] = field(default_factory=dict)
+
+
+def by_verb(events: list[Any], per: int) -> str:
+    counts = collections.Counter(
+        f"{e.verb} {e.resource}{'/' + e.subresource if e.subresource else ''}" for e in events
+        if e.verb not in ("watch",))
+    total = sum(counts.values())
+    parts = ", ".join(f"{v} {k}" for k, v in sorted(counts.items(), key=lambda kv: -kv[1]))
+    return f"{total / per:.2f} ({parts or 'none'})"
+
+
+class Run:
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        self.results: dict[tuple[str, str], dict[str, Any]] = {}
+
+    def admin(self, plane: ControlPlane) -> Kube:
+        return Kube.from_kubeconfig(str(plane.kubeconfig), user_agent="bench",
+                                    max_connections=16)
+
+    def create_all(self, admin: Kube, ns: str, names: list[str], image: str = "nginx:1.25",
+                   replicas: int = 0) -> None:
+        with concurrent.futures.ThreadPoolExecutor(8) as pool:
+            list(pool.map(lambda n: admin.apply(APPTASKS.path(ns, n),
+                                                apptask(ns, n, image, replicas),
+                                                field_manager="bench", force=True), names))
+
+    def contender(self, cls: type[Contender], plane: ControlPlane, workdir: Path, count: int,
+                  scenarios: set[str]) -> None:
+        args = self.args
+        ns = f"{cls.name}-{count}"
+        admin = self.admin(plane)
+        admin.create("/api/v1/namespaces", {"metadata": {"name": ns}})
+        c = cls(plane, workdir, ns, args.workers, args.resync)
+        deps = Tracker(plane.kubeconfig, DEPLOYMENTS.path(ns), dep_summary)
+        ats = Tracker(plane.kubeconfig, APPTASKS.path(ns), at_summary)
+        # the 10-replica AppTask and a probe exist before the contender starts
+        self.create_all(admin, ns, [ROLL], replicas=10)
+        c.start()
+        ats.when_all([ROLL], ready if cls is not Floor else current, time.monotonic(), 120)
+        time.sleep(1.0)
+        names = [f"at-{i}" for i in range(count)]
+        log = plane.audit
+        rss0, _ = proc_mem(c.proc.pid)
+
+        def record(scenario: str, **figures: Any) -> None:
+            self.results.setdefault((scenario, str(count)), {})[cls.name] = figures
+            print(f"  {cls.name} {scenario} N={count}: {figures}", flush=True)
+
+        # new AppTasks
+        mark, cpu0, t0 = log.mark(), proc_cpu(c.proc.pid), time.monotonic()
+        self.create_all(admin, ns, names)
+        created = time.monotonic() - t0
+        applied = deps.when_all(names, lambda s: True, t0, args.timeout)
+        status = ats.when_all(names, current, t0, args.timeout)
+        converged = None
+        if cls is not Floor:
+            converged = ats.when_all(names, ready, t0, args.timeout)
+        time.sleep(2.0)
+        events = [e for e in log.events(mark) if c.mine(e)]
+        cpu = proc_cpu(c.proc.pid) - cpu0
+        rss, peak = proc_mem(c.proc.pid)
+        record("new", created=created, applied=applied, status=status, ready=converged,
+               requests=by_verb(events, count), cpu=cpu, peak=peak,
+               mb_per_1000=(rss - rss0) / count * 1000)
+
+        if "burst" in scenarios:
+            burst = names[: max(1, count // 10)]
+            mark, cpu0, t0 = log.mark(), proc_cpu(c.proc.pid), time.monotonic()
+            self.create_all(admin, ns, burst, image=NEW_IMAGE)
+            applied = deps.when_all(burst, lambda s: s[0] == NEW_IMAGE, t0, args.timeout)
+            status = ats.when_all(burst, lambda s: s[0] == 2 and current(s), t0, args.timeout)
+            if cls is not Floor:
+                ats.when_all(burst, ready, t0, args.timeout)
+            time.sleep(2.0)
+            events = [e for e in log.events(mark) if c.mine(e)]
+            record("burst", applied=applied, status=status, requests=by_verb(events, len(burst)),
+                   cpu=proc_cpu(c.proc.pid) - cpu0)
+
+        if "rollout" in scenarios:
+            mark, t0 = log.mark(), time.monotonic()
+            admin.apply(APPTASKS.path(ns, ROLL), apptask(ns, ROLL, NEW_IMAGE, 10),
+                        field_manager="bench", force=True)
+            rolled = deps.when_all([ROLL], lambda s: s[0] == NEW_IMAGE and s[2] == s[1]
+                                   and s[3] == 10 and s[4] == 10, t0, 120)
+            if cls is not Floor:
+                ats.when_all([ROLL], lambda s: s[0] == 2 and ready(s) and s[3] == 10, t0, 120)
+            time.sleep(3.0)
+            writes = [e for e in log.events(mark) if c.mine(e) and e.resource == "apptasks"
+                      and e.subresource == "status" and e.name == ROLL and e.is_write]
+            lag = self.worst_lag(deps, ats, t0)
+            timeline = sorted([(round(t - t0, 2), "dep", s[3]) for t, s in deps.history[ROLL]
+                               if t >= t0] + [(round(t - t0, 2), "at", s[3], s[2])
+                                              for t, s in ats.history[ROLL] if t >= t0])
+            print(f"    rollout timeline: {timeline}", flush=True)
+            record("rollout", rollout=rolled, status_writes=len(writes), worst_lag=lag)
+
+        if "latency" in scenarios:
+            samples = min(args.samples, count)
+            lat = []
+            for name in names[-samples:]:
+                t = time.monotonic()
+                admin.apply(APPTASKS.path(ns, name), apptask(ns, name, "nginx:1.27"),
+                            field_manager="bench", force=True)
+                poll_until(lambda: deps.first(name, lambda s: s[0] == "nginx:1.27", t) is not None,
+                           timeout=30, interval=0.002, message=f"{name} updated")
+                lat.append(deps.first(name, lambda s: s[0] == "nginx:1.27", t) - t)
+            record("latency", p50=percentile(lat, 50) * 1000, p99=percentile(lat, 99) * 1000)
+            # let statuses settle before the idle and cold-start scenarios
+            ats.when_all(names, ready if cls is not Floor else current, time.monotonic(), 120)
+            time.sleep(2.0)
+
+        if "idle" in scenarios and c.resyncs:
+            mark, start = log.mark(), c.reconciles()
+            poll_until(lambda: c.reconciles() >= start + 5 * (count + 1), timeout=600,
+                       interval=0.2, message="five idle resyncs")
+            events = [e for e in log.events(mark) if c.mine(e)]
+            record("idle", requests=len(events), writes=sum(e.is_write for e in events))
+
+        if "cold" in scenarios:
+            c.stop()
+            mark, t0 = log.mark(), time.monotonic()
+            c.start()
+            # settled: its CPU stays flat for 2 s (and at least 5 s have passed)
+            last, quiet_since = proc_cpu(c.proc.pid), time.monotonic()
+            while time.monotonic() - t0 < 5 or time.monotonic() - quiet_since < 2:
+                time.sleep(0.5)
+                now = proc_cpu(c.proc.pid)
+                if now - last > 0.05:
+                    quiet_since = time.monotonic()
+                last = now
+            settled = quiet_since - t0
+            events = [e for e in log.events(mark) if c.mine(e)]
+            rss, peak = proc_mem(c.proc.pid)
+            record("cold", settled=settled, requests=by_verb(events, count),
+                   writes=sum(e.is_write for e in events), cpu=proc_cpu(c.proc.pid), peak=peak)
+        c.stop()
+        deps.stop()
+        ats.stop()
+        admin.delete(f"/api/v1/namespaces/{ns}")
+
+    @staticmethod
+    def worst_lag(deps: Tracker, ats: Tracker, since: float) -> float:
+        """The longest time the AppTask's status.readyReplicas differed from its Deployment's
+        after `since`."""
+        dh = [(t, s[3]) for t, s in deps.history[ROLL] if t >= since]
+        ah = [(t, s[3]) for t, s in ats.history[ROLL]]
+        end = max([t for t, _ in dh + ah if t >= since] or [since]) + 0.01
+        worst, start, t = 0.0, None, since
+        while t <= end:
+            d = ([v for tt, v in deps.history[ROLL] if tt <= t] or [None])[-1]
+            a = ([v for tt, v in ah if tt <= t] or [None])[-1]
+            if d != a:
+                start = t if start is None else start
+                worst = max(worst, t - start)
+            else:
+                start = None
+            t += 0.01
+        return worst
+
+
+def fmt(v: Any, digits: int = 1) -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, float):
+        return f"{v:.{digits}f}"
+    return str(v)
+
+
+def table(results: dict[tuple[str, str], dict[str, Any]]) -> str:
+    rows = []
+    for (scenario, count), per in results.items():
+        floor = per.get("floor", {})
+        for name, f in per.items():
+            cells = []
+            for key, value in f.items():
+                text = fmt(value, 2 if key in ("mb_per_1000",) else 1)
+                if key in ("applied", "status", "ready") and floor.get(key) and value is not None \
+                        and name != "floor":
+                    text += f" ({value / floor[key]:.2f}x)"
+                elif key in ("applied", "status") and floor.get(key) is None and name != "floor" \
+                        and "floor" in per and key in floor:
+                    pass
+                cells.append(f"{key}={text}")
+            rows.append(f"{scenario:8} {count:>6} {name:11} " + "  ".join(cells))
+    return "\n".join(rows)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--count", type=int, action="append")
+    parser.add_argument("--alone", type=int, action="append", default=[],
+                        help="the controller alone at this count (new, cold start)")
+    parser.add_argument("--contenders", default="floor,controller,kopf")
+    parser.add_argument("--scenarios", default="burst,rollout,latency,idle,cold")
+    parser.add_argument("--samples", type=int, default=100)
+    parser.add_argument("--workers", type=int, default=4)
+    parser.add_argument("--resync", type=float, default=2.0, help="the controller's (s)")
+    parser.add_argument("--timeout", type=float, default=900.0)
+    parser.add_argument("--baseline", help="a folder with an earlier version of the controller "
+                        "(e.g. `git archive HEAD~1 | tar -x -C DIR`), run as contender 'baseline'")
+    parser.add_argument("--profile", help="run the controller under py-spy, raw output to this "
+                        "file (its CPU figures then include py-spy's)")
+    args = parser.parse_args()
+    counts = args.count or [1000]
+    kinds = {"floor": Floor, "controller": Ours, "kopf": Kopf, "baseline": Baseline}
+    if args.baseline:
+        Baseline.root = Path(args.baseline).resolve()
+    if args.profile:
+        Ours.profile = Path(args.profile).resolve()
+    chosen = [kinds[n] for n in args.contenders.split(",")]
+    scenarios = set(args.scenarios.split(",")) - {""}
+    run = Run(args)
+    started = datetime.now(timezone.utc)
+    with tempfile.TemporaryDirectory() as tmp, \
+            ControlPlane(Path(tmp), controller_manager=True,
+                         assets=install(log=lambda _: None)) as plane:
+        admin = run.admin(plane)
+        crds.install(admin)
+        sim = PodSimulator(plane.url, plane.admin_token, str(plane.ca_file))
+        sim.start()
+        for count in counts:
+            for cls in chosen:
+                print(f"{cls.name} N={count}", flush=True)
+                run.contender(cls, plane, Path(tmp), count, scenarios)
+        for count in args.alone:
+            print(f"controller alone N={count}", flush=True)
+            run.contender(Ours, plane, Path(tmp), count, {"cold"})
+        sim.stop()
+    print(f"\n{started:%Y-%m-%d %H:%M} UTC, {platform.node()}, {os.cpu_count()} cores, "
+          f"python {platform.python_version()}; times in s (ratio to the floor), cpu in s, "
+          f"peak RSS in MB, latency in ms")
+    print(table(run.results))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

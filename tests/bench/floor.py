@@ -1,0 +1,79 @@
+"""The floor for the benchmark: the least a client must do per AppTask.
+
+    python tests/bench/floor.py --kubeconfig K --namespace NS [--workers 4]
+
+List then watch AppTasks in one namespace; for every generation not yet handled, one server-side
+apply of the Deployment rendered by ssa_controller.desired.render (the controller's body) and one
+status patch (ssa_controller.status.compute from the apply's answer), through
+ssa_controller.kube.Kube (keep-alive), WORKERS threads. No cache of Deployments, no ownership
+checks, no Events, no readiness tracking, no resync. A benchmark yardstick, not a controller.
+"""
+
+from __future__ import annotations
+
+import argparse
+import queue
+import sys
+import threading
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from ssa_controller import desired, status  # noqa: E402
+from ssa_controller.kube import APPTASKS, DEPLOYMENTS, MERGE_PATCH, Kube, rfc3339  # noqa: E402
+
+FIELD_MANAGER = "ssa-controller"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--kubeconfig", required=True)
+    parser.add_argument("--namespace", required=True)
+    parser.add_argument("--workers", type=int, default=4)
+    args = parser.parse_args()
+    kube = Kube.from_kubeconfig(args.kubeconfig, user_agent="bench-floor")
+    latest: dict[str, dict] = {}
+    done: dict[str, int] = {}
+    lock = threading.Lock()
+    work: queue.Queue[str] = queue.Queue()
+
+    def offer(obj: dict) -> None:
+        name, gen = obj["metadata"]["name"], obj["metadata"].get("generation", 0)
+        with lock:
+            latest[name] = obj
+            if done.get(name) == gen or obj.get("status", {}).get("observedGeneration") == gen:
+                done[name] = gen
+                return
+            done[name] = gen
+        work.put(name)
+
+    def worker() -> None:
+        while True:
+            name = work.get()
+            with lock:
+                apptask = latest[name]
+            ns = args.namespace
+            answer = kube.apply(DEPLOYMENTS.path(ns, name), desired.render(apptask),
+                                field_manager=FIELD_MANAGER, force=True)
+            wanted = status.compute(apptask, answer, status.Sync.synced(name), rfc3339())
+            patch = status.patch_for(apptask.get("status"), wanted)
+            if patch is not None:
+                kube.patch(APPTASKS.path(ns, name, "status"), patch, MERGE_PATCH)
+
+    for _ in range(args.workers):
+        threading.Thread(target=worker, daemon=True).start()
+    listed = kube.list(APPTASKS.path(args.namespace))
+    for item in listed["items"]:
+        offer(item)
+    rv = listed["metadata"]["resourceVersion"]
+    while True:
+        for event in kube.watch(APPTASKS.path(args.namespace),
+                                {"resourceVersion": rv, "timeoutSeconds": 3600,
+                                 "allowWatchBookmarks": True}, timeout=3700):
+            rv = event["object"]["metadata"].get("resourceVersion", rv)
+            if event["type"] in ("ADDED", "MODIFIED"):
+                offer(event["object"])
+
+
+if __name__ == "__main__":
+    sys.exit(main())
