@@ -89,10 +89,11 @@ class RateLimitConfig:
 
 @dataclass(frozen=True)
 class TimeoutsConfig:
-    """Client-side request timeout and server-side watch timeout."""
+    """Client-side request timeout and server-side watch timeout (also the watches' liveness
+    check: see watcher.py)."""
 
     request: float = 30.0
-    watch: float = 300.0
+    watch: float = 30.0
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,10 @@ rebuilds the connection pool. Kubeconfig `tls-server-name`, `proxy-url` (http an
 proxies; `$HTTPS_PROXY` / `$NO_PROXY` as the kubernetes package reads them) and
 username/password (basic auth) are honoured; what cannot be honoured raises CredentialsError
 naming the field.
+
+Liveness: every request is bounded by `request_timeout`, every watch by a deadline (a watch
+still open then is stalled; the idle pooled connections are dropped with it), and every
+connection has TCP keepalive, so a silent stall or a dead path never hangs the controller.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from __future__ import annotations
 import copy
 import json
 import os
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -40,6 +45,14 @@ SERVICE_ACCOUNT_DIR_ENV = "SSA_SERVICE_ACCOUNT_DIR"
 """Names another directory holding `token` and `ca.crt` (tests run the controller "as a pod")."""
 AUTH_SCHEMES = {"bearer": "Bearer", "basic": "Basic"}
 PROXY_SCHEMES = ("http", "https")
+WATCH_STALLED = "WatchStalled"
+"""The reason of the ApiError(0) a watch raises when it outlives its deadline."""
+KEEPALIVE = (30, 10, 3)
+"""TCP keepalive of every connection: first probe after 30 s idle, then every 10 s, given up
+after 3 unanswered: a connection whose path died silently (a vanished peer, a dropped NAT or
+load-balancer entry) fails within about a minute at no request cost, instead of being reused
+and hanging a request for `request_timeout`. A hung server's kernel still answers probes: the
+watch deadline covers that."""
 
 Obj = dict[str, Any]
 RequestObserver = Callable[[str, int, float], None]
@@ -153,14 +166,27 @@ class WatchStream:
     that close() aborted just ends the iteration. `close()` may be called from any thread (to
     abort a blocked read), any number of times, and never raises. The response is closed and its
     connection returned to the pool when iteration ends or close() is called, whichever is first.
+
+    With a `deadline`, a watch still open that many seconds after it started is stalled: it is
+    aborted (from a timer thread) and iteration raises ApiError(0, WATCH_STALLED); then
+    `on_stall` is called.
     """
 
-    def __init__(self, response: urllib3.BaseHTTPResponse) -> None:
+    def __init__(self, response: urllib3.BaseHTTPResponse, deadline: float | None = None,
+                 on_stall: Callable[[], None] | None = None) -> None:
         self._response = response
         self._lock = threading.Lock()
-        self._closed = False      # close() was called (or iteration finished)
+        self._closed = False      # close() was called (or iteration finished, or it stalled)
+        self._stalled = False     # the deadline passed before the watch ended
         self._reading = False     # a thread is (about to be) blocked reading the response
         self._released = False
+        self._deadline = deadline
+        self._on_stall = on_stall
+        self._timer: threading.Timer | None = None
+        if deadline is not None:
+            self._timer = threading.Timer(deadline, self._expire)
+            self._timer.daemon = True
+            self._timer.start()
 
     def __iter__(self) -> Iterator[Obj]:
         return self._events()
@@ -177,14 +203,14 @@ class WatchStream:
         try:
             while True:
                 with self._lock:
-                    if self._closed:
+                    if self._ended():
                         return
                     self._reading = True
                 try:
                     chunk = next(chunks, None)
                 except Exception as exc:
                     with self._lock:
-                        if self._closed:  # close() aborted the read: not an error
+                        if self._ended():  # close() aborted the read: not an error
                             return
                     if isinstance(exc, urllib3.exceptions.HTTPError):
                         raise ApiError(0, "TransportError", str(exc)) from exc
@@ -206,10 +232,26 @@ class WatchStream:
 
     def close(self) -> None:
         """Stop the watch: abort a read blocked in another thread, release the response."""
+        self._shut(stalled=False)
+
+    def _ended(self) -> bool:
+        """Whether iteration is over (call with the lock held); raises if the watch stalled."""
+        if self._stalled:
+            raise ApiError(0, WATCH_STALLED,
+                           f"the watch did not end within {self._deadline:g}s of its start")
+        return self._closed
+
+    def _expire(self) -> None:
+        if self._shut(stalled=True) and self._on_stall is not None:
+            self._on_stall()
+
+    def _shut(self, *, stalled: bool) -> bool:
+        """Close the watch (stalled or not); False if it was closed already."""
         with self._lock:
             if self._closed:
-                return
+                return False
             self._closed = True
+            self._stalled = stalled
             if self._reading:
                 # Another thread is blocked reading: wake it up; it releases the response. Done
                 # under the lock, so that thread cannot move on and reuse the socket meanwhile.
@@ -217,14 +259,17 @@ class WatchStream:
                     self._response.shutdown()
                 except Exception:  # noqa: BLE001 - e.g. RuntimeError: the server already ended
                     pass           # the watch and urllib3 released the connection to the pool
-                return
+                return True
         self._release()
+        return True
 
     def _release(self) -> None:
         with self._lock:
             if self._released:
                 return
             self._released = True
+        if self._timer is not None:
+            self._timer.cancel()
         _release_response(self._response)
 
 
@@ -320,12 +365,24 @@ class _Pools:
             self._pool.clear()
 
 
+def _socket_options() -> list[tuple[int, int, int]]:
+    """urllib3's defaults plus TCP keepalive (KEEPALIVE's timings where the platform has them)."""
+    idle, interval, count = KEEPALIVE
+    options = [*urllib3.connection.HTTPConnection.default_socket_options,
+               (socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)]
+    if hasattr(socket, "TCP_KEEPIDLE"):  # Linux
+        options += [(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, idle),
+                    (socket.IPPROTO_TCP, socket.TCP_KEEPINTVL, interval),
+                    (socket.IPPROTO_TCP, socket.TCP_KEEPCNT, count)]
+    return options
+
+
 def _pool_factory(*, verify: bool, ca_file: str | None, tls_server_name: str | None,
                   proxy_url: str | None, max_connections: int) -> PoolFactory:
     settings: dict[str, Any] = {
         "num_pools": 2, "maxsize": max_connections, "retries": False,
         "cert_reqs": "CERT_REQUIRED" if verify else "CERT_NONE", "ca_certs": ca_file,
-        "server_hostname": tls_server_name}
+        "server_hostname": tls_server_name, "socket_options": _socket_options()}
 
     def make(cert_file: str | None, key_file: str | None) -> urllib3.PoolManager:
         if proxy_url:
@@ -489,8 +546,12 @@ class Kube:
         """Open a watch; iterate the returned stream for events ({"type", "object"}) until the
         server closes the watch (or `WatchStream.close()` is called, from any thread).
 
-        `timeout` is the client-side read timeout: it must exceed the server-side
-        `timeoutSeconds` so a silent, dropped connection is noticed instead of hanging.
+        `timeout` is the watch's deadline: it must exceed the server-side `timeoutSeconds`. A
+        watch still open then is stalled (a hung server or middlebox: TCP alive, nothing moves;
+        kube-apiserver v1.20 sends no bookmarks on an idle watch, so silence proves nothing
+        sooner): iteration raises ApiError(0, WATCH_STALLED), and the idle pooled connections,
+        which share its path to the server, are closed, so that the next requests open new
+        ones instead of waiting out `request_timeout` on a stalled one.
         Raises ApiError when the server refuses the watch (or cannot be reached: status 0).
         """
         response = self._open("GET", path, {**params, "watch": True}, None, None, timeout,
@@ -503,7 +564,7 @@ class Kube:
             finally:
                 _release_response(response)
             raise _error_from(response.status, data, response.headers)
-        return WatchStream(response)
+        return WatchStream(response, deadline=timeout, on_stall=self._pool.clear)
 
     def with_write_limit(self, limiter: WriteLimiter | None) -> Kube:
         """A client sharing this one's connections, credentials and observer, with a write

@@ -1,7 +1,7 @@
 """Keeps a Store in sync with one resource by list-then-watch, like client-go's reflector.
 
-Watches ask for bookmarks, carry a server-side timeout and a longer client-side read timeout
-(so a silently dropped connection cannot hang them), resume from the last resourceVersion,
+Watches ask for bookmarks, carry a server-side timeout and a deadline STALL_GRACE seconds later
+(a watch still open then is stalled: aborted and re-opened), resume from the last resourceVersion,
 relist on 410 Gone, and reconnect after errors, unexpected exceptions and watches that end at
 once with capped, jittered exponential backoff (a short cap while the resource is missing).
 """
@@ -29,6 +29,13 @@ MISSING_CAP = 5.0
 newly installed CRD is picked up within seconds."""
 SHORT_WATCH = 1.0
 """A watch that ends sooner than this without delivering an event counts as a failure."""
+WATCH_JITTER = 1.5
+"""A watch's server-side timeout is `watch_timeout` times a random factor in [1, WATCH_JITTER)."""
+STALL_GRACE = 10.0
+"""How long after its server-side timeout a watch may take to end before it counts as stalled.
+kube-apiserver v1.20.2 sends nothing on an idle watch (measured: no bookmark in 200 s), so the
+server ending the watch on time is the only sign of life of a quiet connection: a stall is noticed
+at most watch_timeout * WATCH_JITTER + STALL_GRACE seconds after the watch began."""
 
 
 class WatchMetrics(Protocol):
@@ -41,7 +48,7 @@ class Watcher:
 
     def __init__(self, kube: Kube, resource: Resource, store: Store, on_change: ChangeHandler,
                  *, namespace: str | None = None, label_selector: str | None = None,
-                 watch_timeout: float = 300.0, metrics: WatchMetrics | None = None,
+                 watch_timeout: float = 30.0, metrics: WatchMetrics | None = None,
                  backoff_cap: float = 30.0, rng: random.Random | None = None) -> None:
         self.kube = kube
         self.resource = resource
@@ -58,17 +65,18 @@ class Watcher:
         self.name = f"{resource.plural}@{namespace or '*'}"
         self._stream: WatchStream | None = None
         self._stream_lock = threading.Lock()
+        self._resume: str | None = None
+        """The resourceVersion of the last list or delivered event: where the next watch starts
+        (after a watch fails mid-stream too, so no event is delivered twice)."""
 
     def run(self, stop: threading.Event) -> None:
         """List, then watch until `stop` is set; never raises."""
-        resource_version: str | None = None
         failures = 0
         while not stop.is_set():
             try:
-                if resource_version is None:
-                    resource_version = self._relist()
-                resource_version, healthy = self._watch(resource_version, stop)
-                if healthy:
+                if self._resume is None:
+                    self._resume = self._relist()
+                if self._watch(stop):
                     failures = 0
                     continue
                 problem = "watch ended at once without an event"
@@ -76,14 +84,14 @@ class Watcher:
             except ApiError as exc:
                 if exc.status == 410:
                     log.info("watch %s: resourceVersion too old, relisting", self.name)
-                    resource_version = None
+                    self._resume = None
                     continue
                 problem = str(exc)
                 cap = MISSING_CAP if exc.status == 404 else self.backoff_cap
             except Exception as exc:  # noqa: BLE001 - a watcher thread must never die
                 log.exception("watch %s: unexpected error", self.name)
                 problem = f"{type(exc).__name__}: {exc}"
-                resource_version = None
+                self._resume = None
                 cap = self.backoff_cap
             if stop.is_set():
                 return
@@ -120,15 +128,16 @@ class Watcher:
         self.synced.set()
         return resource_version
 
-    def _watch(self, resource_version: str, stop: threading.Event) -> tuple[str, bool]:
-        """Watch from `resource_version` until the watch ends; return the resourceVersion to
-        resume from and whether the watch was healthy: like client-go, a watch that ends
-        within SHORT_WATCH seconds without delivering anything counts as a failure."""
-        timeout = int(self.watch_timeout * self._rng.uniform(1.0, 2.0))
-        params = {**self._params(), "resourceVersion": resource_version,
+    def _watch(self, stop: threading.Event) -> bool:
+        """Watch from the resume point until the watch ends, moving the resume point with each
+        event; return whether the watch was healthy: like client-go, a watch that ends within
+        SHORT_WATCH seconds without delivering anything counts as a failure."""
+        timeout = int(self.watch_timeout * self._rng.uniform(1.0, WATCH_JITTER))
+        params = {**self._params(), "resourceVersion": self._resume,
                   "allowWatchBookmarks": True, "timeoutSeconds": timeout}
         started = time.monotonic()
-        stream = self.kube.watch(self.resource.path(self.namespace), params, timeout=timeout + 30)
+        stream = self.kube.watch(self.resource.path(self.namespace), params,
+                                 timeout=timeout + STALL_GRACE)
         with self._stream_lock:
             self._stream = stream
         if stop.is_set():  # interrupt() may have come before the stream was registered
@@ -137,15 +146,15 @@ class Watcher:
         try:
             with stream:
                 for event in stream:
-                    resource_version = self._apply(event, resource_version)
+                    self._resume = self._apply(event) or self._resume
                     delivered = True
         finally:
             with self._stream_lock:
                 self._stream = None
-        return resource_version, delivered or time.monotonic() - started >= SHORT_WATCH
+        return delivered or time.monotonic() - started >= SHORT_WATCH
 
-    def _apply(self, event: Obj, resource_version: str) -> str:
-        """Store one watch event and report the change; return the new resourceVersion."""
+    def _apply(self, event: Obj) -> str | None:
+        """Store one watch event and report the change; return its resourceVersion."""
         kind, obj = event.get("type"), event.get("object") or {}
         if kind == "ERROR":
             raise ApiError(int(obj.get("code", 0)), str(obj.get("reason", "")),
@@ -154,7 +163,8 @@ class Watcher:
             self.on_change(*self.store.delete(obj))
         elif kind in ("ADDED", "MODIFIED"):
             self.on_change(*self.store.put(obj))
-        return str(obj.get("metadata", {}).get("resourceVersion", resource_version))
+        version = obj.get("metadata", {}).get("resourceVersion")
+        return None if version is None else str(version)
 
     def interrupt(self) -> None:
         """Abort the watch in progress; run() returns once its stop event is set."""

@@ -40,7 +40,7 @@ def test_defaults_match_the_schema() -> None:
     assert (cfg.resync.period, cfg.resync.jitter) == (300.0, 0.1)
     assert cfg.backoff == BackoffConfig(base=0.5, factor=2.0, cap=300.0, jitter=0.1)
     assert (cfg.rate_limit.qps, cfg.rate_limit.burst) == (20.0, 50)
-    assert (cfg.timeouts.request, cfg.timeouts.watch) == (30.0, 300.0)
+    assert (cfg.timeouts.request, cfg.timeouts.watch) == (30.0, 30.0)
     assert (cfg.apply.force, cfg.apply.adopt_existing) == (True, False)
     fights = cfg.fights
     assert (fights.threshold, fights.window, fights.backoff_base, fights.backoff_cap) == (3, 60.0, 5.0, 600.0)

@@ -6,10 +6,12 @@ from __future__ import annotations
 import base64
 import datetime
 import json
+import socket
 import ssl
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -23,7 +25,9 @@ from kubernetes.config import incluster_config
 from ssa_controller.cli import UsageError, connect
 from ssa_controller.envtest import poll_until
 from ssa_controller.kube import (
+    KEEPALIVE,
     SERVICE_ACCOUNT_DIR_ENV,
+    WATCH_STALLED,
     ApiError,
     CredentialsError,
     Kube,
@@ -291,6 +295,44 @@ def test_a_connection_dropped_mid_watch_is_a_transport_error(serve, client) -> N
     with pytest.raises(ApiError) as caught:
         next(events)
     assert (caught.value.status, caught.value.reason) == (0, "TransportError")
+
+
+def test_a_watch_open_past_its_deadline_is_stalled_and_idle_connections_are_dropped(
+        serve, client) -> None:
+    peers: list[int] = []
+
+    def respond(handler: Handler) -> None:
+        peers.append(handler.client_address[1])
+        if "watch=true" not in handler.path:
+            handler.send_json(200, {})
+            return
+        handler.start_chunked()
+        handler.send_chunk(json.dumps(_event("ADDED", "a")).encode() + b"\n")
+        handler.server.released.wait(30)  # then silence, the connection open: a hung server
+
+    server = serve(respond)
+    kube = client(server.url())
+    started = time.monotonic()
+    events = iter(kube.watch("/apis/example.com/v1/apptasks", {}, timeout=1.0))
+    kube.get("/version")  # a second connection, idle in the pool while the watch stalls
+    assert next(events) == _event("ADDED", "a")
+    with pytest.raises(ApiError) as caught:
+        next(events)
+    assert (caught.value.status, caught.value.reason) == (0, WATCH_STALLED)
+    assert 1.0 <= time.monotonic() - started < 5.0
+    kube.get("/version")
+    assert len(set(peers)) == 3, "the idle connection was reused after the stall"
+
+
+def test_connections_use_tcp_keepalive(serve, client) -> None:
+    server = serve(lambda h: h.send_json(200, {}))
+    kube = client(server.url())
+    kube.get("/version")
+    pool = kube._pool._pool.connection_from_url(server.url())
+    sock = pool.pool.queue[-1].sock  # the idle connection the request used
+    assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE) == 1
+    assert tuple(sock.getsockopt(socket.IPPROTO_TCP, option) for option in (
+        socket.TCP_KEEPIDLE, socket.TCP_KEEPINTVL, socket.TCP_KEEPCNT)) == KEEPALIVE
 
 
 @pytest.mark.parametrize(("status", "body", "reason"), [

@@ -11,9 +11,9 @@ import threading
 from collections.abc import Iterator
 from typing import Any
 
-from ssa_controller.kube import APPTASKS, ApiError
+from ssa_controller.kube import APPTASKS, WATCH_STALLED, ApiError
 from ssa_controller.store import Store
-from ssa_controller.watcher import MISSING_CAP, Watcher
+from ssa_controller.watcher import MISSING_CAP, STALL_GRACE, WATCH_JITTER, Watcher
 
 Obj = dict[str, Any]
 
@@ -73,6 +73,7 @@ class ScriptedKube:
         self.lists = lists
         self.watches = watches
         self.calls: list[tuple[str, dict[str, Any]]] = []
+        self.deadlines: list[float] = []
         self.stop = Stop()
 
     def list(self, path: str, params: dict[str, Any]) -> Obj:
@@ -81,6 +82,7 @@ class ScriptedKube:
 
     def watch(self, path: str, params: dict[str, Any], timeout: float) -> Stream:
         self.calls.append(("watch", dict(params)))
+        self.deadlines.append(timeout)
         if not self.watches:
             self.stop.set()
             return Stream([])
@@ -178,3 +180,27 @@ def test_an_unexpected_error_backs_off_counts_and_relists() -> None:
         [page("10"), page("20")], [Stream([], error=KeyError("raw_object"))])
     assert [verb for verb, _ in kube.calls] == ["list", "watch", "list", "watch"]
     assert metrics.restarts >= 1 and stop.waits[0] >= 0.5
+
+
+def test_a_watch_failing_mid_stream_resumes_after_its_last_event() -> None:
+    stalled = ApiError(0, WATCH_STALLED, "the watch did not end within 40s of its start")
+    watcher, kube, stop, metrics, changes = run(
+        [page("10")],
+        [Stream([event("ADDED", item("a", "11")), event("MODIFIED", item("a", "12"))],
+                error=stalled),
+         Stream([event("DELETED", item("a", "13"))])])
+    watches = [params for verb, params in kube.calls if verb == "watch"]
+    assert [w["resourceVersion"] for w in watches] == ["10", "12", "13"]
+    assert [verb for verb, _ in kube.calls].count("list") == 1
+    assert len(changes) == 3 and watcher.store.keys() == []
+    assert metrics.restarts == 1 and 0.5 <= stop.waits[0] <= 1.0
+
+
+def test_a_watch_must_end_soon_after_its_server_side_timeout() -> None:
+    """The deadline is the stall detector: kube-apiserver v1.20 sends nothing on idle watches."""
+    _, kube, _, _, _ = run([page("10")], [Stream([event("ADDED", item(f"a{i}", str(11 + i)))])
+                                          for i in range(20)])
+    timeouts = [params["timeoutSeconds"] for verb, params in kube.calls if verb == "watch"]
+    assert all(30 <= t < 30 * WATCH_JITTER for t in timeouts)
+    assert len(set(timeouts)) > 1  # jittered
+    assert kube.deadlines == [t + STALL_GRACE for t in timeouts]
