@@ -1,4 +1,4 @@
-"""The command line: `ssa-controller run | diff | install-crds`."""
+"""The command line: `ssa-controller run | diff | install-crds | lab`."""
 
 from __future__ import annotations
 
@@ -50,6 +50,10 @@ def _parser() -> argparse.ArgumentParser:
     install = sub.add_parser("install-crds", help="install or upgrade the AppTask CRD")
     common(install)
     install.add_argument("--file", type=Path, help="CRD manifest (default: manifests/crd.yaml)")
+    from .lab import run as lab
+    lab.add_arguments(sub.add_parser("lab", help="the failure-mode lab: deliberately bad "
+                                     "controllers beside this one, measured (exit 1: not as "
+                                     "expected)"))
     return parser
 
 
@@ -142,9 +146,18 @@ def _install_crds(args: argparse.Namespace) -> int:
     return 0
 
 
+def _lab(args: argparse.Namespace) -> int:
+    from .lab import run as lab
+    try:
+        return lab.main(args)
+    except lab.ERRORS as exc:
+        raise UsageError(str(exc)) from exc
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    command = {"run": _run, "diff": _diff, "install-crds": _install_crds}[args.command]
+    command = {"run": _run, "diff": _diff, "install-crds": _install_crds,
+               "lab": _lab}[args.command]
     try:
         return command(args)
     except (ConfigError, UsageError, ApiError, OSError, TimeoutError) as exc:
