@@ -3,7 +3,8 @@
 Watches ask for bookmarks, carry a server-side timeout and a deadline STALL_GRACE seconds later
 (a watch still open then is stalled: aborted and re-opened), resume from the last resourceVersion,
 relist on 410 Gone, and reconnect after errors, unexpected exceptions and watches that end at
-once with capped, jittered exponential backoff (a short cap while the resource is missing).
+once with capped, jittered exponential backoff (a short cap while the resource is missing; a
+429's Retry-After if longer).
 """
 
 from __future__ import annotations
@@ -73,6 +74,7 @@ class Watcher:
         """List, then watch until `stop` is set; never raises."""
         failures = 0
         while not stop.is_set():
+            retry_after = 0.0
             try:
                 if self._resume is None:
                     self._resume = self._relist()
@@ -88,6 +90,7 @@ class Watcher:
                     continue
                 problem = str(exc)
                 cap = MISSING_CAP if exc.status == 404 else self.backoff_cap
+                retry_after = exc.retry_after or 0.0
             except Exception as exc:  # noqa: BLE001 - a watcher thread must never die
                 log.exception("watch %s: unexpected error", self.name)
                 problem = f"{type(exc).__name__}: {exc}"
@@ -96,8 +99,8 @@ class Watcher:
             if stop.is_set():
                 return
             failures += 1
-            delay = backoff.exponential(BACKOFF_BASE, 2.0, cap, failures) \
-                * self._rng.uniform(0.5, 1.0)
+            delay = max(retry_after, backoff.exponential(BACKOFF_BASE, 2.0, cap, failures)
+                        * self._rng.uniform(0.5, 1.0))
             log.warning("watch %s failed (%s); retrying in %.1fs", self.name, problem, delay)
             if self.metrics:
                 self.metrics.watch_restarted(self.resource.plural)

@@ -6,7 +6,10 @@ for a non-admin identity bound by exactly the RBAC in manifests/.
 - `admin`: an ssa_controller.kube.Kube client with the admin token.
 - `controller`: a factory starting `ssa-controller run` processes; all are stopped after the test
   (their logs are printed when the test failed). With `user=None` a process gets no kubeconfig
-  and finds its credentials from `env` (for example in-cluster ones).
+  and finds its credentials from `env` (for example in-cluster ones); `server_url` points its
+  kubeconfig at another URL (a fault-injecting proxy). Unless a test sets `timeouts`, watches
+  are re-opened every 5-7.5 minutes instead of the default 30-45 s, so that tests counting
+  requests over a window do not count watch renewals.
 """
 
 from __future__ import annotations
@@ -74,7 +77,8 @@ class ControllerProcess:
 
     def __init__(self, plane: ControlPlane, workdir: Path, config: dict[str, Any],
                  user: str | None, args: tuple[str, ...],
-                 env: Mapping[str, str | None] | None = None) -> None:
+                 env: Mapping[str, str | None] | None = None,
+                 server_url: str | None = None) -> None:
         """`user` None: no --kubeconfig. `env` entries override the test's environment; a None
         value removes the variable."""
         self.metrics_port, self.health_port = free_port(), free_port()
@@ -85,6 +89,10 @@ class ControllerProcess:
         self.config_path.write_text(yaml.safe_dump(config))
         self.kubeconfig = (None if user is None
                            else plane.write_kubeconfig(user, workdir / f"kubeconfig-{user}"))
+        if server_url is not None and self.kubeconfig is not None:
+            kubeconfig = yaml.safe_load(self.kubeconfig.read_text())
+            kubeconfig["clusters"][0]["cluster"]["server"] = server_url
+            self.kubeconfig.write_text(yaml.safe_dump(kubeconfig))
         self.log_path = workdir / "controller.log"
         self.user = user
         self._log = self.log_path.open("wb")
@@ -139,19 +147,22 @@ class ControllerProcess:
 @pytest.fixture
 def controller(cluster: ControlPlane, tmp_path: Path, request: pytest.FixtureRequest
                ) -> Iterator[Callable[..., ControllerProcess]]:
-    """start(config=None, user="controller", args=(), ready=True, plane=None, env=None) -> a
-    running controller, on `plane` or else the session cluster (`user` None and `env`: see
-    ControllerProcess)."""
+    """start(config=None, user="controller", args=(), ready=True, plane=None, env=None,
+    server_url=None) -> a running controller, on `plane` or else the session cluster (`user`
+    None, `env` and `server_url`: see ControllerProcess)."""
     started: list[ControllerProcess] = []
 
     def start(config: dict[str, Any] | None = None, user: str | None = "controller",
               args: tuple[str, ...] = (), ready: bool = True,
               plane: ControlPlane | None = None,
-              env: Mapping[str, str | None] | None = None) -> ControllerProcess:
+              env: Mapping[str, str | None] | None = None,
+              server_url: str | None = None) -> ControllerProcess:
         workdir = tmp_path / f"controller-{len(started)}"
         workdir.mkdir()
-        settings = {"leaderElection": {"enabled": False}, **(config or {})}
-        process = ControllerProcess(plane or cluster, workdir, settings, user, args, env)
+        settings = {"leaderElection": {"enabled": False}, "timeouts": {"watch": "5m"},
+                    **(config or {})}
+        process = ControllerProcess(plane or cluster, workdir, settings, user, args, env,
+                                    server_url)
         started.append(process)
         if ready:
             process.wait_ready()

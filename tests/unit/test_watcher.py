@@ -204,3 +204,9 @@ def test_a_watch_must_end_soon_after_its_server_side_timeout() -> None:
     assert all(30 <= t < 30 * WATCH_JITTER for t in timeouts)
     assert len(set(timeouts)) > 1  # jittered
     assert kube.deadlines == [t + STALL_GRACE for t in timeouts]
+
+
+def test_a_throttled_watch_waits_for_its_retry_after() -> None:
+    throttled = ApiError(429, "TooManyRequests", "slow down", retry_after=7.0)
+    _, _, stop, _, _ = run([page("10")], [throttled, Stream([event("ADDED", item("a", "11"))])])
+    assert stop.waits[0] == 7.0
