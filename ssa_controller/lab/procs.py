@@ -23,6 +23,10 @@ from .bad import MODULES
 READY_TIMEOUT = 90.0
 
 
+class ControllerFailed(RuntimeError):
+    """A controller under test exited before it was ready."""
+
+
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -52,7 +56,7 @@ class ControllerProcess:
     def wait_ready(self, timeout: float = READY_TIMEOUT) -> None:
         def ready() -> bool:
             if not self.alive():
-                raise RuntimeError(f"controller exited with {self.proc.returncode}; "
+                raise ControllerFailed(f"{self.log_path.stem} exited with {self.proc.returncode}; "
                                    f"log {self.log_path}:\n{self.tail()}")
             return bool(self._ready_probe())
         poll_until(ready, timeout=timeout, interval=0.1, message=f"{self.log_path.stem} ready",
@@ -103,7 +107,10 @@ def ours(kubeconfig: Path, namespace: str, workdir: Path, *, replica: int = 1,
     argv = [sys.executable, "-m", "ssa_controller", "run", "--config", str(path),
             "--kubeconfig", str(kubeconfig)]
     http = urllib3.PoolManager(retries=False, timeout=2.0)
-    probe = lambda: http.request("GET", f"http://127.0.0.1:{health}/readyz").status == 200  # noqa: E731
+
+    def probe() -> bool:
+        return http.request("GET", f"http://127.0.0.1:{health}/readyz").status == 200
+
     return ControllerProcess(argv, workdir / f"ours-{namespace}-{replica}.log", probe)
 
 

@@ -15,13 +15,14 @@ from pathlib import Path
 
 from ..envtest.assets import AssetsError
 from ..envtest.controlplane import ControlPlaneError
-from . import plot, report, target
+from . import plot, procs, report, target
 from .results import ModeResult
 from .scenarios import SCENARIOS, Lab
 
 MODES = tuple(SCENARIOS)
 DEFAULT_SECONDS = 10.0
-ERRORS = (ValueError, plot.PlotUnavailable, AssetsError, ControlPlaneError)
+ERRORS = (ValueError, plot.PlotUnavailable, AssetsError, ControlPlaneError,
+          procs.ControllerFailed)
 """What `main` raises for a lab that cannot run as asked (exit code 2)."""
 
 
