@@ -12,7 +12,7 @@ import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from decimal import Decimal, InvalidOperation
+from decimal import ROUND_UP, Decimal, InvalidOperation
 from typing import Any
 
 from . import fieldset
@@ -40,11 +40,27 @@ def parse_quantity(value: str | int | float) -> Decimal | None:
         return None
     number, suffix = match.group(1), match.group(2) or ""
     try:
-        if suffix[:1] in ("e", "E"):
+        if suffix not in _SUFFIX:  # an exponent ("1e3"); "E" and "Ei" are suffixes
             return Decimal(number + suffix)
         return Decimal(number) * _SUFFIX[suffix]
     except InvalidOperation:
         return None
+
+
+_MAX_QUANTITY = Decimal(2**63 - 1)
+_MILLI = Decimal("0.001")
+
+
+def stored_quantity(value: str | int | float) -> Decimal | None:
+    """The value the API server stores for a resource quantity, or None if invalid: parsing caps
+    it at 2^63-1, and defaulting rounds every ResourceList value up to milli precision ("1n" is
+    stored as "1m", "999Ei" as "9223372036854775807"). Comparing unrounded values would see a
+    difference after every apply, and re-apply for ever."""
+    number = parse_quantity(value)
+    if number is None:
+        return None
+    number = max(-_MAX_QUANTITY, min(_MAX_QUANTITY, number))
+    return number.quantize(_MILLI, rounding=ROUND_UP)
 
 
 def value_at(obj: Any, path: Path) -> Any:
@@ -75,7 +91,7 @@ def _same(path: Path, wanted: Any, live: Any) -> bool:
     if live is _MISSING:
         return False
     if _is_quantity_path(path):
-        return parse_quantity(wanted) == parse_quantity(live)
+        return stored_quantity(wanted) == stored_quantity(live)
     if path and path[-1] == ".":
         return True
     return bool(wanted == live)

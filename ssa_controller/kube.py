@@ -24,6 +24,7 @@ from __future__ import annotations
 import copy
 import json
 import os
+import re
 import socket
 import threading
 import time
@@ -125,6 +126,21 @@ def path(group_version: str, plural: str, namespace: str | None = None,
     if subresource:
         parts.append(subresource)
     return "/".join(parts)
+
+
+_YAML_UNSAFE = re.compile("[^\x20-\x7e\U00010000-\U0010ffff]")
+
+
+def encode_body(body: Any, content_type: str | None) -> bytes:
+    """The request body as JSON. An apply patch is read by the server's YAML parser, which
+    refuses the surrogate-pair escapes (\\ud83d\\ude00) that json.dumps writes for characters
+    beyond U+FFFF: there such characters go as UTF-8, everything else non-ASCII stays escaped
+    (YAML does not allow every character raw)."""
+    if content_type != APPLY_PATCH:
+        return json.dumps(body).encode()
+    text = json.dumps(body, ensure_ascii=False)
+    return _YAML_UNSAFE.sub(lambda m: f"\\u{ord(m.group()):04x}", text).encode(
+        "utf-8", "backslashreplace")
 
 
 def _retry_after(headers: Mapping[str, str]) -> float | None:
@@ -487,7 +503,7 @@ class Kube:
               stream: bool) -> urllib3.BaseHTTPResponse:
         if method in WRITE_METHODS and self.write_limiter is not None:
             self.write_limiter.wait()
-        data = None if body is None else json.dumps(body).encode()
+        data = None if body is None else encode_body(body, content_type)
         started = time.monotonic()
         try:
             response = self._pool.request(

@@ -20,13 +20,18 @@ from __future__ import annotations
 import json
 import os
 import re
+from decimal import Decimal
 from typing import Any
 
+import pytest
+import yaml
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from ssa_controller import desired
 from ssa_controller.desired import InvalidSpec
+from ssa_controller.drift import parse_quantity, stored_quantity
+from ssa_controller.kube import APPLY_PATCH, encode_body
 
 UID = "5f0c1b1e-0000-4000-8000-000000000001"
 EXAMPLES = int(os.environ.get("HYPOTHESIS_EXAMPLES", "150"))
@@ -246,3 +251,49 @@ def test_five_hundred_env_vars_render_in_order(values: list[str]) -> None:
     [container] = body["spec"]["template"]["spec"]["containers"]
     assert [e["name"] for e in container["env"]] == [e["name"] for e in env]
     assert [e.get("value", "") for e in container["env"]] == values
+
+
+@pytest.mark.parametrize(("applied", "stored"), [
+    ("1n", "1m"), ("0.001m", "1m"), ("1u", "1m"), ("1.0001", "1001m"), ("1e-999999999", "1m"),
+    ("999Ei", "9223372036854775807"), ("1e999999999", "9223372036854775807"),
+    (2**70, "9223372036854775807"), ("0", "0"), ("1500m", "1500m"), ("0.5Gi", "512Mi"),
+])
+def test_quantities_compare_as_the_server_stores_them(applied: str | int, stored: str) -> None:
+    """kube-apiserver caps quantities at 2^63-1 and rounds resource values up to 1m (observed on
+    v1.20.2): a spec asking for "1n" must not look drifted from the stored "1m", or every
+    reconcile would re-apply it (found by tests/integration/test_bad_input.py)."""
+    assert stored_quantity(applied) == stored_quantity(stored)
+    assert stored_quantity(applied) is not None
+
+
+@STABLE
+@given(quantity=quantities)
+def test_any_admitted_quantity_compares_without_error(quantity: str | int) -> None:
+    value = stored_quantity(quantity)
+    assert value is None or value == stored_quantity(str(value))
+
+
+@pytest.mark.parametrize(("quantity", "value"), [
+    ("1E", 10**18), ("2Ei", 2 * 2**60), ("1e3", 1000), ("1E3", 1000), ("1e-3", Decimal("0.001"))])
+def test_exa_suffixes_are_quantities_not_exponents(quantity: str, value: Decimal | int) -> None:
+    assert parse_quantity(quantity) == value
+    desired.render(apptask("web", {"image": "x", "resources": {"limits": {"memory": quantity}}}))
+
+
+@STABLE
+@given(name=names, spec=admitted_specs)
+@example(name="web", spec={"image": "nginx", "env": [{"name": "SMILE", "value": "\U0001f600"}]})
+def test_apply_bodies_are_encoded_so_the_servers_yaml_parser_reads_them(
+    name: str, spec: dict[str, Any]
+) -> None:
+    """kube-apiserver reads an apply patch with a YAML parser that refuses the surrogate-pair
+    escapes json.dumps writes for characters beyond U+FFFF (observed: "yaml: found invalid
+    Unicode character escape code", found by tests/integration/test_bad_input.py). The encoded
+    body is JSON equal to the body, and YAML without a surrogate escape."""
+    result = render_or_invalid(apptask(name, spec))
+    if isinstance(result, InvalidSpec):
+        return
+    data = encode_body(result, APPLY_PATCH)
+    assert json.loads(data) == result
+    assert not re.search(rb"(?<!\\)(\\\\)*\\u[dD][89abAB]", data)
+    assert yaml.safe_load(data.decode("utf-8")) == result
