@@ -42,7 +42,7 @@ import struct
 import threading
 import time
 from collections import Counter
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -441,14 +441,10 @@ class FaultProxy:
         return Counter(r.outcome for r in self.records()
                        if injected is None or r.injected == injected)
 
-    @property
-    def open_connections(self) -> int:
-        return len(self._open())
-
     # -- internals ------------------------------------------------------------------------
 
-    def _spawn(self, target: object, name: str, *args: object) -> None:
-        thread = threading.Thread(target=target, args=args, name=name, daemon=True)  # type: ignore[arg-type]
+    def _spawn(self, target: Callable[..., object], name: str, *args: object) -> None:
+        thread = threading.Thread(target=target, args=args, name=name, daemon=True)
         with self._lock:
             self._threads = [t for t in self._threads if t.is_alive()] + [thread]
         thread.start()

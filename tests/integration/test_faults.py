@@ -23,6 +23,9 @@ DEFAULT_TIMEOUTS: dict[str, Any] = {"timeouts": {}}
 """The product's default timeouts (the `controller` fixture pins a long watch timeout)."""
 STALL_BOUND = 60.0
 """A change made during a silent stall converges within this, with default settings."""
+JITTER = 0.5
+"""Seconds by which a request's arrival at the proxy may lag its release by the write limiter
+(a new TLS connection after a reset, a busy machine)."""
 
 
 @pytest.fixture
@@ -108,6 +111,8 @@ def test_the_fault_proxy_passes_injects_stalls_and_resets(proxy, cluster):
         fresh.close()
         assert proxy.outcomes(injected=True) == {429: 1, "reset": 1}
         assert proxy.outcomes()["stalled"] == 1
+        # kube: one connection closed with its watch, one left after the stall; fresh: one
+        assert (proxy.accepted, proxy.refused) == (3, 0)
     finally:
         kube.close()
 
@@ -181,9 +186,11 @@ def test_throttling_server_errors_and_resets_are_retried_within_the_rate_limit(
     gaps = retry_gaps_after_429([r for r in records if r.at < updated - 2.5], 0.0) \
         + retry_gaps_after_429(records, updated)
     assert gaps and min(gaps)[0] >= 1.9, sorted(gaps)[:5]
+    # Under the token bucket: at most burst + qps * width writes in any window, give or take
+    # JITTER: the proxy sees a write when it arrives, not when the limiter let it go.
     writes = [r.at for r in records if r.method in ("POST", "PATCH", "PUT", "DELETE")]
     for width in (1.0, 5.0, 10.0):
-        assert most_in_window(writes, width) <= burst + qps * width + 2
+        assert most_in_window(writes, width) <= burst + qps * (width + JITTER), width
     assert process.metric("ssa_controller_watch_restarts_total") > restarts
     assert any(r.is_watch and r.outcome == 200 and r.at > updated for r in records)
     assert process.proc.poll() is None
@@ -194,23 +201,24 @@ def test_apiserver_restart_mid_burst_loses_and_duplicates_nothing(
     """Item 1: kube-apiserver killed while 200 AppTasks are being reconciled, started again on
     the same port; default settings."""
     count, down = 200, 5.0
-    process = controller(scoped(namespace, **DEFAULT_TIMEOUTS))
     for i in range(count):
         put_apptask(admin, apptask(f"burst-{i}", namespace, replicas=0))
+    process = controller(scoped(namespace, **DEFAULT_TIMEOUTS))  # all 200 to do at once
     poll_until(lambda: len(admin.list(DEPLOYMENTS.path(namespace))["items"]) >= count // 4,
                timeout=60, interval=0.2, message="a quarter of the Deployments applied")
 
     def transport_errors() -> float:
         return sum(v for k, v in process.metrics().items()
-                   if k.startswith("rest_client_requests_total{") and 'code="0"' in k)
-    before = transport_errors()
+                   if k.startswith("rest_client_requests_total{") and 'code="<error>"' in k)
+    before, applied = transport_errors(), len(admin.list(DEPLOYMENTS.path(namespace))["items"])
     stopped = time.monotonic()
     cluster.stop_apiserver()
     time.sleep(down)  # the outage: a fixed window is the measurement
     cluster.start_apiserver()
     outage = time.monotonic() - stopped
     failed = transport_errors() - before
-    print(f"outage {outage:.1f}s: {failed:.0f} failed requests, {failed / outage:.1f}/s")
+    print(f"killed with {applied}/{count} Deployments applied; outage {outage:.1f}s: "
+          f"{failed:.0f} failed requests, {failed / outage:.1f}/s")
 
     poll_until(lambda: converged(admin, namespace, "nginx:1.25", count), timeout=120,
                message="every AppTask converged after the restart")
@@ -224,4 +232,4 @@ def test_apiserver_restart_mid_burst_loses_and_duplicates_nothing(
     assert process.proc.poll() is None
     assert "Traceback" not in process.log()
     qps, burst = 20, 50  # the default write rate limit: every retry is a write
-    assert failed <= burst + qps * outage
+    assert 0 < failed <= burst + qps * outage
