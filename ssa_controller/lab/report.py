@@ -47,8 +47,10 @@ def text(results: Sequence[ModeResult], context: dict[str, Any]) -> str:
         lines.append(f"{NOT_MEASURED}: needs the API server's audit log, which this target does "
                      "not give (run `ssa-controller lab --local` to measure it)")
     failed = [r.mode for r in results if r.bad_fails is False or r.ours_holds is False]
-    lines.append("every bad controller failed, ours kept every bound" if not failed
-                 else f"NOT AS EXPECTED: {', '.join(failed)}")
+    unmeasured = [r.mode for r in results if r.bad_fails is None or r.ours_holds is None]
+    lines.append(f"NOT AS EXPECTED: {', '.join(failed)}" if failed else
+                 "every bad controller failed, ours kept every bound" + (
+                     f" (not measured here: {', '.join(unmeasured)})" if unmeasured else ""))
     return "\n".join(lines)
 
 

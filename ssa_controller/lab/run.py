@@ -20,7 +20,7 @@ from .results import ModeResult
 from .scenarios import SCENARIOS, Lab
 
 MODES = tuple(SCENARIOS)
-DEFAULT_SECONDS = 10.0
+DEFAULT_SECONDS = 8.0
 ERRORS = (ValueError, plot.PlotUnavailable, AssetsError, ControlPlaneError,
           procs.ControllerFailed)
 """What `main` raises for a lab that cannot run as asked (exit code 2)."""
