@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import random
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -37,6 +38,27 @@ STALL_GRACE = 10.0
 kube-apiserver v1.20.2 sends nothing on an idle watch (measured: no bookmark in 200 s), so the
 server ending the watch on time is the only sign of life of a quiet connection: a stall is noticed
 at most watch_timeout * WATCH_JITTER + STALL_GRACE seconds after the watch began."""
+
+
+_ERRNO = re.compile(r"\[Errno -?\d+\] ([^'\")\]]+)")
+
+
+def describe_failure(exc: ApiError, server: str, resource: str) -> str:
+    """A failed list or watch, said so that an operator sees what is missing: the server
+    cannot be reached, the credentials are refused, a permission (the server's message names
+    the user, verb and resource) or the resource itself (its CRD) is missing."""
+    if exc.status == 0 and exc.reason == "TransportError":
+        reason = _ERRNO.search(exc.message)
+        detail = reason.group(1).strip() if reason else exc.message[:200]
+        return f"cannot reach the API server at {server}: {detail}"
+    if exc.status == 401:
+        return (f"the API server at {server} refuses the credentials (401 Unauthorized): the "
+                "token or client certificate is wrong, expired or revoked")
+    if exc.status == 403:
+        return f"missing RBAC permission (403 Forbidden): {exc.message}"
+    if exc.status == 404:
+        return f"{resource} are not served (404 Not Found): is the CRD installed?"
+    return str(exc)
 
 
 class WatchMetrics(Protocol):
@@ -88,7 +110,8 @@ class Watcher:
                     log.info("watch %s: resourceVersion too old, relisting", self.name)
                     self._resume = None
                     continue
-                problem = str(exc)
+                problem = describe_failure(exc, getattr(self.kube, "server", "?"),
+                                           self.resource.plural)
                 cap = MISSING_CAP if exc.status == 404 else self.backoff_cap
                 retry_after = exc.retry_after or 0.0
             except Exception as exc:  # noqa: BLE001 - a watcher thread must never die
