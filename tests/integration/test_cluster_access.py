@@ -213,6 +213,7 @@ def test_a_wrong_token_is_named_and_retried_with_backoff(controller, namespace, 
     time.sleep(WINDOW)
     attempts = unauthenticated(cluster, mark)
     assert 1 <= len(attempts) <= 10, f"{len(attempts)} refused requests in {WINDOW}s"
+    print(f"wrong token: {len(attempts)} requests refused with 401 in {WINDOW:g}s")
     assert proc.proc.poll() is None and not ready(proc)
 
 
@@ -247,6 +248,7 @@ def test_a_deleted_service_accounts_token_is_named_and_not_retried_in_a_spin(
     time.sleep(WINDOW)
     attempts = unauthenticated(cluster, mark)
     assert 1 <= len(attempts) <= 14, f"{len(attempts)} refused requests in {WINDOW}s"
+    print(f"deleted ServiceAccount: {len(attempts)} requests refused with 401 in {WINDOW:g}s")
     assert get_deployment(admin, namespace, "after") is None
     assert proc.proc.poll() is None
 
@@ -272,6 +274,7 @@ def test_a_missing_patch_permission_is_named_in_the_status_and_backs_off(
     attempts = refused(cluster, mark, 403, user=USER, resource="deployments", verb="patch")
     # retries after 1, 2, 4, 4, ... s: at most 4 in the window
     assert 1 <= len(attempts) <= 4, f"{len(attempts)} refused applies in {WINDOW}s"
+    print(f"no patch permission: {len(attempts)} applies refused with 403 in {WINDOW:g}s")
     assert proc.proc.poll() is None
 
 
@@ -285,4 +288,5 @@ def test_a_missing_list_permission_is_named_and_does_not_spin(controller, namesp
     time.sleep(WINDOW)
     attempts = refused(cluster, mark, 403, user=USER, resource="apptasks", verb="list")
     assert 1 <= len(attempts) <= 5, f"{len(attempts)} refused lists in {WINDOW}s"
+    print(f"no list permission: {len(attempts)} lists refused with 403 in {WINDOW:g}s")
     assert proc.proc.poll() is None and not ready(proc)
