@@ -8,6 +8,7 @@ subresource); the second names the manager that took the field.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from collections.abc import Mapping
@@ -63,6 +64,12 @@ def stored_quantity(value: str | int | float) -> Decimal | None:
     return number.quantize(_MILLI, rounding=ROUND_UP)
 
 
+@functools.lru_cache(maxsize=4096)
+def _item_keys(segment: str) -> dict[str, Any]:
+    """The key fields of a list item segment 'k:{...}' (parsed once; do not mutate)."""
+    return json.loads(segment[2:])
+
+
 def value_at(obj: Any, path: Path) -> Any:
     """The value at a fieldsV1 path in a plain object, or _MISSING."""
     current = obj
@@ -74,7 +81,7 @@ def value_at(obj: Any, path: Path) -> Any:
                 return _MISSING
             current = current[segment[2:]]
         elif segment.startswith("k:"):
-            keys = json.loads(segment[2:])
+            keys = _item_keys(segment)
             matches = [item for item in current or () if isinstance(item, Mapping)
                        and all(item.get(k) == v for k, v in keys.items())]
             if len(matches) != 1:

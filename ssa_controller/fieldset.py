@@ -81,15 +81,34 @@ def to_fields(paths: Iterable[Path]) -> dict[str, Any]:
     return tree
 
 
+_SHAPES_LIMIT = 4096
+_shapes: dict[str, frozenset[Path]] = {}
+"""fieldsV1 trees (as JSON text) -> their paths. Objects a controller renders share a few
+shapes (values are not part of fieldsV1), so their summaries share one frozenset: flattened
+once, stored once, compared by identity."""
+
+
+def _paths(fields: Mapping[str, Any]) -> frozenset[Path]:
+    text = json.dumps(fields, separators=(",", ":"))
+    paths = _shapes.get(text)
+    if paths is None:
+        paths = frozenset(flatten(fields))
+        if len(_shapes) >= _SHAPES_LIMIT:
+            _shapes.clear()
+        _shapes[text] = paths
+    return paths
+
+
 def owners(managed_fields: Iterable[Mapping[str, Any]]) -> Owners:
     """A compact (manager, operation) -> paths summary of metadata.managedFields."""
-    result: dict[tuple[str, str], set[Path]] = {}
+    result: dict[tuple[str, str], frozenset[Path]] = {}
     for entry in managed_fields:
         fields = {k: v for k, v in (entry.get("fieldsV1") or {}).items() if k in OWNED_ROOTS}
         if fields:
             key = (str(entry.get("manager", "")), str(entry.get("operation", "")))
-            result.setdefault(key, set()).update(flatten(fields))
-    return {key: frozenset(paths) for key, paths in result.items()}
+            paths = _paths(fields)
+            result[key] = result[key] | paths if key in result else paths
+    return result
 
 
 def applied_by(summary: Owners, manager: str) -> frozenset[Path]:

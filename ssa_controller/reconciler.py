@@ -2,7 +2,8 @@
 
 The pipeline for a key: look the AppTask up in the cache -> render the apply body (invalid
 spec: status, no retry) -> a generation the API server refused waits for its slow retry (from
-memory, without a request) -> find the Deployment (cache; a GET only when the cache has none) ->
+memory, without a request) -> find the Deployment in the cache (none: the apply creates it under a
+create-only precondition; only when the server answers that one exists is it read and judged) ->
 compare body, live object and field ownership -> if something drifted, check for a fight,
 transfer ownership where needed (adoption; hand-off of a released `replicas`), then server-side
 apply -> compute the status and patch it only if it differs. The outcome is a Result the
@@ -29,10 +30,21 @@ from .store import OWNERS_KEY, Store, strip_keep_owners
 log = logging.getLogger(__name__)
 Obj = dict[str, Any]
 UNKNOWN_WRITER = "an unrecorded writer"
-STATUS_SETTLE = 5.0
+STATUS_SETTLE = 2.0
 """After an apply that changed the Deployment's spec, how long the status write waits for the
 Deployment controller to observe the new generation (its status update enqueues the AppTask
-again, so usually only milliseconds): one status write per change instead of two."""
+again, so usually only milliseconds): one status write per change instead of two. Bounded, so
+that under load a status still shows the new generation soon after its apply."""
+STATUS_MIN_INTERVAL = 1.0
+"""Seconds between two status writes of one AppTask that only report progress (readyReplicas,
+condition messages: same generation, phase and condition statuses). A rollout costs a write when
+it starts, one when it ends, and at most one per interval in between, while the ready count
+shown lags the Deployment's by at most this long."""
+CREATE_ONLY = "1"
+"""The metadata.resourceVersion sent with the apply that creates a Deployment the cache does not
+hold. As a precondition no existing object can meet (etcd revision 1 precedes every write), it
+makes the server answer 409 instead of silently taking over a Deployment that already exists;
+an absent Deployment is created, owned by the controller's Apply entry alone."""
 VANISHED_GRACE = 1.0
 """How long a Deployment that existed (the AppTask's status names it) and is gone from the cache
 waits before it is re-created. Its AppTask's deletion travels on another watch and may arrive
@@ -189,6 +201,22 @@ def _generation(apptask: Obj) -> int:
     return int(apptask["metadata"].get("generation", 0))
 
 
+def _create_only(body: Obj) -> Obj:
+    """`body` with the CREATE_ONLY precondition: applies only if no Deployment exists."""
+    return {**body, "metadata": {**body["metadata"], "resourceVersion": CREATE_ONLY}}
+
+
+def _comparison(apptask: Obj, live: Obj) -> tuple[Any, ...]:
+    """What a comparison of the rendered body with the live Deployment depends on: the body is
+    a function of the AppTask's uid and generation; the Deployment's spec moves its generation;
+    its labels, owner references and field owners are compared as they are. Equal tuples give
+    the same drift, so a Deployment status update costs no comparison."""
+    meta, live_meta = apptask["metadata"], live["metadata"]
+    return (meta.get("uid"), meta.get("generation"), live_meta.get("uid"),
+            live_meta.get("generation"), live_meta.get("labels"),
+            live_meta.get("ownerReferences"), live.get(OWNERS_KEY))
+
+
 def _rollout_unobserved(deployment: Obj) -> bool:
     observed = deployment.get("status", {}).get("observedGeneration", 0)
     return int(deployment["metadata"].get("generation", 0)) > int(observed)
@@ -212,17 +240,28 @@ class Reconciler:
         self.wallclock = wallclock
         self._applied_at: dict[str, float] = {}
         """When the controller last applied each Deployment (for status_settle)."""
+        self._status_at: dict[str, float] = {}
+        self._in_sync: dict[str, tuple[Any, ...]] = {}
+        self._uncached: set[str] = set()
+        """Keys whose Deployment the create-only apply found existing outside the cache."""
+        """The last comparison (see _comparison) that found the Deployment in sync, per key."""
+        """When the controller last wrote each AppTask's status (for status_min_interval)."""
+        self.status_min_interval = STATUS_MIN_INTERVAL
         self.teardowns = Teardowns()
         self._vanished: dict[str, float] = {}
         """When a Deployment the AppTask had was first found missing (see VANISHED_GRACE)."""
         self.status_settle = STATUS_SETTLE
-        """0 where nothing will come back to write the status later (one-pass runs)."""
+        """0 where nothing will come back to write the status later (one-pass runs): then
+        statuses are neither held for the rollout nor coalesced."""
 
     def forget(self, key: str) -> None:
         """Drop everything kept about a deleted AppTask."""
         self.fights.forget(key)
         self.rejections.forget(key)
         self._applied_at.pop(key, None)
+        self._status_at.pop(key, None)
+        self._in_sync.pop(key, None)
+        self._uncached.discard(key)
         self.teardowns.forget(key)
         self._vanished.pop(key, None)
 
@@ -253,10 +292,13 @@ class Reconciler:
             wait = self._vanished_wait(key, apptask)
             if wait > 0:
                 return Result("skipped", requeue_after=wait)
-            try:
+        if live is None and key in self._uncached:
+            try:  # known to exist without our label: read it rather than try to create it
                 live = self._fetch(key)
             except ApiError as exc:
                 return self._failed(key, apptask, None, exc)
+            if live is None:
+                self._uncached.discard(key)
         if live is not None and "deletionTimestamp" in live["metadata"]:
             return Result("skipped")  # its DELETED event enqueues the AppTask again
         if live is not None and not self._controlled(apptask, live):
@@ -287,6 +329,25 @@ class Reconciler:
         log.info("%s: namespace %s is being deleted; its %d AppTasks wait for their deletion "
                  "(%s)", key, namespace, len(members), exc.message)
         return Result("skipped")
+
+    def _found_uncached(self, key: str, apptask: Obj, body: Obj) -> Result:
+        """The create-only apply found a Deployment the cache does not hold (one without the
+        managed-by label: someone else's, or ours with the label removed). Read it once and
+        decide as for a cached one: refuse, adopt, or converge. Later tries read it first."""
+        self._uncached.add(key)
+        try:
+            live = self._fetch(key)
+        except ApiError as exc:
+            return self._failed(key, apptask, None, exc)
+        if live is None or "deletionTimestamp" in live["metadata"]:  # retry: created next
+            return self._failed(key, apptask, None, ApiError(
+                409, "Conflict", f"Deployment {body['metadata']['name']} is being deleted; "
+                "it is created again once it is gone"))
+        if not self._controlled(apptask, live):
+            refusal = self._refuse_foreign(key, apptask, live)
+            if refusal is not None:
+                return refusal
+        return self._converge(key, apptask, body, live)
 
     def _fetch(self, key: str) -> Obj | None:
         """The Deployment when the cache has none (it may exist without our label)."""
@@ -329,8 +390,11 @@ class Reconciler:
         fight_found = False
         if live is not None:
             owners = live.get(OWNERS_KEY, {})
-            found = drift.compute(body, live, fieldset.applied_by(owners, manager))
+            signature = _comparison(apptask, live)
+            found = None if self._in_sync.get(key) == signature else drift.compute(
+                body, live, fieldset.applied_by(owners, manager))
             if not found:
+                self._in_sync[key] = signature
                 log.debug("%s: unchanged", key)
                 return self._finish(key, apptask, live, *self._calm_or_fight(
                     key, generation, body["metadata"]["name"], Result("unchanged")))
@@ -381,9 +445,12 @@ class Reconciler:
         try:
             if live is not None and not self.dry_run:
                 self._transfer_ownership(key, apptask, path, body, live)
-            answer = self.kube.apply(path, body, field_manager=self.config.field_manager,
+            answer = self.kube.apply(path, body if live is not None else _create_only(body),
+                                     field_manager=self.config.field_manager,
                                      force=self.config.apply.force, dry_run=self.dry_run)
         except ApiError as exc:
+            if live is None and exc.status == 409:
+                return self._found_uncached(key, apptask, body)
             return self._apply_failed(key, apptask, live, generation, exc)
         self.rejections.forget(key)
         if self.dry_run:
@@ -463,6 +530,10 @@ class Reconciler:
         patch = status.patch_for(apptask.get("status"), wanted)
         if patch is None:
             return result
+        hold = self._status_hold(key, apptask.get("status"), wanted)
+        if hold > 0:
+            return dataclasses.replace(result, requeue_after=min(
+                hold, result.requeue_after or hold))
         namespace, name = key.split("/", 1)
         try:
             answer = self.kube.patch(APPTASKS.path(namespace, name, "status"), patch, MERGE_PATCH)
@@ -472,8 +543,19 @@ class Reconciler:
             log.warning("%s: status patch failed: %s", key, exc)
             return dataclasses.replace(result, error=result.error or exc)
         self.apptasks.record_write(answer)
+        self._status_at[key] = self.clock()
         log.info("%s: status updated (phase %s)", key, wanted["phase"])
         return dataclasses.replace(result, status_updated=True)
+
+    def _status_hold(self, key: str, current: Obj | None, wanted: Obj) -> float:
+        """Seconds to hold a status write that only reports progress, so that one AppTask's
+        status is written at most once per status_min_interval during a rollout (0: write now).
+        A new generation, phase or condition status is written at once."""
+        written = self._status_at.get(key)
+        if self.status_settle <= 0 or written is None or not status.progress_only(current,
+                                                                                 wanted):
+            return 0.0
+        return max(0.0, written + self.status_min_interval - self.clock())
 
     def _settling(self, key: str, deployment: Obj | None) -> float:
         """Seconds to hold the status write while the Deployment controller has not yet

@@ -121,6 +121,22 @@ def compute(apptask: Mapping[str, Any], deployment: Mapping[str, Any] | None, sy
     return status
 
 
+def progress_only(current: Mapping[str, Any] | None, wanted: Mapping[str, Any]) -> bool:
+    """Whether `wanted` differs from `current` only in progress: the same observedGeneration,
+    phase, Deployment and condition statuses and reasons; readyReplicas or messages moved."""
+    if not current:
+        return False
+    if any(current.get(k) != wanted.get(k)
+           for k in ("observedGeneration", "phase", "deploymentName")):
+        return False
+
+    def marks(st: Mapping[str, Any]) -> dict[Any, tuple[Any, Any]]:
+        return {c.get("type"): (c.get("status"), c.get("reason"))
+                for c in st.get("conditions") or ()}
+
+    return marks(current) == marks(wanted)
+
+
 def patch_for(current: Mapping[str, Any] | None, wanted: Mapping[str, Any]) -> dict[str, Any] | None:
     """A JSON merge patch turning status `current` into `wanted`, or None when they are equal."""
     current = current or {}

@@ -26,6 +26,7 @@ import concurrent.futures
 import os
 import platform
 import shutil
+import signal
 import socket
 import statistics
 import subprocess
@@ -262,12 +263,8 @@ class Ours(Contender):
             config["server"]["secureMetrics"] = False  # plain http for the benchmark's scrape
         path = self.workdir / "controller.yaml"
         path.write_text(yaml.safe_dump(config))
-        argv = [sys.executable, "-m", "ssa_controller", "run", "--config", str(path),
+        return [sys.executable, "-m", "ssa_controller", "run", "--config", str(path),
                 "--kubeconfig", str(self.plane.kubeconfig)]
-        if self.profile is not None:  # CPU figures then include py-spy's
-            argv = [str(Path(sys.executable).parent / "py-spy"), "record", "--format", "raw",
-                    "--rate", "200", "-o", str(self.profile), "--", *argv]
-        return argv
 
     def env(self) -> dict[str, str]:
         return {**super().env(), "PYTHONPATH": str(self.root)}
@@ -277,13 +274,21 @@ class Ours(Contender):
         self.proc = subprocess.Popen(self.argv(), cwd=self.root, stdout=self.log,
                                      stderr=subprocess.STDOUT, env=self.env(),
                                      preexec_fn=die_with_parent(os.getpid()))
+        self.spy = None
+        if self.profile is not None:  # sampled from outside, without pausing the process
+            self.spy = subprocess.Popen(
+                [str(Path(sys.executable).parent / "py-spy"), "record", "--nonblocking",
+                 "--format", "raw", "--rate", "100", "-o", str(self.profile), "-p",
+                 str(self.proc.pid)], stdout=self.log, stderr=subprocess.STDOUT,
+                preexec_fn=die_with_parent(os.getpid()))
 
+    def stop(self) -> None:
+        if self.spy is not None:
+            self.spy.send_signal(signal.SIGINT)  # py-spy writes its output on SIGINT
+            self.spy.wait(60)
+            self.spy = None
+        super().stop()
 
-class Baseline(Ours):
-    """The controller as committed at --baseline (a folder holding `git archive` of it)."""
-
-    name = "baseline"
-    profile = None
 
     def reconciles(self) -> float:
         http = urllib3.PoolManager(retries=urllib3.Retry(connect=50, backoff_factor=0.05))
@@ -291,6 +296,12 @@ class Baseline(Ours):
         return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
                    if line.startswith("controller_runtime_reconcile_total{"))
 
+
+class Baseline(Ours):
+    """The controller as committed at --baseline (a folder holding `git archive` of it)."""
+
+    name = "baseline"
+    profile = None
 
 class Kopf(Contender):
     name = "kopf"
@@ -366,8 +377,7 @@ class Run:
         converged = None
         if cls is not Floor:
             converged = ats.when_all(names, ready, t0, args.timeout)
-        time.sleep(2.0)
-        events = [e for e in log.events(mark) if c.mine(e)]
+        events = self.quiet(log, mark, c)
         cpu = proc_cpu(c.proc.pid) - cpu0
         rss, peak = proc_mem(c.proc.pid)
         record("new", created=created, applied=applied, status=status, ready=converged,
@@ -382,8 +392,7 @@ class Run:
             status = ats.when_all(burst, lambda s: s[0] == 2 and current(s), t0, args.timeout)
             if cls is not Floor:
                 ats.when_all(burst, ready, t0, args.timeout)
-            time.sleep(2.0)
-            events = [e for e in log.events(mark) if c.mine(e)]
+            events = self.quiet(log, mark, c)
             record("burst", applied=applied, status=status, requests=by_verb(events, len(burst)),
                    cpu=proc_cpu(c.proc.pid) - cpu0)
 
@@ -431,15 +440,21 @@ class Run:
             c.stop()
             mark, t0 = log.mark(), time.monotonic()
             c.start()
-            # settled: its CPU stays flat for 2 s (and at least 5 s have passed)
-            last, quiet_since = proc_cpu(c.proc.pid), time.monotonic()
-            while time.monotonic() - t0 < 5 or time.monotonic() - quiet_since < 2:
-                time.sleep(0.5)
-                now = proc_cpu(c.proc.pid)
-                if now - last > 0.05:
-                    quiet_since = time.monotonic()
-                last = now
-            settled = quiet_since - t0
+            if c.resyncs:  # settled: every AppTask reconciled once (resyncs keep it busy)
+                poll_until(lambda: c.reconciles() >= count + 2, timeout=args.timeout,
+                           interval=0.2, ignore=(urllib3.exceptions.HTTPError,),
+                           message="every AppTask reconciled after the restart")
+                settled = time.monotonic() - t0
+                time.sleep(2.0)
+            else:  # settled: its CPU stays flat for 2 s (and at least 5 s have passed)
+                last, quiet_since = proc_cpu(c.proc.pid), time.monotonic()
+                while time.monotonic() - t0 < 5 or time.monotonic() - quiet_since < 2:
+                    time.sleep(0.5)
+                    now = proc_cpu(c.proc.pid)
+                    if now - last > 0.05:
+                        quiet_since = time.monotonic()
+                    last = now
+                settled = quiet_since - t0
             events = [e for e in log.events(mark) if c.mine(e)]
             rss, peak = proc_mem(c.proc.pid)
             record("cold", settled=settled, requests=by_verb(events, count),
@@ -450,21 +465,32 @@ class Run:
         admin.delete(f"/api/v1/namespaces/{ns}")
 
     @staticmethod
+    def quiet(log: Any, mark: int, c: Contender) -> list[Any]:
+        """The contender's requests since `mark`, once no new one came for 2 s (queued Events
+        are posted after the statuses)."""
+        seen, last, deadline = -1, time.monotonic(), time.monotonic() + 120
+        while time.monotonic() < deadline:
+            events = [e for e in log.events(mark) if c.mine(e) and e.verb != "watch"]
+            if len(events) != seen:
+                seen, last = len(events), time.monotonic()
+            elif time.monotonic() - last >= 2.0:
+                break
+            time.sleep(0.5)
+        return events
+
+    @staticmethod
     def worst_lag(deps: Tracker, ats: Tracker, since: float) -> float:
-        """The longest time the AppTask's status.readyReplicas differed from its Deployment's
-        after `since`."""
-        dh = [(t, s[3]) for t, s in deps.history[ROLL] if t >= since]
+        """How stale the AppTask's status.readyReplicas got after `since`: at each moment (10 ms
+        steps), the time since the Deployment last had the value the AppTask shows; the worst."""
+        dh = [(t, s[3]) for t, s in deps.history[ROLL]]
         ah = [(t, s[3]) for t, s in ats.history[ROLL]]
         end = max([t for t, _ in dh + ah if t >= since] or [since]) + 0.01
-        worst, start, t = 0.0, None, since
+        worst, t, last_had = 0.0, since, {}
         while t <= end:
-            d = ([v for tt, v in deps.history[ROLL] if tt <= t] or [None])[-1]
+            d = ([v for tt, v in dh if tt <= t] or [None])[-1]
             a = ([v for tt, v in ah if tt <= t] or [None])[-1]
-            if d != a:
-                start = t if start is None else start
-                worst = max(worst, t - start)
-            else:
-                start = None
+            last_had[d] = t
+            worst = max(worst, t - last_had.get(a, since))
             t += 0.01
         return worst
 
@@ -509,8 +535,8 @@ def main() -> int:
     parser.add_argument("--timeout", type=float, default=900.0)
     parser.add_argument("--baseline", help="a folder with an earlier version of the controller "
                         "(e.g. `git archive HEAD~1 | tar -x -C DIR`), run as contender 'baseline'")
-    parser.add_argument("--profile", help="run the controller under py-spy, raw output to this "
-                        "file (its CPU figures then include py-spy's)")
+    parser.add_argument("--profile", help="sample the controller with py-spy (collapsed "
+                        "stacks to this file; the last start of the process wins)")
     args = parser.parse_args()
     counts = args.count or [1000]
     kinds = {"floor": Floor, "controller": Ours, "kopf": Kopf, "baseline": Baseline}

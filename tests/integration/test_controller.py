@@ -19,6 +19,7 @@ from helpers import (
     status_of,
 )
 
+from ssa_controller import desired, fieldset
 from ssa_controller.envtest import poll_until
 from ssa_controller.kube import APPTASKS, DEPLOYMENTS, MERGE_PATCH, ApiError, Kube
 
@@ -116,10 +117,73 @@ def test_one_update_is_one_apply_and_one_status_write(admin, controller, namespa
         return cluster.audit.count(mark, user=CONTROLLER, writes=True, resource=resource,
                                    subresource=subresource, name="one")
     poll_until(lambda: writes("deployments") >= 1, timeout=10, message="apply audited")
+    time.sleep(1.0)  # a late second status write would be counted
     assert writes("deployments") == 1
     assert writes("apptasks", "status") == 1
     requests = cluster.audit.select(mark, user=CONTROLLER)
     assert [e.resource for e in requests if e.resource != "events"] == ["deployments", "apptasks"]
+    assert len([e for e in requests if e.verb not in ("list", "watch")]) <= 3  # + one Event
+
+
+def requests_by_kind(events: list) -> collections.Counter:
+    return collections.Counter(f"{e.verb} {e.target}" for e in events
+                               if e.verb not in ("list", "watch"))
+
+
+def test_a_creation_is_one_apply_one_status_write_and_one_event(admin, controller, namespace,
+                                                                cluster):
+    """No GET before a creation: the apply carries a create-only precondition, and the new
+    Deployment is owned by the controller's Apply entry alone, with exactly its body's fields."""
+    controller(scoped(namespace))
+    mark = cluster.audit.mark()
+    put_apptask(admin, apptask("fresh", namespace, replicas=0, env=[{"name": "A", "value": "1"}]))
+    poll_until(lambda: status_of(admin, namespace, "fresh").get("phase") == "Ready", timeout=30,
+               message="Ready")
+    time.sleep(1.0)  # a late second status write would be counted
+    requests = cluster.audit.select(mark, user=CONTROLLER, namespace=namespace)
+    assert requests_by_kind(requests) == {"patch deployments": 1, "patch apptasks/status": 1,
+                                          "create events": 1}
+    deployment = admin.get(DEPLOYMENTS.path(namespace, "fresh"))
+    ours = [m for m in deployment["metadata"]["managedFields"] if m["manager"] == "ssa-controller"]
+    assert [m["operation"] for m in ours] == ["Apply"]
+    body = desired.render(admin.get(APPTASKS.path(namespace, "fresh")))
+    owned = set(fieldset.flatten({k: v for k, v in ours[0]["fieldsV1"].items()
+                                  if k in fieldset.OWNED_ROOTS}))
+    assert owned == set(fieldset.body_paths(body))
+
+
+def test_a_rolling_update_coalesces_status_writes(admin, controller, namespace, cluster):
+    """A 10-replica rolling update: a status write when it starts, one when it ends, and at most
+    one per status min-interval (1 s) in between, while the ready count shown never lags the
+    Deployment's by much more than that interval (sampled here every 50 ms)."""
+    controller(scoped(namespace))
+    put_apptask(admin, apptask("roll", namespace, replicas=10))
+    poll_until(lambda: (s := status_of(admin, namespace, "roll")).get("phase") == "Ready"
+               and s.get("readyReplicas") == 10, timeout=120, message="10 replicas Ready")
+    time.sleep(1.5)
+    mark, started = cluster.audit.mark(), time.monotonic()
+    put_apptask(admin, apptask("roll", namespace, replicas=10, image="nginx:1.26"))
+    worst = 0.0
+    behind_since: float | None = None
+    while True:
+        deployment = admin.get(DEPLOYMENTS.path(namespace, "roll"))
+        status = status_of(admin, namespace, "roll")
+        now = time.monotonic()
+        if deployment["status"].get("readyReplicas", 0) != status.get("readyReplicas"):
+            behind_since = behind_since or now
+            worst = max(worst, now - behind_since)
+        else:
+            behind_since = None
+        if status.get("observedGeneration") == 2 and status.get("phase") == "Ready":
+            break
+        assert now - started < 120, "rollout finished"
+        time.sleep(0.05)
+    rollout = time.monotonic() - started
+    time.sleep(1.5)  # a late write would be counted
+    writes = cluster.audit.count(mark, user=CONTROLLER, writes=True, resource="apptasks",
+                                 subresource="status", name="roll")
+    assert writes <= 2 + int(rollout), (writes, rollout)
+    assert worst <= 1.5, worst
 
 
 REJECTED_WINDOW = 8.0

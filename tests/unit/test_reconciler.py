@@ -20,6 +20,7 @@ from ssa_controller.config import ApplyConfig, BackoffConfig, Config
 from ssa_controller.fights import FightTracker
 from ssa_controller.kube import JSON_PATCH, ApiError
 from ssa_controller.reconciler import (
+    CREATE_ONLY,
     Reconciler,
     Rejections,
     conflict_summary,
@@ -147,9 +148,13 @@ class RecordingKube:
 
     def apply(self, path: str, body: Obj, *, field_manager: str, force: bool,
               dry_run: bool = False) -> Obj:
-        kind = "dry-run" if dry_run else "handoff" if field_manager == HANDOFF else "apply"
+        create_only = body["metadata"].get("resourceVersion") == CREATE_ONLY
+        kind = "dry-run" if dry_run else "handoff" if field_manager == HANDOFF else \
+            "create" if create_only else "apply"
         self.requests.append((kind, field_manager, force, copy.deepcopy(body)))
-        self._fail(kind)
+        if create_only and self.existing is not None:
+            raise ApiError(409, "Conflict", "the object has been modified")
+        self._fail("apply" if kind == "create" else kind)
         answer = copy.deepcopy(body)
         answer["metadata"].update(
             uid="d1", generation=1, resourceVersion=self.next_revision(),
@@ -272,14 +277,14 @@ def test_a_refused_generation_is_retried_only_with_backoff() -> None:
     harness.given(apptask())
     harness.kube.failures["apply"] = IMMUTABLE
     first = harness.reconcile()
-    assert harness.kube.kinds() == ["get", "apply", "status"]
+    assert harness.kube.kinds() == ["create", "status"]
     assert (first.outcome, first.requeue_after, first.error) == ("invalid", BASE, None)
     assert "ApplyRejected" in harness.events.reasons
     resync = harness.reconcile(after=0.4)
     assert harness.kube.kinds() == []
     assert (resync.outcome, resync.requeue_after) == ("invalid", pytest.approx(BASE - 0.4))
     due = harness.reconcile(after=BASE - 0.4)
-    assert harness.kube.kinds()[:2] == ["get", "apply"]
+    assert harness.kube.kinds()[:1] == ["create"]
     assert due.requeue_after == 2 * BASE
 
 
@@ -364,7 +369,8 @@ def test_adoption_moves_managed_fields_only_after_a_successful_dry_run() -> None
     harness.given(apptask())
     harness.kube.existing = foreign(apptask())
     assert harness.reconcile().outcome == "applied"
-    assert harness.kube.kinds()[:5] == ["get", "dry-run", "get", "managedFields", "apply"]
+    assert harness.kube.kinds()[:6] == ["create", "get", "dry-run", "get", "managedFields",
+                                        "apply"]
 
 
 def test_a_refused_adoption_leaves_the_managed_fields_alone() -> None:
@@ -373,7 +379,7 @@ def test_a_refused_adoption_leaves_the_managed_fields_alone() -> None:
     harness.kube.existing = foreign(apptask())
     harness.kube.failures["dry-run"] = IMMUTABLE
     result = harness.reconcile()
-    assert harness.kube.kinds() == ["get", "dry-run", "status"]
+    assert harness.kube.kinds() == ["create", "get", "dry-run", "status"]
     assert (result.outcome, result.requeue_after) == ("invalid", BASE)
 
 

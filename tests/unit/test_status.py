@@ -184,3 +184,25 @@ def test_patch_for_a_status_never_written_is_the_whole_status() -> None:
     wanted = status.compute(apptask(), None, SYNCED, T1)
     assert status.patch_for(None, wanted) == {"status": wanted}
 
+
+
+# --------------------------------------------------------------------------- coalescing
+
+def test_a_moving_ready_count_is_progress_only() -> None:
+    before = status.compute(apptask(), deployment(replicas=10, ready=3, updated=5), SYNCED, T1)
+    after = status.compute(apptask(current=before), deployment(replicas=10, ready=6, updated=8),
+                           SYNCED, T1)
+    assert after != before and status.progress_only(before, after)
+
+
+@pytest.mark.parametrize("after", [
+    status.compute(apptask(), deployment(replicas=10, ready=10, updated=10, available=10),
+                   SYNCED, T1),
+    status.compute(apptask(generation=3), deployment(replicas=10, ready=6), SYNCED, T1),
+    status.compute(apptask(), deployment(replicas=10, ready=6, updated=8),
+                   Sync.failed("boom"), T1),
+])
+def test_a_new_phase_generation_or_condition_is_not_progress_only(after: dict[str, Any]) -> None:
+    before = status.compute(apptask(), deployment(replicas=10, ready=3, updated=5), SYNCED, T1)
+    assert not status.progress_only(before, after)
+    assert not status.progress_only(None, after)
