@@ -34,7 +34,7 @@ from ssa_controller.drift import parse_quantity, stored_quantity
 from ssa_controller.kube import APPLY_PATCH, encode_body
 
 UID = "5f0c1b1e-0000-4000-8000-000000000001"
-EXAMPLES = int(os.environ.get("HYPOTHESIS_EXAMPLES", "150"))
+EXAMPLES = int(os.environ.get("HYPOTHESIS_EXAMPLES", "100"))
 STABLE = settings(max_examples=EXAMPLES, derandomize=True, deadline=None, database=None,
                   suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 QUANTITY_PATTERN = (r"(\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))"
