@@ -168,7 +168,7 @@ def test_throttling_server_errors_and_resets_are_retried_within_the_rate_limit(
         put_apptask(admin, apptask(f"flaky-{i}", namespace, replicas=0))
     poll_until(lambda: converged(admin, namespace, "nginx:1.25", count), timeout=90,
                message="all created through the faults")
-    restarts = process.metric("ssa_controller_watch_restarts_total")
+    restarts, reset = process.metric("ssa_controller_watch_restarts_total"), time.monotonic()
     assert proxy.reset() >= 2  # the watches among them
     for i in range(count):
         put_apptask(admin, apptask(f"flaky-{i}", namespace, replicas=0, image="nginx:1.27"))
@@ -192,7 +192,7 @@ def test_throttling_server_errors_and_resets_are_retried_within_the_rate_limit(
     for width in (1.0, 5.0, 10.0):
         assert most_in_window(writes, width) <= burst + qps * (width + JITTER), width
     assert process.metric("ssa_controller_watch_restarts_total") > restarts
-    assert any(r.is_watch and r.outcome == 200 and r.at > updated for r in records)
+    assert any(r.is_watch and r.outcome == 200 and r.at > reset for r in records)
     assert process.proc.poll() is None
 
 
