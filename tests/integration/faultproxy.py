@@ -5,7 +5,7 @@ stall or reset connections but cannot answer a request with 429 or 503: for that
 see requests. So it presents the API server's own serving certificate and key (ControlPlane's
 cert dir: `apiserver.crt`, whose SANs include 127.0.0.1, and `apiserver.key`), which the
 controller's kubeconfig already trusts: only the server URL changes (`ControllerProcess`'s
-`server`). Each accepted connection gets its own TLS connection to the API server (verified
+`server_url`). Each accepted connection gets its own TLS connection to the API server (verified
 against its CA), made before the client's handshake: when the API server is down the client's
 connection is reset at once and counted as `refused`, as close to "connection refused" as a
 proxy gets. One thread per connection parses HTTP/1.1 requests (Content-Length bodies, which is
@@ -17,7 +17,8 @@ relaying one response.
 Faults, switchable at run time from any thread:
 - `stall()`: every connection open now stops forwarding in both directions and stays open
   (a hung server or middlebox: TCP is alive, nothing moves); new connections work normally.
-  `pass_through()` lets them move again.
+  `pass_through()` lets them move again. The proxy's kernel still acknowledges everything,
+  TCP keepalive probes included, so only the client's own deadlines can notice.
 - `reset()`: every connection open now is reset (RST).
 - `inject(...)`: a share of the requests (optionally of some methods only, and at most `limit`)
   is answered with an injected 429 (with `Retry-After`), 500 or 503 Status, or by resetting or
@@ -27,8 +28,9 @@ Faults, switchable at run time from any thread:
 Everything is recorded for assertions: accepted and refused connections, and one RequestRecord
 per request with its outcome (the API server's status, the injected status, "reset",
 "stalled"; a stalled request is recorded when it is held, and again with its answer if it is
-forwarded after `pass_through()`). The proxy listens on 127.0.0.1 only, lives at most `lifetime` seconds (then it
-closes itself), and `close()` stops and joins every thread it started.
+forwarded after `pass_through()`). The proxy listens on 127.0.0.1 only, lives at most
+`lifetime` seconds (then it closes itself), and `close()` stops and joins every thread it
+started.
 """
 
 from __future__ import annotations
