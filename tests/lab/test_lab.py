@@ -6,6 +6,7 @@ the whole lab runs once per session (conftest.lab_results)."""
 from __future__ import annotations
 
 import pytest
+from conftest import SECONDS
 
 from ssa_controller.lab import report
 from ssa_controller.lab.results import ModeResult
@@ -26,7 +27,7 @@ SIGNATURE = {
 
 
 def table(result: ModeResult) -> str:
-    return report.text([result], report.context(0, "tests"))
+    return report.text([result], report.context(SECONDS, "tests/lab"))
 
 
 @pytest.mark.parametrize("mode", MODES)
