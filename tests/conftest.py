@@ -22,6 +22,7 @@ import pytest
 from ssa_controller.envtest import (
     POD_SIMULATOR_USER,
     ApiError,
+    Assets,
     ControlPlane,
     PodSimulator,
     find_assets,
@@ -32,16 +33,29 @@ INTEGRATION = Path(__file__).parent / "integration"
 REQUIRE_CLUSTER = "SSA_REQUIRE_CLUSTER"
 
 
+OPT_IN_MARKERS = ("soak", "lab")
+"""Suites of minutes (tests/soak, tests/lab): left out unless the marker expression names them
+(`pytest -m soak tests/soak`, `pytest -m lab tests/lab`, as .ci/run does)."""
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     for item in items:
         if INTEGRATION in item.path.parents:
             item.add_marker(pytest.mark.cluster)
+    markexpr = config.option.markexpr or ""
+    left_out = [item for item in items
+                if any(item.get_closest_marker(m) and m not in markexpr for m in OPT_IN_MARKERS)]
+    if left_out:
+        config.hook.pytest_deselected(items=left_out)
+        items[:] = [item for item in items if item not in left_out]
 
 
 @pytest.fixture(scope="session")
-def control_plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlane]:
-    assets = find_assets()
-    if assets is None or assets.kube_controller_manager is None:
+def assets() -> Assets:
+    """The envtest binaries; the cluster tests skip without them, or fail when
+    SSA_REQUIRE_CLUSTER is set (as .ci/run does)."""
+    found = find_assets()
+    if found is None or found.kube_controller_manager is None:
         reason = (
             "no envtest binaries (etcd, kube-apiserver, kube-controller-manager): run "
             "`python -m ssa_controller.envtest install` or set KUBEBUILDER_ASSETS"
@@ -49,6 +63,12 @@ def control_plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlP
         if os.environ.get(REQUIRE_CLUSTER):
             pytest.fail(f"{reason} ({REQUIRE_CLUSTER} is set)", pytrace=False)
         pytest.skip(reason)
+    return found
+
+
+@pytest.fixture(scope="session")
+def control_plane(tmp_path_factory: pytest.TempPathFactory, assets: Assets
+                  ) -> Iterator[ControlPlane]:
     with ControlPlane(
         tmp_path_factory.mktemp("envtest"), controller_manager=True, assets=assets
     ) as plane:

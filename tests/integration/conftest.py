@@ -15,6 +15,7 @@ for a non-admin identity bound by exactly the RBAC in manifests/.
 from __future__ import annotations
 
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -31,7 +32,7 @@ from metrics_scrape import samples
 
 from ssa_controller import crds
 from ssa_controller.envtest import ControlPlane, die_with_parent, poll_until
-from ssa_controller.kube import ApiError, Kube
+from ssa_controller.kube import LEASES, ApiError, Kube
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -175,6 +176,18 @@ def controller(cluster: ControlPlane, tmp_path: Path, request: pytest.FixtureReq
     if report is not None and report.failed:
         for i, process in enumerate(started):
             print(f"--- controller {i} log ---\n{process.log()[-6000:]}")
+
+
+@pytest.fixture
+def lease_name(admin: Kube) -> Iterator[str]:
+    """A fresh Lease name in the controller namespace, deleted after the test."""
+    name = f"test-{secrets.token_hex(4)}"
+    yield name
+    try:
+        admin.delete(LEASES.path(CONTROLLER_NAMESPACE, name))
+    except ApiError as exc:
+        if exc.status != 404:
+            raise
 
 
 @pytest.hookimpl(hookwrapper=True)

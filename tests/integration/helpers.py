@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from ssa_controller.envtest.audit import AuditEvent, AuditLog, overlapping, write_spans
-from ssa_controller.kube import APPTASKS, DEPLOYMENTS, ApiError, Kube
+from ssa_controller.kube import APPTASKS, DEPLOYMENTS, MERGE_PATCH, ApiError, Kube
 
 MANIFESTS = Path(__file__).resolve().parents[2] / "manifests"
 CONTROLLER_NAMESPACE = "ssa-controller-system"
@@ -106,3 +107,25 @@ def assert_one_writer_at_a_time(writes: list[AuditEvent]) -> list[str]:
              for e in sorted(writes, key=lambda e: e.received)]
     assert not clashes, f"two writers at once: {clashes}; writes: {order}"
     return [span.user for span in spans]
+
+
+class Rival:
+    """Another controller that sets spec.replicas=5 every 200 ms until stopped."""
+
+    def __init__(self, kube: Kube, namespace: str, name: str) -> None:
+        self.kube, self.path = kube, DEPLOYMENTS.path(namespace, name)
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self.run, daemon=True)
+
+    def run(self) -> None:
+        while not self.stop.wait(0.2):
+            self.kube.patch(self.path, {"spec": {"replicas": 5}}, MERGE_PATCH,
+                            {"fieldManager": "rival-controller"})
+
+    def __enter__(self) -> Rival:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        self.thread.join(5)

@@ -22,7 +22,15 @@ import pytest
 import urllib3
 import yaml
 from conftest import free_port
-from helpers import CONTROLLER, apptask, condition, get_deployment, put_apptask, rbac_path, scoped
+from helpers import (
+    CONTROLLER,
+    apptask,
+    condition,
+    get_deployment,
+    put_apptask,
+    rbac_path,
+    scoped,
+)
 
 from ssa_controller.envtest import ControlPlane, poll_until
 from ssa_controller.kube import ApiError, Kube

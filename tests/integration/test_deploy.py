@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import copy
 import re
-import secrets
 import signal
 import subprocess
 import time
@@ -64,17 +63,6 @@ def elected(namespace: str, lease: str, **timing: str) -> dict[str, Any]:
     return {"namespaces": [namespace],
             "leaderElection": {"enabled": True, "namespace": CONTROLLER_NAMESPACE,
                                "leaseName": lease, **FAST_LEASE, **timing}}
-
-
-@pytest.fixture
-def lease_name(admin: Kube) -> Iterator[str]:
-    name = f"test-{secrets.token_hex(4)}"
-    yield name
-    try:
-        admin.delete(LEASES.path(CONTROLLER_NAMESPACE, name))
-    except ApiError as exc:
-        if exc.status != 404:
-            raise
 
 
 def lease_spec(admin: Kube, lease: str) -> dict[str, Any]:

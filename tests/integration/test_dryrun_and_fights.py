@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import threading
 import time
 
 import jsonpatch
@@ -14,6 +13,7 @@ import pytest
 import yaml
 from helpers import (
     CONTROLLER,
+    Rival,
     apptask,
     condition,
     container,
@@ -119,28 +119,6 @@ def test_one_manual_change_is_restored_once(admin, controller, namespace, cluste
     poll_until(lambda: status_of(admin, namespace, "scale").get("phase") == "Ready", timeout=60)
     assert cluster.audit.count(mark, user=CONTROLLER, resource="deployments", verb="patch") == 1
     assert condition(status_of(admin, namespace, "scale"), "Conflict")["status"] == "False"
-
-
-class Rival:
-    """Another controller that sets spec.replicas=5 every 200 ms until stopped."""
-
-    def __init__(self, kube, namespace: str, name: str) -> None:
-        self.kube, self.path = kube, DEPLOYMENTS.path(namespace, name)
-        self.stop = threading.Event()
-        self.thread = threading.Thread(target=self.run, daemon=True)
-
-    def run(self) -> None:
-        while not self.stop.wait(0.2):
-            self.kube.patch(self.path, {"spec": {"replicas": 5}}, MERGE_PATCH,
-                            {"fieldManager": "rival-controller"})
-
-    def __enter__(self) -> Rival:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop.set()
-        self.thread.join(5)
 
 
 FIGHT_MEASURED = 6.0

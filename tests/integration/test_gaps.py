@@ -25,27 +25,28 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from helpers import CONTROLLER, CONTROLLER_NAMESPACE, apply_rbac, apptask, put_apptask, rbac_objects, scoped
+from helpers import (
+    CONTROLLER,
+    CONTROLLER_NAMESPACE,
+    apply_rbac,
+    apptask,
+    put_apptask,
+    rbac_objects,
+    scoped,
+)
 
 from ssa_controller import crds
-from ssa_controller.envtest import ControlPlane, find_assets, poll_until
+from ssa_controller.envtest import Assets, ControlPlane, poll_until
 from ssa_controller.envtest.controlplane import CONTROLLERS
 from ssa_controller.kube import APPTASKS, DEPLOYMENTS, ApiError, Kube
 
-REQUIRE_CLUSTER = "SSA_REQUIRE_CLUSTER"
 NAMESPACE_TASKS = 20
 REQUESTS_PER_TASK_IN_TEARDOWN = 2
 
 
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlane]:
+def cluster(tmp_path_factory: pytest.TempPathFactory, assets: Assets) -> Iterator[ControlPlane]:
     """A control plane without kube-apiserver's watch cache, CRD and RBAC installed."""
-    assets = find_assets()
-    if assets is None or assets.kube_controller_manager is None:
-        reason = "no envtest binaries: run `python -m ssa_controller.envtest install`"
-        if os.environ.get(REQUIRE_CLUSTER):
-            pytest.fail(f"{reason} ({REQUIRE_CLUSTER} is set)", pytrace=False)
-        pytest.skip(reason)
     with ControlPlane(tmp_path_factory.mktemp("gaps"), controller_manager=True, assets=assets,
                       watch_cache=False, controllers=CONTROLLERS + ",-namespace") as plane:
         admin = plane.client()

@@ -33,7 +33,7 @@ from helpers import (
 )
 
 from ssa_controller import crds
-from ssa_controller.envtest import ControlPlane, PollTimeout, find_assets, poll_until
+from ssa_controller.envtest import Assets, ControlPlane, PollTimeout, poll_until
 from ssa_controller.kube import LEASES, Kube
 
 NAMESPACE = "demo"
@@ -58,10 +58,10 @@ Process = Any
 
 
 @pytest.fixture
-def bare_plane(control_plane: ControlPlane, tmp_path: Path) -> Iterator[ControlPlane]:
+def bare_plane(assets: Assets, tmp_path: Path) -> Iterator[ControlPlane]:
     """A control plane without the AppTask CRD, with the controller namespace, the manifests'
     RBAC (bound to the test users) and the namespace `demo`."""
-    with ControlPlane(tmp_path / "plane", assets=find_assets()) as plane:
+    with ControlPlane(tmp_path / "plane", assets=assets) as plane:
         admin = plane.client(user_agent="tests")
         for name in (CONTROLLER_NAMESPACE, NAMESPACE):
             admin.create("/api/v1/namespaces", {"metadata": {"name": name}})

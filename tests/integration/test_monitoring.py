@@ -15,24 +15,29 @@ import json
 import math
 import os
 import re
-import secrets
 import shutil
 import signal
 import socket
 import subprocess
-import threading
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import urllib3
 import yaml
-from helpers import CONTROLLER_NAMESPACE, apptask, get_deployment, put_apptask, scoped, status_of
+from helpers import (
+    CONTROLLER_NAMESPACE,
+    Rival,
+    apptask,
+    get_deployment,
+    put_apptask,
+    scoped,
+    status_of,
+)
 from metrics_scrape import SECURE, metrics_reader, user_subject
 
 from ssa_controller.envtest import ControlPlane, die_with_parent, poll_until
-from ssa_controller.kube import DEPLOYMENTS, LEASES, MERGE_PATCH, ApiError, Kube
+from ssa_controller.kube import Kube
 
 ROOT = Path(__file__).resolve().parents[2]
 MONITORING = ROOT / "manifests" / "monitoring"
@@ -201,39 +206,6 @@ class Prometheus:
         return {r["name"]: r["state"] for r in rules}
 
 
-class Rival:
-    """Another writer setting the Deployment's spec.replicas to 5 every 200 ms."""
-
-    def __init__(self, kube: Kube, namespace: str, name: str) -> None:
-        self.kube, self.path = kube, DEPLOYMENTS.path(namespace, name)
-        self.stop = threading.Event()
-        self.thread = threading.Thread(target=self.run, daemon=True)
-
-    def run(self) -> None:
-        while not self.stop.wait(0.2):
-            self.kube.patch(self.path, {"spec": {"replicas": 5}}, MERGE_PATCH,
-                            {"fieldManager": "rival-controller"})
-
-    def __enter__(self) -> Rival:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop.set()
-        self.thread.join(5)
-
-
-@pytest.fixture
-def lease(admin: Kube) -> Iterator[str]:
-    name = f"monitoring-{secrets.token_hex(4)}"
-    yield name
-    try:
-        admin.delete(LEASES.path(CONTROLLER_NAMESPACE, name))
-    except ApiError as exc:
-        if exc.status != 404:
-            raise
-
-
 def wait_for_phase(admin: Kube, namespace: str, name: str, phase: str) -> None:
     poll_until(lambda: status_of(admin, namespace, name).get("phase") == phase, timeout=60,
                message=f"AppTask {name} in phase {phase}")
@@ -255,11 +227,11 @@ def drive(admin: Kube, namespace: str) -> None:
 
 
 def test_dashboard_and_alerts_match_a_real_scrape(admin: Kube, controller, namespace: str,
-                                                  cluster: ControlPlane, lease: str,
+                                                  cluster: ControlPlane, lease_name: str,
                                                   tmp_path: Path) -> None:
     config = {**scoped(namespace, fights=FAST_FIGHTS,
                        leaderElection={"enabled": True, "namespace": CONTROLLER_NAMESPACE,
-                                       "leaseName": lease}), **SECURE}
+                                       "leaseName": lease_name}), **SECURE}
     with metrics_reader(admin, user_subject("alice")):
         process = controller(config)
         prometheus = Prometheus(tmp_path, process.metrics_port, cluster.token("alice"),

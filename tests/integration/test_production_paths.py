@@ -9,6 +9,7 @@ from typing import Any
 
 from helpers import (
     CONTROLLER,
+    Rival,
     apptask,
     condition,
     container,
@@ -18,7 +19,6 @@ from helpers import (
     scoped,
     status_of,
 )
-from test_dryrun_and_fights import Rival
 
 from ssa_controller.envtest import poll_until
 from ssa_controller.kube import DEPLOYMENTS, MERGE_PATCH

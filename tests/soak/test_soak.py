@@ -8,7 +8,7 @@ threads and open file descriptors are read from /proc/<pid>, and its cache sizes
 metrics. After the warm-up each of them must be flat: the least-squares slope over the samples
 is printed and bounded. At the end everything converges and the caches equal the server's state.
 
-Marked `soak` and left out of the default run (tests/soak/conftest.py, as tests/lab does):
+Marked `soak` and left out of the default run (OPT_IN_MARKERS in tests/conftest.py):
 
     .venv/bin/python -m pytest -q -m soak tests/soak          # as .ci/run does
     SSA_SOAK_SECONDS=600 .venv/bin/python -m pytest -q -m soak tests/soak -s   # longer
@@ -37,13 +37,12 @@ import urllib3
 import yaml
 
 from ssa_controller import crds
-from ssa_controller.envtest import ControlPlane, die_with_parent, find_assets, poll_until
+from ssa_controller.envtest import Assets, ControlPlane, die_with_parent, poll_until
 from ssa_controller.kube import APPTASKS, DEPLOYMENTS, ApiError, Kube
 
 pytestmark = [pytest.mark.soak, pytest.mark.timeout(900)]
 
 ROOT = Path(__file__).resolve().parents[2]
-REQUIRE_CLUSTER = "SSA_REQUIRE_CLUSTER"
 NAMESPACE = "soak"
 DURATION = float(os.environ.get("SSA_SOAK_SECONDS", "150"))
 """Seconds of churn."""
@@ -70,13 +69,7 @@ def free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlane]:
-    assets = find_assets()
-    if assets is None or assets.kube_controller_manager is None:
-        reason = "no envtest binaries: run `python -m ssa_controller.envtest install`"
-        if os.environ.get(REQUIRE_CLUSTER):
-            pytest.fail(f"{reason} ({REQUIRE_CLUSTER} is set)", pytrace=False)
-        pytest.skip(reason)
+def plane(tmp_path_factory: pytest.TempPathFactory, assets: Assets) -> Iterator[ControlPlane]:
     with ControlPlane(tmp_path_factory.mktemp("soak"), controller_manager=True,
                       assets=assets) as control_plane:
         admin = control_plane.client()
