@@ -430,11 +430,12 @@ class Run:
             time.sleep(2.0)
 
         if "idle" in scenarios and c.resyncs:
-            mark, start = log.mark(), c.reconciles()
+            mark, start, cpu0 = log.mark(), c.reconciles(), proc_cpu(c.proc.pid)
             poll_until(lambda: c.reconciles() >= start + 5 * (count + 1), timeout=600,
                        interval=0.2, message="five idle resyncs")
-            events = [e for e in log.events(mark) if c.mine(e)]
-            record("idle", requests=len(events), writes=sum(e.is_write for e in events))
+            events = [e for e in log.events(mark) if c.mine(e) and e.verb != "watch"]
+            record("idle", requests=len(events), writes=sum(e.is_write for e in events),
+                   cpu=proc_cpu(c.proc.pid) - cpu0)
 
         if "cold" in scenarios:
             c.stop()
