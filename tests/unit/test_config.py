@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 
-from ssa_controller import config as config_module
 from ssa_controller.config import (
     BackoffConfig,
     Config,
@@ -68,12 +67,14 @@ def test_none_and_null_sections_give_defaults() -> None:
     assert parse_config({"backoff": None, "logging": None}) == Config()
 
 
-def test_config_is_frozen() -> None:
+def test_config_is_frozen_and_hashable() -> None:
     cfg = parse_config({})
-    with pytest.raises(dataclasses.FrozenInstanceError):
+    with pytest.raises(ValidationError, match="frozen"):
         cfg.workers = 3  # type: ignore[misc]
-    with pytest.raises(dataclasses.FrozenInstanceError):
+    with pytest.raises(ValidationError, match="frozen"):
         cfg.backoff.cap = 1.0  # type: ignore[misc]
+    assert hash(cfg) == hash(Config())
+    assert len({cfg, Config(), parse_config({"workers": 3})}) == 2
 
 
 def test_partial_section_keeps_other_defaults() -> None:
@@ -83,10 +84,18 @@ def test_partial_section_keeps_other_defaults() -> None:
     assert cfg.workers == 8
 
 
-def test_schema_covers_every_dataclass_field() -> None:
-    for cls, section in config_module._SECTIONS.items():
-        yaml_fields = {config_module._snake(name) for name in section.fields}
-        assert yaml_fields == {f.name for f in dataclasses.fields(cls)}, cls.__name__
+def test_yaml_keys_are_camel_case_and_python_names_snake_case() -> None:
+    """The YAML takes only the camelCase keys; Python code constructs by field name."""
+    assert parse_config({"leaderElection": {"leaseDuration": "20s"}}).leader_election.lease_duration == 20.0
+    assert rejects({"leaderElection": {"lease_duration": "20s"}}).key == "leaderElection.lease_duration"
+    assert LeaderElectionConfig(lease_duration=20.0).lease_duration == 20.0
+    assert list(Config().to_dict()["server"]) == [
+        "bindAddress", "metricsPort", "healthPort", "secureMetrics", "metricsCertDir"]
+
+
+def test_direct_construction_is_validated_too() -> None:
+    with pytest.raises(ValidationError):
+        BackoffConfig(base=2.0, cap=1.0)
 
 
 def test_to_dict_round_trips() -> None:
@@ -105,6 +114,8 @@ def test_with_overrides_replaces_and_revalidates() -> None:
     with pytest.raises(ConfigError) as info:
         cfg.with_overrides(workers=0)
     assert info.value.key == "workers"
+    with pytest.raises(TypeError):
+        cfg.with_overrides(nope=1)
 
 
 # --------------------------------------------------------------------------- durations
@@ -126,7 +137,8 @@ def test_with_overrides_replaces_and_revalidates() -> None:
         ("1.5s", 1.5),
         (".5s", 0.5),
         ("250us", 0.00025),
-        ("100ns", 1e-7),
+        ("2000ns", 2e-6),
+        ("100ns", 0.0),  # durationpy's resolution is a microsecond (a datetime.timedelta)
         (" 2s ", 2.0),
         ("-1s", -1.0),
     ],
@@ -136,7 +148,8 @@ def test_parse_duration_accepts(value: object, seconds: float) -> None:
 
 
 @pytest.mark.parametrize(
-    "value", ["", "10", "s", "5 m", "1m30", "10sec", "1d", "ms", "--1s", True, None, [1], float("inf")]
+    "value", ["", "10", "s", "5 m", "1m30", "10sec", "1d", "ms", "--1s", True, None, [1], float("inf"),
+              "1w", "1y", "1mm", "1s-2s", "1s+2s", "1s 2s", "1.2.3s", ".s", "10S", "9999999999999h"]
 )
 def test_parse_duration_rejects(value: object) -> None:
     with pytest.raises(ConfigError) as info:
@@ -178,6 +191,21 @@ def test_unknown_keys_are_rejected_with_allowed_list(data: object, key: str) -> 
     assert err.key == key
     assert "unknown key" in err.message
     assert "allowed keys:" in err.message
+
+
+@pytest.mark.parametrize(
+    ("data", "key"),
+    [
+        ({"workerz": 1, "backoff": {"base": 0}}, "workerz"),
+        ({"backoff": {"base": 0, "caps": 1}}, "backoff.caps"),
+        ({"backoff": {"base": 0}, "rateLimit": {"qpz": 1}}, "backoff.base"),
+        ({"rateLimit": {"qps": 0}, "backoff": {"cap": "100ms"}}, "backoff.cap"),
+        ({"workers": 0, "dryRun": 1}, "dryRun"),
+    ],
+)
+def test_of_several_problems_the_first_is_reported(data: object, key: str) -> None:
+    """Keys in declaration order, depth first; in each mapping its unknown keys first."""
+    assert rejects(data).key == key
 
 
 def test_unknown_key_suggests_close_match() -> None:
