@@ -12,7 +12,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from .drift import parse_quantity
+from . import quantity
 
 API_GROUP = "example.com"
 API_VERSION = "example.com/v1"
@@ -97,7 +97,7 @@ def _resources(spec: Mapping[str, Any]) -> dict[str, dict[str, str | int]]:
         amounts = value.get(kind) or {}
         _expect(isinstance(amounts, Mapping), f"resources.{kind}", "must be a map")
         for name, amount in amounts.items():
-            _expect(isinstance(amount, (str, int)) and parse_quantity(amount) is not None,
+            _expect(isinstance(amount, (str, int)) and quantity.parse(amount) is not None,
                     f"resources.{kind}.{name}", f"{amount!r} is not a quantity")
         if amounts:
             rendered[kind] = dict(amounts)

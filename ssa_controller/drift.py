@@ -10,58 +10,14 @@ from __future__ import annotations
 
 import functools
 import json
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from decimal import ROUND_UP, Decimal, InvalidOperation
 from typing import Any
 
-from . import fieldset
+from . import fieldset, quantity
 from .fieldset import Path
 
-_QUANTITY = re.compile(r"^([+-]?[0-9.]+)([eE][+-]?[0-9]+|[KMGTPE]i|[numkMGTPE])?$")
-_SUFFIX = {
-    "": Decimal(1), "n": Decimal("1e-9"), "u": Decimal("1e-6"), "m": Decimal("1e-3"),
-    "k": Decimal(10) ** 3, "M": Decimal(10) ** 6, "G": Decimal(10) ** 9, "T": Decimal(10) ** 12,
-    "P": Decimal(10) ** 15, "E": Decimal(10) ** 18,
-    "Ki": Decimal(2) ** 10, "Mi": Decimal(2) ** 20, "Gi": Decimal(2) ** 30,
-    "Ti": Decimal(2) ** 40, "Pi": Decimal(2) ** 50, "Ei": Decimal(2) ** 60,
-}
 _MISSING = object()
-
-
-def parse_quantity(value: str | int | float) -> Decimal | None:
-    """The numeric value of a Kubernetes quantity ("500m", "1Gi", "1e3"), or None if invalid."""
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, (int, float)):
-        return Decimal(str(value))
-    match = _QUANTITY.match(value.strip())
-    if not match:
-        return None
-    number, suffix = match.group(1), match.group(2) or ""
-    try:
-        if suffix not in _SUFFIX:  # an exponent ("1e3"); "E" and "Ei" are suffixes
-            return Decimal(number + suffix)
-        return Decimal(number) * _SUFFIX[suffix]
-    except InvalidOperation:
-        return None
-
-
-_MAX_QUANTITY = Decimal(2**63 - 1)
-_MILLI = Decimal("0.001")
-
-
-def stored_quantity(value: str | int | float) -> Decimal | None:
-    """The value the API server stores for a resource quantity, or None if invalid: parsing caps
-    it at 2^63-1, and defaulting rounds every ResourceList value up to milli precision ("1n" is
-    stored as "1m", "999Ei" as "9223372036854775807"). Comparing unrounded values would see a
-    difference after every apply, and re-apply for ever."""
-    number = parse_quantity(value)
-    if number is None:
-        return None
-    number = max(-_MAX_QUANTITY, min(_MAX_QUANTITY, number))
-    return number.quantize(_MILLI, rounding=ROUND_UP)
 
 
 @functools.lru_cache(maxsize=4096)
@@ -98,7 +54,7 @@ def _same(path: Path, wanted: Any, live: Any) -> bool:
     if live is _MISSING:
         return False
     if _is_quantity_path(path):
-        return stored_quantity(wanted) == stored_quantity(live)
+        return quantity.stored(wanted) == quantity.stored(live)
     if path and path[-1] == ".":
         return True
     return bool(wanted == live)

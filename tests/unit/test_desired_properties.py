@@ -28,9 +28,8 @@ import yaml
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from ssa_controller import desired
+from ssa_controller import desired, quantity
 from ssa_controller.desired import InvalidSpec
-from ssa_controller.drift import parse_quantity, stored_quantity
 from ssa_controller.kube import APPLY_PATCH, encode_body
 
 UID = "5f0c1b1e-0000-4000-8000-000000000001"
@@ -262,22 +261,22 @@ def test_quantities_compare_as_the_server_stores_them(applied: str | int, stored
     """kube-apiserver caps quantities at 2^63-1 and rounds resource values up to 1m (observed on
     v1.20.2): a spec asking for "1n" must not look drifted from the stored "1m", or every
     reconcile would re-apply it (found by tests/integration/test_bad_input.py)."""
-    assert stored_quantity(applied) == stored_quantity(stored)
-    assert stored_quantity(applied) is not None
+    assert quantity.stored(applied) == quantity.stored(stored)
+    assert quantity.stored(applied) is not None
 
 
 @STABLE
-@given(quantity=quantities)
-def test_any_admitted_quantity_compares_without_error(quantity: str | int) -> None:
-    value = stored_quantity(quantity)
-    assert value is None or value == stored_quantity(str(value))
+@given(amount=quantities)
+def test_any_admitted_quantity_compares_without_error(amount: str | int) -> None:
+    value = quantity.stored(amount)
+    assert value is None or value == quantity.stored(str(value))
 
 
-@pytest.mark.parametrize(("quantity", "value"), [
+@pytest.mark.parametrize(("text", "value"), [
     ("1E", 10**18), ("2Ei", 2 * 2**60), ("1e3", 1000), ("1E3", 1000), ("1e-3", Decimal("0.001"))])
-def test_exa_suffixes_are_quantities_not_exponents(quantity: str, value: Decimal | int) -> None:
-    assert parse_quantity(quantity) == value
-    desired.render(apptask("web", {"image": "x", "resources": {"limits": {"memory": quantity}}}))
+def test_exa_suffixes_are_quantities_not_exponents(text: str, value: Decimal | int) -> None:
+    assert quantity.parse(text) == value
+    desired.render(apptask("web", {"image": "x", "resources": {"limits": {"memory": text}}}))
 
 
 @STABLE

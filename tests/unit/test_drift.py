@@ -1,4 +1,4 @@
-"""Unit tests for ssa_controller.drift: quantities, and drift of a live object from its apply body.
+"""Unit tests for ssa_controller.drift: drift of a live object from its apply body.
 
 LIVE is what a real v1.20.2 kube-apiserver returned for a server-side apply of BODY under the
 manager "ssa-controller": BODY plus server defaults, quantities canonicalised ("0.5" -> "500m",
@@ -8,7 +8,6 @@ manager "ssa-controller": BODY plus server defaults, quantities canonicalised ("
 from __future__ import annotations
 
 import copy
-from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -144,38 +143,6 @@ def give_to(live: dict[str, Any], manager: str, paths: list[fieldset.Path]) -> N
     live["metadata"]["managedFields"].append(
         {"manager": manager, "operation": "Update", "apiVersion": "apps/v1",
          "fieldsType": "FieldsV1", "fieldsV1": fieldset.to_fields(paths)})
-
-
-# --------------------------------------------------------------------------- parse_quantity
-
-
-@pytest.mark.parametrize(("a", "b"), [
-    ("1000m", "1"), ("0.5", "500m"), ("1e3", "1k"), ("1E3", "1000"), ("1Ki", "1024"),
-    ("2M", "2000000"), ("1.5Gi", "1536Mi"), (2, "2"), ("100n", "0.1u"),
-])
-def test_equal_quantities_parse_to_the_same_value(a: str | int, b: str) -> None:
-    assert drift.parse_quantity(a) == drift.parse_quantity(b)
-
-
-def test_binary_suffixes_are_powers_of_two() -> None:
-    assert drift.parse_quantity("1Gi") == 1073741824
-
-
-def test_different_quantities_differ() -> None:
-    assert drift.parse_quantity("1k") != drift.parse_quantity("1Ki")
-
-
-@pytest.mark.parametrize("text", ["", "abc", "1.2.3", "1K", "1kb", "Gi", "1 Gi", "--1"])
-def test_invalid_quantities_parse_to_none(text: str) -> None:
-    assert drift.parse_quantity(text) is None
-
-
-def test_a_boolean_is_not_a_quantity() -> None:
-    assert drift.parse_quantity(True) is None
-
-
-def test_parse_quantity_is_exact() -> None:
-    assert drift.parse_quantity("100m") == Decimal("0.1")
 
 
 # --------------------------------------------------------------------------- compute
