@@ -28,7 +28,7 @@ from prometheus_client.exposition import choose_encoder
 
 from . import servingcert
 from .config import ServerConfig
-from .health import BackgroundHttpServer, QuietHandler
+from .httpserver import BackgroundHttpServer, QuietHandler
 from .kube import APPTASKS, DEPLOYMENTS, Kube
 from .metrics_auth import KubeReviews, MetricsAuthorizer
 
