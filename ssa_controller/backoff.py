@@ -2,8 +2,9 @@
 
 ItemBackoff decides how long a failing key waits before its next retry (the work
 queue's add_rate_limited uses it); TokenBucket bounds the overall rate of API
-writes (or of Events per object). Both are pure and thread-safe, and take an
-injected clock / sleep / random source so that tests run instantly.
+writes (or of Events per object). Both are pure and thread-safe, take plain numbers
+(not the configuration), and an injected clock / sleep / random source so that tests
+run instantly.
 """
 
 from __future__ import annotations
@@ -12,8 +13,6 @@ import random
 import threading
 import time
 from collections.abc import Callable
-
-from .config import BackoffConfig, EventsConfig, RateLimitConfig
 
 
 def exponential(base: float, factor: float, cap: float, failures: int) -> float:
@@ -53,10 +52,6 @@ class ItemBackoff:
         self._rng = rng if rng is not None else random.Random()
         self._failures: dict[str, int] = {}
         self._lock = threading.Lock()
-
-    @classmethod
-    def from_config(cls, config: BackoffConfig, rng: random.Random | None = None) -> ItemBackoff:
-        return cls(config.base, config.factor, config.cap, config.jitter, rng)
 
     def when(self, key: str) -> float:
         """The delay before the next retry of `key`; counts one more failure for it."""
@@ -105,15 +100,6 @@ class TokenBucket:
         self._tokens = self._burst
         self._last = clock()
         self._lock = threading.Lock()
-
-    @classmethod
-    def from_config(
-        cls,
-        config: RateLimitConfig | EventsConfig,
-        clock: Callable[[], float] = time.monotonic,
-        sleep: Callable[[float], None] = time.sleep,
-    ) -> TokenBucket:
-        return cls(config.qps, config.burst, clock, sleep)
 
     def reserve(self) -> float:
         """Take a token now; returns the seconds the caller must wait before using it."""

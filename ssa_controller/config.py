@@ -46,15 +46,14 @@ from .config_errors import (
     locate,
     read_yaml,
 )
+from .leader import LEADER_JITTER_FACTOR
 
 __all__ = [
-    "LEADER_JITTER_FACTOR", "ApplyConfig", "BackoffConfig", "Config", "ConfigError", "EventsConfig",
+    "ApplyConfig", "BackoffConfig", "Config", "ConfigError", "EventsConfig",
     "FightsConfig", "LeaderElectionConfig", "LoggingConfig", "RateLimitConfig", "ResyncConfig",
     "ServerConfig", "TimeoutsConfig", "load_config", "parse_config", "parse_duration",
 ]
 
-LEADER_JITTER_FACTOR = 1.2
-"""client-go's leaderelection.JitterFactor: acquire retries wait retry_period * [1, 2.2)."""
 
 # --------------------------------------------------------------------------- durations
 

@@ -14,13 +14,12 @@ import time
 from collections.abc import Callable
 
 from . import desired, predicates
-from .backoff import ItemBackoff
 from .config import Config
 from .diff import Plan
 from .fights import FightTracker
 from .kube import APPTASKS, DEPLOYMENTS, ApiError, Kube, Obj
 from .metrics import Metrics
-from .reconciler import EventSink, Reconciler, Result
+from .reconciler import EventSink, Reconciler, Result, item_backoff
 from .store import Store, key_of, strip, strip_keep_owners
 from .watcher import Watcher
 from .workqueue import WorkQueue
@@ -39,7 +38,7 @@ class Controller:
         self.metrics = metrics
         self.apptasks = Store(strip)
         self.deployments = Store(strip_keep_owners)
-        self.queue = WorkQueue(clock=clock, backoff=ItemBackoff.from_config(config.backoff),
+        self.queue = WorkQueue(item_backoff(config.backoff), clock=clock,
                                metrics=metrics.queue_metrics(NAME))
         self.fights = FightTracker(config.fights.threshold, config.fights.window,
                                    config.fights.backoff_base, config.fights.backoff_cap)

@@ -25,10 +25,12 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Protocol
 
-from .config import LEADER_JITTER_FACTOR
 from .kube import LEASES, ApiError, Kube, Obj, micro_time
 
 log = logging.getLogger(__name__)
+
+LEADER_JITTER_FACTOR = 1.2
+"""client-go's leaderelection.JitterFactor: acquire retries wait retry_period * [1, 2.2)."""
 
 
 class LeaderMetrics(Protocol):
@@ -158,7 +160,8 @@ class LeaderElector:
                  wall_clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
                  rng: random.Random | None = None) -> None:
         if not lease_duration > renew_deadline > LEADER_JITTER_FACTOR * retry_period > 0:
-            raise ValueError("need lease_duration > renew_deadline > 1.2 * retry_period > 0")
+            raise ValueError(f"need lease_duration > renew_deadline > {LEADER_JITTER_FACTOR:g} * "
+                             "retry_period > 0")
         self._kube = kube
         self.namespace = namespace
         self.name = name

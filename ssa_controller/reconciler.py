@@ -21,7 +21,7 @@ from typing import Any, Protocol
 
 from . import adopt, desired, diff, drift, fieldset, status
 from .backoff import ItemBackoff
-from .config import Config
+from .config import BackoffConfig, Config
 from .fights import Fight, FightTracker
 from .kube import APPTASKS, DEPLOYMENTS, MERGE_PATCH, ApiError, Kube, rfc3339
 from .status import Sync
@@ -197,6 +197,11 @@ class Rejections:
         return len(self._rejections)
 
 
+def item_backoff(config: BackoffConfig) -> ItemBackoff:
+    """A per-key backoff as `backoff.*` configures it."""
+    return ItemBackoff(config.base, config.factor, config.cap, config.jitter)
+
+
 def _generation(apptask: Obj) -> int:
     return int(apptask["metadata"].get("generation", 0))
 
@@ -234,7 +239,7 @@ class Reconciler:
         self.apptasks = apptasks
         self.deployments = deployments
         self.fights = fights
-        self.rejections = Rejections(ItemBackoff.from_config(config.backoff))
+        self.rejections = Rejections(item_backoff(config.backoff))
         self.events = events
         self.clock = clock
         self.wallclock = wallclock

@@ -39,7 +39,7 @@ EVENT_SOURCE = "example.com/ssa-controller"
 
 def configure_client(kube: Kube, config: Config, metrics: Metrics) -> Kube:
     """Give a client the controller's write rate limit, timeouts and request metrics."""
-    kube.write_limiter = TokenBucket.from_config(config.rate_limit)
+    kube.write_limiter = TokenBucket(config.rate_limit.qps, config.rate_limit.burst)
     kube.request_timeout = config.timeouts.request
     kube.observer = metrics.request_observer(urlsplit(kube.server).netloc)
     return kube

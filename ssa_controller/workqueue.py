@@ -17,7 +17,6 @@ from collections.abc import Callable
 from typing import Protocol
 
 from .backoff import ItemBackoff
-from .config import BackoffConfig
 
 
 class QueueMetrics(Protocol):
@@ -84,13 +83,13 @@ class WorkQueue:
 
     def __init__(
         self,
+        backoff: ItemBackoff,
         clock: Callable[[], float] = time.monotonic,
         metrics: QueueMetrics | None = None,
-        backoff: ItemBackoff | None = None,
     ) -> None:
         self._clock = clock
         self._metrics: QueueMetrics = metrics if metrics is not None else NoopQueueMetrics()
-        self._backoff = backoff if backoff is not None else ItemBackoff.from_config(BackoffConfig())
+        self._backoff = backoff
         self._cond = threading.Condition()
         self._queue: deque[str] = deque()  # ready keys, FIFO
         self._dirty: set[str] = set()  # keys ready or deferred until done()

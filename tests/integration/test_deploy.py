@@ -33,7 +33,7 @@ from helpers import (
 )
 from metrics_scrape import SECURE, metrics_reader, samples, scrape, user_subject
 
-from ssa_controller.config import LEADER_JITTER_FACTOR
+from ssa_controller.leader import LEADER_JITTER_FACTOR
 from ssa_controller.envtest import ControlPlane, poll_until
 from ssa_controller.kube import LEASES, ApiError, Kube
 from ssa_controller.runner import EVENT_SOURCE

@@ -8,7 +8,6 @@ import threading
 import pytest
 
 from ssa_controller.backoff import ItemBackoff, TokenBucket
-from ssa_controller.config import BackoffConfig, EventsConfig, RateLimitConfig
 
 
 class FakeClock:
@@ -102,11 +101,6 @@ def test_jitter_spreads_delays() -> None:
     assert min(delays) >= 9.0
     assert max(delays) <= 10.0
     assert max(delays) - min(delays) > 0.5
-
-
-def test_from_config() -> None:
-    b = ItemBackoff.from_config(BackoffConfig(base=0.25, factor=4.0, cap=4.0, jitter=0.0))
-    assert [b.when("k") for _ in range(4)] == [0.25, 1.0, 4.0, 4.0]
 
 
 @pytest.mark.parametrize(
@@ -212,17 +206,6 @@ def test_rate_over_a_long_window_is_bounded() -> None:
             while times[j] < t - width:
                 j += 1
             assert i - j + 1 <= qps * width + burst + 1e-6
-
-
-def test_from_config_builds_buckets() -> None:
-    clock = FakeClock()
-    writes = TokenBucket.from_config(RateLimitConfig(qps=1.0, burst=2), clock=clock)
-    assert [writes.try_take() for _ in range(3)] == [True, True, False]
-    events = TokenBucket.from_config(EventsConfig(), clock=clock)
-    assert sum(events.try_take() for _ in range(20)) == 10
-    clock.advance(10.0)
-    assert events.try_take() is True
-    assert events.try_take() is False
 
 
 @pytest.mark.parametrize(("qps", "burst"), [(0.0, 1), (-1.0, 1), (1.0, 0)])

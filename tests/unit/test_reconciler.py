@@ -25,6 +25,7 @@ from ssa_controller.reconciler import (
     Rejections,
     conflict_summary,
     deployment_version,
+    item_backoff,
     rejected,
 )
 from ssa_controller.store import Store, strip_keep_owners
@@ -63,6 +64,12 @@ def test_a_conflict_is_summarised_by_manager_and_fields() -> None:
     assert conflict_summary(error) == ('"hpa" over .spec.replicas; '
                                        '"kubectl" over .spec.replicas, .spec.paused')
     assert conflict_summary(ApiError(409, "Conflict", "plain")) == "plain"
+
+
+def test_item_backoff_follows_the_configuration() -> None:
+    backoff = item_backoff(BackoffConfig(base=0.25, factor=4.0, cap=4.0, jitter=0.0))
+    assert [backoff.when("k") for _ in range(4)] == [0.25, 1.0, 4.0, 4.0]
+    assert 0.45 <= item_backoff(BackoffConfig()).when("k") <= 0.5
 
 
 def cached(uid: str = "d1", generation: int = 1) -> Obj:

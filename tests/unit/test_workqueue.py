@@ -57,9 +57,13 @@ def clock() -> FakeClock:
     return FakeClock()
 
 
+def backoff() -> ItemBackoff:
+    return ItemBackoff(base=1.0, factor=2.0, cap=8.0, jitter=0.0)
+
+
 @pytest.fixture
 def queue(clock: FakeClock) -> WorkQueue:
-    return WorkQueue(clock=clock, backoff=ItemBackoff(base=1.0, factor=2.0, cap=8.0, jitter=0.0))
+    return WorkQueue(backoff(), clock=clock)
 
 
 def drain(queue: WorkQueue) -> list[str]:
@@ -145,7 +149,7 @@ def test_done_for_unknown_key_is_ignored(queue: WorkQueue) -> None:
 
 
 def test_blocking_get_is_woken_by_add() -> None:
-    queue = WorkQueue()
+    queue = WorkQueue(backoff())
     got: list[str | None] = []
     worker = threading.Thread(target=lambda: got.append(queue.get(timeout=10)))
     worker.start()
@@ -233,13 +237,13 @@ def test_delayed_key_collapses_with_ready_duplicate(queue: WorkQueue, clock: Fak
 
 
 def test_blocking_get_wakes_when_a_delay_expires() -> None:
-    queue = WorkQueue()  # real monotonic clock
+    queue = WorkQueue(backoff())  # real monotonic clock
     queue.add_after("a", 0.02)
     assert queue.get(timeout=5) == "a"
 
 
 def test_blocking_get_notices_an_earlier_delay() -> None:
-    queue = WorkQueue()
+    queue = WorkQueue(backoff())
     queue.add_after("slow", 60.0)
     got: list[str | None] = []
     worker = threading.Thread(target=lambda: got.append(queue.get(timeout=5)))
@@ -324,11 +328,6 @@ def test_a_hold_ends_by_itself(queue: WorkQueue, clock: FakeClock) -> None:
     assert drain(queue) == ["a"]
 
 
-def test_default_backoff_comes_from_config_defaults() -> None:
-    queue = WorkQueue(clock=FakeClock())
-    assert 0.45 <= queue.add_rate_limited("a") <= 0.5
-
-
 # --------------------------------------------------------------------------- shutdown
 
 
@@ -366,7 +365,7 @@ def test_processing_finishes_after_shut_down(queue: WorkQueue) -> None:
 
 
 def test_shut_down_wakes_all_blocked_getters() -> None:
-    queue = WorkQueue()
+    queue = WorkQueue(backoff())
     results: list[str | None] = []
     lock = threading.Lock()
 
@@ -389,7 +388,7 @@ def test_shut_down_wakes_all_blocked_getters() -> None:
 
 def test_metrics_are_reported(clock: FakeClock) -> None:
     metrics = RecordingMetrics()
-    queue = WorkQueue(clock=clock, metrics=metrics, backoff=ItemBackoff(1.0, 2.0, 8.0, 0.0))
+    queue = WorkQueue(backoff(), clock=clock, metrics=metrics)
     queue.add("a")
     queue.add("a")  # collapsed: not counted
     queue.add("b")
@@ -483,6 +482,6 @@ def hammer(
 @pytest.mark.usefixtures("frequent_thread_switches")
 def test_no_key_is_ever_processed_concurrently_and_no_add_is_lost() -> None:
     for _ in range(20):
-        problems, up_to_date = hammer(WorkQueue(), ["ns/a", "ns/b", "ns/c"], workers=6, producers=3, adds=300)
+        problems, up_to_date = hammer(WorkQueue(backoff()), ["ns/a", "ns/b", "ns/c"], workers=6, producers=3, adds=300)
         assert problems == []
         assert up_to_date, "an add made while a key was processing was lost"
