@@ -13,7 +13,7 @@ from pathlib import Path
 
 from . import crds, logs
 from .config import Config, ConfigError, load_config, parse_config
-from .diff import Plan, render_text
+from .diff import Action, Plan, render_text
 from .kube import ApiError, CredentialsError, Kube
 from .runner import Process
 
@@ -131,9 +131,9 @@ def _diff(args: argparse.Namespace) -> int:
 
 def diff_exit_code(plans: list[Plan]) -> int:
     """0 when nothing would change, 1 when something would, 2 when something failed."""
-    if any(p.action == "error" for p in plans):
+    if any(p.action is Action.ERROR for p in plans):
         return EXIT_ERROR
-    return 0 if all(p.action == "unchanged" for p in plans) else 1
+    return 0 if all(p.action is Action.UNCHANGED for p in plans) else 1
 
 
 def _install_crds(args: argparse.Namespace) -> int:

@@ -19,7 +19,7 @@ from .diff import Plan
 from .fights import FightTracker
 from .kube import APPTASKS, DEPLOYMENTS, ApiError, Kube, Obj
 from .metrics import Metrics
-from .reconciler import EventSink, Reconciler, Result, item_backoff
+from .reconciler import EventSink, Outcome, Reconciler, Result, item_backoff
 from .store import Store, key_of, strip, strip_keep_owners
 from .watcher import Watcher
 from .workqueue import WorkQueue
@@ -150,7 +150,7 @@ class Controller:
             result = self.reconciler.reconcile(key)
         except Exception as exc:  # noqa: BLE001 - a bug must not kill the worker
             log.exception("%s: reconcile crashed", key)
-            result = Result("error", error=_as_api_error(exc))
+            result = Result(Outcome.ERROR, error=_as_api_error(exc))
         self._requeue(key, result)
         if result.plan is not None:
             self._remember_plan(result.plan)
@@ -160,9 +160,9 @@ class Controller:
     def _count(self, result: Result, seconds: float) -> None:
         label = "error" if result.error else "requeue_after" if result.requeue_after else "success"
         self.metrics.reconcile_done(NAME, label, seconds)
-        if result.outcome != "skipped":
+        if result.outcome is not Outcome.SKIPPED:
             self.metrics.apply_outcome(result.outcome)
-        if result.outcome == "conflict":
+        if result.outcome is Outcome.CONFLICT:
             self.metrics.conflict()
         if result.fight_detected:
             self.metrics.fight_detected()

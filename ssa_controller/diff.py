@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any
 
 import jsonpatch
@@ -21,18 +22,29 @@ BOOKKEEPING = ("managedFields", "resourceVersion", "generation", "uid", "creatio
                "selfLink")
 
 
+class Action(StrEnum):
+    """What a dry run found the controller would do with one AppTask (or why it would not)."""
+
+    CREATED = "created"
+    CONFIGURED = "configured"
+    UNCHANGED = "unchanged"
+    CONFLICT = "conflict"
+    INVALID = "invalid"
+    ERROR = "error"
+
+
 @dataclass(frozen=True)
 class Plan:
     """What a dry run found for one AppTask."""
 
     key: str
-    action: str
+    action: Action
     patch: list[dict[str, Any]] = field(default_factory=list)
     detail: str = ""
 
     @property
     def changes(self) -> bool:
-        return self.action in ("created", "configured")
+        return self.action in (Action.CREATED, Action.CONFIGURED)
 
     def as_dict(self) -> dict[str, Any]:
         return {"key": self.key, "action": self.action, "patch": self.patch,
@@ -53,8 +65,8 @@ def plan(key: str, live: Mapping[str, Any] | None, result: Mapping[str, Any]) ->
     before, after = comparable(live), comparable(result)
     ops = jsonpatch.make_patch(before, after).patch
     if live is None:
-        return Plan(key, "created", ops)
-    return Plan(key, "configured" if ops else "unchanged", ops)
+        return Plan(key, Action.CREATED, ops)
+    return Plan(key, Action.CONFIGURED if ops else Action.UNCHANGED, ops)
 
 
 def render_text(plans: list[Plan]) -> str:

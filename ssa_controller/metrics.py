@@ -31,11 +31,12 @@ from .config import ServerConfig
 from .httpserver import BackgroundHttpServer, QuietHandler
 from .kube import APPTASKS, DEPLOYMENTS, Kube
 from .metrics_auth import KubeReviews, MetricsAuthorizer
+from .reconciler import Outcome
 
 log = logging.getLogger(__name__)
 
 RECONCILE_RESULTS = ("success", "error", "requeue", "requeue_after")
-APPLY_OUTCOMES = ("applied", "unchanged", "conflict", "dry_run", "invalid", "error")
+APPLY_OUTCOMES = tuple(outcome for outcome in Outcome if outcome is not Outcome.SKIPPED)
 WATCHED_RESOURCES = (APPTASKS.plural, DEPLOYMENTS.plural)
 
 # controller-runtime's reconcile_time_seconds buckets.
@@ -176,9 +177,9 @@ class Metrics:
     def set_leader(self, name: str, leading: bool) -> None:
         self.leader_status.labels(name).set(1 if leading else 0)
 
-    def apply_outcome(self, outcome: str) -> None:
-        """outcome: applied | unchanged | conflict | dry_run | invalid | error."""
-        self.applies.labels(_check(outcome, APPLY_OUTCOMES, "outcome")).inc()
+    def apply_outcome(self, outcome: Outcome) -> None:
+        """Count one reconcile's outcome (never a skipped one)."""
+        self.applies.labels(outcome).inc()
 
     def fight_detected(self) -> None:
         self.fights.inc()

@@ -17,6 +17,7 @@ import logging
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any, Protocol
 
 from . import adopt, desired, diff, drift, fieldset, status
@@ -57,12 +58,24 @@ class EventSink(Protocol):
                note: str) -> None: ...
 
 
+class Outcome(StrEnum):
+    """What one reconcile did; its value is the `outcome` label of ssa_controller_applies_total
+    (SKIPPED is not counted there)."""
+
+    APPLIED = "applied"
+    UNCHANGED = "unchanged"
+    CONFLICT = "conflict"
+    DRY_RUN = "dry_run"
+    INVALID = "invalid"
+    ERROR = "error"
+    SKIPPED = "skipped"
+
+
 @dataclass(frozen=True)
 class Result:
     """The outcome of one reconcile, for the controller's switch and its metrics."""
 
-    outcome: str = "unchanged"
-    """applied | unchanged | conflict | dry_run | invalid | error | skipped"""
+    outcome: Outcome = Outcome.UNCHANGED
     error: ApiError | None = None
     """Set: retry with the per-key backoff (or the server's Retry-After)."""
     requeue_after: float | None = None
@@ -278,9 +291,9 @@ class Reconciler:
         apptask = self.apptasks.get(key)
         if apptask is None or "deletionTimestamp" in apptask["metadata"]:
             self.forget(key)
-            return Result("skipped")
+            return Result(Outcome.SKIPPED)
         if self.teardowns.holds(key, apptask["metadata"].get("uid", "")):
-            return Result("skipped")  # its namespace is being deleted, and it with it
+            return Result(Outcome.SKIPPED)  # its namespace is being deleted, and it with it
         try:
             body = desired.render(apptask)
         except desired.InvalidSpec as exc:
@@ -290,13 +303,14 @@ class Reconciler:
         if waiting is not None:
             message, retry_in = waiting
             return self._finish(key, apptask, live, Sync.rejected(message),
-                                Result("invalid", requeue_after=retry_in), plan_action="invalid")
+                                Result(Outcome.INVALID, requeue_after=retry_in),
+                                plan_action=diff.Action.INVALID)
         if apptask.get("spec", {}).get("paused"):
-            return self._finish(key, apptask, live, Sync.paused(), Result("skipped"))
+            return self._finish(key, apptask, live, Sync.paused(), Result(Outcome.SKIPPED))
         if live is None:
             wait = self._vanished_wait(key, apptask)
             if wait > 0:
-                return Result("skipped", requeue_after=wait)
+                return Result(Outcome.SKIPPED, requeue_after=wait)
         if live is None and key in self._uncached:
             try:  # known to exist without our label: read it rather than try to create it
                 live = self._fetch(key)
@@ -305,7 +319,7 @@ class Reconciler:
             if live is None:
                 self._uncached.discard(key)
         if live is not None and "deletionTimestamp" in live["metadata"]:
-            return Result("skipped")  # its DELETED event enqueues the AppTask again
+            return Result(Outcome.SKIPPED)  # its DELETED event enqueues the AppTask again
         if live is not None and not self._controlled(apptask, live):
             refusal = self._refuse_foreign(key, apptask, live)
             if refusal is not None:
@@ -333,7 +347,7 @@ class Reconciler:
         self.teardowns.record(namespace, members)
         log.info("%s: namespace %s is being deleted; its %d AppTasks wait for their deletion "
                  "(%s)", key, namespace, len(members), exc.message)
-        return Result("skipped")
+        return Result(Outcome.SKIPPED)
 
     def _found_uncached(self, key: str, apptask: Obj, body: Obj) -> Result:
         """The create-only apply found a Deployment the cache does not hold (one without the
@@ -386,7 +400,7 @@ class Reconciler:
             message = (f"Deployment {name} exists and is not managed by this AppTask; "
                        "set apply.adoptExisting: true to adopt it")
         return self._report(key, apptask, live, Sync.conflicted("DeploymentExists", message),
-                            Result("conflict"), "conflict", action="Adopt")
+                            Result(Outcome.CONFLICT), diff.Action.CONFLICT, action="Adopt")
 
     def _converge(self, key: str, apptask: Obj, body: Obj, live: Obj | None) -> Result:
         manager = self.config.field_manager
@@ -402,7 +416,7 @@ class Reconciler:
                 self._in_sync[key] = signature
                 log.debug("%s: unchanged", key)
                 return self._finish(key, apptask, live, *self._calm_or_fight(
-                    key, generation, body["metadata"]["name"], Result("unchanged")))
+                    key, generation, body["metadata"]["name"], Result(Outcome.UNCHANGED)))
             if found.taken:
                 fight_found = self._took_back(key, apptask, generation, owners, found, now)
             delay = self.fights.apply_delay(key, generation, now)
@@ -410,8 +424,9 @@ class Reconciler:
                 fight = self.fights.fight(key, generation, now)
                 assert fight is not None
                 return self._finish(key, apptask, live, self._fight_sync(fight),
-                                    Result("conflict", requeue_after=delay,
-                                           fight_detected=fight_found), plan_action="conflict")
+                                    Result(Outcome.CONFLICT, requeue_after=delay,
+                                           fight_detected=fight_found),
+                                    plan_action=diff.Action.CONFLICT)
         return self._apply(key, apptask, body, live, generation, fight_found)
 
     def _took_back(self, key: str, apptask: Obj, generation: int, owners: fieldset.Owners,
@@ -460,7 +475,7 @@ class Reconciler:
         self.rejections.forget(key)
         if self.dry_run:
             plan = diff.plan(key, live, answer)
-            return Result("dry_run" if plan.changes else "unchanged", plan=plan)
+            return Result(Outcome.DRY_RUN if plan.changes else Outcome.UNCHANGED, plan=plan)
         self.deployments.record_write(answer)
         self.fights.applied(key, generation, self.clock())
         verb = "created" if live is None else "configured"
@@ -468,7 +483,7 @@ class Reconciler:
         self._event(apptask, "Normal", "Applied", "Apply", f"Deployment {name} {verb}")
         self._applied_at[key] = self.clock()
         return self._finish(key, apptask, self.deployments.get(key), *self._calm_or_fight(
-            key, generation, name, Result("applied", fight_detected=fight_found)))
+            key, generation, name, Result(Outcome.APPLIED, fight_detected=fight_found)))
 
     def _transfer_ownership(self, key: str, apptask: Obj, path: str, body: Obj,
                             live: Obj) -> None:
@@ -493,7 +508,7 @@ class Reconciler:
         if exc.status == 409:
             message = f"apply conflicts with {conflict_summary(exc)}"
             return self._report(key, apptask, live, Sync.conflicted("ApplyConflict", message),
-                                Result("conflict", error=exc), "conflict")
+                                Result(Outcome.CONFLICT, error=exc), diff.Action.CONFLICT)
         if rejected(exc):
             message = exc.message or str(exc)
             retry_in = self.rejections.record(key, generation, self.deployments.get(key),
@@ -504,10 +519,10 @@ class Reconciler:
     def _invalid(self, key: str, apptask: Obj, sync: Sync,
                  retry_in: float | None = None) -> Result:
         return self._report(key, apptask, self.deployments.get(key), sync,
-                            Result("invalid", requeue_after=retry_in), "invalid")
+                            Result(Outcome.INVALID, requeue_after=retry_in), diff.Action.INVALID)
 
     def _report(self, key: str, apptask: Obj, live: Obj | None, sync: Sync, result: Result,
-                plan_action: str, action: str = "Apply") -> Result:
+                plan_action: diff.Action, action: str = "Apply") -> Result:
         """Finish with a problem that a person should see: logged and posted as a Warning
         Event when it first shows in the status, not again on every retry or resync."""
         result = self._finish(key, apptask, live, sync, result, plan_action=plan_action)
@@ -519,13 +534,13 @@ class Reconciler:
     def _failed(self, key: str, apptask: Obj, live: Obj | None, exc: ApiError) -> Result:
         log.warning("%s: error: %s", key, exc)
         return self._finish(key, apptask, live, Sync.failed(str(exc)),
-                            Result("error", error=exc), plan_action="error")
+                            Result(Outcome.ERROR, error=exc), plan_action=diff.Action.ERROR)
 
     def _finish(self, key: str, apptask: Obj, deployment: Obj | None, sync: Sync,
-                result: Result, plan_action: str | None = None) -> Result:
+                result: Result, plan_action: diff.Action | None = None) -> Result:
         """Write the status if it changed (never in dry-run); attach the plan in dry-run."""
         if self.dry_run:
-            plan = diff.Plan(key, plan_action or "unchanged",
+            plan = diff.Plan(key, plan_action or diff.Action.UNCHANGED,
                              detail=sync.message if plan_action else "")
             return dataclasses.replace(result, plan=plan)
         settle = self._settling(key, deployment)

@@ -10,8 +10,19 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any
 
+
+class Phase(StrEnum):
+    """status.phase of an AppTask (the CRD's printer column)."""
+
+    PENDING = "Pending"
+    PROGRESSING = "Progressing"
+    READY = "Ready"
+    DEGRADED = "Degraded"
+    INVALID = "Invalid"
+    CONFLICT = "Conflict"
 
 
 @dataclass(frozen=True)
@@ -21,7 +32,7 @@ class Sync:
     ok: bool
     reason: str
     message: str
-    phase: str | None = None
+    phase: Phase | None = None
     """A phase that overrides the one derived from the Deployment (Invalid, Conflict, Degraded)."""
     conflict: bool = False
     """Whether this is a conflict over fields with another manager."""
@@ -36,19 +47,19 @@ class Sync:
 
     @classmethod
     def invalid(cls, message: str) -> Sync:
-        return cls(False, "InvalidSpec", message, phase="Invalid")
+        return cls(False, "InvalidSpec", message, phase=Phase.INVALID)
 
     @classmethod
     def rejected(cls, message: str) -> Sync:
-        return cls(False, "ApplyRejected", message, phase="Invalid")
+        return cls(False, "ApplyRejected", message, phase=Phase.INVALID)
 
     @classmethod
     def conflicted(cls, reason: str, message: str) -> Sync:
-        return cls(False, reason, message, phase="Conflict", conflict=True)
+        return cls(False, reason, message, phase=Phase.CONFLICT, conflict=True)
 
     @classmethod
     def failed(cls, message: str) -> Sync:
-        return cls(False, "ApplyFailed", message, phase="Degraded")
+        return cls(False, "ApplyFailed", message, phase=Phase.DEGRADED)
 
 
 def _ready(deployment: Mapping[str, Any] | None) -> tuple[bool, str, str, int]:
@@ -70,14 +81,14 @@ def _ready(deployment: Mapping[str, Any] | None) -> tuple[bool, str, str, int]:
     return False, "DeploymentProgressing", f"{ready}/{desired} replicas ready, {updated} updated", ready
 
 
-def _phase(sync: Sync, deployment: Mapping[str, Any] | None, ready: bool, reason: str) -> str:
+def _phase(sync: Sync, deployment: Mapping[str, Any] | None, ready: bool, reason: str) -> Phase:
     if sync.phase:
         return sync.phase
     if deployment is None:
-        return "Pending"
+        return Phase.PENDING
     if ready:
-        return "Ready"
-    return "Progressing" if reason == "DeploymentProgressing" else "Degraded"
+        return Phase.READY
+    return Phase.PROGRESSING if reason == "DeploymentProgressing" else Phase.DEGRADED
 
 
 def _condition(type_: str, ok: bool, reason: str, message: str, generation: int) -> dict[str, Any]:

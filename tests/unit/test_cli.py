@@ -18,7 +18,7 @@ import pytest
 from ssa_controller import cli
 from ssa_controller.cli import diff_exit_code
 from ssa_controller.config import Config
-from ssa_controller.diff import Plan
+from ssa_controller.diff import Action, Plan
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -62,7 +62,7 @@ def test_the_shipped_config_is_valid_and_a_missing_cluster_is_a_clear_error(tmp_
     ([], 0),
 ])
 def test_diff_exit_codes_follow_kubectl_diff(actions: list[str], code: int) -> None:
-    assert diff_exit_code([Plan(f"ns/{i}", a) for i, a in enumerate(actions)]) == code
+    assert diff_exit_code([Plan(f"ns/{i}", Action(a)) for i, a in enumerate(actions)]) == code
 
 
 # --------------------------------------------------------------------------- configuration errors

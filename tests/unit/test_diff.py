@@ -97,7 +97,8 @@ def test_the_patch_never_touches_status_or_bookkeeping() -> None:
 
 
 def test_as_dict_is_json_ready() -> None:
-    plan = diff.Plan("demo/web", "conflict", detail='conflict with "kubectl": .spec.replicas')
+    plan = diff.Plan("demo/web", diff.Action.CONFLICT,
+                     detail='conflict with "kubectl": .spec.replicas')
     assert json.loads(json.dumps(plan.as_dict())) == {
         "key": "demo/web", "action": "conflict", "patch": [],
         "detail": 'conflict with "kubectl": .spec.replicas'}
@@ -109,12 +110,13 @@ def test_as_dict_is_json_ready() -> None:
 
 def test_render_text_lists_plans_by_key_with_their_operations() -> None:
     plans = [
-        diff.Plan("demo/b", "configured", [
+        diff.Plan("demo/b", diff.Action.CONFIGURED, [
             {"op": "replace", "path": "/spec/replicas", "value": 3},
             {"op": "add", "path": "/metadata/labels", "value": {"tier": "web", "a": "1"}},
             {"op": "remove", "path": "/spec/template/spec/containers/0/args"}]),
-        diff.Plan("demo/a", "unchanged"),
-        diff.Plan("demo/c", "conflict", detail='conflict with "kubectl": .spec.replicas'),
+        diff.Plan("demo/a", diff.Action.UNCHANGED),
+        diff.Plan("demo/c", diff.Action.CONFLICT,
+                  detail='conflict with "kubectl": .spec.replicas'),
     ]
     assert diff.render_text(plans) == "\n".join([
         "demo/a: unchanged",
@@ -128,3 +130,9 @@ def test_render_text_lists_plans_by_key_with_their_operations() -> None:
 
 def test_render_text_of_no_plans_is_empty() -> None:
     assert diff.render_text([]) == ""
+
+
+def test_a_plan_serialises_its_action_as_the_same_string() -> None:
+    plan = diff.Plan("demo/web", diff.Action.CONFIGURED)
+    assert json.loads(json.dumps(plan.as_dict()))["action"] == "configured"
+    assert diff.render_text([plan]) == "demo/web: configured"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -51,6 +52,7 @@ def conditions(st: dict[str, Any]) -> dict[str, dict[str, Any]]:
 def test_pending_without_a_deployment() -> None:
     st = status.compute(apptask(), None, SYNCED, T1)
     assert st["phase"] == "Pending"
+    assert json.loads(json.dumps(st))["phase"] == "Pending"  # an enum, written as its value
     assert st["readyReplicas"] == 0
     assert "deploymentName" not in st
     assert conditions(st)["Ready"]["status"] == "False"
