@@ -17,10 +17,10 @@ from . import desired, predicates
 from .config import Config
 from .diff import Plan
 from .fights import FightTracker
-from .kube import APPTASKS, DEPLOYMENTS, ApiError, Kube, Obj
+from .kube import APPTASKS, DEPLOYMENTS, ApiError, Kube
 from .metrics import Metrics
 from .reconciler import EventSink, Outcome, Reconciler, Result, item_backoff
-from .store import Store, key_of, strip, strip_keep_owners
+from .store import Cached, Store, key_of
 from .watcher import Watcher
 from .workqueue import WorkQueue
 
@@ -36,8 +36,8 @@ class Controller:
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.config = config
         self.metrics = metrics
-        self.apptasks = Store(strip)
-        self.deployments = Store(strip_keep_owners)
+        self.apptasks = Store()
+        self.deployments = Store(with_owners=True)
         self.queue = WorkQueue(item_backoff(config.backoff), clock=clock,
                                metrics=metrics.queue_metrics(NAME))
         self.fights = FightTracker(config.fights.threshold, config.fights.window,
@@ -59,18 +59,18 @@ class Controller:
 
     # -- event handlers: they only enqueue ------------------------------------------------
 
-    def _on_apptask(self, old: Obj | None, new: Obj | None) -> None:
+    def _on_apptask(self, old: Cached | None, new: Cached | None) -> None:
         if predicates.apptask_changed(old, new):
-            key = key_of(new or old)  # type: ignore[arg-type]
+            key = key_of((new or old).obj)  # type: ignore[union-attr]
             if new is None:
                 self._forget(key)
             self.queue.release(key)  # a new desired state is tried at once, even in backoff
             self.queue.add(key)
         self._count_cached()
 
-    def _on_deployment(self, old: Obj | None, new: Obj | None) -> None:
+    def _on_deployment(self, old: Cached | None, new: Cached | None) -> None:
         if predicates.deployment_changed(old, new):
-            key = predicates.owner_key(new or old)  # type: ignore[arg-type]
+            key = predicates.owner_key((new or old).obj)  # type: ignore[union-attr]
             if key is not None:
                 self.queue.add(key)
         self._count_cached()

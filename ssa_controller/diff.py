@@ -16,8 +16,6 @@ from typing import Any
 
 import jsonpatch
 
-from .store import OWNERS_KEY
-
 BOOKKEEPING = ("managedFields", "resourceVersion", "generation", "uid", "creationTimestamp",
                "selfLink")
 
@@ -52,11 +50,11 @@ class Plan:
 
 
 def comparable(obj: Mapping[str, Any] | None) -> dict[str, Any]:
-    """An object without status, server bookkeeping and cache-only keys."""
+    """An object without status and server bookkeeping."""
     if obj is None:
         return {}
     meta = {k: v for k, v in obj.get("metadata", {}).items() if k not in BOOKKEEPING}
-    return {**{k: v for k, v in obj.items() if k not in ("status", OWNERS_KEY)},
+    return {**{k: v for k, v in obj.items() if k != "status"},
             "metadata": meta}
 
 

@@ -11,34 +11,34 @@ from collections.abc import Mapping
 from typing import Any
 
 from . import desired
-from .store import OWNERS_KEY
+from .store import Cached
 
 Obj = Mapping[str, Any]
 _READINESS = ("observedGeneration", "replicas", "updatedReplicas", "readyReplicas",
               "availableReplicas")
 
 
-def apptask_changed(old: Obj | None, new: Obj | None) -> bool:
+def apptask_changed(old: Cached | None, new: Cached | None) -> bool:
     """An AppTask is worth a reconcile when it is new, deleted, re-created, being deleted,
     or its generation (its spec) moved."""
     if old is None or new is None:
         return True
-    before, after = old["metadata"], new["metadata"]
+    before, after = old.obj["metadata"], new.obj["metadata"]
     return (before.get("uid") != after.get("uid")
             or before.get("generation") != after.get("generation")
             or ("deletionTimestamp" in before) != ("deletionTimestamp" in after))
 
 
-def _deployment_view(obj: Obj) -> tuple[Any, ...]:
-    meta, status = obj["metadata"], obj.get("status", {})
+def _deployment_view(cached: Cached) -> tuple[Any, ...]:
+    meta, status = cached.obj["metadata"], cached.obj.get("status", {})
     conditions = tuple((c.get("type"), c.get("status"), c.get("reason"))
                        for c in status.get("conditions") or ())
     return (meta.get("generation"), meta.get("labels"), meta.get("ownerReferences"),
-            "deletionTimestamp" in meta, obj.get(OWNERS_KEY),
+            "deletionTimestamp" in meta, cached.owners,
             tuple(status.get(k) for k in _READINESS), conditions)
 
 
-def deployment_changed(old: Obj | None, new: Obj | None) -> bool:
+def deployment_changed(old: Cached | None, new: Cached | None) -> bool:
     """A Deployment is worth a reconcile of its owner when it appeared or went away, or when
     its spec, ownership, owner, labels or readiness changed."""
     if old is None or new is None:

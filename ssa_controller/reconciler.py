@@ -26,7 +26,7 @@ from .config import BackoffConfig, Config
 from .fights import Fight, FightTracker
 from .kube import APPTASKS, DEPLOYMENTS, MERGE_PATCH, ApiError, Kube, rfc3339
 from .status import Sync
-from .store import OWNERS_KEY, Store, strip_keep_owners
+from .store import Cached, Store
 
 log = logging.getLogger(__name__)
 Obj = dict[str, Any]
@@ -224,15 +224,15 @@ def _create_only(body: Obj) -> Obj:
     return {**body, "metadata": {**body["metadata"], "resourceVersion": CREATE_ONLY}}
 
 
-def _comparison(apptask: Obj, live: Obj) -> tuple[Any, ...]:
+def _comparison(apptask: Obj, live: Cached) -> tuple[Any, ...]:
     """What a comparison of the rendered body with the live Deployment depends on: the body is
     a function of the AppTask's uid and generation; the Deployment's spec moves its generation;
     its labels, owner references and field owners are compared as they are. Equal tuples give
     the same drift, so a Deployment status update costs no comparison."""
-    meta, live_meta = apptask["metadata"], live["metadata"]
+    meta, live_meta = apptask["metadata"], live.obj["metadata"]
     return (meta.get("uid"), meta.get("generation"), live_meta.get("uid"),
             live_meta.get("generation"), live_meta.get("labels"),
-            live_meta.get("ownerReferences"), live.get(OWNERS_KEY))
+            live_meta.get("ownerReferences"), live.owners)
 
 
 def _rollout_unobserved(deployment: Obj) -> bool:
@@ -298,7 +298,8 @@ class Reconciler:
             body = desired.render(apptask)
         except desired.InvalidSpec as exc:
             return self._invalid(key, apptask, Sync.invalid(str(exc)))
-        live = self.deployments.get(key)
+        cached = self.deployments.cached(key)
+        live = None if cached is None else cached.obj
         waiting = self.rejections.waiting(key, _generation(apptask), live, self.clock())
         if waiting is not None:
             message, retry_in = waiting
@@ -313,18 +314,19 @@ class Reconciler:
                 return Result(Outcome.SKIPPED, requeue_after=wait)
         if live is None and key in self._uncached:
             try:  # known to exist without our label: read it rather than try to create it
-                live = self._fetch(key)
+                cached = self._fetch(key)
             except ApiError as exc:
                 return self._failed(key, apptask, None, exc)
-            if live is None:
+            if cached is None:
                 self._uncached.discard(key)
+            live = None if cached is None else cached.obj
         if live is not None and "deletionTimestamp" in live["metadata"]:
             return Result(Outcome.SKIPPED)  # its DELETED event enqueues the AppTask again
         if live is not None and not self._controlled(apptask, live):
             refusal = self._refuse_foreign(key, apptask, live)
             if refusal is not None:
                 return refusal
-        return self._converge(key, apptask, body, live)
+        return self._converge(key, apptask, body, cached)
 
     def _vanished_wait(self, key: str, apptask: Obj) -> float:
         """Seconds to wait before re-creating a Deployment the AppTask had (0: go ahead)."""
@@ -355,24 +357,24 @@ class Reconciler:
         decide as for a cached one: refuse, adopt, or converge. Later tries read it first."""
         self._uncached.add(key)
         try:
-            live = self._fetch(key)
+            cached = self._fetch(key)
         except ApiError as exc:
             return self._failed(key, apptask, None, exc)
-        if live is None or "deletionTimestamp" in live["metadata"]:  # retry: created next
+        if cached is None or "deletionTimestamp" in cached.obj["metadata"]:  # retry: created next
             return self._failed(key, apptask, None, ApiError(
                 409, "Conflict", f"Deployment {body['metadata']['name']} is being deleted; "
                 "it is created again once it is gone"))
-        if not self._controlled(apptask, live):
-            refusal = self._refuse_foreign(key, apptask, live)
+        if not self._controlled(apptask, cached.obj):
+            refusal = self._refuse_foreign(key, apptask, cached.obj)
             if refusal is not None:
                 return refusal
-        return self._converge(key, apptask, body, live)
+        return self._converge(key, apptask, body, cached)
 
-    def _fetch(self, key: str) -> Obj | None:
+    def _fetch(self, key: str) -> Cached | None:
         """The Deployment when the cache has none (it may exist without our label)."""
         namespace, name = key.split("/", 1)
         try:
-            return strip_keep_owners(self.kube.get(DEPLOYMENTS.path(namespace, name)))
+            return Cached.of(self.kube.get(DEPLOYMENTS.path(namespace, name)), with_owners=True)
         except ApiError as exc:
             if exc.status == 404:
                 return None
@@ -402,14 +404,14 @@ class Reconciler:
         return self._report(key, apptask, live, Sync.conflicted("DeploymentExists", message),
                             Result(Outcome.CONFLICT), diff.Action.CONFLICT, action="Adopt")
 
-    def _converge(self, key: str, apptask: Obj, body: Obj, live: Obj | None) -> Result:
+    def _converge(self, key: str, apptask: Obj, body: Obj, cached: Cached | None) -> Result:
         manager = self.config.field_manager
         generation = _generation(apptask)
         now = self.clock()
         fight_found = False
-        if live is not None:
-            owners = live.get(OWNERS_KEY, {})
-            signature = _comparison(apptask, live)
+        if cached is not None:
+            live, owners = cached.obj, cached.owners
+            signature = _comparison(apptask, cached)
             found = None if self._in_sync.get(key) == signature else drift.compute(
                 body, live, fieldset.applied_by(owners, manager))
             if not found:
@@ -427,7 +429,7 @@ class Reconciler:
                                     Result(Outcome.CONFLICT, requeue_after=delay,
                                            fight_detected=fight_found),
                                     plan_action=diff.Action.CONFLICT)
-        return self._apply(key, apptask, body, live, generation, fight_found)
+        return self._apply(key, apptask, body, cached, generation, fight_found)
 
     def _took_back(self, key: str, apptask: Obj, generation: int, owners: fieldset.Owners,
                    found: drift.Drift, now: float) -> bool:
@@ -458,13 +460,14 @@ class Reconciler:
             f"{', '.join(fight.managers)} keeps taking back {', '.join(fight.fields)} "
             f"({fight.takebacks} take-backs); re-applying with growing backoff")
 
-    def _apply(self, key: str, apptask: Obj, body: Obj, live: Obj | None, generation: int,
+    def _apply(self, key: str, apptask: Obj, body: Obj, cached: Cached | None, generation: int,
                fight_found: bool) -> Result:
         namespace, name = key.split("/", 1)
         path = DEPLOYMENTS.path(namespace, name)
+        live = None if cached is None else cached.obj
         try:
-            if live is not None and not self.dry_run:
-                self._transfer_ownership(key, apptask, path, body, live)
+            if cached is not None and not self.dry_run:
+                self._transfer_ownership(key, apptask, path, body, cached)
             answer = self.kube.apply(path, body if live is not None else _create_only(body),
                                      field_manager=self.config.field_manager,
                                      force=self.config.apply.force, dry_run=self.dry_run)
@@ -486,15 +489,15 @@ class Reconciler:
             key, generation, name, Result(Outcome.APPLIED, fight_detected=fight_found)))
 
     def _transfer_ownership(self, key: str, apptask: Obj, path: str, body: Obj,
-                            live: Obj) -> None:
+                            live: Cached) -> None:
         """Before the apply: adopt a Deployment this AppTask does not control yet (only once a
         dry-run shows the apply is accepted), and hand off a released `replicas` so that the
         apply does not remove it."""
         manager = self.config.field_manager
-        if not self._controlled(apptask, live):
-            adopt.take_over_client_side_fields(self.kube, live, body, manager,
+        if not self._controlled(apptask, live.obj):
+            adopt.take_over_client_side_fields(self.kube, live.obj, body, manager,
                                                self.config.apply.force)
-        handoff = adopt.handoff_body(body, live, live.get(OWNERS_KEY, {}), manager)
+        handoff = adopt.handoff_body(body, live.obj, live.owners, manager)
         if handoff is not None:
             self.kube.apply(path, handoff, field_manager=adopt.handoff_manager(manager),
                             force=False)

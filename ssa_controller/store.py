@@ -8,23 +8,23 @@ Who writes what:
   `get` return the newest known version ("read your writes") until the watch delivers that
   version or a newer one; it never changes what the watch reports, and is dropped then.
 
-Raw managedFields are dropped on the way in: they are most of an object's size. For
-Deployments the transform keeps a compact, interned summary of who owns which field instead
-(see fieldset.owners), under the cache-only key OWNERS_KEY, because ownership decisions are
-made from the cache.
+Each version is held as a `Cached` record: the object without its raw managedFields (most of
+its size), and beside it, in a store made `with_owners` (Deployments), a compact, interned
+summary of who owns which field (see fieldset.owners), because ownership decisions are made
+from the cache. The summary never enters the object, so readers of the object need not know of
+it; `get` returns the object, `cached` the record, and changes are reported as records.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from . import fieldset
 
 Obj = dict[str, Any]
-Change = tuple[Obj | None, Obj | None]
-OWNERS_KEY = "_owners"
 
 
 def key_of(obj: Mapping[str, Any]) -> str:
@@ -38,11 +38,23 @@ def strip(obj: Obj) -> Obj:
     return {**obj, "metadata": meta}
 
 
-def strip_keep_owners(obj: Obj) -> Obj:
-    """The object without managedFields but with its compact ownership summary."""
-    stripped = strip(obj)
-    stripped[OWNERS_KEY] = fieldset.owners(obj.get("metadata", {}).get("managedFields") or ())
-    return stripped
+@dataclass(frozen=True)
+class Cached:
+    """One cached version of an object: the object without managedFields, and beside it the
+    summary of who owns which of its fields (empty where the store keeps none)."""
+
+    obj: Obj
+    owners: fieldset.Owners = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, obj: Obj, with_owners: bool) -> Cached:
+        """The cached form of an object as the API server sent it."""
+        owners = fieldset.owners(obj.get("metadata", {}).get("managedFields") or ()) \
+            if with_owners else {}
+        return cls(strip(obj), owners)
+
+
+Change = tuple[Cached | None, Cached | None]
 
 
 def _revision(obj: Mapping[str, Any]) -> int | None:
@@ -63,22 +75,27 @@ def newer(obj: Mapping[str, Any], than: Mapping[str, Any] | None) -> bool:
 
 
 class Store:
-    """A thread-safe map of key -> object for one resource: a watcher's view plus the
+    """A thread-safe map of key -> Cached for one resource: a watcher's view plus the
     answers of the controller's own writes that the watch has not delivered yet."""
 
-    def __init__(self, transform: Callable[[Obj], Obj] = strip) -> None:
-        self._transform = transform
+    def __init__(self, with_owners: bool = False) -> None:
+        self._with_owners = with_owners
         self._lock = threading.Lock()
-        self._watched: dict[str, Obj] = {}
+        self._watched: dict[str, Cached] = {}
         # Write answers newer than the watched version of their key; each entry is removed as
         # soon as the watch delivers that version or a newer one, or the object goes away.
-        self._written: dict[str, Obj] = {}
+        self._written: dict[str, Cached] = {}
 
-    def get(self, key: str) -> Obj | None:
-        """The newest known version: a recorded write answer ahead of the watch, else the
-        watched object."""
+    def cached(self, key: str) -> Cached | None:
+        """The newest known version with its owners: a recorded write answer ahead of the
+        watch, else the watched one."""
         with self._lock:
             return self._written.get(key) or self._watched.get(key)
+
+    def get(self, key: str) -> Obj | None:
+        """The newest known version of the object (see cached)."""
+        record = self.cached(key)
+        return None if record is None else record.obj
 
     def keys(self) -> list[str]:
         """The keys of the watched objects."""
@@ -98,12 +115,12 @@ class Store:
 
     def put(self, obj: Obj) -> Change:
         """Store a watched object; return (old, new) as last delivered by the watch."""
-        new = self._transform(obj)
-        key = key_of(new)
+        new = Cached.of(obj, self._with_owners)
+        key = key_of(obj)
         with self._lock:
             old = self._watched.get(key)
             self._watched[key] = new
-            self._catch_up(key, new)
+            self._catch_up(key, new.obj)
         return old, new
 
     def delete(self, obj: Mapping[str, Any]) -> Change:
@@ -118,7 +135,7 @@ class Store:
         """Replace everything (in `namespace`, when given) with a fresh list taken at
         `resource_version`; return (old, new) for every listed object and (old, None) for
         every vanished one. A write answer newer than the list is kept."""
-        fresh = {key_of(o): o for o in map(self._transform, objs)}
+        fresh = {key_of(o): Cached.of(o, self._with_owners) for o in objs}
         listed_at = {"metadata": {"resourceVersion": resource_version}}
         prefix = f"{namespace}/" if namespace else ""
         with self._lock:
@@ -126,24 +143,26 @@ class Store:
                         if k.startswith(prefix) and k not in fresh]
             changes: list[Change] = [(self._watched.get(k), o) for k, o in fresh.items()]
             for old in vanished:
-                del self._watched[key_of(old)]
+                del self._watched[key_of(old.obj)]
             self._watched.update(fresh)
             for key in [k for k in self._written if k.startswith(prefix)]:
-                self._catch_up(key, fresh.get(key, listed_at))
+                listed = fresh.get(key)
+                self._catch_up(key, listed_at if listed is None else listed.obj)
         return changes + [(old, None) for old in vanished]
 
     # -- the reconciler's writes --------------------------------------------------------------
 
     def record_write(self, obj: Obj) -> None:
         """Remember the answer of the controller's own write until the watch delivers it."""
-        new = self._transform(obj)
-        key = key_of(new)
+        new = Cached.of(obj, self._with_owners)
+        key = key_of(obj)
         with self._lock:
-            if newer(new, self._written.get(key) or self._watched.get(key)):
+            known = self._written.get(key) or self._watched.get(key)
+            if newer(obj, None if known is None else known.obj):
                 self._written[key] = new
 
     def _catch_up(self, key: str, seen: Mapping[str, Any]) -> None:
         """Drop the write answer of `key` once `seen` (lock held) is as new as it."""
         written = self._written.get(key)
-        if written is not None and not newer(written, seen):
+        if written is not None and not newer(written.obj, seen):
             del self._written[key]

@@ -19,10 +19,10 @@ from typing import Any, Protocol
 
 from . import backoff
 from .kube import ApiError, Kube, Obj, Resource, WatchStream
-from .store import Store
+from .store import Cached, Store
 
 log = logging.getLogger(__name__)
-ChangeHandler = Callable[[Obj | None, Obj | None], None]
+ChangeHandler = Callable[[Cached | None, Cached | None], None]
 LIST_PAGE = 500
 BACKOFF_BASE = 0.5
 """First reconnect delay after a failure; doubled per further failure up to the cap."""

@@ -9,13 +9,12 @@ from typing import Any
 import jsonpatch
 
 from ssa_controller import diff
-from ssa_controller.store import OWNERS_KEY
 
 Obj = dict[str, Any]
 
 
 def live() -> Obj:
-    """A cached live Deployment: bookkeeping, status and the cache-only owners summary included."""
+    """A cached live Deployment: bookkeeping and status included."""
     return {
         "apiVersion": "apps/v1", "kind": "Deployment",
         "metadata": {"name": "web", "namespace": "demo", "uid": "d-1", "resourceVersion": "200",
@@ -28,13 +27,12 @@ def live() -> Obj:
                       "resources": {"requests": {"cpu": "1"}},
                       "env": [{"name": "MODE", "value": "prod"}]}]}}},
         "status": {"replicas": 2, "readyReplicas": 2, "observedGeneration": 3},
-        OWNERS_KEY: {("ssa-controller", "Apply"): frozenset({("f:spec", "f:replicas")})},
     }
 
 
 def dry_run_result(base: Obj) -> Obj:
-    """What the API server answers for a dry-run apply: new bookkeeping, no cache-only keys."""
-    result = copy.deepcopy({k: v for k, v in base.items() if k != OWNERS_KEY})
+    """What the API server answers for a dry-run apply: new bookkeeping."""
+    result = copy.deepcopy(base)
     result["metadata"].update(resourceVersion="201", generation=4,
                               managedFields=[{"manager": "ssa-controller", "operation": "Apply",
                                               "time": "2026-01-02T00:00:00Z"}])

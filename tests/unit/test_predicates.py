@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from ssa_controller import fieldset, predicates
-from ssa_controller.store import strip_keep_owners
+from ssa_controller.store import Cached
 
 Obj = dict[str, Any]
 OWNER_REF = {"apiVersion": "example.com/v1", "kind": "AppTask", "name": "web",
@@ -57,17 +57,22 @@ def changed(obj: Obj, edit: Callable[[Obj], None]) -> Obj:
     return new
 
 
-def cached(obj: Obj) -> Obj:
-    """The Deployment as the cache holds it (managedFields replaced by the owners summary)."""
-    return strip_keep_owners(obj)
+def cached(obj: Obj) -> Cached:
+    """The Deployment as the cache holds it (without managedFields, its owners beside it)."""
+    return Cached.of(obj, with_owners=True)
+
+
+def task(obj: Obj) -> Cached:
+    """The AppTask as the cache holds it."""
+    return Cached.of(obj, with_owners=False)
 
 
 # --------------------------------------------------------------------------- apptask_changed
 
 
 def test_a_new_or_deleted_apptask_is_worth_a_reconcile() -> None:
-    assert predicates.apptask_changed(None, apptask())
-    assert predicates.apptask_changed(apptask(), None)
+    assert predicates.apptask_changed(None, task(apptask()))
+    assert predicates.apptask_changed(task(apptask()), None)
 
 
 @pytest.mark.parametrize("edit", [
@@ -77,7 +82,7 @@ def test_a_new_or_deleted_apptask_is_worth_a_reconcile() -> None:
 ], ids=["generation", "re-created", "being-deleted"])
 def test_a_spec_change_recreation_or_deletion_is_worth_a_reconcile(
         edit: Callable[[Obj], None]) -> None:
-    assert predicates.apptask_changed(apptask(), changed(apptask(), edit))
+    assert predicates.apptask_changed(task(apptask()), task(changed(apptask(), edit)))
 
 
 @pytest.mark.parametrize("edit", [
@@ -86,7 +91,7 @@ def test_a_spec_change_recreation_or_deletion_is_worth_a_reconcile(
     lambda o: o["metadata"].update(annotations={"note": "x"}, resourceVersion="102"),
 ], ids=["resource-version", "status", "metadata-only"])
 def test_other_apptask_changes_are_not_worth_a_reconcile(edit: Callable[[Obj], None]) -> None:
-    assert not predicates.apptask_changed(apptask(), changed(apptask(), edit))
+    assert not predicates.apptask_changed(task(apptask()), task(changed(apptask(), edit)))
 
 
 # --------------------------------------------------------------------------- deployment_changed
@@ -137,7 +142,7 @@ def test_bookkeeping_only_deployment_changes_are_not_worth_a_reconcile(
 
 
 def test_owner_key_is_the_controlling_apptask() -> None:
-    assert predicates.owner_key(cached(raw_deployment())) == "demo/web"
+    assert predicates.owner_key(raw_deployment()) == "demo/web"
 
 
 def test_owner_key_of_a_deployment_without_an_apptask_controller_is_none() -> None:

@@ -28,7 +28,7 @@ from ssa_controller.reconciler import (
     item_backoff,
     rejected,
 )
-from ssa_controller.store import Store, strip_keep_owners
+from ssa_controller.store import Store
 
 Obj = dict[str, Any]
 KEY = "demo/web"
@@ -228,7 +228,7 @@ class Harness:
     def __init__(self, config: Config | None = None) -> None:
         self.now = 1000.0
         self.kube = RecordingKube()
-        self.apptasks, self.deployments = Store(), Store(strip_keep_owners)
+        self.apptasks, self.deployments = Store(), Store(with_owners=True)
         self.fights = FightTracker(threshold=2, window=60.0, backoff_base=10.0, backoff_cap=80.0)
         self.events = RecordingEvents()
         self.reconciler = Reconciler(

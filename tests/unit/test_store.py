@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from ssa_controller import fieldset
-from ssa_controller.store import OWNERS_KEY, Store, key_of, strip, strip_keep_owners
+from ssa_controller.store import Store, key_of, strip
 
 Obj = dict[str, Any]
 MANAGED_FIELDS = [
@@ -47,7 +47,7 @@ def test_put_get_keys_and_delete() -> None:
     assert store.get("demo/a")["metadata"]["name"] == "a"
     assert store.get("demo/missing") is None
     old, new = store.delete(obj("a"))
-    assert old is not None and old["metadata"]["name"] == "a"
+    assert old is not None and old.obj["metadata"]["name"] == "a"
     assert new is None
     assert names(store) == ["demo/b"]
 
@@ -60,9 +60,9 @@ def test_put_returns_the_cached_object_before_and_after() -> None:
     store = Store()
     first = store.put(obj(rv="10", replicas=1))
     second = store.put(obj(rv="11", replicas=2))
-    assert first[0] is None and first[1]["spec"] == {"replicas": 1}
+    assert first[0] is None and first[1] is not None and first[1].obj["spec"] == {"replicas": 1}
     assert second[0] == first[1]
-    assert second[1]["spec"] == {"replicas": 2}
+    assert second[1] is not None and second[1].obj["spec"] == {"replicas": 2}
 
 
 def test_managed_fields_are_not_cached() -> None:
@@ -71,7 +71,7 @@ def test_managed_fields_are_not_cached() -> None:
     cached = store.get("demo/web")
     assert "managedFields" not in cached["metadata"]
     assert cached["metadata"]["resourceVersion"] == "10"
-    assert OWNERS_KEY not in cached
+    assert store.cached("demo/web").owners == {}  # kept only by a store made with_owners
 
 
 def test_strip_keeps_everything_but_managed_fields() -> None:
@@ -81,13 +81,13 @@ def test_strip_keeps_everything_but_managed_fields() -> None:
         k: v for k, v in original["metadata"].items() if k != "managedFields"}}
 
 
-def test_strip_keep_owners_adds_the_ownership_summary() -> None:
-    store = Store(transform=strip_keep_owners)
+def test_the_ownership_summary_is_kept_beside_the_object() -> None:
+    store = Store(with_owners=True)
     store.put(obj())
-    cached = store.get("demo/web")
-    assert "managedFields" not in cached["metadata"]
-    assert cached[OWNERS_KEY] == fieldset.owners(MANAGED_FIELDS)
-    assert cached[OWNERS_KEY] == {("ssa-controller", "Apply"): {("f:spec", "f:replicas")}}
+    cached = store.cached("demo/web")
+    assert cached is not None and cached.obj == strip(obj()) == store.get("demo/web")
+    assert cached.owners == fieldset.owners(MANAGED_FIELDS)
+    assert cached.owners == {("ssa-controller", "Apply"): {("f:spec", "f:replicas")}}
 
 
 # --------------------------------------------------------------------------- ordering
@@ -97,7 +97,8 @@ def test_put_reports_every_watched_change_relative_to_the_last_one() -> None:
     store = Store()
     store.put(obj(rv="11", replicas=2))
     old, new = store.put(obj(rv="12", replicas=3))
-    assert (old["spec"], new["spec"]) == ({"replicas": 2}, {"replicas": 3})
+    assert old is not None and new is not None
+    assert (old.obj["spec"], new.obj["spec"]) == ({"replicas": 2}, {"replicas": 3})
 
 
 def test_put_takes_a_re_created_object_whatever_its_resource_version() -> None:
@@ -134,7 +135,8 @@ def test_a_write_answer_never_hides_a_watched_change() -> None:
     user_update = obj(rv="11")
     user_update["metadata"]["generation"] = 2
     old, new = store.put(user_update)
-    assert (old["metadata"]["generation"], new["metadata"]["generation"]) == (1, 2)
+    assert old is not None and new is not None
+    assert (old.obj["metadata"]["generation"], new.obj["metadata"]["generation"]) == (1, 2)
     assert store.get("demo/web")["metadata"]["resourceVersion"] == "12"
 
 
@@ -154,10 +156,11 @@ def test_unparsable_resource_versions_never_count_as_newer() -> None:
 
 
 def test_a_write_answer_of_an_object_not_watched_yet_is_read() -> None:
-    store = Store(transform=strip_keep_owners)
+    store = Store(with_owners=True)
     store.record_write(obj())
-    cached = store.get("demo/web")
-    assert "managedFields" not in cached["metadata"] and OWNERS_KEY in cached
+    cached = store.cached("demo/web")
+    assert cached is not None and "managedFields" not in cached.obj["metadata"]
+    assert cached.owners == fieldset.owners(MANAGED_FIELDS)
     assert store.keys() == []
 
 
@@ -177,10 +180,12 @@ def test_replace_reports_listed_and_vanished_objects() -> None:
     store.put(obj("kept", rv="1", replicas=1))
     store.put(obj("gone", rv="2"))
     changes = store.replace([obj("kept", rv="3", replicas=2), obj("new", rv="4")], "5")
-    by_key = {key_of(new or old): (old, new) for old, new in changes}
+    by_key = {key_of((new or old).obj): (old, new)  # type: ignore[union-attr]
+              for old, new in changes}
     assert set(by_key) == {"demo/kept", "demo/gone", "demo/new"}
     old, new = by_key["demo/kept"]
-    assert (old["spec"], new["spec"]) == ({"replicas": 1}, {"replicas": 2})
+    assert old is not None and new is not None
+    assert (old.obj["spec"], new.obj["spec"]) == ({"replicas": 1}, {"replicas": 2})
     assert by_key["demo/gone"][1] is None
     assert by_key["demo/new"][0] is None
     assert names(store) == ["demo/kept", "demo/new"]
@@ -194,7 +199,8 @@ def test_replace_in_a_namespace_leaves_other_namespaces_alone() -> None:
     store.put(obj("a", namespace="demo2"))
     store.put(obj("a", namespace="other"))
     changes = store.replace([obj("a", namespace="demo", rv="20")], "20", namespace="demo")
-    assert sorted((key_of(new or old), new is None) for old, new in changes) == [
+    assert sorted((key_of((new or old).obj), new is None)  # type: ignore[union-attr]
+                  for old, new in changes) == [
         ("demo/a", False), ("demo/b", True)]
     assert names(store) == ["demo/a", "demo2/a", "other/a"]
 

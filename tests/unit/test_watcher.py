@@ -135,7 +135,7 @@ def test_list_then_watch_resumes_from_the_last_event_and_bookmark() -> None:
     assert all(w["allowWatchBookmarks"] is True for w in watches)
     assert sorted(watcher.store.keys()) == ["demo/a", "demo/b"]
     assert watcher.synced.is_set()
-    assert [(o and o["metadata"]["resourceVersion"], n and n["metadata"]["resourceVersion"])
+    assert [(o and o.obj["metadata"]["resourceVersion"], n and n.obj["metadata"]["resourceVersion"])
             for o, n in changes] == [(None, "9"), ("9", "11"), (None, "16")]
 
 
@@ -145,7 +145,8 @@ def test_410_mid_stream_relists_and_notices_deletes() -> None:
         [Stream([event("MODIFIED", item("a", "12"))] + gone().events), Stream([])])
     assert [verb for verb, _ in kube.calls] == ["list", "watch", "list", "watch", "watch"]
     assert watcher.store.keys() == ["demo/a"]
-    assert (changes[-1][0] or {}).get("metadata", {}).get("name") == "b" and changes[-1][1] is None
+    old, new = changes[-1]
+    assert old is not None and old.obj["metadata"]["name"] == "b" and new is None
     assert metrics.relists == 1
     assert len(stop.waits) == 1  # the relist followed the 410 at once; Stream([]) then failed
 
