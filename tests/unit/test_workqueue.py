@@ -482,6 +482,7 @@ def hammer(
 @pytest.mark.usefixtures("frequent_thread_switches")
 def test_no_key_is_ever_processed_concurrently_and_no_add_is_lost() -> None:
     for _ in range(20):
-        problems, up_to_date = hammer(WorkQueue(backoff()), ["ns/a", "ns/b", "ns/c"], workers=6, producers=3, adds=300)
+        problems, up_to_date = hammer(WorkQueue(backoff()), ["ns/a", "ns/b", "ns/c"], workers=6,
+                                      producers=3, adds=300)
         assert problems == []
         assert up_to_date, "an add made while a key was processing was lost"
