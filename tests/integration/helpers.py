@@ -129,3 +129,14 @@ class Rival:
     def __exit__(self, *exc: object) -> None:
         self.stop.set()
         self.thread.join(5)
+
+
+def unowned_deployment(namespace: str, name: str, labels: dict[str, str],
+                       **container: Any) -> dict[str, Any]:
+    """A Deployment of `name` that no AppTask owns (as a person or kubectl would make it), its
+    selector and pod labels `labels`, its one container "app" (nginx:1.25) with `container`."""
+    return {"apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": name, "namespace": namespace},
+            "spec": {"replicas": 1, "selector": {"matchLabels": labels},
+                     "template": {"metadata": {"labels": labels}, "spec": {"containers": [
+                         {"name": "app", "image": "nginx:1.25", **container}]}}}}

@@ -30,12 +30,13 @@ from helpers import (
     rbac_objects,
     rbac_path,
     status_of,
+    unowned_deployment,
 )
 from metrics_scrape import SECURE, metrics_reader, samples, scrape, user_subject
 
-from ssa_controller.leader import LEADER_JITTER_FACTOR
 from ssa_controller.envtest import ControlPlane, poll_until
-from ssa_controller.kube import LEASES, ApiError, Kube
+from ssa_controller.kube import DEPLOYMENTS, LEASES, ApiError, Kube
+from ssa_controller.leader import LEADER_JITTER_FACTOR
 from ssa_controller.runner import EVENT_SOURCE
 
 KUBECTL = "/usr/bin/kubectl"
@@ -354,7 +355,8 @@ def allowed(admin: Kube, user: str, namespace: str, group: str, resource: str,
 class WholeJob:
     """One compact run that needs every permission: caches sync, a metrics-reader scrapes the
     secure /metrics (a TokenReview and a SubjectAccessReview), the lease is taken and
-    renewed, a Deployment is created and updated, status is written, an Event is posted and a
+    renewed, a Deployment is created and updated, an existing unowned one is read and refused,
+    status is written, an Event is posted and a
     repeat of it is patched into its series, and a clean shutdown releases the lease.
 
     Each step raises AssertionError naming the capability that failed; every poll also fails
@@ -395,6 +397,16 @@ class WholeJob:
         found = get_deployment(self.admin, self.namespace, "app")
         return found if found and container(found)["image"] == image else None
 
+    def refused(self, name: str) -> bool:
+        """Whether the AppTask `name` reports its Deployment as someone else's (the controller
+        read it after its creating apply was refused)."""
+        synced = condition(status_of(self.admin, self.namespace, name), "Synced")
+        if synced.get("status") != "False":
+            return False
+        if synced.get("reason") != "DeploymentExists":
+            raise AssertionError(f"status says {synced.get('reason')}: {synced.get('message')}")
+        return True
+
     def event(self, note: str) -> dict[str, Any] | None:
         items = self.admin.list(EVENTS_PATH.format(self.namespace))["items"]
         return next((e for e in items if e.get("reportingController") == EVENT_SOURCE
@@ -421,6 +433,12 @@ class WholeJob:
         self.step("Deployment status observed (AppTask Ready)",
                   lambda: (s := status_of(admin, namespace, "app")).get("phase") == "Ready"
                   and s.get("readyReplicas") == 1)
+
+        admin.create(DEPLOYMENTS.path(namespace),
+                     unowned_deployment(namespace, "taken", {"app": "taken"}))
+        put_apptask(admin, apptask("taken", namespace))
+        self.step("an existing unowned Deployment read and refused (DeploymentExists)",
+                  lambda: self.refused("taken"))
 
         put_apptask(admin, apptask("app", namespace, replicas=1, image="nginx:1.26"))
         self.step("Deployment updated", lambda: self.deployment("nginx:1.26"))
@@ -489,7 +507,7 @@ EXPECTED_FAILURE = {
     ("example.com", "apptasks", "list"): "caches synced",
     ("example.com", "apptasks", "watch"): "Deployment created",
     ("example.com", "apptasks/status", "patch"): "status written",
-    ("apps", "deployments", "get"): "Deployment created",
+    ("apps", "deployments", "get"): "an existing unowned Deployment read and refused",
     ("apps", "deployments", "list"): "caches synced",
     ("apps", "deployments", "watch"): "Deployment status observed",
     ("apps", "deployments", "create"): "Deployment created",

@@ -21,6 +21,7 @@ from helpers import (
     put_apptask,
     scoped,
     status_of,
+    unowned_deployment,
 )
 
 from ssa_controller.diff import comparable
@@ -138,7 +139,9 @@ def test_fight_is_detected_and_damped(admin, controller, namespace, cluster):
         conflict = condition(status, "Conflict")
         assert conflict["status"] == "True" and conflict["reason"] == "FieldFight"
         assert "rival-controller" in conflict["message"] and ".spec.replicas" in conflict["message"]
-        assert process.metric("ssa_controller_fights_detected_total") == 1
+        # counted once the reconcile that wrote the status returns
+        poll_until(lambda: process.metric("ssa_controller_fights_detected_total") == 1,
+                   timeout=5, message="the fight counted")
         generation = get_deployment(admin, namespace, "fought")["metadata"]["generation"]
         mark = cluster.audit.mark()
         # A fixed window of fighting is the measurement itself (the AppTask is left alone in it:
@@ -189,13 +192,9 @@ def test_no_force_reports_the_conflict(admin, controller, namespace, cluster):
 # -- adoption -------------------------------------------------------------------------------
 
 def existing_deployment(namespace: str, name: str) -> dict[str, object]:
-    labels = {"apptasks.example.com/name": name}
-    return {"apiVersion": "apps/v1", "kind": "Deployment",
-            "metadata": {"name": name, "namespace": namespace},
-            "spec": {"replicas": 1, "selector": {"matchLabels": labels},
-                     "template": {"metadata": {"labels": labels}, "spec": {"containers": [
-                         {"name": "app", "image": "nginx:1.25",
-                          "env": [{"name": "KEEP", "value": "1"}, {"name": "OLD", "value": "2"}]}]}}}}
+    """What `kubectl apply` made before the AppTask existed: its selector, two env vars."""
+    return unowned_deployment(namespace, name, {"apptasks.example.com/name": name},
+                              env=[{"name": "KEEP", "value": "1"}, {"name": "OLD", "value": "2"}])
 
 
 @pytest.mark.parametrize("adopt", [False, True])

@@ -18,6 +18,7 @@ from helpers import (
     put_apptask,
     scoped,
     status_of,
+    unowned_deployment,
 )
 
 from ssa_controller.envtest import poll_until
@@ -81,12 +82,7 @@ def test_removing_replicas_keeps_the_scale_and_leaves_it_to_others(admin, contro
 def foreign_deployment(namespace: str, name: str) -> dict[str, Any]:
     """A Deployment of the AppTask's name whose (immutable) selector differs from the one the
     controller renders."""
-    labels = {"app": f"{name}-legacy"}
-    return {"apiVersion": "apps/v1", "kind": "Deployment",
-            "metadata": {"name": name, "namespace": namespace},
-            "spec": {"replicas": 1, "selector": {"matchLabels": labels},
-                     "template": {"metadata": {"labels": labels}, "spec": {"containers": [
-                         {"name": "app", "image": "nginx:1.25"}]}}}}
+    return unowned_deployment(namespace, name, {"app": f"{name}-legacy"})
 
 
 def client_side_fields(deployment: dict[str, Any]) -> list[dict[str, Any]]:
