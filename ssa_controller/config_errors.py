@@ -114,7 +114,9 @@ def _first(errors: list[ErrorDetails]) -> ErrorDetails:
 
 def _target(model: type[BaseModel], loc: tuple[str | int, ...]) -> tuple[type[BaseModel], Any, list[Any]]:
     """The model holding the value at `loc`, the value's type and its Annotated metadata."""
-    holder, annotation, meta = model, model, []
+    holder: type[BaseModel] = model
+    annotation: Any = model
+    meta: list[Any] = []
     for part in loc:
         if isinstance(annotation, type) and issubclass(annotation, BaseModel):
             holder = annotation

@@ -165,6 +165,7 @@ def render(apptask: Mapping[str, Any]) -> dict[str, Any]:
 
 def controller_ref(obj: Mapping[str, Any]) -> Mapping[str, Any] | None:
     """The controller ownerReference of `obj` when it points at an AppTask, else None."""
+    ref: Mapping[str, Any]
     for ref in obj.get("metadata", {}).get("ownerReferences") or ():
         if ref.get("controller") and ref.get("kind") == KIND \
                 and str(ref.get("apiVersion", "")).startswith(API_GROUP + "/"):

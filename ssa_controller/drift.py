@@ -23,7 +23,8 @@ _MISSING = object()
 @functools.lru_cache(maxsize=4096)
 def _item_keys(segment: str) -> dict[str, Any]:
     """The key fields of a list item segment 'k:{...}' (parsed once; do not mutate)."""
-    return json.loads(segment[2:])
+    keys: dict[str, Any] = json.loads(segment[2:])
+    return keys
 
 
 def value_at(obj: Any, path: Path) -> Any:

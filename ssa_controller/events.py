@@ -16,7 +16,7 @@ import time
 from collections import OrderedDict, deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from .backoff import TokenBucket
@@ -159,7 +159,7 @@ class EventRecorder:
                  instance: str, qps: float, burst: int, enabled: bool = True,
                  clock: Callable[[], float] = time.monotonic, queue_size: int = 1000,
                  metrics: EventMetrics | None = None,
-                 wall_clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
+                 wall_clock: Callable[[], datetime] = lambda: datetime.now(UTC),
                  nanos: Callable[[], int] = time.time_ns) -> None:
         self._kube = kube
         self.controller = controller

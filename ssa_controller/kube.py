@@ -30,7 +30,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import quote, urlencode
@@ -104,13 +104,13 @@ CRDS = Resource("apiextensions.k8s.io/v1", "customresourcedefinitions", namespac
 
 def rfc3339(moment: datetime | None = None) -> str:
     """A Kubernetes Time: RFC 3339, UTC, whole seconds: 2024-01-02T03:04:05Z."""
-    return (moment or datetime.now(timezone.utc)).astimezone(timezone.utc).strftime(
+    return (moment or datetime.now(UTC)).astimezone(UTC).strftime(
         "%Y-%m-%dT%H:%M:%SZ")
 
 
 def micro_time(moment: datetime | None = None) -> str:
     """A Kubernetes MicroTime: RFC 3339, UTC, microseconds: 2024-01-02T03:04:05.000006Z."""
-    return (moment or datetime.now(timezone.utc)).astimezone(timezone.utc).strftime(
+    return (moment or datetime.now(UTC)).astimezone(UTC).strftime(
         "%Y-%m-%dT%H:%M:%S.%fZ")
 
 
@@ -346,7 +346,7 @@ class _ExecClientCertificate:
         from kubernetes.config.kube_config import EXPIRY_SKEW_PREVENTION_DELAY
         with self._lock:
             renew_at = self._loader.expiry - EXPIRY_SKEW_PREVENTION_DELAY
-            if renew_at <= datetime.now(timezone.utc):
+            if renew_at <= datetime.now(UTC):
                 self._loader.load_and_set(Configuration())
             return self._loader.cert_file, self._loader.key_file
 

@@ -22,7 +22,7 @@ import time
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from .kube import LEASES, ApiError, Kube, Obj, micro_time
@@ -157,7 +157,7 @@ class LeaderElector:
                  on_started_leading: Callable[[], None],
                  on_stopped_leading: Callable[[], None],
                  metrics: LeaderMetrics | None = None,
-                 wall_clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
+                 wall_clock: Callable[[], datetime] = lambda: datetime.now(UTC),
                  rng: random.Random | None = None) -> None:
         if not lease_duration > renew_deadline > LEADER_JITTER_FACTOR * retry_period > 0:
             raise ValueError(f"need lease_duration > renew_deadline > {LEADER_JITTER_FACTOR:g} * "

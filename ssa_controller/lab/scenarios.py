@@ -162,7 +162,8 @@ def _image(kube: Kube, namespace: str, name: str) -> str | None:
     deployment = get_or_none(kube, DEPLOYMENTS.path(namespace, name))
     if deployment is None:
         return None
-    return deployment["spec"]["template"]["spec"]["containers"][0].get("image")
+    image = deployment["spec"]["template"]["spec"]["containers"][0].get("image")
+    return str(image) if image is not None else None
 
 
 # ---- conflicting: a rival writer over spec.replicas
@@ -346,11 +347,11 @@ def no_leader(lab: Lab) -> ModeResult:
             for i in range(tasks):
                 put_apptask(lab.kube, ns, f"task-{i}", replicas=0, image="nginx:1.26")
             sleep_until(window, s)
-            users = lab.users(kind)
-            if users is None:
+            users, audit = lab.users(kind), lab.target.audit
+            if users is None or audit is None:
                 figures[kind] = {"shared": None, "overlaps": None}
                 continue
-            done = [e for e in writes(lab.target.audit.select(window.mark, namespace=ns))
+            done = [e for e in writes(audit.select(window.mark, namespace=ns))
                     if e.user in users and e.resource in ("deployments", "apptasks")]
         writers: dict[str, set[str]] = {}
         for event in done:

@@ -28,14 +28,13 @@ import platform
 import shutil
 import signal
 import socket
-import statistics
 import subprocess
 import sys
 import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -548,7 +547,7 @@ def main() -> int:
     chosen = [kinds[n] for n in args.contenders.split(",")]
     scenarios = set(args.scenarios.split(",")) - {""}
     run = Run(args)
-    started = datetime.now(timezone.utc)
+    started = datetime.now(UTC)
     with tempfile.TemporaryDirectory() as tmp, \
             ControlPlane(Path(tmp), controller_manager=True,
                          assets=install(log=lambda _: None)) as plane:

@@ -10,8 +10,6 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-import pytest
-
 from ssa_controller import drift, fieldset
 
 MANAGER = "ssa-controller"

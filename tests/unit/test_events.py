@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import itertools
 import threading
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -96,7 +96,7 @@ def recorder(api: FakeEventsApi, clock: FakeClock, metrics: FakeMetrics, *, qps:
     nanos = itertools.count(0x17A0000000000000)
     return EventRecorder(api, instance="host_1", qps=qps, burst=burst,  # type: ignore[arg-type]
                          enabled=enabled, clock=clock, queue_size=queue_size, metrics=metrics,
-                         wall_clock=lambda: datetime(2024, 1, 2, 3, 4, 5, 6, timezone.utc),
+                         wall_clock=lambda: datetime(2024, 1, 2, 3, 4, 5, 6, UTC),
                          nanos=lambda: next(nanos))
 
 

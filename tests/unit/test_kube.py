@@ -515,7 +515,7 @@ def test_an_exec_plugin_client_certificate_is_renewed_when_it_expires(
 def test_an_unexpired_exec_plugin_client_certificate_is_kept(serve, tmp_path, certs) -> None:
     server = serve(Handler.echo, tls(certs.loopback, client_ca=certs.client_bundle))
     (certs.directory / "runs").unlink(missing_ok=True)
-    later = (datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(hours=1))
+    later = (datetime.datetime.now(datetime.UTC) + datetime.timedelta(hours=1))
     kube = Kube.from_kubeconfig(str(_exec_kubeconfig(
         tmp_path, server, certs, later.strftime("%Y-%m-%dT%H:%M:%SZ"))))
     try:

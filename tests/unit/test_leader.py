@@ -8,7 +8,7 @@ import re
 import threading
 import time
 from collections.abc import Callable
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -141,7 +141,7 @@ def test_record_round_trips_through_a_lease_spec() -> None:
 
 
 def test_micro_time_format() -> None:
-    moment = datetime(2024, 5, 6, 7, 8, 9, 123, tzinfo=timezone.utc)
+    moment = datetime(2024, 5, 6, 7, 8, 9, 123, tzinfo=UTC)
     assert micro_time(moment) == "2024-05-06T07:08:09.000123Z"
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z", micro_time())
 
@@ -348,7 +348,7 @@ def test_the_elector_has_a_client_outside_the_write_rate_limit(process: Any) -> 
 
 # --- one writer at a time, from the audit log --------------------------------------------
 
-T0 = datetime(2024, 5, 6, 7, 8, 9, tzinfo=timezone.utc)
+T0 = datetime(2024, 5, 6, 7, 8, 9, tzinfo=UTC)
 
 
 def write(user: str, received: float, took: float = 0.01) -> AuditEvent:
