@@ -92,7 +92,8 @@ class TokenBucket:
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         if qps <= 0 or burst < 1:
-            raise ValueError(f"invalid token bucket: need qps > 0 and burst >= 1 (qps={qps}, burst={burst})")
+            raise ValueError("invalid token bucket: need qps > 0 and burst >= 1 "
+                             f"(qps={qps}, burst={burst})")
         self._qps = float(qps)
         self._burst = float(burst)
         self._clock = clock

@@ -75,7 +75,8 @@ def _seconds(value: object) -> float:
     else:
         text = value.strip()
         try:
-            if not _DURATION_CHARS.fullmatch(text) or not set(re.findall(r"[a-zµμ]+", text)) <= _GO_UNITS:
+            units = set(re.findall(r"[a-zµμ]+", text))
+            if not _DURATION_CHARS.fullmatch(text) or not units <= _GO_UNITS:
                 raise durationpy.DurationError(text)
             seconds = durationpy.from_str(text).total_seconds()
         except (ValueError, OverflowError):  # DurationError is a ValueError
@@ -172,7 +173,8 @@ class BackoffConfig(_Section):
     @model_validator(mode="after")
     def _cap_at_least_base(self) -> BackoffConfig:
         if self.cap < self.base:
-            raise Invalid(f"must be >= {{section}}.base ({self.base:g}s), got {self.cap:g}s", at=("cap",))
+            raise Invalid(f"must be >= {{section}}.base ({self.base:g}s), got {self.cap:g}s",
+                          at=("cap",))
         return self
 
 
@@ -233,8 +235,9 @@ class LeaderElectionConfig(_Section):
                           f"got {self.lease_duration:g}s", at=("leaseDuration",))
         min_renew = LEADER_JITTER_FACTOR * self.retry_period
         if self.renew_deadline <= min_renew:
-            raise Invalid(f"must be > {LEADER_JITTER_FACTOR:g} x {{section}}.retryPeriod ({min_renew:g}s), "
-                          f"got {self.renew_deadline:g}s", at=("renewDeadline",))
+            raise Invalid(f"must be > {LEADER_JITTER_FACTOR:g} x {{section}}.retryPeriod "
+                          f"({min_renew:g}s), got {self.renew_deadline:g}s",
+                          at=("renewDeadline",))
         return self
 
 
@@ -278,7 +281,9 @@ class LoggingConfig(_Section):
 class Config(_Section):
     """The whole controller configuration; `parse_config({})` gives the defaults."""
 
-    field_manager: Annotated[StrictStr, StringConstraints(min_length=1, max_length=128)] = "ssa-controller"
+    field_manager: Annotated[
+        StrictStr, StringConstraints(min_length=1, max_length=128)
+    ] = "ssa-controller"
     namespaces: Namespaces = ()
     dry_run: StrictBool = False
     workers: StrictInt = Field(2, ge=1, le=64)
@@ -295,7 +300,8 @@ class Config(_Section):
     shutdown_grace_period: Seconds = Field(30.0, ge=0.0)
 
     def with_overrides(self, **changes: Any) -> Config:
-        """A copy with top-level fields replaced (e.g. dry_run=True from a CLI flag), re-validated."""
+        """A copy with top-level fields replaced (e.g. dry_run=True from a CLI flag),
+        re-validated."""
         unknown = changes.keys() - type(self).model_fields.keys()
         if unknown:
             raise TypeError(f"Config has no field {', '.join(sorted(unknown))}")

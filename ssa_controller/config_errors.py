@@ -106,13 +106,16 @@ def _first(errors: list[ErrorDetails]) -> ErrorDetails:
 
     def rank(error: ErrorDetails) -> list[tuple[int, int]]:
         loc = error["loc"]
-        return [(0, 0) if error["type"] in _UNKNOWN and depth == len(loc) else (1, seen[loc[:depth]])
+        return [(0, 0) if error["type"] in _UNKNOWN and depth == len(loc)
+                else (1, seen[loc[:depth]])
                 for depth in range(1, len(loc) + 1)]
 
     return min(errors, key=rank)
 
 
-def _target(model: type[BaseModel], loc: tuple[str | int, ...]) -> tuple[type[BaseModel], Any, list[Any]]:
+def _target(
+    model: type[BaseModel], loc: tuple[str | int, ...]
+) -> tuple[type[BaseModel], Any, list[Any]]:
     """The model holding the value at `loc`, the value's type and its Annotated metadata."""
     holder: type[BaseModel] = model
     annotation: Any = model
@@ -132,16 +135,19 @@ def _target(model: type[BaseModel], loc: tuple[str | int, ...]) -> tuple[type[Ba
     return holder, annotation, meta
 
 
-_EXPECTED = {"int_type": "an integer", "bool_type": "a boolean (true or false)", "float_type": "a number",
-             "finite_number": "a number", "model_type": "a mapping", "dict_type": "a mapping"}
-_OPERATORS = {"greater_than": (">", "gt"), "greater_than_equal": (">=", "ge"), "less_than_equal": ("<=", "le")}
+_EXPECTED = {"int_type": "an integer", "bool_type": "a boolean (true or false)",
+             "float_type": "a number", "finite_number": "a number", "model_type": "a mapping",
+             "dict_type": "a mapping"}
+_OPERATORS = {"greater_than": (">", "gt"), "greater_than_equal": (">=", "ge"),
+              "less_than_equal": ("<=", "le")}
 
 
 def _message(error: ErrorDetails, annotation: Any, meta: list[Any]) -> str:
     """A pydantic error about one value, worded with the value's type and constraints."""
     problem, value = error["type"], error["input"]
     words = next((m for m in meta if isinstance(m, Words)), Words())
-    bounds = {name: getattr(m, name) for m in meta for name in ("ge", "le", "min_length", "max_length")
+    bounds = {name: getattr(m, name)
+              for m in meta for name in ("ge", "le", "min_length", "max_length")
               if getattr(m, name, None) is not None}
 
     def show(number: Any) -> str:
@@ -149,18 +155,22 @@ def _message(error: ErrorDetails, annotation: Any, meta: list[Any]) -> str:
 
     if problem in _OPERATORS:
         if "ge" in bounds and "le" in bounds:
-            return f"must be between {show(bounds['ge'])} and {show(bounds['le'])}, got {show(value)}"
+            return (f"must be between {show(bounds['ge'])} and {show(bounds['le'])}, "
+                    f"got {show(value)}")
         operator, name = _OPERATORS[problem]
         return f"must be {operator} {show(error.get('ctx', {})[name])}, got {show(value)}"
     if problem in ("string_too_short", "string_too_long"):
         non_empty = "non-empty " if bounds.get("min_length") else ""
-        return f"must be a {non_empty}{words.what} of at most {bounds['max_length']} characters, got {value!r}"
+        return (f"must be a {non_empty}{words.what} of at most {bounds['max_length']} "
+                f"characters, got {value!r}")
     if problem == "string_pattern_mismatch":
         return f"must be a {words.what}, got {value!r}"
     if problem == "literal_error":
         return f"must be one of {', '.join(get_args(annotation))}; got {describe(value)}"
     expected = f"a {words.what}" if problem == "string_type" else _EXPECTED.get(problem)
-    return f"must be {expected}, got {describe(value)}" if expected else f"{error['msg']}, got {describe(value)}"
+    if expected:
+        return f"must be {expected}, got {describe(value)}"
+    return f"{error['msg']}, got {describe(value)}"
 
 
 def from_validation_error(exc: ValidationError, model: type[BaseModel]) -> ConfigError:
@@ -169,14 +179,17 @@ def from_validation_error(exc: ValidationError, model: type[BaseModel]) -> Confi
     loc = tuple(error["loc"])
     cause = error.get("ctx", {}).get("error")
     if isinstance(cause, Invalid):
-        return ConfigError(_dotted(loc + cause.at), cause.message.replace("{section}", _dotted(loc)))
+        message = cause.message.replace("{section}", _dotted(loc))
+        return ConfigError(_dotted(loc + cause.at), message)
     holder, annotation, meta = _target(model, loc)
     if error["type"] in _UNKNOWN:
-        name, allowed = str(loc[-1]), [field.alias or key for key, field in holder.model_fields.items()]
+        name = str(loc[-1])
+        allowed = [field.alias or key for key, field in holder.model_fields.items()]
         close = difflib.get_close_matches(name, allowed, n=1)
         hint = f" (did you mean {close[0]!r}?)" if close else ""
         prefix = _dotted(loc[:-1])
-        return ConfigError(f"{prefix}.{name}" if prefix else name, f"unknown key{hint}; allowed keys: {', '.join(allowed)}")
+        return ConfigError(f"{prefix}.{name}" if prefix else name,
+                           f"unknown key{hint}; allowed keys: {', '.join(allowed)}")
     return ConfigError(_dotted(loc), _message(error, annotation, meta))
 
 

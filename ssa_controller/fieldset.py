@@ -128,7 +128,8 @@ def taken_by_others(summary: Owners, manager: str,
 
 
 def display(path: Path) -> str:
-    """A path as the API server prints it in conflicts: .spec.template.spec.containers[name="app"].image."""
+    """A path as the API server prints it in conflicts:
+    .spec.template.spec.containers[name="app"].image."""
     out = ""
     for segment in path:
         if segment.startswith("f:"):

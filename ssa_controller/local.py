@@ -44,8 +44,9 @@ def cluster(namespaces: tuple[str, ...], workdir: Path | None = None) -> Iterato
             if SAMPLE.is_file():
                 sample = yaml.safe_load(SAMPLE.read_text())
                 _ensure_namespace(kube, sample["metadata"]["namespace"])
-                kube.apply(APPTASKS.path(sample["metadata"]["namespace"], sample["metadata"]["name"]),
-                           sample, field_manager="ssa-controller-local", force=True)
+                sample_path = APPTASKS.path(sample["metadata"]["namespace"],
+                                            sample["metadata"]["name"])
+                kube.apply(sample_path, sample, field_manager="ssa-controller-local", force=True)
             log.info("local control plane ready: export KUBECONFIG=%s", plane.kubeconfig)
             yield plane.kubeconfig
         finally:

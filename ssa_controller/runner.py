@@ -81,7 +81,8 @@ class Process:
     # -- leading --------------------------------------------------------------------------
 
     def may_lead(self) -> bool:
-        """Whether workers may run: not shutting down, and holding the lease when elections are on."""
+        """Whether workers may run: not shutting down, and holding the lease when elections
+        are on."""
         return not self.stop.is_set() and (self.elector is None or self.elector.is_leader)
 
     def start_leading(self) -> None:

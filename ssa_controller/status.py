@@ -73,12 +73,14 @@ def _ready(deployment: Mapping[str, Any] | None) -> tuple[bool, str, str, int]:
         if cond.get("type") == "ReplicaFailure" and cond.get("status") == "True" \
                 or cond.get("type") == "Progressing" and cond.get("status") == "False":
             return False, str(cond.get("reason", cond["type"])), str(cond.get("message", "")), ready
-    observed = int(st.get("observedGeneration", 0)) >= int(deployment["metadata"].get("generation", 0))
+    generation = int(deployment["metadata"].get("generation", 0))
+    observed = int(st.get("observedGeneration", 0)) >= generation
     updated, available = int(st.get("updatedReplicas", 0)), int(st.get("availableReplicas", 0))
     total = int(st.get("replicas", 0))
     if observed and updated >= desired and available >= desired and total == updated:
         return True, "DeploymentReady", f"{ready}/{desired} replicas ready", ready
-    return False, "DeploymentProgressing", f"{ready}/{desired} replicas ready, {updated} updated", ready
+    message = f"{ready}/{desired} replicas ready, {updated} updated"
+    return False, "DeploymentProgressing", message, ready
 
 
 def _phase(sync: Sync, deployment: Mapping[str, Any] | None, ready: bool, reason: str) -> Phase:
@@ -148,7 +150,9 @@ def progress_only(current: Mapping[str, Any] | None, wanted: Mapping[str, Any]) 
     return marks(current) == marks(wanted)
 
 
-def patch_for(current: Mapping[str, Any] | None, wanted: Mapping[str, Any]) -> dict[str, Any] | None:
+def patch_for(
+    current: Mapping[str, Any] | None, wanted: Mapping[str, Any]
+) -> dict[str, Any] | None:
     """A JSON merge patch turning status `current` into `wanted`, or None when they are equal."""
     current = current or {}
     if dict(current) == dict(wanted):

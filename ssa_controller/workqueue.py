@@ -117,7 +117,8 @@ class WorkQueue:
             self._insert(key)
 
     def add_after(self, key: str, delay: float) -> None:
-        """Make `key` ready after `delay` seconds of clock time, unless it is due earlier already."""
+        """Make `key` ready after `delay` seconds of clock time, unless it is due earlier
+        already."""
         if delay <= 0:
             self.add(key)
             return

@@ -45,7 +45,7 @@ def _one(pyplot: object, curve: Curve, path: Path) -> None:
     for label, points, style in (("bad controller", curve.bad, "tab:red"),
                                  ("ssa-controller", curve.ours, "tab:blue")):
         if points:
-            xs, ys = zip(*points)
+            xs, ys = zip(*points, strict=True)
             axes.step(xs, ys, where="post", label=label, color=style)
     if curve.log_y:
         axes.set_yscale("symlog", linthresh=1)

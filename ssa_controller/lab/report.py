@@ -35,8 +35,8 @@ def text(results: Sequence[ModeResult], context: dict[str, Any]) -> str:
     header = ("mode", "measure", "bad", "ours", "ours' bound", "bad / ours")
     rows = [(r.mode, r.measure, _figure(r.bad, r.unit), _figure(r.ours, r.unit), r.bound,
              _verdict(r)) for result in results for r in result.rows]
-    widths = [max(len(str(x)) for x in col) for col in zip(header, *rows)]
-    lines = ["  ".join(str(x).ljust(w) for x, w in zip(line, widths)).rstrip()
+    widths = [max(len(str(x)) for x in col) for col in zip(header, *rows, strict=True)]
+    lines = ["  ".join(str(x).ljust(w) for x, w in zip(line, widths, strict=True)).rstrip()
              for line in (header, *rows)]
     lines.insert(1, "  ".join("-" * w for w in widths))
     lines.append("")

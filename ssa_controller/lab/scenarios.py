@@ -6,6 +6,7 @@ machine runs the whole lab in minutes); durations scale with `seconds`."""
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import math
 import random
@@ -179,11 +180,11 @@ def conflicting(lab: Lab) -> ModeResult:
                 lab.controllers(kind, "conflicting", ns):
             put_apptask(lab.kube, ns, "fought", replicas=0)
             path = DEPLOYMENTS.path(ns, "fought")
-            poll_until(lambda: get_or_none(lab.kube, path), timeout=60,
+            poll_until(functools.partial(get_or_none, lab.kube, path), timeout=60,
                        message=f"{kind}: Deployment created")
             stop = threading.Event()
 
-            def rival() -> None:
+            def rival(stop: threading.Event = stop, path: str = path) -> None:
                 while not stop.wait(0.2):
                     with contextlib.suppress(ApiError):
                         lab.kube.patch(path, {"spec": {"replicas": 1}}, MERGE_PATCH,
@@ -191,7 +192,11 @@ def conflicting(lab: Lab) -> ModeResult:
 
             window = Window(lab.target.audit)
             writer = threading.Thread(target=rival, daemon=True)
-            with Sampler(lambda: lab.kube.get(path)["metadata"]["generation"], 0.2) as gen:
+
+            def generation(path: str = path) -> Any:
+                return lab.kube.get(path)["metadata"]["generation"]
+
+            with Sampler(generation, 0.2) as gen:
                 writer.start()
                 sleep_until(window, s)
                 stop.set()
@@ -254,7 +259,7 @@ def retry_bomb(lab: Lab) -> ModeResult:
         attempts = sorted(window.at(e) for e in events if e.verb == "patch")
         per_second = rates(times, 1.0, s)
         setattr(curve, kind, rates(times, 0.5, s))
-        gaps = [b - a for a, b in zip(attempts, attempts[1:])]
+        gaps = [b - a for a, b in zip(attempts, attempts[1:], strict=False)]
         # capped exponential: the i-th wait is at least base * 2**i, less 10 % jitter (and
         # the first attempt may come before the first wait), never under the previous one.
         curve_ok = all(g >= 0.85 * BACKOFF_BASE * 2 ** i for i, g in enumerate(gaps))

@@ -416,13 +416,17 @@ class Run:
         if "latency" in scenarios:
             samples = min(args.samples, count)
             lat = []
+
+            def updated(s):
+                return s[0] == "nginx:1.27"
+
             for name in names[-samples:]:
                 t = time.monotonic()
                 admin.apply(APPTASKS.path(ns, name), apptask(ns, name, "nginx:1.27"),
                             field_manager="bench", force=True)
-                poll_until(lambda: deps.first(name, lambda s: s[0] == "nginx:1.27", t) is not None,
+                poll_until(lambda name=name, t=t: deps.first(name, updated, t) is not None,
                            timeout=30, interval=0.002, message=f"{name} updated")
-                lat.append(deps.first(name, lambda s: s[0] == "nginx:1.27", t) - t)
+                lat.append(deps.first(name, updated, t) - t)
             record("latency", p50=percentile(lat, 50) * 1000, p99=percentile(lat, 99) * 1000)
             # let statuses settle before the idle and cold-start scenarios
             ats.when_all(names, ready if cls is not Floor else current, time.monotonic(), 120)

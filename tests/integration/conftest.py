@@ -123,7 +123,8 @@ class ControllerProcess:
     def wait_ready(self, timeout: float = 60.0) -> None:
         def ready() -> bool:
             if self.proc.poll() is not None:
-                raise AssertionError(f"controller exited with {self.proc.returncode}:\n{self.log()}")
+                raise AssertionError(
+                    f"controller exited with {self.proc.returncode}:\n{self.log()}")
             try:
                 return self.get(self.health_port, "/readyz")[0] == 200
             except urllib3.exceptions.HTTPError:

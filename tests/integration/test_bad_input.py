@@ -98,14 +98,17 @@ def generated_apptasks(count: int) -> list[tuple[str, dict[str, Any]]]:
               suppress_health_check=list(HealthCheck))
     @given(name=names, spec=specs)
     @example(name="a" * 63, spec={"image": "nginx:1.25", "replicas": 1,
-                                  "env": [{"name": f"VAR_{i}", "value": "ü" * 3} for i in range(500)]})
+                                  "env": [{"name": f"VAR_{i}", "value": "ü" * 3}
+                                          for i in range(500)]})
     @example(name="b" * 64, spec={"image": "nginx:1.25"})
     @example(name="dup-env", spec={"image": "nginx:1.25", "env": [{"name": "A"}, {"name": "A"}]})
     @example(name="dup-ports", spec={"image": "nginx:1.25", "ports": [{"containerPort": 80},
                                                                        {"containerPort": 80}]})
-    @example(name="huge", spec={"image": "nginx:1.25", "resources": {"limits": {"memory": "999Ei"}}})
+    @example(name="huge", spec={"image": "nginx:1.25",
+                                "resources": {"limits": {"memory": "999Ei"}}})
     @example(name="tiny", spec={"image": "nginx:1.25", "resources": {"requests": {"cpu": "1n"}}})
-    @example(name="negative", spec={"image": "nginx:1.25", "resources": {"requests": {"cpu": "-1"}}})
+    @example(name="negative", spec={"image": "nginx:1.25",
+                                    "resources": {"requests": {"cpu": "-1"}}})
     @example(name="odd-port", spec={"image": "nginx:1.25", "ports": [{"containerPort": 65535,
                                                                       "protocol": "SCTP"}]})
     @example(name="port-zero", spec={"image": "nginx:1.25", "ports": [{"containerPort": 0}]})

@@ -52,7 +52,8 @@ def test_dropped_field_is_removed_and_foreign_fields_survive(admin, controller, 
     controller(scoped(namespace))
     env = [{"name": "KEEP", "value": "1"}, {"name": "DROP", "value": "2"}]
     put_apptask(admin, apptask("app", namespace, replicas=1, env=env))
-    poll_until(lambda: (d := get_deployment(admin, namespace, "app")) and len(container(d)["env"]) == 2,
+    poll_until(lambda: (d := get_deployment(admin, namespace, "app"))
+               and len(container(d)["env"]) == 2,
                timeout=30, message="both env vars applied")
     # Another manager sets fields the AppTask never specifies.
     admin.patch(DEPLOYMENTS.path(namespace, "app"),
@@ -61,7 +62,8 @@ def test_dropped_field_is_removed_and_foreign_fields_survive(admin, controller, 
 
     put_apptask(admin, apptask("app", namespace, replicas=1, env=env[:1]))
     deployment = poll_until(
-        lambda: (d := get_deployment(admin, namespace, "app")) and len(container(d)["env"]) == 1 and d,
+        lambda: (d := get_deployment(admin, namespace, "app"))
+        and len(container(d)["env"]) == 1 and d,
         timeout=30, message="dropped env var removed")
     assert container(deployment)["env"] == [{"name": "KEEP", "value": "1"}]
     assert deployment["metadata"]["annotations"]["team"] == "payments"
@@ -219,7 +221,8 @@ def test_rejected_spec_becomes_invalid_without_retry_storm(admin, controller, na
 
 def test_validation_error_becomes_invalid(admin, controller, namespace):
     controller(scoped(namespace))
-    put_apptask(admin, apptask("badname", namespace, ports=[{"name": "HTTP_X", "containerPort": 80}]))
+    ports = [{"name": "HTTP_X", "containerPort": 80}]
+    put_apptask(admin, apptask("badname", namespace, ports=ports))
     status = poll_until(lambda: (s := status_of(admin, namespace, "badname")).get("phase")
                         == "Invalid" and s, timeout=30, message="Invalid")
     assert "Invalid value" in condition(status, "Synced")["message"]
@@ -252,7 +255,8 @@ def test_failing_object_backs_off_then_converges(admin, controller, namespace, c
                                     name="quota")
     poll_until(lambda: len(applies()) >= 7, timeout=30, message="seven attempts")
     attempts = applies()
-    gaps = [(b.timestamp - a.timestamp).total_seconds() for a, b in zip(attempts, attempts[1:])]
+    gaps = [(b.timestamp - a.timestamp).total_seconds()
+            for a, b in zip(attempts, attempts[1:], strict=False)]
     assert all(code == 403 for code in (e.code for e in attempts))
     # 0.2, 0.4, 0.8, 1.6, then capped at 2s (allow scheduling slack).
     assert gaps[:4] == sorted(gaps[:4]) and gaps[0] >= 0.15

@@ -59,7 +59,8 @@ def test_dry_run_writes_nothing(admin, controller, namespace, cluster):
     assert cluster.audit.count(mark, user=CONTROLLER, writes=True, dry_run=True) == count
     assert cluster.audit.count(mark, user=CONTROLLER, resource="leases") == 0
     assert all(get_deployment(admin, namespace, f"dry-{i}") is None for i in range(count))
-    assert all("status" not in admin.get(APPTASKS.path(namespace, f"dry-{i}")) for i in range(count))
+    assert all("status" not in admin.get(APPTASKS.path(namespace, f"dry-{i}"))
+               for i in range(count))
 
 
 def test_diff_patch_predicts_the_real_run(admin, controller, namespace, cluster, tmp_path):
@@ -209,8 +210,8 @@ def test_existing_deployment_adoption(admin, controller, namespace, cluster, ado
         assert condition(status, "Conflict")["reason"] == "DeploymentExists"
         assert "ownerReferences" not in get_deployment(admin, namespace, "legacy")["metadata"]
         return
-    poll_until(lambda: get_deployment(admin, namespace, "legacy")["metadata"].get("ownerReferences"),
-               timeout=30, message="adopted")
+    poll_until(lambda: get_deployment(admin, namespace, "legacy")["metadata"]
+               .get("ownerReferences"), timeout=30, message="adopted")
     put_apptask(admin, apptask("legacy", namespace, replicas=1, env=env[:1]))
     poll_until(lambda: container(get_deployment(admin, namespace, "legacy")).get("env")
                == [{"name": "KEEP", "value": "1"}], timeout=30,

@@ -133,7 +133,8 @@ def test_only_owned_deployments_are_watched(admin, controller, namespace, cluste
     poll_until(lambda: status_of(admin, namespace, "mine").get("phase") == "Ready", timeout=60)
     assert process.metric('ssa_controller_cached_objects{resource="deployments"}') == 1
     assert process.metric('ssa_controller_cached_objects{resource="apptasks"}') == 1
-    reads = cluster.audit.select(mark, user=CONTROLLER, resource="deployments", verbs=("list", "watch"))
+    reads = cluster.audit.select(mark, user=CONTROLLER, resource="deployments",
+                                 verbs=("list", "watch"))
     assert reads and all("labelSelector=app.kubernetes.io%2Fmanaged-by" in e.request_uri
                          for e in reads)
     assert cluster.audit.count(mark, user=CONTROLLER, name="other-0") == 0
@@ -198,7 +199,8 @@ def test_cache_drops_managed_fields(admin, namespace, cluster):
         print(f"cached: {total / len(objects):.0f} bytes per Deployment; live "
               f"{sum(map(api_size, live)) / len(live):.0f}, of which managedFields "
               f"{sum(managed) / len(managed):.0f}")
-        carrying = [key for key, o in zip(keys, objects) if "managedFields" in o["metadata"]]
+        carrying = [key for key, o in zip(keys, objects, strict=True)
+                    if "managedFields" in o["metadata"]]
         assert carrying == [], f"cached objects keep managedFields: {carrying[:3]}..."
         assert total <= CACHED_OBJECTS * CACHED_BYTES_PER_OBJECT, (
             f"{total} bytes cached for {CACHED_OBJECTS} Deployments "
@@ -216,7 +218,8 @@ def test_cache_drops_managed_fields(admin, namespace, cluster):
 
 def process_usage(pid: int) -> tuple[int, int, int]:
     """(RSS in KiB, threads, open file descriptors) of a process, from /proc."""
-    fields = dict(line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines())
+    status = Path(f"/proc/{pid}/status").read_text()
+    fields = dict(line.split(":", 1) for line in status.splitlines())
     return (int(fields["VmRSS"].split()[0]), int(fields["Threads"]),
             len(list(Path(f"/proc/{pid}/fd").iterdir())))
 

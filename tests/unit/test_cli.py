@@ -91,7 +91,8 @@ def _yaml_for(key: str, value: str) -> str:
     line, indented two spaces per level."""
     *parents, leaf = key.split(".")
     lines = [f"{'  ' * depth}{name}:" for depth, name in enumerate(parents)]
-    return "# the key under test:\n" + "\n".join([*lines, f"{'  ' * len(parents)}{leaf}: {value}"]) + "\n"
+    leaf_line = f"{'  ' * len(parents)}{leaf}: {value}"
+    return "# the key under test:\n" + "\n".join([*lines, leaf_line]) + "\n"
 
 
 def _last_line(key: str) -> tuple[int, int]:
@@ -157,8 +158,9 @@ def test_negative_and_zero_durations_are_one_line(
     assert "got " in text
 
 
-@pytest.mark.parametrize("key", ["workerz", "backoff.caps", "server.port", "leaderElection.lease_duration",
-                                 "logging.levl", "apply.forse", "events.qps.x"])
+@pytest.mark.parametrize("key", ["workerz", "backoff.caps", "server.port",
+                                 "leaderElection.lease_duration", "logging.levl", "apply.forse",
+                                 "events.qps.x"])
 def test_unknown_keys_are_one_line(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], key: str
 ) -> None:

@@ -42,7 +42,8 @@ def test_defaults_match_the_schema() -> None:
     assert (cfg.timeouts.request, cfg.timeouts.watch) == (30.0, 30.0)
     assert (cfg.apply.force, cfg.apply.adopt_existing) == (True, False)
     fights = cfg.fights
-    assert (fights.threshold, fights.window, fights.backoff_base, fights.backoff_cap) == (3, 60.0, 5.0, 600.0)
+    assert (fights.threshold, fights.window, fights.backoff_base, fights.backoff_cap) == (
+        3, 60.0, 5.0, 600.0)
     assert cfg.leader_election == LeaderElectionConfig(
         enabled=True,
         namespace="ssa-controller-system",
@@ -86,8 +87,10 @@ def test_partial_section_keeps_other_defaults() -> None:
 
 def test_yaml_keys_are_camel_case_and_python_names_snake_case() -> None:
     """The YAML takes only the camelCase keys; Python code constructs by field name."""
-    assert parse_config({"leaderElection": {"leaseDuration": "20s"}}).leader_election.lease_duration == 20.0
-    assert rejects({"leaderElection": {"lease_duration": "20s"}}).key == "leaderElection.lease_duration"
+    parsed = parse_config({"leaderElection": {"leaseDuration": "20s"}})
+    assert parsed.leader_election.lease_duration == 20.0
+    rejected = rejects({"leaderElection": {"lease_duration": "20s"}})
+    assert rejected.key == "leaderElection.lease_duration"
     assert LeaderElectionConfig(lease_duration=20.0).lease_duration == 20.0
     assert list(Config().to_dict()["server"]) == [
         "bindAddress", "metricsPort", "healthPort", "secureMetrics", "metricsCertDir"]
@@ -148,8 +151,9 @@ def test_parse_duration_accepts(value: object, seconds: float) -> None:
 
 
 @pytest.mark.parametrize(
-    "value", ["", "10", "s", "5 m", "1m30", "10sec", "1d", "ms", "--1s", True, None, [1], float("inf"),
-              "1w", "1y", "1mm", "1s-2s", "1s+2s", "1s 2s", "1.2.3s", ".s", "10S", "9999999999999h"]
+    "value", ["", "10", "s", "5 m", "1m30", "10sec", "1d", "ms", "--1s", True, None, [1],
+              float("inf"), "1w", "1y", "1mm", "1s-2s", "1s+2s", "1s 2s", "1.2.3s", ".s", "10S",
+              "9999999999999h"]
 )
 def test_parse_duration_rejects(value: object) -> None:
     with pytest.raises(ConfigError) as info:
@@ -227,7 +231,8 @@ def test_unknown_key_suggests_close_match() -> None:
         ({"rateLimit": {"burst": 5.5}}, "rateLimit.burst", "must be an integer"),
         ({"backoff": {"jitter": None}}, "backoff.jitter", "must be a number, got null"),
         ({"backoff": {"factor": float("nan")}}, "backoff.factor", "must be a number"),
-        ({"resync": {"period": True}}, "resync.period", "must be a number of seconds or a duration"),
+        ({"resync": {"period": True}}, "resync.period",
+         "must be a number of seconds or a duration"),
         ({"namespaces": "default"}, "namespaces", "must be a list"),
         ({"namespaces": [1]}, "namespaces[0]", "must be a DNS-1123 label"),
         ({"fieldManager": 7}, "fieldManager", "must be a string"),
@@ -273,7 +278,8 @@ def test_int_is_accepted_where_a_float_is_expected() -> None:
         ({"backoff": {"jitter": -0.1}}, "backoff.jitter", "between 0 and 1"),
         ({"backoff": {"factor": 0.5}}, "backoff.factor", "must be >= 1, got 0.5"),
         ({"backoff": {"base": 0}}, "backoff.base", "must be > 0s, got 0s"),
-        ({"backoff": {"base": "1m", "cap": "30s"}}, "backoff.cap", "must be >= backoff.base (60s), got 30s"),
+        ({"backoff": {"base": "1m", "cap": "30s"}}, "backoff.cap",
+         "must be >= backoff.base (60s), got 30s"),
         ({"rateLimit": {"qps": 0}}, "rateLimit.qps", "must be > 0, got 0"),
         ({"rateLimit": {"burst": 0}}, "rateLimit.burst", "must be >= 1, got 0"),
         ({"events": {"qps": -1}}, "events.qps", "must be > 0"),
@@ -288,7 +294,8 @@ def test_int_is_accepted_where_a_float_is_expected() -> None:
             "must be >= fights.backoffBase",
         ),
         ({"shutdownGracePeriod": -1}, "shutdownGracePeriod", "must be >= 0s, got -1s"),
-        ({"logging": {"level": "verbose"}}, "logging.level", "must be one of debug, info, warning, error"),
+        ({"logging": {"level": "verbose"}}, "logging.level",
+         "must be one of debug, info, warning, error"),
         ({"logging": {"level": "INFO"}}, "logging.level", "must be one of"),
         ({"logging": {"format": "yaml"}}, "logging.format", "must be one of text, json"),
         ({"fieldManager": ""}, "fieldManager", "non-empty"),
@@ -297,8 +304,10 @@ def test_int_is_accepted_where_a_float_is_expected() -> None:
         ({"namespaces": ["-bad"]}, "namespaces[0]", "DNS-1123 label"),
         ({"namespaces": ["a" * 64]}, "namespaces[0]", "at most 63 characters"),
         ({"namespaces": ["a", "b", "a"]}, "namespaces[2]", "duplicate namespace 'a'"),
-        ({"leaderElection": {"namespace": "Kube_System"}}, "leaderElection.namespace", "DNS-1123 label"),
-        ({"leaderElection": {"leaseName": "bad name"}}, "leaderElection.leaseName", "DNS-1123 subdomain"),
+        ({"leaderElection": {"namespace": "Kube_System"}}, "leaderElection.namespace",
+         "DNS-1123 label"),
+        ({"leaderElection": {"leaseName": "bad name"}}, "leaderElection.leaseName",
+         "DNS-1123 subdomain"),
         ({"leaderElection": {"retryPeriod": 0}}, "leaderElection.retryPeriod", "must be > 0s"),
     ],
 )
@@ -464,25 +473,29 @@ def test_load_config_validation_errors_name_the_key(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("content", "where", "fragment"),
     [
-        ("workers: 2\nbackoff:\n  base: 1s\n  cap: 100ms\n", ":4:3: invalid config key 'backoff.cap'",
-         "must be >= backoff.base (1s), got 0.1s"),
+        ("workers: 2\nbackoff:\n  base: 1s\n  cap: 100ms\n",
+         ":4:3: invalid config key 'backoff.cap'", "must be >= backoff.base (1s), got 0.1s"),
         ("namespaces:\n- ok\n- Not_OK\n", ":3:3: invalid config key 'namespaces[1]'", "DNS-1123"),
         ("namespaces: [a, B]\n", ":1:17: invalid config key 'namespaces[1]'", "DNS-1123"),
-        ("resync:\n  perod: 5m\n", ":2:3: invalid config key 'resync.perod'", "did you mean 'period'"),
+        ("resync:\n  perod: 5m\n", ":2:3: invalid config key 'resync.perod'",
+         "did you mean 'period'"),
         ("x.y: 1\n", ":1:1: invalid config key 'x.y'", "unknown key"),
         ("server:\n  bindAddress: 0.0.0.0\n  metricsPort: -1\n",
          ":3:3: invalid config key 'server.metricsPort'", "between 0 and 65535"),
         # a cross-field check against a default: the deepest part that is written
-        ("\nleaderElection:\n  renewDeadline: 20s\n", ":2:1: invalid config key 'leaderElection.leaseDuration'",
+        ("\nleaderElection:\n  renewDeadline: 20s\n",
+         ":2:1: invalid config key 'leaderElection.leaseDuration'",
          "must be > leaderElection.renewDeadline (20s), got 15s"),
         ("- 1\n", ":1:1: invalid config: the top-level document must be a mapping", "got list"),
         ("workers: [1, 2\n", ":2:1: invalid config: invalid YAML:", "expected ',' or ']'"),
         ("workers: 2\n  backoff: 1\n", ":2:10: invalid config: invalid YAML:",
          "mapping values are not allowed here"),
-        ("workers: 2\n\tfoo: 1\n", ":2:1: invalid config: invalid YAML:", "'\\t' that cannot start"),
+        ("workers: 2\n\tfoo: 1\n", ":2:1: invalid config: invalid YAML:",
+         "'\\t' that cannot start"),
         ("workers: 2\nbackoff: {}\nworkers: 3\n", ":3:1: invalid config: invalid YAML:",
          "found duplicate key 'workers'"),
-        ("fieldManager: a\x01b\n", ":1:16: invalid config: invalid YAML:", "character #x01 is not allowed"),
+        ("fieldManager: a\x01b\n", ":1:16: invalid config: invalid YAML:",
+         "character #x01 is not allowed"),
         ("workers: !!python/object:os.system x\n", ":1:10: invalid config: invalid YAML:",
          "could not determine a constructor"),
         ("workers: 1\n---\nworkers: 2\n", ":2:1: invalid config: invalid YAML:",

@@ -60,7 +60,8 @@ quantities = st.one_of(
     st.from_regex(rf"\A{QUANTITY_PATTERN}\Z"),
     st.integers(),  # int-or-string: any integer, however large or negative
     st.sampled_from(["1e308", "1e-308", "1e999999999", "1E-999999999", "0.000000001n", "999Ei",
-                     "1e+5", ".5", "5.", "+1", "-1", "0", "1e1.5", "1e.5", "123456789012345678901234567890"]),
+                     "1e+5", ".5", "5.", "+1", "-1", "0", "1e1.5", "1e.5",
+                     "123456789012345678901234567890"]),
 )
 
 env_vars = st.lists(
@@ -178,7 +179,8 @@ def check_invalid(exc: InvalidSpec) -> None:
                                                          for i in range(500)]})
 @example(name="a" * 64, spec={"image": "nginx"})
 @example(name="web", spec={"image": "nginx", "resources": {"limits": {"cpu": "1e999999999"}}})
-@example(name="web", spec={"image": "nginx", "ports": [{"containerPort": 80}, {"containerPort": 80}]})
+@example(name="web", spec={"image": "nginx",
+                           "ports": [{"containerPort": 80}, {"containerPort": 80}]})
 def test_admitted_specs_render_or_are_invalid_never_crash(name: str, spec: dict[str, Any]) -> None:
     result = render_or_invalid(apptask(name, spec))
     if isinstance(result, InvalidSpec):

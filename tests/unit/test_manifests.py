@@ -36,7 +36,9 @@ ALLOWED_API_VERSIONS = {
     "events.k8s.io/v1",
     "v1",
 }
-CLUSTER_SCOPED_KINDS = {"Namespace", "CustomResourceDefinition", "ClusterRole", "ClusterRoleBinding"}
+CLUSTER_SCOPED_KINDS = {
+    "Namespace", "CustomResourceDefinition", "ClusterRole", "ClusterRoleBinding",
+}
 
 # Upstream's resource.Quantity pattern (as controller-gen emits it for int-or-string quantities).
 QUANTITY_PATTERN = (
@@ -63,7 +65,8 @@ def all_objects() -> list[tuple[Path, dict[str, Any]]]:
 
 
 def find(kind: str, name: str | None = None) -> dict[str, Any]:
-    found = [d for _, d in all_objects() if d["kind"] == kind and (name is None or d["metadata"]["name"] == name)]
+    found = [d for _, d in all_objects()
+             if d["kind"] == kind and (name is None or d["metadata"]["name"] == name)]
     assert len(found) == 1, f"expected exactly one {kind} {name or ''}, found {len(found)}"
     return found[0]
 
@@ -121,11 +124,13 @@ def test_every_manifest_parses_and_uses_only_v1_20_apis() -> None:
     assert files, "no manifests found"
     for path, doc in all_objects():
         assert isinstance(doc, dict), path
-        assert doc.get("apiVersion") in ALLOWED_API_VERSIONS, f"{path.name}: {doc.get('apiVersion')}"
+        assert doc.get("apiVersion") in ALLOWED_API_VERSIONS, (
+            f"{path.name}: {doc.get('apiVersion')}")
         assert doc.get("kind"), path
         assert doc.get("metadata", {}).get("name"), path
         if doc["kind"] in CLUSTER_SCOPED_KINDS:
-            assert "namespace" not in doc["metadata"], f"{path.name}: {doc['kind']} is cluster-scoped"
+            assert "namespace" not in doc["metadata"], (
+                f"{path.name}: {doc['kind']} is cluster-scoped")
         else:
             assert doc["metadata"].get("namespace") == NAMESPACE, f"{path.name}: {doc['kind']}"
     # Each file parses on its own (no stray tabs, no duplicate documents).
@@ -162,7 +167,8 @@ def test_apply_f_directory_order_creates_namespace_first() -> None:
             created.add(doc["metadata"]["name"])
         elif doc["kind"] not in CLUSTER_SCOPED_KINDS:
             ns = doc["metadata"]["namespace"]
-            assert ns in created, f"{path.name}: {doc['kind']} in {ns} is applied before its Namespace"
+            assert ns in created, (
+                f"{path.name}: {doc['kind']} in {ns} is applied before its Namespace")
 
 
 # ---------------------------------------------------------------------------- CRD
@@ -187,7 +193,8 @@ def test_crd_names_scope_and_subresources() -> None:
 
 
 def test_crd_printer_columns() -> None:
-    cols = [(c["name"], c["type"], c["jsonPath"]) for c in crd_version()["additionalPrinterColumns"]]
+    columns = crd_version()["additionalPrinterColumns"]
+    cols = [(c["name"], c["type"], c["jsonPath"]) for c in columns]
     assert cols == [
         ("Image", "string", ".spec.image"),
         ("Desired", "integer", ".spec.replicas"),
@@ -218,7 +225,8 @@ def _check_junctor_branch(node: Any, where: str) -> None:
 
 
 def _check_structural(node: dict[str, Any], where: str) -> None:
-    """The rules of a structural schema (apiextensions v1), the ones a hand-written CRD can break."""
+    """The rules of a structural schema (apiextensions v1), the ones a hand-written CRD can
+    break."""
     assert isinstance(node, dict), where
     int_or_string = node.get("x-kubernetes-int-or-string") is True
     preserve = node.get("x-kubernetes-preserve-unknown-fields") is True
@@ -233,7 +241,8 @@ def _check_structural(node: dict[str, Any], where: str) -> None:
         assert "type" not in node, f"{where}: int-or-string must not set type"
     if "properties" in node:
         assert node.get("type") == "object", f"{where}: properties on a non-object"
-        assert "additionalProperties" not in node, f"{where}: properties and additionalProperties together"
+        assert "additionalProperties" not in node, (
+            f"{where}: properties and additionalProperties together")
         for name, child in node["properties"].items():
             _check_structural(child, f"{where}.{name}")
     if "additionalProperties" in node:
@@ -256,7 +265,8 @@ def _check_structural(node: dict[str, Any], where: str) -> None:
         assert keys, f"{where}: list-type map needs list-map-keys"
         for key in keys:
             prop = items["properties"][key]
-            assert prop.get("type") in {"string", "integer", "boolean"}, f"{where}: map key {key} not scalar"
+            assert prop.get("type") in {"string", "integer", "boolean"}, (
+                f"{where}: map key {key} not scalar")
             assert key in items.get("required", []) or "default" in prop, (
                 f"{where}: map key {key} must be required or defaulted"
             )
@@ -278,7 +288,8 @@ def test_crd_spec_schema() -> None:
     assert spec["required"] == ["image"]
     p = spec_props()
     assert set(p) == {
-        "image", "replicas", "command", "args", "env", "ports", "resources", "labels", "annotations", "paused",
+        "image", "replicas", "command", "args", "env", "ports", "resources", "labels",
+        "annotations", "paused",
     }
     assert p["image"] == {**p["image"], "type": "string", "minLength": 1}
     assert p["replicas"]["type"] == "integer" and p["replicas"]["format"] == "int32"
@@ -308,7 +319,8 @@ def test_crd_ports_are_a_plain_list() -> None:
     props = item["properties"]
     assert props["name"]["type"] == "string" and props["name"]["maxLength"] == 15
     cp = props["containerPort"]
-    assert (cp["type"], cp["format"], cp["minimum"], cp["maximum"]) == ("integer", "int32", 1, 65535)
+    assert (cp["type"], cp["format"], cp["minimum"], cp["maximum"]) == (
+        "integer", "int32", 1, 65535)
     assert props["protocol"]["enum"] == ["TCP", "UDP", "SCTP"]
     assert props["protocol"]["default"] == "TCP"
 
@@ -330,9 +342,14 @@ def test_crd_resources_are_quantities() -> None:
 
 def test_crd_status_schema() -> None:
     s = status_props()
-    assert set(s) == {"observedGeneration", "phase", "conditions", "deploymentName", "readyReplicas"}
-    assert (s["observedGeneration"]["type"], s["observedGeneration"]["format"]) == ("integer", "int64")
-    assert s["phase"]["enum"] == ["Pending", "Progressing", "Ready", "Degraded", "Invalid", "Conflict"]
+    assert set(s) == {
+        "observedGeneration", "phase", "conditions", "deploymentName", "readyReplicas",
+    }
+    generation = s["observedGeneration"]
+    assert (generation["type"], generation["format"]) == ("integer", "int64")
+    assert s["phase"]["enum"] == [
+        "Pending", "Progressing", "Ready", "Degraded", "Invalid", "Conflict",
+    ]
     assert s["deploymentName"]["type"] == "string"
     assert s["readyReplicas"]["type"] == "integer"
 
@@ -340,12 +357,16 @@ def test_crd_status_schema() -> None:
     assert cond["x-kubernetes-list-type"] == "map"
     assert cond["x-kubernetes-list-map-keys"] == ["type"]
     item = cond["items"]
-    assert sorted(item["required"]) == sorted(["type", "status", "reason", "message", "lastTransitionTime"])
+    assert sorted(item["required"]) == sorted(
+        ["type", "status", "reason", "message", "lastTransitionTime"])
     props = item["properties"]
-    assert set(props) == {"type", "status", "reason", "message", "observedGeneration", "lastTransitionTime"}
+    assert set(props) == {
+        "type", "status", "reason", "message", "observedGeneration", "lastTransitionTime",
+    }
     assert props["status"]["enum"] == ["True", "False", "Unknown"]  # strings, not YAML booleans
     assert props["lastTransitionTime"] == {"type": "string", "format": "date-time"}
-    assert (props["observedGeneration"]["type"], props["observedGeneration"]["format"]) == ("integer", "int64")
+    generation = props["observedGeneration"]
+    assert (generation["type"], generation["format"]) == ("integer", "int64")
     reason = re.compile(props["reason"]["pattern"])
     for ok in ("Applied", "ApplyFailed", "Invalid", "Reason_1"):
         assert reason.match(ok), ok
@@ -430,7 +451,9 @@ def test_bindings_point_at_the_service_account(kind: str, name: str, role_kind: 
     ref = binding["roleRef"]
     assert ref["apiGroup"] == "rbac.authorization.k8s.io" and ref["kind"] == role_kind
     find(role_kind, ref["name"])  # the referenced role exists in manifests/
-    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": SERVICE_ACCOUNT, "namespace": NAMESPACE}]
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": SERVICE_ACCOUNT, "namespace": NAMESPACE},
+    ]
     find("ServiceAccount", SERVICE_ACCOUNT)
 
 
@@ -574,7 +597,8 @@ def test_no_kustomization_yaml_in_apply_f_path() -> None:
 @pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl not installed")
 def test_kubectl_kustomize_builds_offline() -> None:
     out = subprocess.run(
-        ["kubectl", "kustomize", str(MANIFESTS)], capture_output=True, text=True, timeout=60, check=False
+        ["kubectl", "kustomize", str(MANIFESTS)],
+        capture_output=True, text=True, timeout=60, check=False,
     )
     assert out.returncode == 0, out.stderr
     built = sorted((d["kind"], d["metadata"]["name"]) for d in yaml.safe_load_all(out.stdout) if d)
@@ -586,9 +610,11 @@ def test_kubectl_kustomize_builds_offline() -> None:
 
 def test_dockerfile() -> None:
     text = (MANIFESTS / "Dockerfile").read_text()
-    lines = [ln.strip() for ln in text.splitlines() if ln.strip() and not ln.strip().startswith("#")]
+    lines = [ln.strip() for ln in text.splitlines()
+             if ln.strip() and not ln.strip().startswith("#")]
     assert lines[0] == "FROM python:3.11-slim"
-    assert any(re.fullmatch(r"RUN pip install \.( .*)?", ln) for ln in lines), "pip install . missing"
+    assert any(re.fullmatch(r"RUN pip install \.( .*)?", ln) for ln in lines), (
+        "pip install . missing")
     assert "[test]" not in text
     assert any(ln.startswith("COPY manifests/crd.yaml ") for ln in lines)
     users = [ln for ln in lines if ln.startswith("USER ")]
@@ -599,7 +625,8 @@ def test_dockerfile() -> None:
     for ln in lines:
         if ln.startswith("COPY ") and "--from" not in ln:
             for src in ln.split()[1:-1]:
-                assert (repo / src).exists(), f"Dockerfile copies {src}, which is not in the repository"
+                assert (repo / src).exists(), (
+                    f"Dockerfile copies {src}, which is not in the repository")
 
 
 # ---------------------------------------------------------------------------- monitoring
@@ -656,16 +683,19 @@ def test_monitoring_stays_out_of_the_default_apply() -> None:
     """`kubectl apply -f manifests/` reads no subfolder and the Kustomization lists none, so a
     cluster without the Prometheus Operator's CRDs still installs cleanly."""
     assert all(MONITORING not in p.parents for p in yaml_files())
-    assert not any("monitoring" in r for r in yaml.safe_load(KUSTOMIZATION.read_text())["resources"])
+    resources = yaml.safe_load(KUSTOMIZATION.read_text())["resources"]
+    assert not any("monitoring" in r for r in resources)
 
 
 def test_monitoring_objects_and_names() -> None:
-    objects = sorted((d["apiVersion"], d["kind"], d["metadata"]["name"]) for d in monitoring_objects())
+    objects = sorted((d["apiVersion"], d["kind"], d["metadata"]["name"])
+                     for d in monitoring_objects())
     assert objects == sorted([
         ("v1", "Service", METRICS_JOB),
         ("monitoring.coreos.com/v1", "ServiceMonitor", "ssa-controller"),
         ("monitoring.coreos.com/v1", "PrometheusRule", "ssa-controller"),
-        ("rbac.authorization.k8s.io/v1", "ClusterRoleBinding", "ssa-controller-metrics-reader-prometheus"),
+        ("rbac.authorization.k8s.io/v1", "ClusterRoleBinding",
+         "ssa-controller-metrics-reader-prometheus"),
     ])
     for doc in monitoring_objects():
         if doc["kind"] != "ClusterRoleBinding":
@@ -684,7 +714,8 @@ def test_metrics_service_selects_the_controller_pods_metrics_port() -> None:
 def test_service_monitor_scrapes_https_with_prometheus_token() -> None:
     monitor = find_monitoring("ServiceMonitor")
     service = find_monitoring("Service")
-    assert monitor["spec"]["selector"]["matchLabels"].items() <= service["metadata"]["labels"].items()
+    selector = monitor["spec"]["selector"]["matchLabels"]
+    assert selector.items() <= service["metadata"]["labels"].items()
     [endpoint] = monitor["spec"]["endpoints"]
     assert endpoint["port"] in {p["name"] for p in service["spec"]["ports"]}
     assert (endpoint["scheme"], endpoint["path"]) == ("https", "/metrics")
@@ -743,7 +774,8 @@ def test_dashboard_panels_and_variables() -> None:
         assert panel["datasource"] == {"type": "prometheus", "uid": "${datasource}"}
         assert panel["targets"] and panel.get("description")
         for target in panel["targets"]:
-            assert set(re.findall(r"\$\w+", target["expr"])) <= {"$job", "$instance", "$__rate_interval"}
+            used = set(re.findall(r"\$\w+", target["expr"]))
+            assert used <= {"$job", "$instance", "$__rate_interval"}
             assert 'job="$job"' in target["expr"] and 'instance=~"$instance"' in target["expr"]
 
 
@@ -759,7 +791,8 @@ def test_monitoring_kustomization_lists_everything() -> None:
 @pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl not installed")
 def test_kubectl_kustomize_builds_the_monitoring_kit_offline() -> None:
     out = subprocess.run(
-        ["kubectl", "kustomize", str(MONITORING)], capture_output=True, text=True, timeout=60, check=False
+        ["kubectl", "kustomize", str(MONITORING)],
+        capture_output=True, text=True, timeout=60, check=False,
     )
     assert out.returncode == 0, out.stderr
     built = [d for d in yaml.safe_load_all(out.stdout) if d]

@@ -444,7 +444,7 @@ def hammer(
     def worker() -> None:
         try:
             process_until_shut_down()
-        except Exception as exc:  # reported as a test failure below
+        except Exception as exc:  # noqa: BLE001 - any crash is reported below
             problems.append(f"worker crashed: {exc!r}")
 
     def process_until_shut_down() -> None:
