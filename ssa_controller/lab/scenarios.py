@@ -379,6 +379,7 @@ def no_leader(lab: Lab) -> ModeResult:
 # ---- wrong-watch: unrelated Deployments elsewhere in the cluster
 
 def unrelated(namespace: str, name: str) -> dict[str, Any]:
+    """A Deployment no AppTask has anything to do with (no replicas, so no pods)."""
     labels = {"app": name}
     return {"apiVersion": "apps/v1", "kind": "Deployment",
             "metadata": {"name": name, "namespace": namespace},

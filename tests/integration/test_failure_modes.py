@@ -26,6 +26,7 @@ from ssa_controller.controller import Controller
 from ssa_controller.desired import MANAGED_BY_LABEL, MANAGED_BY_VALUE
 from ssa_controller.envtest import poll_until
 from ssa_controller.kube import APPTASKS, DEPLOYMENTS, MERGE_PATCH, Kube
+from ssa_controller.lab.scenarios import unrelated
 from ssa_controller.metrics import Metrics
 
 
@@ -110,25 +111,16 @@ def deployment_settled(deployment: dict[str, Any] | None) -> bool:
 def fence_deployment(namespace: str, name: str) -> dict[str, Any]:
     """A Deployment with the managed-by label (so the controller caches it) and no owner (so
     its events enqueue nothing)."""
-    deployment: dict[str, Any] = unrelated_deployment(namespace, name)
+    deployment: dict[str, Any] = unrelated(namespace, name)
     deployment["metadata"]["labels"] = {MANAGED_BY_LABEL: MANAGED_BY_VALUE}
     return deployment
-
-
-def unrelated_deployment(namespace: str, name: str) -> dict[str, object]:
-    labels = {"app": name}
-    return {"apiVersion": "apps/v1", "kind": "Deployment",
-            "metadata": {"name": name, "namespace": namespace},
-            "spec": {"replicas": 0, "selector": {"matchLabels": labels},
-                     "template": {"metadata": {"labels": labels},
-                                  "spec": {"containers": [{"name": "c", "image": "busybox"}]}}}}
 
 
 def test_only_owned_deployments_are_watched(admin, controller, namespace, cluster):
     mark = cluster.audit.mark()
     process = controller(scoped(namespace))
     for i in range(30):
-        admin.create(DEPLOYMENTS.path(namespace), unrelated_deployment(namespace, f"other-{i}"))
+        admin.create(DEPLOYMENTS.path(namespace), unrelated(namespace, f"other-{i}"))
     put_apptask(admin, apptask("mine", namespace, replicas=0))
     poll_until(lambda: status_of(admin, namespace, "mine").get("phase") == "Ready", timeout=60)
     assert process.metric('ssa_controller_cached_objects{resource="deployments"}') == 1
