@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import threading
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import yaml
 
+from ssa_controller.envtest import poll_until
 from ssa_controller.envtest.audit import AuditEvent, AuditLog, overlapping, write_spans
 from ssa_controller.kube import APPTASKS, DEPLOYMENTS, MERGE_PATCH, ApiError, Kube
 
@@ -140,3 +141,30 @@ def unowned_deployment(namespace: str, name: str, labels: dict[str, str],
             "spec": {"replicas": 1, "selector": {"matchLabels": labels},
                      "template": {"metadata": {"labels": labels}, "spec": {"containers": [
                          {"name": "app", "image": "nginx:1.25", **container}]}}}}
+
+
+class Usage(NamedTuple):
+    """A process's resident memory (KiB), threads and open file descriptors, from /proc."""
+    rss: int
+    threads: int
+    fds: int
+
+
+def process_usage(pid: int) -> Usage:
+    fields = dict(line.split(":", 1)
+                  for line in Path(f"/proc/{pid}/status").read_text().splitlines())
+    return Usage(int(fields["VmRSS"].split()[0]), int(fields["Threads"]),
+                 len(list(Path(f"/proc/{pid}/fd").iterdir())))
+
+
+def usage_back_to(pid: int, threads: int, fds: int, timeout: float = 15) -> Usage:
+    """The process's usage once it has at most `threads` threads and `fds` descriptors. The
+    thread and socket that served a request just answered (a metrics scrape) take a moment to
+    end; leaked ones never do, and the wait fails naming the counts."""
+    def back() -> Usage | None:
+        usage = process_usage(pid)
+        return usage if usage.threads <= threads and usage.fds <= fds else None
+
+    return poll_until(back, timeout=timeout, interval=0.2,
+                      message=f"back to {threads} threads and {fds} file descriptors"
+                              f" (now {process_usage(pid)})")

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import threading
-from pathlib import Path
 from typing import Any
 
 from helpers import (
@@ -16,9 +15,11 @@ from helpers import (
     condition,
     get_apptask,
     get_deployment,
+    process_usage,
     put_apptask,
     scoped,
     status_of,
+    usage_back_to,
 )
 
 from ssa_controller.config import parse_config
@@ -208,14 +209,6 @@ def test_cache_drops_managed_fields(admin, namespace, cluster):
     assert not any(thread.is_alive() for thread in threads)
 
 
-def process_usage(pid: int) -> tuple[int, int, int]:
-    """(RSS in KiB, threads, open file descriptors) of a process, from /proc."""
-    status = Path(f"/proc/{pid}/status").read_text()
-    fields = dict(line.split(":", 1) for line in status.splitlines())
-    return (int(fields["VmRSS"].split()[0]), int(fields["Threads"]),
-            len(list(Path(f"/proc/{pid}/fd").iterdir())))
-
-
 def test_churn_leaks_nothing(admin, controller, namespace):
     process = controller(scoped(namespace, workers=4))
     batch = 60
@@ -236,8 +229,6 @@ def test_churn_leaks_nothing(admin, controller, namespace):
     rss0, threads0, fds0 = process_usage(process.proc.pid)
     for round_ in range(1, 4):
         churn(round_)
-    rss, threads, fds = process_usage(process.proc.pid)
-    assert threads == threads0
-    assert fds <= fds0 + 2
+    rss, _, _ = usage_back_to(process.proc.pid, threads=threads0, fds=fds0 + 2)
     assert rss - rss0 < 8 * 1024, f"RSS grew by {rss - rss0} KiB over three churn rounds"
     assert get_deployment(admin, namespace, "churn-0") is None
