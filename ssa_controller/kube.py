@@ -32,6 +32,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any, Protocol
 from urllib.parse import quote, urlencode
 
@@ -326,6 +327,31 @@ def _proxy_headers(proxy_url: str) -> dict[str, str] | None:
     return urllib3.make_headers(proxy_basic_auth=auth) if auth else None
 
 
+class _RefreshedAuthorization:
+    """The Authorization header of a loaded kubernetes Configuration, brought up to date before
+    every request by the loader's refresh hook (rotated in-cluster tokens, expired exec or
+    auth-provider tokens), as `Configuration.get_api_key_with_prefix` does. The hook writes into
+    a plain namespace rather than the Configuration, whose `host` setter scans the environment
+    for proxy settings on each call (most of a request's CPU time)."""
+
+    def __init__(self, cfg: Any) -> None:
+        self._hook: Callable[[Any], None] | None = cfg.refresh_api_key_hook
+        self._prefix: dict[str, str] = dict(cfg.api_key_prefix)
+        self._target = SimpleNamespace(api_key=dict(cfg.api_key), refresh_api_key_hook=None)
+        self._lock = threading.Lock()
+
+    def __call__(self) -> str | None:
+        with self._lock:
+            if self._hook is not None:
+                self._hook(self._target)
+            api_key: dict[str, str] = self._target.api_key
+        for name in ("BearerToken", "authorization"):
+            if api_key.get(name):
+                prefix = self._prefix.get(name)
+                return _authorization(f"{prefix} {api_key[name]}" if prefix else api_key[name])
+        return None
+
+
 class _ExecClientCertificate:
     """The client certificate an exec plugin returned, renewed by running the plugin again once
     it expires, as client-go does (the kubernetes loader renews only exec tokens)."""
@@ -357,28 +383,46 @@ PoolFactory = Callable[[str | None, str | None], urllib3.PoolManager]
 class _Pools:
     """The connection pool, built again whenever the client certificate changes: TLS presents it
     only when a connection is made. Idle connections of the old pool are closed at once, busy ones
-    (an open watch) when they are released."""
+    (an open watch) when they are released. Requests go straight to the API server's pool; only
+    through a proxy do they take the manager's way (it decides how a proxy is spoken to)."""
 
-    def __init__(self, make: PoolFactory, certificate: Callable[[], ClientCertificate]) -> None:
+    def __init__(self, make: PoolFactory, certificate: Callable[[], ClientCertificate],
+                 server: str, proxied: bool) -> None:
         self._make = make
         self._certificate = certificate
+        self._server = server
+        self._prefix = (urllib3.util.parse_url(server).path or "").rstrip("/")
+        self._proxied = proxied
         self._lock = threading.Lock()
         self._current = certificate()
-        self._pool = make(*self._current)
+        self._manager = make(*self._current)
+        self._direct = self._direct_pool()
 
-    def request(self, *args: Any, **kwargs: Any) -> urllib3.BaseHTTPResponse:
-        return self._pool_for(self._certificate()).request(*args, **kwargs)
+    def request(self, method: str, path: str, **kwargs: Any) -> urllib3.BaseHTTPResponse:
+        """Send `path` (with its query) to the API server; kwargs as for urlopen."""
+        manager, direct = self._pools_for(self._certificate())
+        if direct is None:
+            return manager.urlopen(method, self._server + path, **kwargs)
+        return direct.urlopen(method, self._prefix + path, redirect=False, assert_same_host=False,
+                              **kwargs)
 
-    def _pool_for(self, certificate: ClientCertificate) -> urllib3.PoolManager:
+    def _direct_pool(self) -> urllib3.HTTPConnectionPool | None:
+        return None if self._proxied else self._manager.connection_from_url(self._server)
+
+    def _pools_for(self, certificate: ClientCertificate
+                   ) -> tuple[urllib3.PoolManager, urllib3.HTTPConnectionPool | None]:
         with self._lock:
             if certificate != self._current:
-                old, self._pool, self._current = self._pool, self._make(*certificate), certificate
+                old = self._manager
+                self._manager, self._current = self._make(*certificate), certificate
+                self._direct = self._direct_pool()
                 old.clear()
-            return self._pool
+            return self._manager, self._direct
 
     def clear(self) -> None:
         with self._lock:
-            self._pool.clear()
+            self._manager.clear()
+            self._direct = self._direct_pool()
 
 
 def _socket_options() -> list[tuple[int, int, int]]:
@@ -435,7 +479,8 @@ class Kube:
             urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
         make = _pool_factory(verify=verify, ca_file=ca_file, tls_server_name=tls_server_name,
                              proxy_url=proxy_url, max_connections=max_connections)
-        self._pool = _Pools(make, client_certificate or (lambda: (cert_file, key_file)))
+        self._pool = _Pools(make, client_certificate or (lambda: (cert_file, key_file)),
+                            self.server, proxied=proxy_url is not None)
 
     @classmethod
     def from_kubeconfig(cls, path: str | None = None, context: str | None = None,
@@ -478,9 +523,7 @@ class Kube:
 
     @classmethod
     def _from_configuration(cls, cfg: Any, **kwargs: Any) -> Kube:
-        def authorization() -> str | None:  # runs the loader's refresh hook: rotation
-            return _authorization(cfg.get_api_key_with_prefix("BearerToken", alias="authorization"))
-        return cls(cfg.host, authorization=authorization, ca_file=cfg.ssl_ca_cert,
+        return cls(cfg.host, authorization=_RefreshedAuthorization(cfg), ca_file=cfg.ssl_ca_cert,
                    cert_file=cfg.cert_file, key_file=cfg.key_file, verify=cfg.verify_ssl,
                    tls_server_name=cfg.tls_server_name, proxy_url=_proxy_url(cfg), **kwargs)
 
@@ -493,10 +536,12 @@ class Kube:
             headers["Authorization"] = authorization
         return headers
 
-    def _url(self, path: str, params: Mapping[str, Any] | None) -> str:
+    @staticmethod
+    def _target(path: str, params: Mapping[str, Any] | None) -> str:
+        """The path with its query string."""
         query = {k: ("true" if v is True else "false" if v is False else v)
                  for k, v in (params or {}).items() if v is not None}
-        return self.server + path + ("?" + urlencode(query) if query else "")
+        return path + ("?" + urlencode(query) if query else "")
 
     def _open(self, method: str, path: str, params: Mapping[str, Any] | None, body: Any,
               content_type: str | None, timeout: float | None,
@@ -507,7 +552,7 @@ class Kube:
         started = time.monotonic()
         try:
             response = self._pool.request(
-                method, self._url(path, params), body=data,
+                method, self._target(path, params), body=data,
                 headers=self._headers(content_type if body is not None else None),
                 timeout=urllib3.Timeout(connect=10.0, read=timeout or self.request_timeout,
                                         total=timeout),

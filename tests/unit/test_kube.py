@@ -328,7 +328,7 @@ def test_connections_use_tcp_keepalive(serve, client) -> None:
     server = serve(lambda h: h.send_json(200, {}))
     kube = client(server.url())
     kube.get("/version")
-    pool = kube._pool._pool.connection_from_url(server.url())
+    pool = kube._pool._manager.connection_from_url(server.url())
     sock = pool.pool.queue[-1].sock  # the idle connection the request used
     assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE) == 1
     assert tuple(sock.getsockopt(socket.IPPROTO_TCP, option) for option in (
@@ -427,6 +427,12 @@ def test_kubeconfig_tokens_and_basic_auth_are_sent_as_such(serve, tmp_path, user
         assert kube.get("/version")["authorization"] == expected
     finally:
         kube.close()
+
+
+def test_a_server_url_with_a_path_prefixes_every_request(serve, client) -> None:
+    server = serve(Handler.echo)  # as behind a gateway serving several clusters
+    kube = client(server.url() + "/k8s/clusters/c-1/")
+    assert kube.get("/version", {"pretty": True})["path"] == "/k8s/clusters/c-1/version?pretty=true"
 
 
 def test_kubeconfig_proxy_url_is_used_with_its_credentials(serve, tmp_path) -> None:
