@@ -9,10 +9,11 @@ Who writes what:
   version or a newer one; it never changes what the watch reports, and is dropped then.
 
 Each version is held as a `Cached` record: the object without its raw managedFields (most of
-its size), and beside it, in a store made `with_owners` (Deployments), a compact, interned
-summary of who owns which field (see fieldset.owners), because ownership decisions are made
-from the cache. The summary never enters the object, so readers of the object need not know of
-it; `get` returns the object, `cached` the record, and changes are reported as records.
+its size) and with its strings shared (see compact), and beside it, in a store made
+`with_owners` (Deployments), a compact, interned summary of who owns which field (see
+fieldset.owners), because ownership decisions are made from the cache. The summary never enters
+the object, so readers of the object need not know of it; `get` returns the object, `cached`
+the record, and changes are reported as records.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from sys import intern
 from typing import Any
 
 from . import fieldset
@@ -32,10 +34,29 @@ def key_of(obj: Mapping[str, Any]) -> str:
     return f"{meta.get('namespace', '')}/{meta['name']}"
 
 
-def strip(obj: Obj) -> Obj:
-    """The object without metadata.managedFields."""
-    meta = {k: v for k, v in obj.get("metadata", {}).items() if k != "managedFields"}
-    return {**obj, "metadata": meta}
+SHARED_STRING_MAX = 64
+"""Strings up to this length are interned in the cache (see compact)."""
+
+
+def _shared(value: Any) -> Any:
+    kind = type(value)
+    if kind is dict:
+        return {intern(k): _shared(v) for k, v in value.items()}
+    if kind is list:
+        return [_shared(v) for v in value]
+    if kind is str and len(value) <= SHARED_STRING_MAX:
+        return intern(value)
+    return value
+
+
+def compact(obj: Obj) -> Obj:
+    """The object as the cache holds it: without metadata.managedFields, and with every key and
+    short string interned. The JSON decoder shares equal strings only within one document, and
+    thousands of cached objects spell the same keys and mostly the same values (the API
+    server's defaults, labels, image names): shared, they take half the memory."""
+    return {intern(k): _shared(v) if k != "metadata" else
+            {intern(mk): _shared(mv) for mk, mv in v.items() if mk != "managedFields"}
+            for k, v in obj.items()}
 
 
 @dataclass(frozen=True)
@@ -51,7 +72,7 @@ class Cached:
         """The cached form of an object as the API server sent it."""
         owners = fieldset.owners(obj.get("metadata", {}).get("managedFields") or ()) \
             if with_owners else {}
-        return cls(strip(obj), owners)
+        return cls(compact(obj), owners)
 
 
 Change = tuple[Cached | None, Cached | None]

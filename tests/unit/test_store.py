@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from ssa_controller import fieldset
-from ssa_controller.store import Store, key_of, strip
+from ssa_controller.store import Store, compact, key_of
 
 Obj = dict[str, Any]
 MANAGED_FIELDS = [
@@ -74,18 +75,29 @@ def test_managed_fields_are_not_cached() -> None:
     assert store.cached("demo/web").owners == {}  # kept only by a store made with_owners
 
 
-def test_strip_keeps_everything_but_managed_fields() -> None:
+def test_compact_keeps_everything_but_managed_fields() -> None:
     original = obj(replicas=2)
-    stripped = strip(original)
+    stripped = compact(original)
     assert stripped == {**original, "metadata": {
         k: v for k, v in original["metadata"].items() if k != "managedFields"}}
+
+
+def test_compact_shares_keys_and_short_strings_between_objects() -> None:
+    def decoded(image: str) -> dict[str, Any]:  # each decode makes its own strings
+        return json.loads(json.dumps({**obj(), "spec": {"image": image, "note": "x" * 100}}))
+
+    one, two = compact(decoded("nginx:1.25")), compact(decoded("nginx:1.25"))
+    assert one == two == compact(decoded("nginx:1.25"))
+    assert one["spec"]["image"] is two["spec"]["image"]
+    assert next(iter(one["spec"])) is next(iter(two["spec"]))
+    assert one["spec"]["note"] is not two["spec"]["note"]  # long strings are left alone
 
 
 def test_the_ownership_summary_is_kept_beside_the_object() -> None:
     store = Store(with_owners=True)
     store.put(obj())
     cached = store.cached("demo/web")
-    assert cached is not None and cached.obj == strip(obj()) == store.get("demo/web")
+    assert cached is not None and cached.obj == compact(obj()) == store.get("demo/web")
     assert cached.owners == fieldset.owners(MANAGED_FIELDS)
     assert cached.owners == {("ssa-controller", "Apply"): {("f:spec", "f:replicas")}}
 
