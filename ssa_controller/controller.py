@@ -38,6 +38,8 @@ class Controller:
         self.metrics = metrics
         self.apptasks = Store()
         self.deployments = Store(with_owners=True)
+        metrics.count_cached_objects("apptasks", self.apptasks.__len__)
+        metrics.count_cached_objects("deployments", self.deployments.__len__)
         self.queue = WorkQueue(item_backoff(config.backoff), clock=clock,
                                metrics=metrics.queue_metrics(NAME))
         self.fights = FightTracker(config.fights.threshold, config.fights.window,
@@ -66,23 +68,17 @@ class Controller:
                 self._forget(key)
             self.queue.release(key)  # a new desired state is tried at once, even in backoff
             self.queue.add(key)
-        self._count_cached()
 
     def _on_deployment(self, old: Cached | None, new: Cached | None) -> None:
         if predicates.deployment_changed(old, new):
             key = predicates.owner_key((new or old).obj)  # type: ignore[union-attr]
             if key is not None:
                 self.queue.add(key)
-        self._count_cached()
 
     def _forget(self, key: str) -> None:
         self.queue.forget(key)
         self.reconciler.forget(key)
         self.plans.pop(key, None)
-
-    def _count_cached(self) -> None:
-        self.metrics.set_cached_objects("apptasks", len(self.apptasks))
-        self.metrics.set_cached_objects("deployments", len(self.deployments))
 
     # -- watches ---------------------------------------------------------------------------
 

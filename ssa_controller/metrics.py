@@ -196,8 +196,9 @@ class Metrics:
     def watch_relisted(self, resource: str) -> None:
         self.watch_relists.labels(resource).inc()
 
-    def set_cached_objects(self, resource: str, count: int) -> None:
-        self.cached_objects.labels(resource).set(count)
+    def count_cached_objects(self, resource: str, count: Callable[[], int]) -> None:
+        """Report `count()` as the number of cached `resource` objects, read at each scrape."""
+        self.cached_objects.labels(resource).set_function(count)
 
     def event_emitted(self, type_: str, reason: str) -> None:
         self.events.labels(type_, reason).inc()

@@ -259,11 +259,11 @@ class Reconciler:
         self._applied_at: dict[str, float] = {}
         """When the controller last applied each Deployment (for status_settle)."""
         self._status_at: dict[str, float] = {}
+        """When the controller last wrote each AppTask's status (for status_min_interval)."""
         self._in_sync: dict[str, tuple[Any, ...]] = {}
+        """The last comparison (see _comparison) that found the Deployment in sync, per key."""
         self._uncached: set[str] = set()
         """Keys whose Deployment the create-only apply found existing outside the cache."""
-        """The last comparison (see _comparison) that found the Deployment in sync, per key."""
-        """When the controller last wrote each AppTask's status (for status_min_interval)."""
         self.status_min_interval = STATUS_MIN_INTERVAL
         self.teardowns = Teardowns()
         self._vanished: dict[str, float] = {}

@@ -231,8 +231,10 @@ class WorkQueue:
             return
         entry = (due, next(self._seq))
         self._waiting[key] = entry
+        sooner = not self._heap or due < self._heap[0][0]
         heapq.heappush(self._heap, (*entry, key))
-        self._cond.notify_all()  # getters recompute how long to wait
+        if sooner:  # getters wait no longer than until the earliest entry; only then recompute
+            self._cond.notify_all()
 
     def _insert(self, key: str) -> None:
         if key in self._dirty:

@@ -64,7 +64,7 @@ def exercise(metrics: Metrics) -> None:
     metrics.request_observer("127.0.0.1:6443")("GET", 200, 0.01)
     metrics.watch_restarted("apptasks")
     metrics.watch_relisted("apptasks")
-    metrics.set_cached_objects("apptasks", 3)
+    metrics.count_cached_objects("apptasks", lambda: 3)
     metrics.event_emitted("Normal", "Applied")
 
 
