@@ -12,10 +12,13 @@ with the same number of workers (4) and keep-alive connections:
 - kopf: tests/bench/kopf_operator.py under `kopf run` (Event posting off).
 Scenarios per contender and COUNT: N new AppTasks at once; a burst of spec changes to 10% of
 them; a 10-replica rolling update; a cold start over the N converged AppTasks; 5 idle resync
-periods (the controller only: the others have no resync); change-to-Deployment latency over
-SAMPLES sequential updates. --alone N runs the "new" and "cold start" scenarios for the
-controller alone. Times are ratios to the floor's in the same run; requests come from the
-audit log, CPU seconds and RSS from /proc of the contender's process. Not a test.
+periods of 2 s (the controller only, restarted for it: the others have no resync; elsewhere it
+runs with its default period, 5 minutes); change-to-Deployment latency over
+SAMPLES sequential updates; a backlog: every AppTask changed while the contender was down,
+then it starts (its throughput, without the pace of the creations). --alone N runs the "new"
+and "cold start" scenarios for the controller alone. Times are ratios to the floor's in the same
+run; requests come from the audit log, CPU seconds and RSS from /proc of the contender's
+process. Not a test.
 """
 
 from __future__ import annotations
@@ -56,6 +59,7 @@ from ssa_controller.kube import APPTASKS, DEPLOYMENTS, Kube  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 NEW_IMAGE = "nginx:1.26"
+BACKLOG_IMAGE = "nginx:1.28"
 ROLL = "roll"
 PROBE = "probe"
 TICK = os.sysconf("SC_CLK_TCK")
@@ -276,7 +280,7 @@ class Ours(Contender):
         self.spy = None
         if self.profile is not None:  # sampled from outside, without pausing the process
             self.spy = subprocess.Popen(
-                [str(Path(sys.executable).parent / "py-spy"), "record", "--nonblocking",
+                [str(Path(sys.executable).parent / "py-spy"), "record", "--nonblocking", "--gil",
                  "--format", "raw", "--rate", "100", "-o", str(self.profile), "-p",
                  str(self.proc.pid)], stdout=self.log, stderr=subprocess.STDOUT,
                 preexec_fn=die_with_parent(os.getpid()))
@@ -369,6 +373,7 @@ class Run:
 
         # new AppTasks
         mark, cpu0, t0 = log.mark(), proc_cpu(c.proc.pid), time.monotonic()
+        reconciles0 = c.reconciles() if c.resyncs else 0.0
         self.create_all(admin, ns, names)
         created = time.monotonic() - t0
         applied = deps.when_all(names, lambda s: True, t0, args.timeout)
@@ -379,8 +384,9 @@ class Run:
         events = self.quiet(log, mark, c)
         cpu = proc_cpu(c.proc.pid) - cpu0
         rss, peak = proc_mem(c.proc.pid)
+        reconciles = (c.reconciles() - reconciles0) / count if c.resyncs else None
         record("new", created=created, applied=applied, status=status, ready=converged,
-               requests=by_verb(events, count), cpu=cpu, peak=peak,
+               requests=by_verb(events, count), reconciles=reconciles, cpu=cpu, peak=peak,
                mb_per_1000=(rss - rss0) / count * 1000)
 
         if "burst" in scenarios:
@@ -432,7 +438,12 @@ class Run:
             ats.when_all(names, ready if cls is not Floor else current, time.monotonic(), 120)
             time.sleep(2.0)
 
-        if "idle" in scenarios and c.resyncs:
+        if "idle" in scenarios and c.resyncs:  # restarted with a short resync period
+            c.stop()
+            c.resync = args.idle_resync
+            c.start()
+            poll_until(lambda: c.reconciles() >= count + 1, timeout=args.timeout, interval=0.2,
+                       ignore=(urllib3.exceptions.HTTPError,), message="settled after restart")
             mark, start, cpu0 = log.mark(), c.reconciles(), proc_cpu(c.proc.pid)
             poll_until(lambda: c.reconciles() >= start + 5 * (count + 1), timeout=600,
                        interval=0.2, message="five idle resyncs")
@@ -442,10 +453,11 @@ class Run:
 
         if "cold" in scenarios:
             c.stop()
+            c.resync = args.resync
             mark, t0 = log.mark(), time.monotonic()
             c.start()
-            if c.resyncs:  # settled: every AppTask reconciled once (resyncs keep it busy)
-                poll_until(lambda: c.reconciles() >= count + 2, timeout=args.timeout,
+            if c.resyncs:  # settled: every AppTask (the N and the rolling one) reconciled once
+                poll_until(lambda: c.reconciles() >= count + 1, timeout=args.timeout,
                            interval=0.2, ignore=(urllib3.exceptions.HTTPError,),
                            message="every AppTask reconciled after the restart")
                 settled = time.monotonic() - t0
@@ -463,6 +475,16 @@ class Run:
             rss, peak = proc_mem(c.proc.pid)
             record("cold", settled=settled, requests=by_verb(events, count),
                    writes=sum(e.is_write for e in events), cpu=proc_cpu(c.proc.pid), peak=peak)
+        if "backlog" in scenarios:  # every AppTask changed while the contender was down
+            c.stop()
+            self.create_all(admin, ns, names, image=BACKLOG_IMAGE)
+            mark, t0 = log.mark(), time.monotonic()
+            c.start()
+            applied = deps.when_all(names, lambda s: s[0] == BACKLOG_IMAGE, t0, args.timeout)
+            status = ats.when_all(names, current, t0, args.timeout)
+            events = self.quiet(log, mark, c)
+            record("backlog", applied=applied, status=status, requests=by_verb(events, count),
+                   cpu=proc_cpu(c.proc.pid), peak=proc_mem(c.proc.pid)[1])
         c.stop()
         deps.stop()
         ats.stop()
@@ -514,13 +536,10 @@ def table(results: dict[tuple[str, str], dict[str, Any]]) -> str:
         for name, f in per.items():
             cells = []
             for key, value in f.items():
-                text = fmt(value, 2 if key in ("mb_per_1000",) else 1)
+                text = fmt(value, 2 if key in ("mb_per_1000", "reconciles") else 1)
                 if key in ("applied", "status", "ready") and floor.get(key) and value is not None \
                         and name != "floor":
                     text += f" ({value / floor[key]:.2f}x)"
-                elif key in ("applied", "status") and floor.get(key) is None and name != "floor" \
-                        and "floor" in per and key in floor:
-                    pass
                 cells.append(f"{key}={text}")
             rows.append(f"{scenario:8} {count:>6} {name:11} " + "  ".join(cells))
     return "\n".join(rows)
@@ -532,10 +551,13 @@ def main() -> int:
     parser.add_argument("--alone", type=int, action="append", default=[],
                         help="the controller alone at this count (new, cold start)")
     parser.add_argument("--contenders", default="floor,controller,kopf")
-    parser.add_argument("--scenarios", default="burst,rollout,latency,idle,cold")
+    parser.add_argument("--scenarios", default="burst,rollout,latency,idle,cold,backlog")
     parser.add_argument("--samples", type=int, default=100)
     parser.add_argument("--workers", type=int, default=4)
-    parser.add_argument("--resync", type=float, default=2.0, help="the controller's (s)")
+    parser.add_argument("--resync", type=float, default=300.0,
+                        help="the controller's resync period (s), its default")
+    parser.add_argument("--idle-resync", type=float, default=2.0,
+                        help="the controller's resync period in the idle scenario (s)")
     parser.add_argument("--timeout", type=float, default=900.0)
     parser.add_argument("--baseline", help="a folder with an earlier version of the controller "
                         "(e.g. `git archive HEAD~1 | tar -x -C DIR`), run as contender 'baseline'")
