@@ -19,7 +19,7 @@ the record, and changes are reported as records.
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from sys import intern
 from typing import Any
@@ -136,7 +136,7 @@ class Store:
 
     def put(self, obj: Obj) -> Change:
         """Store a watched object; return (old, new) as last delivered by the watch."""
-        new = Cached.of(obj, self._with_owners)
+        new = self.record(obj)
         key = key_of(obj)
         with self._lock:
             old = self._watched.get(key)
@@ -151,12 +151,17 @@ class Store:
             self._written.pop(key, None)
         return old, None
 
-    def replace(self, objs: list[Obj], resource_version: str,
+    def record(self, obj: Obj) -> Cached:
+        """The cached form of an object as the API server sent it (for `replace`)."""
+        return Cached.of(obj, self._with_owners)
+
+    def replace(self, records: Iterable[Cached], resource_version: str,
                 namespace: str | None = None) -> list[Change]:
-        """Replace everything (in `namespace`, when given) with a fresh list taken at
-        `resource_version`; return (old, new) for every listed object and (old, None) for
-        every vanished one. A write answer newer than the list is kept."""
-        fresh = {key_of(o): Cached.of(o, self._with_owners) for o in objs}
+        """Replace everything (in `namespace`, when given) with a fresh list (of `record`s)
+        taken at `resource_version`; return (old, new) for every listed object and (old, None)
+        for every vanished one. A write answer newer than the list is kept. The caller makes
+        records page by page, so that a large list is never held twice, raw and cached."""
+        fresh = {key_of(r.obj): r for r in records}
         listed_at = {"metadata": {"resourceVersion": resource_version}}
         prefix = f"{namespace}/" if namespace else ""
         with self._lock:
@@ -175,7 +180,7 @@ class Store:
 
     def record_write(self, obj: Obj) -> None:
         """Remember the answer of the controller's own write until the watch delivers it."""
-        new = Cached.of(obj, self._with_owners)
+        new = self.record(obj)
         key = key_of(obj)
         with self._lock:
             known = self._written.get(key) or self._watched.get(key)

@@ -137,19 +137,20 @@ class Watcher:
         return {"labelSelector": self.label_selector}
 
     def _relist(self) -> str:
-        items: list[Obj] = []
+        records: list[Cached] = []
         params = {**self._params(), "limit": LIST_PAGE}
         while True:
             page = self.kube.list(self.resource.path(self.namespace), params)
-            items += page.get("items", [])
-            token = page.get("metadata", {}).get("continue")
-            if not token:
+            records += [self.store.record(o) for o in page.get("items", [])]
+            meta = page.get("metadata", {})
+            del page  # each raw page goes once it is cached: a large list is not held twice
+            if not meta.get("continue"):
                 break
-            params["continue"] = token
+            params["continue"] = meta["continue"]
         if self.metrics and self.synced.is_set():
             self.metrics.watch_relisted(self.resource.plural)
-        resource_version = str(page["metadata"]["resourceVersion"])
-        for old, new in self.store.replace(items, resource_version, self.namespace):
+        resource_version = str(meta["resourceVersion"])
+        for old, new in self.store.replace(records, resource_version, self.namespace):
             self.on_change(old, new)
         self.synced.set()
         return resource_version

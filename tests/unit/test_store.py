@@ -6,7 +6,7 @@ import json
 from typing import Any
 
 from ssa_controller import fieldset
-from ssa_controller.store import Store, compact, key_of
+from ssa_controller.store import Cached, Store, compact, key_of
 
 Obj = dict[str, Any]
 MANAGED_FIELDS = [
@@ -73,6 +73,11 @@ def test_managed_fields_are_not_cached() -> None:
     assert "managedFields" not in cached["metadata"]
     assert cached["metadata"]["resourceVersion"] == "10"
     assert store.cached("demo/web").owners == {}  # kept only by a store made with_owners
+
+
+def listed(store: Store, *objs: dict[str, Any]) -> list[Cached]:
+    """Objects as a list brings them, in the store's cached form."""
+    return [store.record(o) for o in objs]
 
 
 def test_compact_keeps_everything_but_managed_fields() -> None:
@@ -191,7 +196,7 @@ def test_replace_reports_listed_and_vanished_objects() -> None:
     store = Store()
     store.put(obj("kept", rv="1", replicas=1))
     store.put(obj("gone", rv="2"))
-    changes = store.replace([obj("kept", rv="3", replicas=2), obj("new", rv="4")], "5")
+    changes = store.replace(listed(store, obj("kept", rv="3", replicas=2), obj("new", rv="4")), "5")
     by_key = {key_of((new or old).obj): (old, new)  # type: ignore[union-attr]
               for old, new in changes}
     assert set(by_key) == {"demo/kept", "demo/gone", "demo/new"}
@@ -210,7 +215,8 @@ def test_replace_in_a_namespace_leaves_other_namespaces_alone() -> None:
     store.put(obj("b", namespace="demo"))
     store.put(obj("a", namespace="demo2"))
     store.put(obj("a", namespace="other"))
-    changes = store.replace([obj("a", namespace="demo", rv="20")], "20", namespace="demo")
+    changes = store.replace(listed(store, obj("a", namespace="demo", rv="20")), "20",
+                            namespace="demo")
     assert sorted((key_of((new or old).obj), new is None)  # type: ignore[union-attr]
                   for old, new in changes) == [
         ("demo/a", False), ("demo/b", True)]
@@ -229,7 +235,7 @@ def test_a_relist_never_moves_reads_backwards() -> None:
     store = Store()
     store.put(obj("web", rv="10", replicas=1))
     store.record_write(obj("web", rv="15", replicas=2))
-    store.replace([obj("web", rv="10", replicas=1)], "14")
+    store.replace(listed(store, obj("web", rv="10", replicas=1)), "14")
     assert store.get("demo/web")["spec"] == {"replicas": 2}
 
 
