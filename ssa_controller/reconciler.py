@@ -322,11 +322,7 @@ class Reconciler:
             live = None if cached is None else cached.obj
         if live is not None and "deletionTimestamp" in live["metadata"]:
             return Result(Outcome.SKIPPED)  # its DELETED event enqueues the AppTask again
-        if live is not None and not self._controlled(apptask, live):
-            refusal = self._refuse_foreign(key, apptask, live)
-            if refusal is not None:
-                return refusal
-        return self._converge(key, apptask, body, cached)
+        return self._converge_unless_foreign(key, apptask, body, cached)
 
     def _vanished_wait(self, key: str, apptask: Obj) -> float:
         """Seconds to wait before re-creating a Deployment the AppTask had (0: go ahead)."""
@@ -364,17 +360,13 @@ class Reconciler:
             return self._failed(key, apptask, None, ApiError(
                 409, "Conflict", f"Deployment {body['metadata']['name']} is being deleted; "
                 "it is created again once it is gone"))
-        if not self._controlled(apptask, cached.obj):
-            refusal = self._refuse_foreign(key, apptask, cached.obj)
-            if refusal is not None:
-                return refusal
-        return self._converge(key, apptask, body, cached)
+        return self._converge_unless_foreign(key, apptask, body, cached)
 
     def _fetch(self, key: str) -> Cached | None:
         """The Deployment when the cache has none (it may exist without our label)."""
         namespace, name = key.split("/", 1)
         try:
-            return Cached.of(self.kube.get(DEPLOYMENTS.path(namespace, name)), with_owners=True)
+            return self.deployments.record(self.kube.get(DEPLOYMENTS.path(namespace, name)))
         except ApiError as exc:
             if exc.status == 404:
                 return None
@@ -384,6 +376,16 @@ class Reconciler:
     def _controlled(apptask: Obj, live: Obj) -> bool:
         ref = desired.controller_ref(live)
         return ref is not None and ref.get("uid") == apptask["metadata"]["uid"]
+
+    def _converge_unless_foreign(self, key: str, apptask: Obj, body: Obj,
+                                 cached: Cached | None) -> Result:
+        """Converge, unless the Deployment is one this AppTask does not control and may not
+        adopt."""
+        if cached is not None and not self._controlled(apptask, cached.obj):
+            refusal = self._refuse_foreign(key, apptask, cached.obj)
+            if refusal is not None:
+                return refusal
+        return self._converge(key, apptask, body, cached)
 
     def _refuse_foreign(self, key: str, apptask: Obj, live: Obj) -> Result | None:
         """None when a Deployment this AppTask does not control may be adopted, else why not."""
