@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from ssa_controller.kube import APPTASKS, WATCH_STALLED, ApiError
-from ssa_controller.store import Store
+from ssa_controller.store import Cached, Store
 from ssa_controller.watcher import MISSING_CAP, STALL_GRACE, WATCH_JITTER, Watcher
 
 Obj = dict[str, Any]
@@ -211,3 +211,28 @@ def test_a_throttled_watch_waits_for_its_retry_after() -> None:
     throttled = ApiError(429, "TooManyRequests", "slow down", retry_after=7.0)
     _, _, stop, _, _ = run([page("10")], [throttled, Stream([event("ADDED", item("a", "11"))])])
     assert stop.waits[0] == 7.0
+
+
+def test_a_paged_list_is_cached_page_by_page() -> None:
+    """Each page becomes cache records before the next one is asked for, so a large list is
+    never held twice, raw and cached."""
+    log: list[str] = []
+
+    class Recording(Store):
+        def record(self, obj: Obj) -> Cached:
+            log.append(f"record {obj['metadata']['name']}")
+            return super().record(obj)
+
+    class Paging(ScriptedKube):
+        def list(self, path: str, params: dict[str, Any]) -> Obj:
+            log.append("list")
+            return super().list(path, params)
+
+    first = {"metadata": {"resourceVersion": "5", "continue": "next"},
+             "items": [item("a", "1"), item("b", "2")]}
+    kube = Paging([first, page("5", item("c", "3"))], [])
+    store = Recording()
+    Watcher(kube, APPTASKS, store, lambda old, new: None).list_once()  # type: ignore[arg-type]
+    assert log == ["list", "record a", "record b", "list", "record c"]
+    assert kube.calls[1][1]["continue"] == "next"
+    assert sorted(store.keys()) == ["demo/a", "demo/b", "demo/c"]
