@@ -25,17 +25,13 @@ from .backoff import ItemBackoff
 from .config import BackoffConfig, Config
 from .fights import Fight, FightTracker
 from .kube import APPTASKS, DEPLOYMENTS, MERGE_PATCH, ApiError, Kube, rfc3339
+from .settle import StatusSettle
 from .status import Sync
 from .store import Cached, Store
 
 log = logging.getLogger(__name__)
 Obj = dict[str, Any]
 UNKNOWN_WRITER = "an unrecorded writer"
-STATUS_SETTLE = 2.0
-"""After an apply that changed the Deployment's spec, how long the status write waits for the
-Deployment controller to observe the new generation (its status update enqueues the AppTask
-again, so usually only milliseconds): one status write per change instead of two. Bounded, so
-that under load a status still shows the new generation soon after its apply."""
 STATUS_MIN_INTERVAL = 1.0
 """Seconds between two status writes of one AppTask that only report progress (readyReplicas,
 condition messages: same generation, phase and condition statuses). A rollout costs a write when
@@ -256,8 +252,6 @@ class Reconciler:
         self.events = events
         self.clock = clock
         self.wallclock = wallclock
-        self._applied_at: dict[str, float] = {}
-        """When the controller last applied each Deployment (for status_settle)."""
         self._status_at: dict[str, float] = {}
         """When the controller last wrote each AppTask's status (for status_min_interval)."""
         self._in_sync: dict[str, tuple[Any, ...]] = {}
@@ -268,15 +262,16 @@ class Reconciler:
         self.teardowns = Teardowns()
         self._vanished: dict[str, float] = {}
         """When a Deployment the AppTask had was first found missing (see VANISHED_GRACE)."""
-        self.status_settle = STATUS_SETTLE
-        """0 where nothing will come back to write the status later (one-pass runs): then
+        self.settling = StatusSettle()
+        """Status writes held for the Deployment controller to observe an apply; its `settle`
+        is 0 where nothing will come back to write the status later (one-pass runs): then
         statuses are neither held for the rollout nor coalesced."""
 
     def forget(self, key: str) -> None:
         """Drop everything kept about a deleted AppTask."""
         self.fights.forget(key)
         self.rejections.forget(key)
-        self._applied_at.pop(key, None)
+        self.settling.forget(key)
         self._status_at.pop(key, None)
         self._in_sync.pop(key, None)
         self._uncached.discard(key)
@@ -481,12 +476,15 @@ class Reconciler:
         if self.dry_run:
             plan = diff.plan(key, live, answer)
             return Result(Outcome.DRY_RUN if plan.changes else Outcome.UNCHANGED, plan=plan)
-        self.deployments.record_write(answer)
+        # The answer is the Deployment as this apply left it, in sync with the body: its watch
+        # event (the same version) costs no comparison.
+        self._in_sync[key] = _comparison(apptask, self.deployments.record_write(answer))
         self.fights.applied(key, generation, self.clock())
         verb = "created" if live is None else "configured"
         log.info("%s: applied Deployment (%s)", key, verb)
         self._event(apptask, "Normal", "Applied", "Apply", f"Deployment {name} {verb}")
-        self._applied_at[key] = self.clock()
+        if _rollout_unobserved(answer):
+            self.settling.applied(key, self.clock())
         return self._finish(key, apptask, self.deployments.get(key), *self._calm_or_fight(
             key, generation, name, Result(Outcome.APPLIED, fight_detected=fight_found)))
 
@@ -577,7 +575,7 @@ class Reconciler:
         status is written at most once per status_min_interval during a rollout (0: write now).
         A new generation, phase or condition status is written at once."""
         written = self._status_at.get(key)
-        if self.status_settle <= 0 or written is None or not status.progress_only(current,
+        if self.settling.settle <= 0 or written is None or not status.progress_only(current,
                                                                                  wanted):
             return 0.0
         return max(0.0, written + self.status_min_interval - self.clock())
@@ -585,10 +583,9 @@ class Reconciler:
     def _settling(self, key: str, deployment: Obj | None) -> float:
         """Seconds to hold the status write while the Deployment controller has not yet
         observed the controller's last apply (0: write now)."""
-        applied_at = self._applied_at.get(key)
-        if deployment is None or applied_at is None or not _rollout_unobserved(deployment):
+        if deployment is None:
             return 0.0
-        return max(0.0, applied_at + self.status_settle - self.clock())
+        return self.settling.hold(key, not _rollout_unobserved(deployment), self.clock())
 
     def _event(self, apptask: Obj, type_: str, reason: str, action: str, note: str) -> None:
         if not self.dry_run:

@@ -178,14 +178,16 @@ class Store:
 
     # -- the reconciler's writes --------------------------------------------------------------
 
-    def record_write(self, obj: Obj) -> None:
-        """Remember the answer of the controller's own write until the watch delivers it."""
+    def record_write(self, obj: Obj) -> Cached:
+        """Remember the answer of the controller's own write until the watch delivers it;
+        return its record."""
         new = self.record(obj)
         key = key_of(obj)
         with self._lock:
             known = self._written.get(key) or self._watched.get(key)
             if newer(obj, None if known is None else known.obj):
                 self._written[key] = new
+        return new
 
     def _catch_up(self, key: str, seen: Mapping[str, Any]) -> None:
         """Drop the write answer of `key` once `seen` (lock held) is as new as it."""

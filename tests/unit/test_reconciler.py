@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from ssa_controller import desired, fieldset
+from ssa_controller import desired, drift, fieldset
 from ssa_controller.backoff import ItemBackoff
 from ssa_controller.config import ApplyConfig, BackoffConfig, Config
 from ssa_controller.fights import FightTracker
@@ -28,6 +28,7 @@ from ssa_controller.reconciler import (
     item_backoff,
     rejected,
 )
+from ssa_controller.settle import StatusSettle
 from ssa_controller.store import Store
 
 Obj = dict[str, Any]
@@ -143,6 +144,8 @@ class RecordingKube:
         self.existing: Obj | None = None
         """What a GET of the Deployment finds (None: 404)."""
         self.apptask: Obj = {}
+        self.applied: Obj = {}
+        """The answer to the last apply, as its watch event will bring it."""
         self._revision = 100
 
     def _fail(self, kind: str) -> None:
@@ -163,9 +166,11 @@ class RecordingKube:
             raise ApiError(409, "Conflict", "the object has been modified")
         self._fail("apply" if kind == "create" else kind)
         answer = copy.deepcopy(body)
-        answer["metadata"].update(
+        sent = {k: v for k, v in body["metadata"].items() if k != "resourceVersion"}
+        answer["metadata"].update(  # a precondition is no field of the object
             uid="d1", generation=1, resourceVersion=self.next_revision(),
-            managedFields=[managed(field_manager, fieldset.body_paths(body))])
+            managedFields=[managed(field_manager, fieldset.body_paths({**body, "metadata": sent}))])
+        self.applied = copy.deepcopy(answer)
         return answer
 
     def get(self, path: str, params: Obj | None = None) -> Obj:
@@ -235,7 +240,7 @@ class Harness:
             config or Config(backoff=BackoffConfig(base=BASE, factor=2.0, cap=CAP, jitter=0.0)),
             self.kube, self.apptasks, self.deployments, self.fights, self.events,  # type: ignore[arg-type]
             clock=lambda: self.now, wallclock=lambda: "2026-01-01T00:00:00Z")
-        self.reconciler.status_settle = 0.0
+        self.reconciler.settling.settle = 0.0
 
     def given(self, task: Obj, live: Obj | None = None) -> None:
         """The watch delivers `task` (and `live`) as the newest versions."""
@@ -404,3 +409,53 @@ def test_a_new_generation_is_applied_at_once_during_a_damped_fight() -> None:
     harness.given(fixed)
     assert harness.reconcile(after=0.1).outcome == "applied"
     assert harness.kube.kinds()[0] == "apply"
+
+
+def test_the_watch_event_of_the_controllers_own_apply_costs_no_comparison(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    compared: list[str] = []
+    compute = drift.compute
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        compared.append(KEY)
+        return compute(*args, **kwargs)
+
+    monkeypatch.setattr(drift, "compute", counted)
+    harness = Harness()
+    harness.given(apptask(replicas=2))
+    assert harness.reconcile().outcome == "applied"
+    harness.deployments.put(harness.kube.applied)  # the watch delivers the apply's answer
+    assert harness.reconcile().outcome == "unchanged"
+    assert (harness.kube.kinds(), compared) == ([], [])
+    rival = copy.deepcopy(harness.kube.applied)  # a later change is still compared, and undone
+    rival["spec"]["replicas"] = 5
+    rival["metadata"]["managedFields"].append(managed("rival", frozenset({REPLICAS}), "Update"))
+    harness.deployment_changed(rival)
+    assert harness.reconcile().outcome == "applied"
+    assert (harness.kube.kinds()[:1], compared) == (["apply"], [KEY])
+
+
+def test_a_status_write_waits_for_the_deployment_controller_while_it_makes_progress() -> None:
+    harness = Harness()
+    harness.reconciler.settling = StatusSettle(settle=2.0, settle_max=30.0)
+    harness.given(apptask())
+    held = harness.reconcile()
+    assert (harness.kube.kinds(), held.requeue_after) == (["create"], 2.0)
+    # meanwhile the Deployment controller observes another AppTask's apply: it is working
+    harness.reconciler.settling.applied("demo/other", harness.now)
+    harness.reconciler.settling.hold("demo/other", True, harness.now + 1.5)
+    stretched = harness.reconcile(after=2.0)
+    assert (harness.kube.kinds(), stretched.requeue_after) == ([], 2.0)
+    # it shows no progress for 2 s: the status (progressing) is written now
+    written = harness.reconcile(after=2.0)
+    assert (harness.kube.kinds(), written.status_updated) == (["status"], True)
+
+
+def test_a_status_write_waits_no_longer_than_the_settle_without_a_deployment_controller(
+        ) -> None:
+    harness = Harness()
+    harness.reconciler.settling = StatusSettle(settle=2.0, settle_max=30.0)
+    harness.given(apptask())
+    assert harness.reconcile().requeue_after == 2.0
+    assert harness.reconcile(after=1.5).requeue_after == pytest.approx(0.5)
+    assert harness.reconcile(after=0.5).status_updated

@@ -1,0 +1,64 @@
+"""How long an AppTask's status write waits for the Deployment controller to observe an apply.
+
+After an apply that changed a Deployment's spec, the status is written once the Deployment
+controller has observed the new generation (its status update enqueues the AppTask again,
+usually within milliseconds): one status write per change instead of two (progressing, then
+ready). The wait is bounded, so that a status shows the new generation soon after its apply
+even when no Deployment controller runs: `settle` seconds, stretched up to `settle_max` only
+while the Deployment controller is seen working through the controller's applies (it observed
+one within the last `settle` seconds), as under a burst of thousands of changes, where it falls
+behind by tens of seconds but is alive. Pure; times are passed in.
+"""
+
+from __future__ import annotations
+
+SETTLE = 2.0
+"""Seconds a status write waits for the Deployment controller when it shows no progress."""
+SETTLE_MAX = 30.0
+"""Seconds a status write waits at most while the Deployment controller shows progress."""
+
+
+class StatusSettle:
+    """Per AppTask key, the apply still unobserved by the Deployment controller, and when that
+    controller last observed one of them."""
+
+    def __init__(self, settle: float = SETTLE, settle_max: float = SETTLE_MAX) -> None:
+        self.settle = settle
+        """0 where nothing will come back to write the status later (one-pass runs)."""
+        self.settle_max = settle_max
+        self._applied_at: dict[str, float] = {}
+        """When the controller applied each Deployment the Deployment controller has not yet
+        been seen to observe."""
+        self._progress_at: float | None = None
+        """When the Deployment controller was last seen observing one of those applies."""
+
+    def applied(self, key: str, now: float) -> None:
+        """The controller applied the Deployment of `key`."""
+        self._applied_at[key] = now
+
+    def hold(self, key: str, observed: bool, now: float) -> float:
+        """Seconds to hold the status write of `key` (0: write now), given whether the
+        Deployment controller has `observed` the Deployment's current generation."""
+        applied_at = self._applied_at.get(key)
+        if applied_at is None:
+            return 0.0
+        if observed:
+            del self._applied_at[key]
+            self._progress_at = now
+            return 0.0
+        if self.settle <= 0:
+            return 0.0
+        waited = now - applied_at
+        if waited < self.settle:
+            return self.settle - waited
+        progressing = self._progress_at is not None and now - self._progress_at < self.settle
+        if progressing and waited < self.settle_max:
+            return min(self.settle, self.settle_max - waited)
+        return 0.0
+
+    def forget(self, key: str) -> None:
+        """The AppTask is deleted."""
+        self._applied_at.pop(key, None)
+
+    def __len__(self) -> int:
+        return len(self._applied_at)

@@ -1,0 +1,61 @@
+"""Unit tests for ssa_controller.settle: how long a status write waits for the Deployment
+controller to observe an apply."""
+
+from __future__ import annotations
+
+import pytest
+
+from ssa_controller.settle import StatusSettle
+
+
+@pytest.fixture
+def settling() -> StatusSettle:
+    return StatusSettle(settle=2.0, settle_max=10.0)
+
+
+def test_nothing_applied_nothing_held(settling: StatusSettle) -> None:
+    assert settling.hold("a", False, 100.0) == 0.0
+
+
+def test_an_unobserved_apply_holds_the_status_for_the_settle(settling: StatusSettle) -> None:
+    settling.applied("a", 100.0)
+    assert settling.hold("a", False, 100.5) == pytest.approx(1.5)
+    assert settling.hold("a", False, 102.0) == 0.0  # no progress seen: write it now
+    assert len(settling) == 1  # still unobserved: its observation still counts as progress
+
+
+def test_the_observation_releases_the_status_and_is_forgotten(settling: StatusSettle) -> None:
+    settling.applied("a", 100.0)
+    assert settling.hold("a", True, 100.2) == 0.0
+    assert len(settling) == 0
+    assert settling.hold("a", False, 100.3) == 0.0
+
+
+def test_while_the_deployment_controller_makes_progress_the_hold_stretches_up_to_the_max(
+        settling: StatusSettle) -> None:
+    settling.applied("a", 100.0)
+    for at in range(101, 112):
+        settling.applied(f"b{at}", at - 0.5)
+        settling.hold(f"b{at}", True, float(at))  # it observes one apply every second
+    assert settling.hold("a", False, 102.0) == 2.0
+    assert settling.hold("a", False, 109.0) == 1.0  # never past settle_max
+    assert settling.hold("a", False, 110.0) == 0.0
+
+
+def test_progress_older_than_the_settle_does_not_stretch(settling: StatusSettle) -> None:
+    settling.applied("b", 99.0)
+    settling.hold("b", True, 100.0)
+    settling.applied("a", 100.0)
+    assert settling.hold("a", False, 102.0) == 0.0
+
+
+def test_a_settle_of_zero_never_holds() -> None:
+    settling = StatusSettle(settle=0.0)
+    settling.applied("a", 100.0)
+    assert settling.hold("a", False, 100.0) == 0.0
+
+
+def test_forget_drops_the_apply(settling: StatusSettle) -> None:
+    settling.applied("a", 100.0)
+    settling.forget("a")
+    assert (len(settling), settling.hold("a", False, 100.5)) == (0, 0.0)
