@@ -17,9 +17,9 @@ runs with its default period, 5 minutes); change-to-Deployment latency over
 SAMPLES sequential updates; a backlog: every AppTask changed while the contender was down,
 then it starts (its throughput, without the pace of the creations). --alone N runs the "new"
 and "cold start" scenarios for the controller alone, without waiting for every AppTask to be
-Ready (at 20,000 the Deployment controller needs half an hour for that). Times are ratios to the floor's in the same
-run; requests come from the audit log, CPU seconds and RSS from /proc of the contender's
-process. Not a test.
+Ready (at 20,000 the Deployment controller needs half an hour for that). Times are ratios to
+the floor's in the same run; requests come from the audit log, CPU seconds and RSS from /proc
+of the contender's process. Not a test.
 """
 
 from __future__ import annotations
