@@ -220,15 +220,17 @@ def _create_only(body: Obj) -> Obj:
     return {**body, "metadata": {**body["metadata"], "resourceVersion": CREATE_ONLY}}
 
 
-def _comparison(apptask: Obj, live: Cached) -> tuple[Any, ...]:
+def _comparison(apptask: Obj, live: Cached, manager: str) -> tuple[Any, ...]:
     """What a comparison of the rendered body with the live Deployment depends on: the body is
     a function of the AppTask's uid and generation; the Deployment's spec moves its generation;
-    its labels, owner references and field owners are compared as they are. Equal tuples give
-    the same drift, so a Deployment status update costs no comparison."""
+    its labels and owner references are compared as they are, and of its field owners the paths
+    `manager` applies (drift.compute's input; who else owns what matters only once something
+    drifted). Equal tuples give the same drift, so the Deployment controller's status updates,
+    which add its own managedFields entry, cost no comparison."""
     meta, live_meta = apptask["metadata"], live.obj["metadata"]
     return (meta.get("uid"), meta.get("generation"), live_meta.get("uid"),
             live_meta.get("generation"), live_meta.get("labels"),
-            live_meta.get("ownerReferences"), live.owners)
+            live_meta.get("ownerReferences"), fieldset.applied_by(live.owners, manager))
 
 
 def _rollout_unobserved(deployment: Obj) -> bool:
@@ -408,7 +410,7 @@ class Reconciler:
         fight_found = False
         if cached is not None:
             live, owners = cached.obj, cached.owners
-            signature = _comparison(apptask, cached)
+            signature = _comparison(apptask, cached, manager)
             found = None if self._in_sync.get(key) == signature else drift.compute(
                 body, live, fieldset.applied_by(owners, manager))
             if not found:
@@ -478,7 +480,8 @@ class Reconciler:
             return Result(Outcome.DRY_RUN if plan.changes else Outcome.UNCHANGED, plan=plan)
         # The answer is the Deployment as this apply left it, in sync with the body: its watch
         # event (the same version) costs no comparison.
-        self._in_sync[key] = _comparison(apptask, self.deployments.record_write(answer))
+        self._in_sync[key] = _comparison(apptask, self.deployments.record_write(answer),
+                                         self.config.field_manager)
         self.fights.applied(key, generation, self.clock())
         verb = "created" if live is None else "configured"
         log.info("%s: applied Deployment (%s)", key, verb)

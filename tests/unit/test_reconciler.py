@@ -411,7 +411,7 @@ def test_a_new_generation_is_applied_at_once_during_a_damped_fight() -> None:
     assert harness.kube.kinds()[0] == "apply"
 
 
-def test_the_watch_event_of_the_controllers_own_apply_costs_no_comparison(
+def test_the_controllers_own_apply_and_the_deployment_controllers_update_cost_no_comparison(
         monkeypatch: pytest.MonkeyPatch) -> None:
     compared: list[str] = []
     compute = drift.compute
@@ -426,10 +426,21 @@ def test_the_watch_event_of_the_controllers_own_apply_costs_no_comparison(
     assert harness.reconcile().outcome == "applied"
     harness.deployments.put(harness.kube.applied)  # the watch delivers the apply's answer
     assert harness.reconcile().outcome == "unchanged"
+    observed = copy.deepcopy(harness.kube.applied)  # then the Deployment controller's update
+    observed["status"] = {"observedGeneration": 1, "replicas": 2}
+    observed["metadata"]["annotations"] = {"deployment.kubernetes.io/revision": "1"}
+    observed["metadata"]["managedFields"].append(managed("kube-controller-manager", frozenset({
+        ("f:metadata", "f:annotations", "f:deployment.kubernetes.io/revision"),
+        ("f:status", "f:observedGeneration"), ("f:status", "f:replicas")}), "Update"))
+    harness.deployment_changed(observed)
+    assert harness.reconcile().outcome == "unchanged"
     assert (harness.kube.kinds(), compared) == ([], [])
-    rival = copy.deepcopy(harness.kube.applied)  # a later change is still compared, and undone
+    rival = copy.deepcopy(observed)  # a later change is still compared, and undone
     rival["spec"]["replicas"] = 5
-    rival["metadata"]["managedFields"].append(managed("rival", frozenset({REPLICAS}), "Update"))
+    rival["metadata"]["generation"] = 2
+    ours = fieldset.owners(rival["metadata"]["managedFields"])[(MANAGER, "Apply")]
+    rival["metadata"]["managedFields"] = [  # as the server records it: the field changes hands
+        managed(MANAGER, ours - {REPLICAS}), managed("rival", frozenset({REPLICAS}), "Update")]
     harness.deployment_changed(rival)
     assert harness.reconcile().outcome == "applied"
     assert (harness.kube.kinds()[:1], compared) == (["apply"], [KEY])
