@@ -11,6 +11,7 @@ rejected-spec alerts must fire and the no-leader alert must not. `promtool check
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -36,7 +37,7 @@ from helpers import (
 )
 from metrics_scrape import SECURE, metrics_reader, user_subject
 
-from ssa_controller.envtest import ControlPlane, die_with_parent, poll_until
+from ssa_controller.envtest import ControlPlane, PollTimeout, die_with_parent, poll_until
 from ssa_controller.kube import Kube
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -244,6 +245,17 @@ def test_dashboard_and_alerts_match_a_real_scrape(admin: Kube, controller, names
                 raise
 
 
+def panels_without_data(prometheus: Prometheus) -> list[str]:
+    """Every dashboard query parses (AssertionError otherwise); the ones returning no number."""
+    empty = []
+    for panel in dashboard()["panels"]:
+        for target in panel["targets"]:
+            result = prometheus.query(grafana(target["expr"]))
+            if not any(math.isfinite(float(r["value"][1])) for r in result):
+                empty.append(f"{panel['title']} / {target['legendFormat']}: {result}")
+    return empty
+
+
 def check_against_prometheus(admin: Kube, namespace: str, prometheus: Prometheus) -> None:
     poll_until(prometheus.target_up, timeout=30, message="the HTTPS target up in Prometheus")
     drive(admin, namespace)
@@ -255,12 +267,10 @@ def check_against_prometheus(admin: Kube, namespace: str, prometheus: Prometheus
         assert prometheus.label_values(variable["query"]["query"]), variable["name"]
     assert JOB in prometheus.label_values("label_values(ssa_controller_applies_total, job)")
 
-    empty = []
-    for panel in dashboard()["panels"]:
-        for target in panel["targets"]:
-            result = prometheus.query(grafana(target["expr"]))  # parses, or AssertionError
-            if not any(math.isfinite(float(r["value"][1])) for r in result):
-                empty.append(f"{panel['title']} / {target['legendFormat']}: {result}")
+    # rate() needs two scrapes of a series; the reconciles may all fall between two scrapes
+    with contextlib.suppress(PollTimeout):
+        poll_until(lambda: not panels_without_data(prometheus), timeout=15)
+    empty = panels_without_data(prometheus)
     assert not empty, "dashboard queries without data:\n" + "\n".join(empty)
 
     for rule in alert_rules():
