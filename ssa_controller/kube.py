@@ -1,18 +1,18 @@
 """The only module that talks to the Kubernetes API server: a small JSON REST client.
 
 Objects travel as plain dicts (decoded JSON), never as generated models: the controller caches
-thousands of them. The `kubernetes` package is used only to load kubeconfig / in-cluster
-credentials. Every request is reported to an optional observer (for metrics), writes pass an
-optional rate limiter first, and every response body is read or released so its connection goes
-back to the pool.
+thousands of them. The `kubernetes` package is used only to load a kubeconfig (and to match
+$NO_PROXY); a pod's service account is read by serviceaccount, without it. Every request is
+reported to an optional observer (for metrics), writes pass an optional rate limiter first, and
+every response body is read or released so its connection goes back to the pool.
 
 Credentials are read again as they rotate: the Authorization header is asked for before every
-request (the kubernetes loaders re-read a projected service-account token, re-run an exec plugin
-whose token expired), and an exec plugin's client certificate is renewed when it expires, which
-rebuilds the connection pool. Kubeconfig `tls-server-name`, `proxy-url` (http and https
-proxies; `$HTTPS_PROXY` / `$NO_PROXY` as the kubernetes package reads them) and
-username/password (basic auth) are honoured; what cannot be honoured raises CredentialsError
-naming the field.
+request (a projected service-account token is re-read, the kubernetes loader re-runs an exec
+plugin whose token expired), and an exec plugin's client certificate is renewed when it
+expires, which rebuilds the connection pool. Kubeconfig `tls-server-name`, `proxy-url` (http
+and https proxies; `$HTTPS_PROXY` / `$NO_PROXY` as the kubernetes package reads them, in a pod
+too) and username/password (basic auth) are honoured; what cannot be honoured raises
+CredentialsError naming the field.
 
 Liveness: every request is bounded by `request_timeout`, every watch by a deadline (a watch
 still open then is stalled; the idle pooled connections are dropped with it), and every
@@ -35,8 +35,11 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, Protocol
 from urllib.parse import quote, urlencode
+from urllib.request import getproxies
 
 import urllib3
+
+from . import serviceaccount
 
 APPLY_PATCH = "application/apply-patch+yaml"
 MERGE_PATCH = "application/merge-patch+json"
@@ -295,9 +298,9 @@ ClientCertificate = tuple[str | None, str | None]
 
 
 def _authorization(credential: str | None) -> str | None:
-    """The Authorization header for a credential as the kubernetes loaders store it: "bearer T"
-    (in-cluster, lowercase), "Bearer T" (kubeconfig token, exec plugin, auth provider) or
-    "Basic B64" (kubeconfig username/password); a credential without a scheme is a bearer token."""
+    """The Authorization header for a credential as the kubernetes loader stores it: "Bearer T"
+    (kubeconfig token, exec plugin, auth provider) or "Basic B64" (kubeconfig username/password),
+    the scheme in any case; a credential without a scheme is a bearer token."""
     if not credential or not credential.strip():
         return None
     scheme, _, value = credential.strip().partition(" ")
@@ -307,18 +310,27 @@ def _authorization(credential: str | None) -> str | None:
     return f"{canonical} {value.strip()}"
 
 
-def _proxy_url(cfg: Any) -> str | None:
+def _proxy_url(server: str, proxy: str | None, no_proxy: str | None) -> str | None:
     """The proxy to reach the API server through, as the kubernetes package decides it (kubeconfig
     `proxy-url`, else `$HTTPS_PROXY` and co., unless `$NO_PROXY` matches), or None."""
-    from kubernetes.client.rest import should_bypass_proxies
-    if not cfg.proxy or should_bypass_proxies(cfg.host, cfg.no_proxy or ""):
+    if not proxy:
         return None
-    scheme = urllib3.util.parse_url(cfg.proxy).scheme
+    from kubernetes.client.rest import should_bypass_proxies
+    if should_bypass_proxies(server, no_proxy or ""):
+        return None
+    scheme = urllib3.util.parse_url(proxy).scheme
     if scheme not in PROXY_SCHEMES:
         raise CredentialsError(
-            f"kubeconfig proxy-url (or proxy environment variable) {cfg.proxy!r}: scheme "
+            f"kubeconfig proxy-url (or proxy environment variable) {proxy!r}: scheme "
             f"{scheme!r} is not supported; use an http or https proxy")
-    return str(cfg.proxy)
+    return proxy
+
+
+def _environment_proxy(server: str) -> str | None:
+    """The proxy the environment names for `server` ($HTTPS_PROXY, $ALL_PROXY; $NO_PROXY), as a
+    kubernetes Configuration without a kubeconfig `proxy-url` takes it, or None."""
+    proxies = getproxies()
+    return _proxy_url(server, proxies.get("https") or proxies.get("all"), proxies.get("no"))
 
 
 def _proxy_headers(proxy_url: str) -> dict[str, str] | None:
@@ -329,10 +341,10 @@ def _proxy_headers(proxy_url: str) -> dict[str, str] | None:
 
 class _RefreshedAuthorization:
     """The Authorization header of a loaded kubernetes Configuration, brought up to date before
-    every request by the loader's refresh hook (rotated in-cluster tokens, expired exec or
-    auth-provider tokens), as `Configuration.get_api_key_with_prefix` does. The hook writes into
-    a plain namespace rather than the Configuration, whose `host` setter scans the environment
-    for proxy settings on each call (a quarter of a request's CPU time)."""
+    every request by the loader's refresh hook (expired exec or auth-provider tokens), as
+    `Configuration.get_api_key_with_prefix` does. The hook writes into a plain namespace rather
+    than the Configuration, whose `host` setter scans the environment for proxy settings on
+    each call (a quarter of a request's CPU time)."""
 
     def __init__(self, cfg: Any) -> None:
         self._hook: Callable[[Any], None] | None = cfg.refresh_api_key_hook
@@ -507,25 +519,22 @@ class Kube:
     def in_cluster(cls, **kwargs: Any) -> Kube:
         """A client for the cluster this process runs in, as its service account: `token` and
         `ca.crt` from SERVICE_ACCOUNT_DIR (or $SSA_SERVICE_ACCOUNT_DIR), the API server from
-        $KUBERNETES_SERVICE_HOST / _PORT. The token file is re-read (at most once a minute, by
-        the kubernetes loader): projected tokens rotate."""
-        from kubernetes.client import Configuration
-        from kubernetes.config.config_exception import ConfigException
-        from kubernetes.config.incluster_config import InClusterConfigLoader
+        $KUBERNETES_SERVICE_HOST / _PORT (see serviceaccount; the token file is re-read at most
+        once a minute: projected tokens rotate)."""
         directory = Path(os.environ.get(SERVICE_ACCOUNT_DIR_ENV) or SERVICE_ACCOUNT_DIR)
-        cfg = Configuration()
         try:
-            InClusterConfigLoader(token_filename=str(directory / "token"),
-                                  cert_filename=str(directory / "ca.crt")).load_and_set(cfg)
-        except ConfigException as exc:
+            pod = serviceaccount.load(directory, os.environ)
+        except serviceaccount.ServiceAccountError as exc:
             raise CredentialsError(f"in-cluster config ({directory}): {exc}") from exc
-        return cls._from_configuration(cfg, **kwargs)
+        return cls(pod.server, authorization=pod.authorization, ca_file=pod.ca_file,
+                   proxy_url=_environment_proxy(pod.server), **kwargs)
 
     @classmethod
     def _from_configuration(cls, cfg: Any, **kwargs: Any) -> Kube:
         return cls(cfg.host, authorization=_RefreshedAuthorization(cfg), ca_file=cfg.ssl_ca_cert,
                    cert_file=cfg.cert_file, key_file=cfg.key_file, verify=cfg.verify_ssl,
-                   tls_server_name=cfg.tls_server_name, proxy_url=_proxy_url(cfg), **kwargs)
+                   tls_server_name=cfg.tls_server_name,
+                   proxy_url=_proxy_url(cfg.host, cfg.proxy, cfg.no_proxy), **kwargs)
 
     def _headers(self, content_type: str | None) -> dict[str, str]:
         headers = {"Accept": "application/json", "User-Agent": self.user_agent}

@@ -1,20 +1,20 @@
 """Kubernetes resource quantities: their value, and the value the API server stores. Pure.
 
-The value comes from `kubernetes.utils.parse_quantity`. That parser is more lenient than the
-API server (it takes "1K", "1 Gi", "NaN", "1_000", an exponent followed by a suffix), so a string
-is first held to the server's grammar: a decimal number, then one suffix at most, either a
+A string is held to the API server's grammar: a decimal number, then one suffix at most, either a
 binary (Ki ... Ei) or decimal (n, u, m, k, M, G, T, P, E) one or an integer exponent (e3, E-3;
-"E" alone is exa, not an exponent).
+"E" alone is exa, not an exponent). Its value is computed as `kubernetes.utils.parse_quantity`
+computes it, which takes more than the server does ("1K", "1 Gi", "NaN", "1_000") and whose
+import would load the whole `kubernetes` package into the controller.
 """
 
 from __future__ import annotations
 
 import re
-from decimal import ROUND_UP, Decimal
+from decimal import ROUND_UP, Decimal, DecimalException
 
-from kubernetes.utils import parse_quantity
-
-_GRAMMAR = re.compile(r"[+-]?[0-9.]+([eE][+-]?[0-9]+|[KMGTPE]i|[numkMGTPE])?")
+_GRAMMAR = re.compile(r"([+-]?[0-9.]+)([eE][+-]?[0-9]+|[KMGTPE]i|[numkMGTPE])?")
+_POWERS = {"n": -3, "u": -2, "m": -1, "k": 1, "K": 1, "M": 2, "G": 3, "T": 4, "P": 5, "E": 6}
+"""A suffix's power of 1000 (decimal) or, followed by "i", of 1024 (binary)."""
 _MAX = Decimal(2**63 - 1)
 _MILLI = Decimal("0.001")
 
@@ -27,13 +27,17 @@ def parse(value: str | int | float) -> Decimal | None:
     if isinstance(value, (int, float)):
         return Decimal(str(value))
     text = value.strip()
-    if not _GRAMMAR.fullmatch(text):
+    found = _GRAMMAR.fullmatch(text)
+    if not found:
         return None
+    number, suffix = found.groups()
     try:
-        number: Decimal = parse_quantity(text)
-    except ValueError:
+        if not suffix or suffix[-1].isdigit():  # no suffix, or an exponent
+            return Decimal(text)
+        base = 1024 if suffix.endswith("i") else 1000
+        return Decimal(number) * base ** Decimal(_POWERS[suffix[0]])
+    except DecimalException:
         return None
-    return number
 
 
 def stored(value: str | int | float) -> Decimal | None:

@@ -8,7 +8,8 @@ simulator). Each contender runs as its own process, one after the other, in its 
 with the same number of workers (4) and keep-alive connections:
 - floor: tests/bench/floor.py, one server-side apply of desired.render's body and one status
   patch per AppTask generation, nothing else;
-- controller: `python -m ssa_controller run` (write limit lifted to 1000 qps);
+- controller: `python -m ssa_controller run` (write limit lifted to 1000 qps), with credentials
+  as in a pod (a service-account directory and $KUBERNETES_SERVICE_HOST, no kubeconfig);
 - kopf: tests/bench/kopf_operator.py under `kopf run` (Event posting off).
 Scenarios per contender and COUNT: N new AppTasks at once; a burst of spec changes to 10% of
 them; a 10-replica rolling update; a cold start over the N converged AppTasks; 5 idle resync
@@ -56,7 +57,7 @@ from ssa_controller.envtest import (  # noqa: E402
     install,
     poll_until,
 )
-from ssa_controller.kube import APPTASKS, DEPLOYMENTS, Kube  # noqa: E402
+from ssa_controller.kube import APPTASKS, DEPLOYMENTS, SERVICE_ACCOUNT_DIR_ENV, Kube  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 NEW_IMAGE = "nginx:1.26"
@@ -267,11 +268,21 @@ class Ours(Contender):
             config["server"]["secureMetrics"] = False  # plain http for the benchmark's scrape
         path = self.workdir / "controller.yaml"
         path.write_text(yaml.safe_dump(config))
-        return [sys.executable, "-m", "ssa_controller", "run", "--config", str(path),
-                "--kubeconfig", str(self.plane.kubeconfig)]
+        return [sys.executable, "-m", "ssa_controller", "run", "--config", str(path)]
 
     def env(self) -> dict[str, str]:
-        return {**super().env(), "PYTHONPATH": str(self.root)}
+        """As in a pod: credentials from a service-account directory, the API server from
+        $KUBERNETES_SERVICE_HOST/_PORT, no kubeconfig (the admin's token: permissions are not
+        what is measured)."""
+        directory = self.workdir / "serviceaccount"
+        directory.mkdir(exist_ok=True)
+        (directory / "token").write_text(self.plane.admin_token)
+        (directory / "ca.crt").write_bytes(self.plane.ca_file.read_bytes())
+        env = {**super().env(), "PYTHONPATH": str(self.root),
+               SERVICE_ACCOUNT_DIR_ENV: str(directory), "KUBERNETES_SERVICE_HOST": "127.0.0.1",
+               "KUBERNETES_SERVICE_PORT": str(self.plane.port)}
+        del env["KUBECONFIG"]
+        return env
 
     def start(self) -> None:
         self.log = (self.workdir / f"{self.name}.log").open("ab")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from decimal import Decimal
 
 import pytest
+from kubernetes.utils import parse_quantity
 
 from ssa_controller import quantity
 
@@ -37,3 +38,12 @@ def test_a_boolean_is_not_a_quantity() -> None:
 
 def test_parsing_is_exact() -> None:
     assert quantity.parse("100m") == Decimal("0.1")
+
+
+@pytest.mark.parametrize("text", [
+    f"{sign}{number}{suffix}" for sign in ("", "-")
+    for number in ("1", "1.5", ".5", "123456789.000001")
+    for suffix in ("", "n", "u", "m", "k", "M", "G", "T", "P", "E", "Ki", "Mi", "Gi", "Ti", "Pi",
+                   "Ei", "e3", "E3", "e-3", "E+2", "e0")])
+def test_values_are_those_of_the_kubernetes_package(text: str) -> None:
+    assert quantity.parse(text) == parse_quantity(text)
