@@ -26,6 +26,7 @@ import json
 import os
 import re
 import socket
+import ssl
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -33,13 +34,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 from urllib.parse import quote, urlencode
 from urllib.request import getproxies
 
 import urllib3
 
-from . import serviceaccount
+from . import http1, serviceaccount
 
 APPLY_PATCH = "application/apply-patch+yaml"
 MERGE_PATCH = "application/merge-patch+json"
@@ -59,9 +60,20 @@ load-balancer entry) fails within about a minute at no request cost, instead of 
 and hanging a request for `request_timeout`. A hung server's kernel still answers probes: the
 watch deadline covers that."""
 
+CONNECT_TIMEOUT = 10.0
+TRANSPORT_ERRORS = (urllib3.exceptions.HTTPError, http1.TransportError)
+
 Obj = dict[str, Any]
 RequestObserver = Callable[[str, int, float], None]
 """Called after every request with (HTTP method, status code or 0 on transport error, seconds)."""
+
+
+class _Status(Protocol):
+    @property
+    def status(self) -> int: ...
+
+
+_Answer = TypeVar("_Answer", bound=_Status)
 
 
 class WriteLimiter(Protocol):
@@ -148,7 +160,7 @@ def encode_body(body: Any, content_type: str | None) -> bytes:
 
 
 def _retry_after(headers: Mapping[str, str]) -> float | None:
-    value = headers.get("Retry-After")
+    value = headers.get("retry-after")  # lower case: http1's names; urllib3's take any case
     try:
         return float(value) if value is not None else None
     except ValueError:
@@ -389,14 +401,29 @@ class _ExecClientCertificate:
             return self._loader.cert_file, self._loader.key_file
 
 
-PoolFactory = Callable[[str | None, str | None], urllib3.PoolManager]
+@dataclass(frozen=True)
+class _Connections:
+    """The connection pools for one client certificate: urllib3's for watches and for every
+    request through a proxy (it decides how a proxy is spoken to), and http1's for the direct
+    request-response calls (None through a proxy)."""
+
+    manager: urllib3.PoolManager
+    requests: http1.Pool | None
+
+    def close(self) -> None:
+        self.manager.clear()
+        if self.requests is not None:
+            self.requests.close()
+
+
+PoolFactory = Callable[[str | None, str | None], _Connections]
 
 
 class _Pools:
-    """The connection pool, built again whenever the client certificate changes: TLS presents it
-    only when a connection is made. Idle connections of the old pool are closed at once, busy ones
-    (an open watch) when they are released. Requests go straight to the API server's pool; only
-    through a proxy do they take the manager's way (it decides how a proxy is spoken to)."""
+    """The connection pools, built again whenever the client certificate changes: TLS presents
+    it only when a connection is made. Idle connections of the old pools are closed at once,
+    busy ones (an open watch) when they are released. Requests go straight to the API server;
+    only through a proxy do they take urllib3's manager's way."""
 
     def __init__(self, make: PoolFactory, certificate: Callable[[], ClientCertificate],
                  server: str, proxied: bool) -> None:
@@ -407,34 +434,55 @@ class _Pools:
         self._proxied = proxied
         self._lock = threading.Lock()
         self._current = certificate()
-        self._manager = make(*self._current)
+        self._pools = make(*self._current)
         self._direct = self._direct_pool()
 
-    def request(self, method: str, path: str, **kwargs: Any) -> urllib3.BaseHTTPResponse:
-        """Send `path` (with its query) to the API server; kwargs as for urlopen."""
-        manager, direct = self._pools_for(self._certificate())
+    def send(self, method: str, path: str, headers: Mapping[str, str], body: bytes | None,
+             timeout: float, total: float | None) -> http1.Response:
+        """Send `path` (with its query) to the API server and read the whole answer; `timeout`
+        bounds each read, `total` (if given) the whole request."""
+        pools, _ = self._pools_for(self._certificate())
+        if pools.requests is not None:
+            deadline = None if total is None else time.monotonic() + total
+            return pools.requests.request(method, self._prefix + path, headers, body, timeout,
+                                          deadline)
+        response = self.stream(method, path, body=body, headers=headers,
+                               timeout=_timeout(timeout, total), preload_content=True)
+        return http1.Response(response.status,
+                              {k.lower(): v for k, v in response.headers.items()}, response.data)
+
+    def stream(self, method: str, path: str, **kwargs: Any) -> urllib3.BaseHTTPResponse:
+        """Send `path` (with its query) through urllib3; kwargs as for urlopen."""
+        pools, direct = self._pools_for(self._certificate())
         if direct is None:
-            return manager.urlopen(method, self._server + path, **kwargs)
+            return pools.manager.urlopen(method, self._server + path, **kwargs)
         return direct.urlopen(method, self._prefix + path, redirect=False, assert_same_host=False,
                               **kwargs)
 
     def _direct_pool(self) -> urllib3.HTTPConnectionPool | None:
-        return None if self._proxied else self._manager.connection_from_url(self._server)
+        return None if self._proxied else self._pools.manager.connection_from_url(self._server)
 
     def _pools_for(self, certificate: ClientCertificate
-                   ) -> tuple[urllib3.PoolManager, urllib3.HTTPConnectionPool | None]:
+                   ) -> tuple[_Connections, urllib3.HTTPConnectionPool | None]:
         with self._lock:
             if certificate != self._current:
-                old = self._manager
-                self._manager, self._current = self._make(*certificate), certificate
+                old = self._pools
+                self._pools, self._current = self._make(*certificate), certificate
                 self._direct = self._direct_pool()
-                old.clear()
-            return self._manager, self._direct
+                old.close()
+            return self._pools, self._direct
 
     def clear(self) -> None:
+        """Close every idle connection."""
         with self._lock:
-            self._manager.clear()
+            self._pools.manager.clear()
+            if self._pools.requests is not None:
+                self._pools.requests.clear()
             self._direct = self._direct_pool()
+
+
+def _timeout(read: float, total: float | None) -> urllib3.Timeout:
+    return urllib3.Timeout(connect=CONNECT_TIMEOUT, read=read, total=total)
 
 
 def _socket_options() -> list[tuple[int, int, int]]:
@@ -449,18 +497,32 @@ def _socket_options() -> list[tuple[int, int, int]]:
     return options
 
 
-def _pool_factory(*, verify: bool, ca_file: str | None, tls_server_name: str | None,
-                  proxy_url: str | None, max_connections: int) -> PoolFactory:
+def _pool_factory(server: str, *, verify: bool, ca_file: str | None,
+                  tls_server_name: str | None, proxy_url: str | None,
+                  max_connections: int) -> PoolFactory:
     settings: dict[str, Any] = {
         "num_pools": 2, "maxsize": max_connections, "retries": False,
         "cert_reqs": "CERT_REQUIRED" if verify else "CERT_NONE", "ca_certs": ca_file,
         "server_hostname": tls_server_name, "socket_options": _socket_options()}
+    url = urllib3.util.parse_url(server)
+    https = url.scheme == "https"
+    host = (url.host or "").strip("[]")
 
-    def make(cert_file: str | None, key_file: str | None) -> urllib3.PoolManager:
+    def make(cert_file: str | None, key_file: str | None) -> _Connections:
         if proxy_url:
-            return urllib3.ProxyManager(proxy_url, proxy_headers=_proxy_headers(proxy_url),
-                                        cert_file=cert_file, key_file=key_file, **settings)
-        return urllib3.PoolManager(cert_file=cert_file, key_file=key_file, **settings)
+            return _Connections(urllib3.ProxyManager(
+                proxy_url, proxy_headers=_proxy_headers(proxy_url), cert_file=cert_file,
+                key_file=key_file, **settings), None)
+
+        def tls() -> ssl.SSLContext:
+            return http1.tls_context(verify=verify, ca_file=ca_file, cert_file=cert_file,
+                                     key_file=key_file)
+        requests = http1.Pool(host, url.port or (443 if https else 80),
+                              tls=tls if https else None, server_hostname=tls_server_name,
+                              socket_options=settings["socket_options"],
+                              maxsize=max_connections, connect_timeout=CONNECT_TIMEOUT)
+        return _Connections(urllib3.PoolManager(cert_file=cert_file, key_file=key_file,
+                                                **settings), requests)
     return make
 
 
@@ -489,7 +551,8 @@ class Kube:
         self.observer = observer
         if not verify:
             urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
-        make = _pool_factory(verify=verify, ca_file=ca_file, tls_server_name=tls_server_name,
+        make = _pool_factory(self.server, verify=verify, ca_file=ca_file,
+                             tls_server_name=tls_server_name,
                              proxy_url=proxy_url, max_connections=max_connections)
         self._pool = _Pools(make, client_certificate or (lambda: (cert_file, key_file)),
                             self.server, proxied=proxy_url is not None)
@@ -552,21 +615,20 @@ class Kube:
                  for k, v in (params or {}).items() if v is not None}
         return path + ("?" + urlencode(query) if query else "")
 
-    def _open(self, method: str, path: str, params: Mapping[str, Any] | None, body: Any,
-              content_type: str | None, timeout: float | None,
-              stream: bool) -> urllib3.BaseHTTPResponse:
+    def _prepared(self, method: str, body: Any,
+                  content_type: str | None) -> tuple[bytes | None, dict[str, str]]:
+        """The encoded body and the headers, once the write budget allows a write."""
         if method in WRITE_METHODS and self.write_limiter is not None:
             self.write_limiter.wait()
         data = None if body is None else encode_body(body, content_type)
+        return data, self._headers(content_type if body is not None else None)
+
+    def _observed(self, method: str, send: Callable[[], _Answer]) -> _Answer:
+        """send()'s answer, reported to the observer; a transport failure as ApiError(0)."""
         started = time.monotonic()
         try:
-            response = self._pool.request(
-                method, self._target(path, params), body=data,
-                headers=self._headers(content_type if body is not None else None),
-                timeout=urllib3.Timeout(connect=10.0, read=timeout or self.request_timeout,
-                                        total=timeout),
-                preload_content=not stream)
-        except urllib3.exceptions.HTTPError as exc:
+            response = send()
+        except TRANSPORT_ERRORS as exc:
             self._observe(method, 0, started)
             raise ApiError(0, "TransportError", str(exc)) from exc
         self._observe(method, response.status, started)
@@ -579,12 +641,15 @@ class Kube:
     def request(self, method: str, path: str, *, params: Mapping[str, Any] | None = None,
                 body: Any = None, content_type: str | None = "application/json",
                 timeout: float | None = None) -> Obj:
-        """Send one request and return the decoded JSON body; raise ApiError on >= 400."""
-        response = self._open(method, path, params, body, content_type, timeout, stream=False)
-        data = response.data
+        """Send one request and return the decoded JSON body; raise ApiError on >= 400.
+        `timeout` bounds the whole request (default: each read by `request_timeout`)."""
+        data, headers = self._prepared(method, body, content_type)
+        target = self._target(path, params)
+        response = self._observed(method, lambda: self._pool.send(
+            method, target, headers, data, timeout or self.request_timeout, timeout))
         if response.status >= 400:
-            raise _error_from(response.status, data, response.headers)
-        return json.loads(data) if data else {}
+            raise _error_from(response.status, response.data, response.headers)
+        return json.loads(response.data) if response.data else {}
 
     def get(self, path: str, params: Mapping[str, Any] | None = None) -> Obj:
         return self.request("GET", path, params=params)
@@ -624,8 +689,11 @@ class Kube:
         ones instead of waiting out `request_timeout` on a stalled one.
         Raises ApiError when the server refuses the watch (or cannot be reached: status 0).
         """
-        response = self._open("GET", path, {**params, "watch": True}, None, None, timeout,
-                              stream=True)
+        _, headers = self._prepared("GET", None, None)
+        target = self._target(path, {**params, "watch": True})
+        response = self._observed("GET", lambda: self._pool.stream(
+            "GET", target, headers=headers, timeout=_timeout(timeout, timeout),
+            preload_content=False))
         if response.status >= 400:
             try:
                 data = response.read()

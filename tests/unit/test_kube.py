@@ -215,7 +215,7 @@ def test_an_error_without_json_keeps_the_start_of_the_body_as_its_message() -> N
 @pytest.mark.parametrize(("header", "expected"), [("3", 3.0), ("0.5", 0.5), ("soon", None)])
 def test_retry_after_is_read_in_seconds(header: str, expected: float | None) -> None:
     body = json.dumps({"kind": "Status", "reason": "TooManyRequests", "message": "slow down"})
-    error = _error_from(429, body.encode(), {"Retry-After": header})
+    error = _error_from(429, body.encode(), {"retry-after": header})
     assert (error.reason, error.retry_after) == ("TooManyRequests", expected)
 
 
@@ -327,14 +327,22 @@ def test_a_watch_open_past_its_deadline_is_stalled_and_idle_connections_are_drop
 
 
 def test_connections_use_tcp_keepalive(serve, client) -> None:
-    server = serve(lambda h: h.send_json(200, {}))
+    def respond(handler: Handler) -> None:
+        if "watch=true" not in handler.path:
+            handler.send_json(200, {})
+            return
+        handler.start_chunked()
+        handler.send_chunk(b"")  # the end of the watch
+    server = serve(respond)
     kube = client(server.url())
     kube.get("/version")
-    pool = kube._pool._manager.connection_from_url(server.url())
-    sock = pool.pool.queue[-1].sock  # the idle connection the request used
-    assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE) == 1
-    assert tuple(sock.getsockopt(socket.IPPROTO_TCP, option) for option in (
-        socket.TCP_KEEPIDLE, socket.TCP_KEEPINTVL, socket.TCP_KEEPCNT)) == KEEPALIVE
+    assert list(kube.watch("/apis/example.com/v1/apptasks", {}, timeout=5)) == []
+    # the idle connections the request (http1) and the watch (urllib3) used
+    pools, direct = kube._pool._pools_for((None, None))
+    for sock in (pools.requests._idle[-1].sock, direct.pool.queue[-1].sock):
+        assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE) == 1
+        assert tuple(sock.getsockopt(socket.IPPROTO_TCP, option) for option in (
+            socket.TCP_KEEPIDLE, socket.TCP_KEEPINTVL, socket.TCP_KEEPCNT)) == KEEPALIVE
 
 
 @pytest.mark.parametrize(("status", "body", "reason"), [
