@@ -38,24 +38,38 @@ SHARED_STRING_MAX = 64
 """Strings up to this length are interned in the cache (see compact)."""
 
 
-def _shared(value: Any) -> Any:
+def _shared(value: Any, like: Any = None) -> Any:
+    """`value` with its keys and short strings interned, and every part equal to the same part
+    of `like` (an earlier compacted version) taken from `like` as it is. Equal as Python values:
+    1 == 1.0 == True, but a field's schema fixes its JSON type, so they do not meet."""
     kind = type(value)
     if kind is dict:
-        return {intern(k): _shared(v) for k, v in value.items()}
+        if type(like) is not dict:
+            return {intern(k): _shared(v) for k, v in value.items()}
+        if value == like:
+            return like
+        return {intern(k): _shared(v, like.get(k)) for k, v in value.items()}
     if kind is list:
-        return [_shared(v) for v in value]
+        if type(like) is not list or len(like) != len(value):
+            return [_shared(v) for v in value]
+        if value == like:
+            return like
+        return [_shared(v, w) for v, w in zip(value, like, strict=True)]
     if kind is str and len(value) <= SHARED_STRING_MAX:
         return intern(value)
     return value
 
 
-def compact(obj: Obj) -> Obj:
+def compact(obj: Obj, like: Obj | None = None) -> Obj:
     """The object as the cache holds it: without metadata.managedFields, and with every key and
     short string interned. The JSON decoder shares equal strings only within one document, and
     thousands of cached objects spell the same keys and mostly the same values (the API
-    server's defaults, labels, image names): shared, the cache takes a third less memory."""
+    server's defaults, labels, image names): shared, the cache takes a third less memory.
+    `like`, the compacted version before, lends every part that did not change (a Deployment's
+    status update leaves its spec and most of its metadata alone): comparing costs less than
+    interning again."""
     meta = {k: v for k, v in obj.get("metadata", {}).items() if k != "managedFields"}
-    shared: Obj = _shared({**obj, "metadata": meta})
+    shared: Obj = _shared({**obj, "metadata": meta}, like)
     return shared
 
 
@@ -68,11 +82,12 @@ class Cached:
     owners: fieldset.Owners = field(default_factory=dict)
 
     @classmethod
-    def of(cls, obj: Obj, with_owners: bool) -> Cached:
-        """The cached form of an object as the API server sent it."""
+    def of(cls, obj: Obj, with_owners: bool, like: Cached | None = None) -> Cached:
+        """The cached form of an object as the API server sent it (`like`: its record before,
+        see compact)."""
         owners = fieldset.owners(obj.get("metadata", {}).get("managedFields") or ()) \
             if with_owners else {}
-        return cls(compact(obj), owners)
+        return cls(compact(obj, None if like is None else like.obj), owners)
 
 
 Change = tuple[Cached | None, Cached | None]
@@ -152,8 +167,9 @@ class Store:
         return old, None
 
     def record(self, obj: Obj) -> Cached:
-        """The cached form of an object as the API server sent it (for `replace`)."""
-        return Cached.of(obj, self._with_owners)
+        """The cached form of an object as the API server sent it (for `replace`), sharing what
+        did not change with the version known before."""
+        return Cached.of(obj, self._with_owners, self.cached(key_of(obj)))
 
     def replace(self, records: Iterable[Cached], resource_version: str,
                 namespace: str | None = None) -> list[Change]:

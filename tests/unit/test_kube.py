@@ -408,6 +408,26 @@ def test_in_cluster_credentials_do_not_load_the_kubernetes_package(in_cluster) -
     assert loaded.strip() == "[]"
 
 
+def test_in_cluster_requests_take_the_environments_proxy_unless_no_proxy_matches(
+        in_cluster, monkeypatch: pytest.MonkeyPatch) -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))  # bound, never listening: a proxy that refuses
+        monkeypatch.delenv("no_proxy", raising=False)  # it would take precedence
+        monkeypatch.setenv("HTTPS_PROXY", f"http://127.0.0.1:{sock.getsockname()[1]}")
+        monkeypatch.setenv("NO_PROXY", "10.0.0.0/8,127.0.0.1")
+        direct = Kube.in_cluster()
+        monkeypatch.setenv("NO_PROXY", "10.0.0.0/8")
+        proxied = Kube.in_cluster()
+        try:
+            assert direct.get("/version")["authorization"] == "Bearer token-1"
+            with pytest.raises(ApiError) as caught:
+                proxied.get("/version")
+            assert (caught.value.status, caught.value.reason) == (0, "TransportError")
+        finally:
+            direct.close()
+            proxied.close()
+
+
 def test_connect_without_a_kubeconfig_uses_the_service_account(in_cluster) -> None:
     kube = connect(None, None)
     assert kube is not None

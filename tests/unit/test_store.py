@@ -98,6 +98,22 @@ def test_compact_shares_keys_and_short_strings_between_objects() -> None:
     assert one["spec"]["note"] is not two["spec"]["note"]  # long strings are left alone
 
 
+def test_a_new_version_takes_the_unchanged_parts_of_the_one_before() -> None:
+    def decoded(ready: int) -> dict[str, Any]:
+        return json.loads(json.dumps({**obj(), "status": {"readyReplicas": ready,
+                                                          "conditions": [{"type": "Ready"}]}}))
+
+    store = Store()
+    _, before = store.put(decoded(1))
+    _, after = store.put(decoded(2))
+    assert after is not None and before is not None
+    assert after.obj == compact(decoded(2))
+    assert after.obj["spec"] is before.obj["spec"]
+    assert after.obj["status"]["conditions"] is before.obj["status"]["conditions"]
+    assert after.obj["status"] is not before.obj["status"]
+    assert after.obj["status"]["readyReplicas"] == 2
+
+
 def test_the_ownership_summary_is_kept_beside_the_object() -> None:
     store = Store(with_owners=True)
     store.put(obj())
