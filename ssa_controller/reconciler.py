@@ -80,6 +80,14 @@ class Result:
     plan: diff.Plan | None = None
 
 
+def _first_error(earlier: ApiError | None, later: ApiError) -> ApiError:
+    """The error of a reconcile two of whose requests failed: the first, unless the later one
+    carries a longer Retry-After, which the retry must honour."""
+    if earlier is None or (later.retry_after or 0.0) > (earlier.retry_after or 0.0):
+        return later
+    return earlier
+
+
 def conflict_summary(error: ApiError) -> str:
     """'"kubectl" over .spec.replicas; ...' from a 409 apply conflict."""
     causes = (error.body or {}).get("details", {}).get("causes") or []
@@ -567,7 +575,7 @@ class Reconciler:
             if exc.status == 404:
                 return result
             log.warning("%s: status patch failed: %s", key, exc)
-            return dataclasses.replace(result, error=result.error or exc)
+            return dataclasses.replace(result, error=_first_error(result.error, exc))
         self.apptasks.record_write(answer)
         self._status_at[key] = self.clock()
         log.info("%s: status updated (phase %s)", key, wanted["phase"])

@@ -284,6 +284,18 @@ def test_a_status_write_failing_after_another_failure_keeps_the_first_error() ->
     assert result.outcome == "error" and result.error is harness.kube.failures["apply"]
 
 
+def test_a_throttled_status_write_after_another_failure_waits_its_retry_after() -> None:
+    """The first error is kept, unless the later one carries a longer Retry-After: the retry
+    must honour the longest wait the server asked for."""
+    harness = Harness()
+    harness.given(apptask())
+    throttled = ApiError(429, "TooManyRequests", "slow down", retry_after=2.0)
+    harness.kube.failures.update(apply=ApiError(0, "TransportError", "connection reset"),
+                                 status=throttled)
+    result = harness.reconcile()
+    assert result.outcome == "error" and result.error is throttled
+
+
 def test_a_refused_generation_is_retried_only_with_backoff() -> None:
     harness = Harness()
     harness.given(apptask())
