@@ -9,7 +9,7 @@ controller's kubeconfig already trusts: only the server URL changes (`Controller
 against its CA), made before the client's handshake: when the API server is down the client's
 connection is reset at once and counted as `refused`, as close to "connection refused" as a
 proxy gets. One thread per connection parses HTTP/1.1 requests (Content-Length bodies, which is
-what the controller's urllib3 client sends) and relays each response (Content-Length, chunked,
+what the controller's clients send) and relays each response (Content-Length, chunked,
 or until close), chunk by chunk as it arrives, so watch streams pass through live. Requests are
 never pipelined by the client, so a connection is always either waiting for a request or
 relaying one response.
