@@ -25,12 +25,20 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from typing import BinaryIO
 
 MAX_LINE = 65536
 """The longest status or header line accepted."""
 MAX_HEADERS = 256
 NO_BODY_STATUSES = frozenset({204, 304})
 SocketOption = tuple[int, int, int]
+
+
+def authority(host: str, port: int | str | None = None) -> str:
+    """host[:port] for a URL or a Host header, an IPv6 address in brackets (Go's
+    net.JoinHostPort when a port is given)."""
+    bracketed = f"[{host}]" if ":" in host or "%" in host else host
+    return bracketed if port is None else f"{bracketed}:{port}"
 
 
 class TransportError(Exception):
@@ -68,27 +76,25 @@ class _Connection:
 
 
 class _Reader:
-    """Reads one answer from a connection, each read bounded by the time left."""
+    """Reads one answer from a connection whose socket timeout is `read_timeout`; with a
+    deadline, each read is bounded by the time left as well."""
 
     def __init__(self, connection: _Connection, read_timeout: float,
                  deadline: float | None) -> None:
         self._sock, self._file = connection.sock, connection.reader
         self._read_timeout, self._deadline = read_timeout, deadline
-        self._arm()
 
-    def _arm(self) -> None:
-        timeout = self._read_timeout
+    def _armed(self) -> BinaryIO:
+        """The connection's reader, its next read bounded by the deadline if there is one."""
         if self._deadline is not None:
             left = self._deadline - time.monotonic()
             if left <= 0:
                 raise TransportError("the request's deadline passed")
-            timeout = min(timeout, left)
-        self._sock.settimeout(timeout)
+            self._sock.settimeout(min(self._read_timeout, left))
+        return self._file
 
     def line(self) -> bytes:
-        if self._deadline is not None:
-            self._arm()
-        line = self._file.readline(MAX_LINE + 1)
+        line = self._armed().readline(MAX_LINE + 1)
         if not line:
             raise TransportError("the server closed the connection")
         if not line.endswith(b"\n"):
@@ -97,18 +103,14 @@ class _Reader:
         return line
 
     def exactly(self, size: int) -> bytes:
-        if self._deadline is not None:
-            self._arm()
-        data = self._file.read(size)
+        data = self._armed().read(size)
         if len(data) != size:
             raise TransportError(f"the connection ended {size - len(data)} bytes before the "
                                  "end of the body")
         return data
 
     def rest(self) -> bytes:
-        if self._deadline is not None:
-            self._arm()
-        return self._file.read()
+        return self._armed().read()
 
 
 def _head(reader: _Reader) -> tuple[int, bool, dict[str, str]]:
@@ -193,8 +195,7 @@ class Pool:
         """`tls` makes the TLS context (None: plain TCP); it is called at the first connect,
         so that a certificate file that cannot be loaded fails a request, not the client."""
         self._address = (host, port)
-        bracketed = f"[{host}]" if ":" in host else host
-        self._host_header = bracketed if port == (443 if tls else 80) else f"{bracketed}:{port}"
+        self._host_header = authority(host, None if port == (443 if tls else 80) else port)
         self._make_tls, self._server_hostname = tls, server_hostname or host
         self._tls: ssl.SSLContext | None = None
         self._socket_options = list(socket_options)

@@ -412,7 +412,14 @@ class _Connections:
     manager: urllib3.PoolManager
     requests: http1.Pool | None
 
+    def clear(self) -> None:
+        """Close the idle connections."""
+        self.manager.clear()
+        if self.requests is not None:
+            self.requests.clear()
+
     def close(self) -> None:
+        """Close the idle connections, and the busy ones once their request ends."""
         self.manager.clear()
         if self.requests is not None:
             self.requests.close()
@@ -477,9 +484,7 @@ class _Pools:
     def clear(self) -> None:
         """Close every idle connection."""
         with self._lock:
-            self._pools.manager.clear()
-            if self._pools.requests is not None:
-                self._pools.requests.clear()
+            self._pools.clear()
             self._direct = self._direct_pool()
 
 

@@ -17,6 +17,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from .http1 import authority
+
 HOST_ENV = "KUBERNETES_SERVICE_HOST"
 PORT_ENV = "KUBERNETES_SERVICE_PORT"
 TOKEN_REREAD = 60.0
@@ -25,11 +27,6 @@ TOKEN_REREAD = 60.0
 
 class ServiceAccountError(Exception):
     """The pod's environment or service-account files do not make credentials."""
-
-
-def join_host_port(host: str, port: str) -> str:
-    """host:port, an IPv6 address in brackets (Go's net.JoinHostPort)."""
-    return f"[{host}]:{port}" if ":" in host or "%" in host else f"{host}:{port}"
 
 
 def _read(path: Path, what: str) -> str:
@@ -84,4 +81,4 @@ def load(directory: Path, environ: Mapping[str, str]) -> InCluster:
     authorization = Token(directory / "token")
     ca_file = directory / "ca.crt"
     _read(ca_file, "service-account CA bundle")
-    return InCluster(f"https://{join_host_port(host, port)}", str(ca_file), authorization)
+    return InCluster(f"https://{authority(host, port)}", str(ca_file), authorization)
