@@ -1,11 +1,11 @@
-"""A keep-alive HTTP/1.1 client for the API server's request-response calls (not watches).
+"""A keep-alive HTTP/1.1 client for the API server: its request-response calls and its watches.
 
-Why not urllib3 here: one GET against the local API server costs the client 690-1,030 µs of
-CPU through urllib3, 400-540 µs through http.client alone (its header parsing goes through the
+Why not urllib3: one GET against the local API server costs the client 690-1,030 µs of CPU
+through urllib3, 400-540 µs through http.client alone (its header parsing goes through the
 email package) and 150-190 µs when the request is written and the answer read over the TLS
 socket directly (tests/bench/request_cost.py), and the controller sends three such requests
-per change. Watches, which are few and long, and every request through a proxy stay on urllib3
-(see kube).
+per change and reads every watch event. Only requests through a proxy take urllib3 (see
+proxied).
 
 What is spoken is what the API server speaks: a request with a Content-Length body; an answer
 with a status line, headers, and a body framed by Content-Length, by chunked transfer coding
@@ -13,23 +13,26 @@ with a status line, headers, and a body framed by Content-Length, by chunked tra
 no compression, no `Expect: 100-continue`. A connection that failed in any way is closed, never
 reused; an idle pooled connection that the server closed (readable with no request sent) is
 replaced before it is used. Every request is bounded by a timeout per read and, if given, a
-total deadline.
+total deadline. A streamed answer (a watch) is read piece by piece as it arrives, can be
+aborted from another thread, and its connection is closed when it ends, never pooled again.
 """
 
 from __future__ import annotations
 
+import io
 import select
 import socket
 import ssl
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import BinaryIO
 
 MAX_LINE = 65536
 """The longest status or header line accepted."""
 MAX_HEADERS = 256
+READ_SIZE = 65536
+"""The most read at once from a body that runs to the end of its connection."""
 NO_BODY_STATUSES = frozenset({204, 304})
 SocketOption = tuple[int, int, int]
 
@@ -84,7 +87,7 @@ class _Reader:
         self._sock, self._file = connection.sock, connection.reader
         self._read_timeout, self._deadline = read_timeout, deadline
 
-    def _armed(self) -> BinaryIO:
+    def _armed(self) -> io.BufferedReader:
         """The connection's reader, its next read bounded by the deadline if there is one."""
         if self._deadline is not None:
             left = self._deadline - time.monotonic()
@@ -109,8 +112,9 @@ class _Reader:
                                  "end of the body")
         return data
 
-    def rest(self) -> bytes:
-        return self._armed().read()
+    def some(self) -> bytes:
+        """What has arrived (waiting for at least a byte); b"" at the end of the connection."""
+        return self._armed().read1(READ_SIZE)
 
 
 def _head(reader: _Reader) -> tuple[int, bool, dict[str, str]]:
@@ -140,8 +144,8 @@ def _head(reader: _Reader) -> tuple[int, bool, dict[str, str]]:
             return status, keep, headers
 
 
-def _chunked(reader: _Reader) -> bytes:
-    parts: list[bytes] = []
+def _chunks(reader: _Reader) -> Iterator[bytes]:
+    """A chunked body's chunks (trailers read and dropped)."""
     while True:
         size_text = reader.line().split(b";", 1)[0].strip()
         try:
@@ -151,25 +155,40 @@ def _chunked(reader: _Reader) -> bytes:
         if size == 0:
             while reader.line() not in (b"\r\n", b"\n"):  # trailers
                 pass
-            return b"".join(parts)
-        parts.append(reader.exactly(size))
+            return
+        yield reader.exactly(size)
         if reader.line() not in (b"\r\n", b"\n"):
             raise TransportError("a chunk is longer than its size")
 
 
-def _body(reader: _Reader, method: str, status: int,
-          headers: Mapping[str, str]) -> tuple[bytes, bool]:
-    """The body, and whether it was framed (False: it ran to the end of the connection)."""
+def _sized(reader: _Reader, size: int) -> Iterator[bytes]:
+    if size:
+        yield reader.exactly(size)
+
+
+def _until_closed(reader: _Reader) -> Iterator[bytes]:
+    while data := reader.some():
+        yield data
+
+
+def _pieces(reader: _Reader, method: str, status: int,
+            headers: Mapping[str, str]) -> tuple[Iterator[bytes], bool]:
+    """The body's pieces, read as they are iterated, and whether the body is framed (False: it
+    runs to the end of the connection)."""
     if method == "HEAD" or status in NO_BODY_STATUSES:
-        return b"", True
+        return iter(()), True
     if "chunked" in headers.get("transfer-encoding", "").lower():
-        return _chunked(reader), True
+        return _chunks(reader), True
     length = headers.get("content-length")
     if length is not None:
         if not length.isdigit():
             raise TransportError(f"malformed Content-Length: {length[:20]!r}")
-        return reader.exactly(int(length)), True
-    return reader.rest(), False
+        return _sized(reader, int(length)), True
+    return _until_closed(reader), False
+
+
+def _transport_error(exc: OSError | ValueError) -> TransportError:
+    return TransportError(f"{type(exc).__name__}: {exc}")
 
 
 def _request_head(method: str, target: str, host: str, headers: Mapping[str, str],
@@ -208,22 +227,48 @@ class Pool:
                 body: bytes | None, timeout: float, deadline: float | None = None) -> Response:
         """Send one request and read the whole answer. `timeout` bounds each read, `deadline`
         (a time.monotonic() value) the whole exchange. Raises TransportError."""
-        head = _request_head(method, target, self._host_header, headers, body)
         connection = self._checkout()
         try:
-            connection.sock.settimeout(timeout)
-            connection.sock.sendall(head + body if body else head)
-            reader = _Reader(connection, timeout, deadline)
-            status, keep, answer_headers = _head(reader)
-            data, framed = _body(reader, method, status, answer_headers)
+            reader, status, keep, answer_headers = self._exchange(
+                connection, method, target, headers, body, timeout, deadline)
+            pieces, framed = _pieces(reader, method, status, answer_headers)
+            data = b"".join(pieces)
         except TransportError:
             connection.close()
             raise
         except (OSError, ValueError) as exc:  # socket.timeout and ssl.SSLError are OSErrors
             connection.close()
-            raise TransportError(f"{type(exc).__name__}: {exc}") from exc
+            raise _transport_error(exc) from exc
         self._checkin(connection, reusable=keep and framed)
         return Response(status, answer_headers, data)
+
+    def stream(self, method: str, target: str, headers: Mapping[str, str],
+               timeout: float) -> Stream:
+        """Send one request and read the answer's head; its body is read from the Stream as
+        it arrives (a watch). `timeout` bounds each read. Raises TransportError."""
+        connection = self._checkout()
+        try:
+            reader, status, _, answer_headers = self._exchange(
+                connection, method, target, headers, None, timeout, None)
+            pieces, _ = _pieces(reader, method, status, answer_headers)
+        except TransportError:
+            connection.close()
+            raise
+        except (OSError, ValueError) as exc:
+            connection.close()
+            raise _transport_error(exc) from exc
+        return Stream(connection, status, answer_headers, pieces)
+
+    def _exchange(self, connection: _Connection, method: str, target: str,
+                  headers: Mapping[str, str], body: bytes | None, timeout: float,
+                  deadline: float | None) -> tuple[_Reader, int, bool, dict[str, str]]:
+        """Send the request; the answer's reader, status, whether the connection may carry
+        another request, and headers."""
+        head = _request_head(method, target, self._host_header, headers, body)
+        connection.sock.settimeout(timeout)
+        connection.sock.sendall(head + body if body else head)
+        reader = _Reader(connection, timeout, deadline)
+        return (reader, *_head(reader))
 
     def _checkout(self) -> _Connection:
         with self._lock:
@@ -271,6 +316,42 @@ class Pool:
         with self._lock:
             self._closed = True
         self.clear()
+
+
+class Stream:
+    """An answer whose body is read as it arrives (a watch). Its connection is never pooled
+    again: it is closed when the body ends or fails, or by close()."""
+
+    def __init__(self, connection: _Connection, status: int, headers: Mapping[str, str],
+                 pieces: Iterator[bytes]) -> None:
+        self.status = status
+        self.headers = headers
+        """Header names in lower case."""
+        self._connection, self._pieces = connection, pieces
+
+    def chunks(self) -> Iterator[bytes]:
+        """The body's pieces as they arrive. Raises TransportError."""
+        try:
+            yield from self._pieces
+        except (OSError, ValueError) as exc:
+            raise _transport_error(exc) from exc
+        finally:
+            self._connection.close()
+
+    def read(self) -> bytes:
+        """The whole body. Raises TransportError."""
+        return b"".join(self.chunks())
+
+    def abort(self) -> None:
+        """End a read blocked in another thread: it sees the connection end. Never raises."""
+        try:  # the socket's own shutdown: SSLSocket's also drops the TLS state the reading
+            socket.socket.shutdown(self._connection.sock, socket.SHUT_RDWR)  # thread is using
+        except OSError:
+            pass
+
+    def close(self) -> None:
+        """Close the connection (not while another thread reads: abort() that one)."""
+        self._connection.close()
 
 
 def tls_context(*, verify: bool, ca_file: str | None, cert_file: str | None,

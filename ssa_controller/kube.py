@@ -2,11 +2,11 @@
 
 Objects travel as plain dicts (decoded JSON), never as generated models: the controller caches
 thousands of them. The `kubernetes` package is used only to load a kubeconfig (and to match
-$NO_PROXY); a pod's service account is read by serviceaccount, without it. Request-response
-calls go over http1 (a keep-alive HTTP/1.1 client, a third of urllib3's CPU per request),
-watches and every request through a proxy over urllib3. Every request is reported to an
-optional observer (for metrics), writes pass an optional rate limiter first, and every response
-body is read or released so its connection goes back to the pool.
+$NO_PROXY); a pod's service account is read by serviceaccount, without it. Requests and
+watches go over http1 (a keep-alive HTTP/1.1 client, a third of urllib3's CPU per request);
+through a proxy, over urllib3 (proxied). Every request is reported to an optional observer
+(for metrics), writes pass an optional rate limiter first, and every response body is read or
+released so its connection goes back to the pool.
 
 Credentials are read again as they rotate: the Authorization header is asked for before every
 request (a projected service-account token is re-read, the kubernetes loader re-runs an exec
@@ -37,10 +37,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, Protocol, TypeVar
-from urllib.parse import quote, urlencode
+from urllib.parse import quote, urlencode, urlsplit
 from urllib.request import getproxies
-
-import urllib3
 
 from . import http1, serviceaccount
 
@@ -63,7 +61,6 @@ and hanging a request for `request_timeout`. A hung server's kernel still answer
 watch deadline covers that."""
 
 CONNECT_TIMEOUT = 10.0
-TRANSPORT_ERRORS = (urllib3.exceptions.HTTPError, http1.TransportError)
 
 Obj = dict[str, Any]
 RequestObserver = Callable[[str, int, float], None]
@@ -162,7 +159,7 @@ def encode_body(body: Any, content_type: str | None) -> bytes:
 
 
 def _retry_after(headers: Mapping[str, str]) -> float | None:
-    value = headers.get("retry-after")  # lower case: http1's names; urllib3's take any case
+    value = headers.get("retry-after")  # names in lower case (http1, proxied)
     try:
         return float(value) if value is not None else None
     except ValueError:
@@ -180,16 +177,12 @@ def _error_from(status: int, data: bytes, headers: Mapping[str, str]) -> ApiErro
     return ApiError(status, "", data[:200].decode("utf-8", "replace"), None, _retry_after(headers))
 
 
-def _release_response(response: urllib3.BaseHTTPResponse) -> None:
-    """Close a streamed response and hand its (closed) connection back to the pool; never raises."""
-    try:
-        response.close()
-    except Exception:  # noqa: BLE001 - releasing must not fail a caller that is cleaning up
-        pass
-    try:
-        response.release_conn()
-    except Exception:  # noqa: BLE001
-        pass
+class _Body(Protocol):
+    """A streamed answer's body: http1.Stream, or proxied.ProxiedStream."""
+
+    def chunks(self) -> Iterator[bytes]: ...
+    def abort(self) -> None: ...
+    def close(self) -> None: ...
 
 
 class WatchStream:
@@ -198,17 +191,17 @@ class WatchStream:
 
     Errors while reading raise ApiError(0, "TransportError", ...), except after `close()`: a read
     that close() aborted just ends the iteration. `close()` may be called from any thread (to
-    abort a blocked read), any number of times, and never raises. The response is closed and its
-    connection returned to the pool when iteration ends or close() is called, whichever is first.
+    abort a blocked read), any number of times, and never raises. The body is closed when
+    iteration ends or close() is called, whichever is first.
 
     With a `deadline`, a watch still open that many seconds after it started is stalled: it is
     aborted (from a timer thread) and iteration raises ApiError(0, WATCH_STALLED); then
     `on_stall` is called.
     """
 
-    def __init__(self, response: urllib3.BaseHTTPResponse, deadline: float | None = None,
+    def __init__(self, body: _Body, deadline: float | None = None,
                  on_stall: Callable[[], None] | None = None) -> None:
-        self._response = response
+        self._body = body
         self._lock = threading.Lock()
         self._closed = False      # close() was called (or iteration finished, or it stalled)
         self._stalled = False     # the deadline passed before the watch ended
@@ -232,7 +225,7 @@ class WatchStream:
         self.close()
 
     def _events(self) -> Iterator[Obj]:
-        chunks = self._response.stream(65536)
+        chunks = self._body.chunks()
         buffer = b""
         try:
             while True:
@@ -246,7 +239,7 @@ class WatchStream:
                     with self._lock:
                         if self._ended():  # close() aborted the read: not an error
                             return
-                    if isinstance(exc, urllib3.exceptions.HTTPError):
+                    if isinstance(exc, http1.TransportError):
                         raise ApiError(0, "TransportError", str(exc)) from exc
                     raise
                 finally:
@@ -287,12 +280,9 @@ class WatchStream:
             self._closed = True
             self._stalled = stalled
             if self._reading:
-                # Another thread is blocked reading: wake it up; it releases the response. Done
-                # under the lock, so that thread cannot move on and reuse the socket meanwhile.
-                try:
-                    self._response.shutdown()
-                except Exception:  # noqa: BLE001 - e.g. RuntimeError: the server already ended
-                    pass           # the watch and urllib3 released the connection to the pool
+                # Another thread is blocked reading: wake it up; it closes the body. Done under
+                # the lock, so that thread cannot move on and reuse the socket meanwhile.
+                self._body.abort()
                 return True
         self._release()
         return True
@@ -304,7 +294,7 @@ class WatchStream:
             self._released = True
         if self._timer is not None:
             self._timer.cancel()
-        _release_response(self._response)
+        self._body.close()
 
 
 ClientCertificate = tuple[str | None, str | None]
@@ -332,7 +322,7 @@ def _proxy_url(server: str, proxy: str | None, no_proxy: str | None) -> str | No
     from kubernetes.client.rest import should_bypass_proxies
     if should_bypass_proxies(server, no_proxy or ""):
         return None
-    scheme = urllib3.util.parse_url(proxy).scheme
+    scheme = urlsplit(proxy).scheme if "://" in proxy else None
     if scheme not in PROXY_SCHEMES:
         raise CredentialsError(
             f"kubeconfig proxy-url (or proxy environment variable) {proxy!r}: scheme "
@@ -345,12 +335,6 @@ def _environment_proxy(server: str) -> str | None:
     kubernetes Configuration without a kubeconfig `proxy-url` takes it, or None."""
     proxies = getproxies()
     return _proxy_url(server, proxies.get("https") or proxies.get("all"), proxies.get("no"))
-
-
-def _proxy_headers(proxy_url: str) -> dict[str, str] | None:
-    """Proxy-Authorization for credentials in the proxy URL (http://user:password@proxy:3128)."""
-    auth = urllib3.util.parse_url(proxy_url).auth
-    return urllib3.make_headers(proxy_basic_auth=auth) if auth else None
 
 
 class _RefreshedAuthorization:
@@ -403,99 +387,77 @@ class _ExecClientCertificate:
             return self._loader.cert_file, self._loader.key_file
 
 
-@dataclass(frozen=True)
-class _Connections:
-    """The connection pools for one client certificate: urllib3's for watches and for every
-    request through a proxy (it decides how a proxy is spoken to), and http1's for the direct
-    request-response calls (None through a proxy)."""
+class _Streamed(_Body, Protocol):
+    """A streamed answer: its status and headers (names in lower case), its body to come."""
 
-    manager: urllib3.PoolManager
-    requests: http1.Pool | None
+    status: int
+    headers: Mapping[str, str]
 
-    def clear(self) -> None:
-        """Close the idle connections."""
-        self.manager.clear()
-        if self.requests is not None:
-            self.requests.clear()
-
-    def close(self) -> None:
-        """Close the idle connections, and the busy ones once their request ends."""
-        self.manager.clear()
-        if self.requests is not None:
-            self.requests.close()
+    def read(self) -> bytes: ...
 
 
-PoolFactory = Callable[[str | None, str | None], _Connections]
+class _Pool(Protocol):
+    """Connections to the API server: http1.Pool, or proxied.ProxyPool through a proxy."""
+
+    def request(self, method: str, target: str, headers: Mapping[str, str],
+                body: bytes | None, timeout: float, deadline: float | None = None
+                ) -> http1.Response: ...
+    def stream(self, method: str, target: str, headers: Mapping[str, str],
+               timeout: float) -> _Streamed: ...
+    def clear(self) -> None: ...
+    def close(self) -> None: ...
+
+
+PoolFactory = Callable[[str | None, str | None], _Pool]
 
 
 class _Pools:
-    """The connection pools, built again whenever the client certificate changes: TLS presents
-    it only when a connection is made. Idle connections of the old pools are closed at once,
-    busy ones (an open watch) when they are released. Requests go straight to the API server;
-    only through a proxy do they take urllib3's manager's way."""
+    """The connection pool, built again whenever the client certificate changes: TLS presents
+    it only when a connection is made. Idle connections of the old pool are closed at once,
+    busy ones (an open watch) when their request ends."""
 
     def __init__(self, make: PoolFactory, certificate: Callable[[], ClientCertificate],
-                 server: str, proxied: bool) -> None:
+                 prefix: str) -> None:
         self._make = make
         self._certificate = certificate
-        self._server = server
-        self._prefix = (urllib3.util.parse_url(server).path or "").rstrip("/")
-        self._proxied = proxied
+        self._prefix = prefix
+        """The path of the server's URL, put before every request's."""
         self._lock = threading.Lock()
         self._current = certificate()
-        self._pools = make(*self._current)
-        self._direct = self._direct_pool()
+        self._pool = make(*self._current)
 
     def send(self, method: str, path: str, headers: Mapping[str, str], body: bytes | None,
              timeout: float, total: float | None) -> http1.Response:
         """Send `path` (with its query) to the API server and read the whole answer; `timeout`
         bounds each read, `total` (if given) the whole request."""
-        pools, _ = self._pools_for(self._certificate())
-        if pools.requests is not None:
-            deadline = None if total is None else time.monotonic() + total
-            return pools.requests.request(method, self._prefix + path, headers, body, timeout,
-                                          deadline)
-        response = self.stream(method, path, body=body, headers=headers,
-                               timeout=_timeout(timeout, total), preload_content=True)
-        return http1.Response(response.status,
-                              {k.lower(): v for k, v in response.headers.items()}, response.data)
+        deadline = None if total is None else time.monotonic() + total
+        return self._pool_for(self._certificate()).request(
+            method, self._prefix + path, headers, body, timeout, deadline)
 
-    def stream(self, method: str, path: str, **kwargs: Any) -> urllib3.BaseHTTPResponse:
-        """Send `path` (with its query) through urllib3; kwargs as for urlopen."""
-        pools, direct = self._pools_for(self._certificate())
-        if direct is None:
-            return pools.manager.urlopen(method, self._server + path, **kwargs)
-        return direct.urlopen(method, self._prefix + path, redirect=False, assert_same_host=False,
-                              **kwargs)
+    def stream(self, method: str, path: str, headers: Mapping[str, str],
+               timeout: float) -> _Streamed:
+        """Send `path` (with its query) and read the answer's head; its body as it arrives."""
+        return self._pool_for(self._certificate()).stream(
+            method, self._prefix + path, headers, timeout)
 
-    def _direct_pool(self) -> urllib3.HTTPConnectionPool | None:
-        return None if self._proxied else self._pools.manager.connection_from_url(self._server)
-
-    def _pools_for(self, certificate: ClientCertificate
-                   ) -> tuple[_Connections, urllib3.HTTPConnectionPool | None]:
+    def _pool_for(self, certificate: ClientCertificate) -> _Pool:
         with self._lock:
             if certificate != self._current:
-                old = self._pools
-                self._pools, self._current = self._make(*certificate), certificate
-                self._direct = self._direct_pool()
+                old = self._pool
+                self._pool, self._current = self._make(*certificate), certificate
                 old.close()
-            return self._pools, self._direct
+            return self._pool
 
     def clear(self) -> None:
         """Close every idle connection."""
         with self._lock:
-            self._pools.clear()
-            self._direct = self._direct_pool()
+            self._pool.clear()
 
 
-def _timeout(read: float, total: float | None) -> urllib3.Timeout:
-    return urllib3.Timeout(connect=CONNECT_TIMEOUT, read=read, total=total)
-
-
-def _socket_options() -> list[tuple[int, int, int]]:
-    """urllib3's defaults plus TCP keepalive (KEEPALIVE's timings where the platform has them)."""
+def _socket_options() -> list[http1.SocketOption]:
+    """No Nagle delay, and TCP keepalive (KEEPALIVE's timings where the platform has them)."""
     idle, interval, count = KEEPALIVE
-    options = [*urllib3.connection.HTTPConnection.default_socket_options,
+    options = [(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1),
                (socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)]
     if hasattr(socket, "TCP_KEEPIDLE"):  # Linux
         options += [(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, idle),
@@ -507,29 +469,25 @@ def _socket_options() -> list[tuple[int, int, int]]:
 def _pool_factory(server: str, *, verify: bool, ca_file: str | None,
                   tls_server_name: str | None, proxy_url: str | None,
                   max_connections: int) -> PoolFactory:
-    settings: dict[str, Any] = {
-        "num_pools": 2, "maxsize": max_connections, "retries": False,
-        "cert_reqs": "CERT_REQUIRED" if verify else "CERT_NONE", "ca_certs": ca_file,
-        "server_hostname": tls_server_name, "socket_options": _socket_options()}
-    url = urllib3.util.parse_url(server)
+    url = urlsplit(server)
     https = url.scheme == "https"
-    host = (url.host or "").strip("[]")
 
-    def make(cert_file: str | None, key_file: str | None) -> _Connections:
+    def make(cert_file: str | None, key_file: str | None) -> _Pool:
         if proxy_url:
-            return _Connections(urllib3.ProxyManager(
-                proxy_url, proxy_headers=_proxy_headers(proxy_url), cert_file=cert_file,
-                key_file=key_file, **settings), None)
+            from . import proxied  # urllib3 is loaded only through a proxy
+            return proxied.ProxyPool(
+                f"{url.scheme}://{url.netloc}", proxy_url, verify=verify, ca_file=ca_file,
+                cert_file=cert_file, key_file=key_file, tls_server_name=tls_server_name,
+                socket_options=_socket_options(), maxsize=max_connections,
+                connect_timeout=CONNECT_TIMEOUT)
 
         def tls() -> ssl.SSLContext:
             return http1.tls_context(verify=verify, ca_file=ca_file, cert_file=cert_file,
                                      key_file=key_file)
-        requests = http1.Pool(host, url.port or (443 if https else 80),
-                              tls=tls if https else None, server_hostname=tls_server_name,
-                              socket_options=settings["socket_options"],
-                              maxsize=max_connections, connect_timeout=CONNECT_TIMEOUT)
-        return _Connections(urllib3.PoolManager(cert_file=cert_file, key_file=key_file,
-                                                **settings), requests)
+        return http1.Pool(url.hostname or "", url.port or (443 if https else 80),
+                          tls=tls if https else None, server_hostname=tls_server_name,
+                          socket_options=_socket_options(), maxsize=max_connections,
+                          connect_timeout=CONNECT_TIMEOUT)
     return make
 
 
@@ -556,13 +514,11 @@ class Kube:
         self.request_timeout = request_timeout
         self.write_limiter = write_limiter
         self.observer = observer
-        if not verify:
-            urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
         make = _pool_factory(self.server, verify=verify, ca_file=ca_file,
                              tls_server_name=tls_server_name,
                              proxy_url=proxy_url, max_connections=max_connections)
         self._pool = _Pools(make, client_certificate or (lambda: (cert_file, key_file)),
-                            self.server, proxied=proxy_url is not None)
+                            urlsplit(self.server).path.rstrip("/"))
 
     @classmethod
     def from_kubeconfig(cls, path: str | None = None, context: str | None = None,
@@ -635,7 +591,7 @@ class Kube:
         started = time.monotonic()
         try:
             response = send()
-        except TRANSPORT_ERRORS as exc:
+        except http1.TransportError as exc:
             self._observe(method, 0, started)
             raise ApiError(0, "TransportError", str(exc)) from exc
         self._observe(method, response.status, started)
@@ -698,18 +654,15 @@ class Kube:
         """
         _, headers = self._prepared("GET", None, None)
         target = self._target(path, {**params, "watch": True})
-        response = self._observed("GET", lambda: self._pool.stream(
-            "GET", target, headers=headers, timeout=_timeout(timeout, timeout),
-            preload_content=False))
-        if response.status >= 400:
+        stream = self._observed("GET", lambda: self._pool.stream("GET", target, headers,
+                                                                 timeout))
+        if stream.status >= 400:
             try:
-                data = response.read()
-            except urllib3.exceptions.HTTPError as exc:
+                data = stream.read()
+            except http1.TransportError as exc:
                 raise ApiError(0, "TransportError", str(exc)) from exc
-            finally:
-                _release_response(response)
-            raise _error_from(response.status, data, response.headers)
-        return WatchStream(response, deadline=timeout, on_stall=self._pool.clear)
+            raise _error_from(stream.status, data, stream.headers)
+        return WatchStream(stream, deadline=timeout, on_stall=self._pool.clear)
 
     def with_write_limit(self, limiter: WriteLimiter | None) -> Kube:
         """A client sharing this one's connections, credentials and observer, with a write

@@ -289,3 +289,61 @@ def test_close_closes_idle_connections_and_those_in_use_when_they_return(
     assert idle.sock.fileno() == -1
     pool._checkin(busy, reusable=True)
     assert busy.sock.fileno() == -1 and pool._idle == []
+
+
+# --------------------------------------------------------------------------- streamed answers
+
+
+def chunk(data: bytes) -> bytes:
+    return b"%x\r\n%s\r\n" % (len(data), data)
+
+
+def test_a_streamed_body_is_read_as_it_arrives_and_its_connection_never_pooled(
+        pool_for) -> None:
+    listener = socket.create_server(("127.0.0.1", 0))
+    more = threading.Event()
+
+    def serve() -> None:
+        conn, _ = listener.accept()
+        with conn:
+            conn.recv(65536)
+            conn.sendall(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" + chunk(b"a\n"))
+            more.wait(5)  # the rest only once the client has read the first piece
+            conn.sendall(chunk(b"b\n") + b"0\r\n\r\n")
+            conn.recv(1)  # kept open until the client closes it
+
+    server = threading.Thread(target=serve, daemon=True)
+    server.start()
+    pool = pool_for(listener.getsockname()[1])
+    try:
+        stream = pool.stream("GET", "/watch", {}, timeout=5.0)
+        pieces = stream.chunks()
+        assert (stream.status, next(pieces)) == (200, b"a\n")
+        more.set()
+        assert list(pieces) == [b"b\n"]
+        server.join(5)
+        assert not server.is_alive(), "the stream's connection was not closed at its end"
+        assert pool._idle == []
+    finally:
+        more.set()
+        listener.close()
+
+
+def test_a_streamed_answer_with_a_length_or_none_is_read_whole(script, pool_for) -> None:
+    refused = b'{"kind":"Status","reason":"Expired"}'
+    server = script(b"HTTP/1.1 410 Gone\r\nContent-Length: %d\r\n\r\n%s" % (len(refused), refused),
+                    b"HTTP/1.1 200 OK\r\n\r\nuntil the end", CLOSE)
+    pool = pool_for(server)
+    gone = pool.stream("GET", "/watch", {}, timeout=5.0)
+    assert (gone.status, gone.read()) == (410, refused)
+    assert pool.stream("GET", "/watch", {}, timeout=5.0).read() == b"until the end"
+    assert server.connections == 2  # a streamed answer's connection is never reused
+
+
+def test_a_malformed_chunk_mid_stream_is_a_transport_error(script, pool_for) -> None:
+    server = script(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" + chunk(b"a\n")
+                    + b"zz\r\n", CLOSE)
+    pieces = pool_for(server).stream("GET", "/watch", {}, timeout=5.0).chunks()
+    assert next(pieces) == b"a\n"
+    with pytest.raises(TransportError, match="malformed chunk size"):
+        next(pieces)

@@ -256,25 +256,39 @@ def test_watch_events_split_across_chunks_are_reassembled(serve, client) -> None
     assert paths == ["/apis/example.com/v1/apptasks?resourceVersion=7&watch=true"]
 
 
-def test_close_from_another_thread_ends_a_blocked_read(serve, client) -> None:
-    def respond(handler: Handler) -> None:
-        handler.start_chunked()
-        handler.send_chunk(json.dumps(_event("ADDED", "a")).encode() + b"\n")
-        handler.server.released.wait(30)  # then nothing more: the client blocks reading
-
-    server = serve(respond)
-    watch = client(server.url()).watch("/apis/example.com/v1/apptasks", {}, timeout=30)
+def _read_in_thread(watch: Any) -> tuple[threading.Thread, list[Any], list[BaseException]]:
+    """Iterate `watch` in a thread: (the thread, the events seen, the errors raised)."""
     seen: list[dict[str, Any]] = []
     errors: list[BaseException] = []
 
     def read() -> None:
         try:
             seen.extend(watch)
-        except BaseException as exc:  # noqa: BLE001 - reported by the assertion below
+        except BaseException as exc:  # noqa: BLE001 - reported by the caller's assertions
             errors.append(exc)
 
     reader = threading.Thread(target=read, daemon=True)
     reader.start()
+    return reader, seen, errors
+
+
+def _one_event_then_silence(handler: Handler) -> None:
+    """A watch: one event, then an open connection and silence; any other request echoed."""
+    if "watch=true" not in handler.path:
+        handler.echo()
+        return
+    handler.start_chunked()
+    handler.send_chunk(json.dumps(_event("ADDED", "a")).encode() + b"\n")
+    handler.server.released.wait(30)  # then nothing more: the client blocks reading
+
+
+@pytest.mark.parametrize("scheme", ["http", "https"])
+def test_close_from_another_thread_ends_a_blocked_read(serve, client, certs, scheme) -> None:
+    """Over TLS too: the abort must not leave the reader stuck in the TLS layer."""
+    server = serve(_one_event_then_silence, tls(certs.loopback) if scheme == "https" else None)
+    kube = client(server.url(scheme), ca_file=str(certs.loopback[0]))
+    watch = kube.watch("/apis/example.com/v1/apptasks", {}, timeout=30)
+    reader, seen, errors = _read_in_thread(watch)
     poll_until(lambda: seen, timeout=5, message="the first event")
     watch.close()
     reader.join(5)
@@ -282,6 +296,7 @@ def test_close_from_another_thread_ends_a_blocked_read(serve, client) -> None:
     assert errors == []
     assert seen == [_event("ADDED", "a")]
     watch.close()  # again: a no-op
+    assert kube.get("/version")["path"] == "/version"  # the client goes on with new connections
 
 
 def test_a_connection_dropped_mid_watch_is_a_transport_error(serve, client) -> None:
@@ -327,22 +342,15 @@ def test_a_watch_open_past_its_deadline_is_stalled_and_idle_connections_are_drop
 
 
 def test_connections_use_tcp_keepalive(serve, client) -> None:
-    def respond(handler: Handler) -> None:
-        if "watch=true" not in handler.path:
-            handler.send_json(200, {})
-            return
-        handler.start_chunked()
-        handler.send_chunk(b"")  # the end of the watch
-    server = serve(respond)
+    """Requests and watches open their connections the same way (http1.Pool)."""
+    server = serve(lambda h: h.send_json(200, {}))
     kube = client(server.url())
     kube.get("/version")
-    assert list(kube.watch("/apis/example.com/v1/apptasks", {}, timeout=5)) == []
-    # the idle connections the request (http1) and the watch (urllib3) used
-    pools, direct = kube._pool._pools_for((None, None))
-    for sock in (pools.requests._idle[-1].sock, direct.pool.queue[-1].sock):
-        assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE) == 1
-        assert tuple(sock.getsockopt(socket.IPPROTO_TCP, option) for option in (
-            socket.TCP_KEEPIDLE, socket.TCP_KEEPINTVL, socket.TCP_KEEPCNT)) == KEEPALIVE
+    sock = kube._pool._pool_for((None, None))._idle[-1].sock
+    assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE) == 1
+    assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == 1
+    assert tuple(sock.getsockopt(socket.IPPROTO_TCP, option) for option in (
+        socket.TCP_KEEPIDLE, socket.TCP_KEEPINTVL, socket.TCP_KEEPCNT)) == KEEPALIVE
 
 
 @pytest.mark.parametrize(("status", "body", "reason"), [
@@ -398,11 +406,15 @@ def test_in_cluster_credentials_send_the_token_and_reread_it_as_it_rotates(
         kube.close()
 
 
-def test_in_cluster_credentials_do_not_load_the_kubernetes_package(in_cluster) -> None:
-    """Its import costs a pod about 30 MB and 0.4 CPU-seconds (see serviceaccount)."""
+def test_a_pod_without_a_proxy_loads_neither_the_kubernetes_package_nor_urllib3(
+        in_cluster) -> None:
+    """The kubernetes package's import costs a pod about 30 MB and 0.4 CPU-seconds (see
+    serviceaccount); urllib3 serves only requests through a proxy (see proxied)."""
     probe = ("import sys; from ssa_controller.cli import connect; "
-             "connect(None, None).get('/version'); "
-             "print(sorted(m for m in sys.modules if m.split('.')[0] == 'kubernetes'))")
+             "kube = connect(None, None); kube.get('/version'); "
+             "kube.watch('/version', {}, timeout=5).close(); "
+             "print(sorted(m for m in sys.modules "
+             "if m.split('.')[0] in ('kubernetes', 'urllib3')))")
     loaded = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
                             check=True, cwd=ROOT).stdout
     assert loaded.strip() == "[]"
@@ -483,6 +495,26 @@ def test_kubeconfig_proxy_url_is_used_with_its_credentials(serve, tmp_path) -> N
     assert seen["path"] == "http://kube.invalid:6443/version"  # a proxy request
     assert seen["proxyAuthorization"] == "Basic " + base64.b64encode(b"user:pw").decode()
     assert seen["authorization"] == "Bearer abc"
+
+
+def test_a_watch_through_a_proxy_streams_its_events_until_closed(serve, client) -> None:
+    paths: list[str] = []
+
+    def respond(handler: Handler) -> None:
+        paths.append(handler.path)
+        _one_event_then_silence(handler)
+
+    proxy = serve(respond)
+    kube = client("http://kube.invalid:6443", proxy_url=f"http://127.0.0.1:{proxy.port}")
+    watch = kube.watch("/apis/example.com/v1/apptasks", {"resourceVersion": "7"}, timeout=30)
+    reader, seen, errors = _read_in_thread(watch)
+    poll_until(lambda: seen, timeout=5, message="the first event")
+    watch.close()
+    reader.join(5)
+    assert not reader.is_alive(), "close() did not abort the blocked read"
+    assert (seen, errors) == ([_event("ADDED", "a")], [])
+    assert paths == ["http://kube.invalid:6443/apis/example.com/v1/apptasks?"
+                     "resourceVersion=7&watch=true"]  # a proxy request
 
 
 def test_a_socks_proxy_url_is_rejected_naming_the_field(tmp_path) -> None:
