@@ -7,7 +7,10 @@ ready). The wait is bounded, so that a status shows the new generation soon afte
 even when no Deployment controller runs: `settle` seconds, stretched up to `settle_max` only
 while the Deployment controller is seen working through the controller's applies (it observed
 one within the last `settle` seconds), as under a burst of thousands of changes, where it falls
-behind by tens of seconds but is alive. Pure; times are passed in.
+behind by tens of seconds but is alive. Behind by more than that, it works through the applies
+in about the order they were made: its lag (how long after its apply it observed the last one)
+says whether it has reached this apply yet. Until it has, with a margin, the status waits on,
+up to `backlog_max`; past it, the status is written. Pure; times are passed in.
 """
 
 from __future__ import annotations
@@ -15,22 +18,32 @@ from __future__ import annotations
 SETTLE = 2.0
 """Seconds a status write waits for the Deployment controller when it shows no progress."""
 SETTLE_MAX = 30.0
-"""Seconds a status write waits at most while the Deployment controller shows progress."""
+"""Seconds a status write waits while the Deployment controller shows progress."""
+BACKLOG_MAX = 120.0
+"""Seconds a status write waits at most while the Deployment controller, showing progress, has
+not reached its apply yet."""
+LAG_MARGIN = 0.25
+"""The share of the Deployment controller's lag added to it: it runs several workers and
+retries, so its order is only about that of the applies."""
 
 
 class StatusSettle:
     """Per AppTask key, the apply still unobserved by the Deployment controller, and when that
     controller last observed one of them."""
 
-    def __init__(self, settle: float = SETTLE, settle_max: float = SETTLE_MAX) -> None:
+    def __init__(self, settle: float = SETTLE, settle_max: float = SETTLE_MAX,
+                 backlog_max: float = BACKLOG_MAX) -> None:
         self.settle = settle
         """0 where nothing will come back to write the status later (one-pass runs)."""
         self.settle_max = settle_max
+        self.backlog_max = backlog_max
         self._applied_at: dict[str, float] = {}
         """When the controller applied each Deployment the Deployment controller has not yet
         been seen to observe."""
         self._progress_at: float | None = None
         """When the Deployment controller was last seen observing one of those applies."""
+        self._lag = 0.0
+        """How long after its apply the Deployment controller observed that one."""
 
     def applied(self, key: str, now: float) -> None:
         """The controller applied the Deployment of `key`."""
@@ -44,7 +57,7 @@ class StatusSettle:
             return 0.0
         if observed:
             del self._applied_at[key]
-            self._progress_at = now
+            self._progress_at, self._lag = now, now - applied_at
             return 0.0
         if self.settle <= 0:
             return 0.0
@@ -52,9 +65,11 @@ class StatusSettle:
         if waited < self.settle:
             return self.settle - waited
         progressing = self._progress_at is not None and now - self._progress_at < self.settle
-        if progressing and waited < self.settle_max:
-            return min(self.settle, self.settle_max - waited)
-        return 0.0
+        if not progressing:
+            return 0.0
+        due = self._lag * (1 + LAG_MARGIN) + self.settle
+        limit = max(self.settle_max, min(self.backlog_max, due))
+        return min(self.settle, limit - waited) if waited < limit else 0.0
 
     def forget(self, key: str) -> None:
         """The AppTask is deleted."""

@@ -31,15 +31,40 @@ def test_the_observation_releases_the_status_and_is_forgotten(settling: StatusSe
     assert settling.hold("a", False, 100.3) == 0.0
 
 
+def _observing(settling: StatusSettle, behind: float, start: int, end: int) -> None:
+    """The Deployment controller observes, every second from `start` to `end`, an apply made
+    `behind` seconds before."""
+    for at in range(start, end + 1):
+        settling.applied(f"b{at}", at - behind)
+        settling.hold(f"b{at}", True, float(at))
+
+
 def test_while_the_deployment_controller_makes_progress_the_hold_stretches_up_to_the_max(
         settling: StatusSettle) -> None:
     settling.applied("a", 100.0)
-    for at in range(101, 112):
-        settling.applied(f"b{at}", at - 0.5)
-        settling.hold(f"b{at}", True, float(at))  # it observes one apply every second
+    _observing(settling, 0.5, 101, 111)
     assert settling.hold("a", False, 102.0) == 2.0
     assert settling.hold("a", False, 109.0) == 1.0  # never past settle_max
     assert settling.hold("a", False, 110.0) == 0.0
+
+
+def test_behind_by_more_than_the_max_the_hold_lasts_until_its_lag_reaches_the_apply() -> None:
+    settling = StatusSettle(settle=2.0, settle_max=10.0, backlog_max=60.0)
+    settling.applied("a", 100.0)
+    _observing(settling, 40.0, 101, 145)
+    assert settling.hold("a", False, 145.0) == 2.0  # 45 s: past settle_max, not yet reached
+    _observing(settling, 40.0, 146, 151)
+    assert settling.hold("a", False, 151.0) == 1.0  # due at 40 s * 1.25 + 2 s
+    _observing(settling, 40.0, 152, 152)
+    assert settling.hold("a", False, 152.0) == 0.0  # it went past this apply: write now
+
+
+def test_the_lag_stretches_the_hold_to_the_backlog_max_at_most() -> None:
+    settling = StatusSettle(settle=2.0, settle_max=10.0, backlog_max=60.0)
+    settling.applied("a", 100.0)
+    _observing(settling, 100.0, 101, 160)
+    assert settling.hold("a", False, 159.0) == 1.0
+    assert settling.hold("a", False, 160.0) == 0.0
 
 
 def test_progress_older_than_the_settle_does_not_stretch(settling: StatusSettle) -> None:
