@@ -10,7 +10,10 @@ one within the last `settle` seconds), as under a burst of thousands of changes,
 behind by tens of seconds but is alive. Behind by more than that, it works through the applies
 in about the order they were made: its lag (how long after its apply it observed the last one)
 says whether it has reached this apply yet. Until it has, with a margin, the status waits on,
-up to `backlog_max`; past it, the status is written. Pure; times are passed in.
+up to `backlog_max`; past it, the status is written. Such a wait is not polled every `settle`
+seconds (thousands of keys wait at once): the observation enqueues the AppTask anyway (its
+Deployment's watch event), so the hold runs until the apply is due; a Deployment controller
+that stops meanwhile is noticed then. Pure; times are passed in.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ SETTLE = 2.0
 """Seconds a status write waits for the Deployment controller when it shows no progress."""
 SETTLE_MAX = 30.0
 """Seconds a status write waits while the Deployment controller shows progress."""
-BACKLOG_MAX = 120.0
+BACKLOG_MAX = 300.0
 """Seconds a status write waits at most while the Deployment controller, showing progress, has
 not reached its apply yet."""
 LAG_MARGIN = 0.25
@@ -69,7 +72,9 @@ class StatusSettle:
             return 0.0
         due = self._lag * (1 + LAG_MARGIN) + self.settle
         limit = max(self.settle_max, min(self.backlog_max, due))
-        return min(self.settle, limit - waited) if waited < limit else 0.0
+        if waited >= limit:
+            return 0.0
+        return min(limit - waited, max(self.settle, due - waited))
 
     def forget(self, key: str) -> None:
         """The AppTask is deleted."""

@@ -76,6 +76,14 @@ def apptask(ns: str, name: str, image: str = "nginx:1.25", replicas: int = 0) ->
                      "resources": {"requests": {"cpu": "100m", "memory": "64Mi"}}}}
 
 
+def manifest_env(root: Path) -> dict[str, str]:
+    """The values the Deployment in `root`/manifests sets in its container's environment
+    (fieldRef values, which only a pod has, left out)."""
+    deployment = yaml.safe_load((root / "manifests" / "deployment.yaml").read_text())
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    return {e["name"]: e["value"] for e in container.get("env", ()) if "value" in e}
+
+
 def proc_cpu(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / TICK
@@ -272,14 +280,14 @@ class Ours(Contender):
         return [sys.executable, "-m", "ssa_controller", "run", "--config", str(path)]
 
     def env(self) -> dict[str, str]:
-        """As in a pod: credentials from a service-account directory, the API server from
-        $KUBERNETES_SERVICE_HOST/_PORT, no kubeconfig (the admin's token: permissions are not
-        what is measured)."""
+        """As in a pod: the environment the Deployment manifest sets, credentials from a
+        service-account directory, the API server from $KUBERNETES_SERVICE_HOST/_PORT, no
+        kubeconfig (the admin's token: permissions are not what is measured)."""
         directory = self.workdir / "serviceaccount"
         directory.mkdir(exist_ok=True)
         (directory / "token").write_text(self.plane.admin_token)
         (directory / "ca.crt").write_bytes(self.plane.ca_file.read_bytes())
-        env = {**super().env(), "PYTHONPATH": str(self.root),
+        env = {**super().env(), **manifest_env(self.root), "PYTHONPATH": str(self.root),
                SERVICE_ACCOUNT_DIR_ENV: str(directory), "KUBERNETES_SERVICE_HOST": "127.0.0.1",
                "KUBERNETES_SERVICE_PORT": str(self.plane.port)}
         del env["KUBECONFIG"]

@@ -520,8 +520,11 @@ def test_deployment_basics() -> None:
     c = container()
     assert c["image"] == "ssa-controller:0.1.0"
     assert c["args"] == ["run", "--config", "/etc/ssa-controller/controller.yaml"]
-    env = {e["name"]: e["valueFrom"]["fieldRef"]["fieldPath"] for e in c["env"]}
-    assert env == {"POD_NAME": "metadata.name", "POD_NAMESPACE": "metadata.namespace"}
+    env = {e["name"]: e.get("value") or e["valueFrom"]["fieldRef"]["fieldPath"]
+           for e in c["env"]}
+    # MALLOC_ARENA_MAX: the memory the benchmark measures (it runs the controller with it)
+    assert env == {"POD_NAME": "metadata.name", "POD_NAMESPACE": "metadata.namespace",
+                   "MALLOC_ARENA_MAX": "2"}
     ports = {p["name"]: p["containerPort"] for p in c["ports"]}
     assert ports == {"metrics": 8080, "health": 8081}
 

@@ -51,10 +51,11 @@ def test_while_the_deployment_controller_makes_progress_the_hold_stretches_up_to
 def test_behind_by_more_than_the_max_the_hold_lasts_until_its_lag_reaches_the_apply() -> None:
     settling = StatusSettle(settle=2.0, settle_max=10.0, backlog_max=60.0)
     settling.applied("a", 100.0)
-    _observing(settling, 40.0, 101, 145)
-    assert settling.hold("a", False, 145.0) == 2.0  # 45 s: past settle_max, not yet reached
-    _observing(settling, 40.0, 146, 151)
-    assert settling.hold("a", False, 151.0) == 1.0  # due at 40 s * 1.25 + 2 s
+    _observing(settling, 40.0, 101, 112)
+    # 12 s: past settle_max; due when the lag reaches it, with a margin: 40 s * 1.25 + 2 s
+    assert settling.hold("a", False, 112.0) == 40.0
+    _observing(settling, 40.0, 113, 151)
+    assert settling.hold("a", False, 151.0) == 1.0
     _observing(settling, 40.0, 152, 152)
     assert settling.hold("a", False, 152.0) == 0.0  # it went past this apply: write now
 
@@ -62,8 +63,9 @@ def test_behind_by_more_than_the_max_the_hold_lasts_until_its_lag_reaches_the_ap
 def test_the_lag_stretches_the_hold_to_the_backlog_max_at_most() -> None:
     settling = StatusSettle(settle=2.0, settle_max=10.0, backlog_max=60.0)
     settling.applied("a", 100.0)
-    _observing(settling, 100.0, 101, 160)
-    assert settling.hold("a", False, 159.0) == 1.0
+    _observing(settling, 100.0, 101, 112)
+    assert settling.hold("a", False, 112.0) == 48.0
+    _observing(settling, 100.0, 113, 160)
     assert settling.hold("a", False, 160.0) == 0.0
 
 
