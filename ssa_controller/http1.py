@@ -26,6 +26,7 @@ import ssl
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 MAX_LINE = 65536
@@ -191,6 +192,20 @@ def _transport_error(exc: OSError | ValueError) -> TransportError:
     return TransportError(f"{type(exc).__name__}: {exc}")
 
 
+@contextmanager
+def _closed_on_failure(connection: _Connection) -> Iterator[None]:
+    """Close the connection if the block fails, raising TransportError (socket.timeout and
+    ssl.SSLError are OSErrors)."""
+    try:
+        yield
+    except TransportError:
+        connection.close()
+        raise
+    except (OSError, ValueError) as exc:
+        connection.close()
+        raise _transport_error(exc) from exc
+
+
 def _request_head(method: str, target: str, host: str, headers: Mapping[str, str],
                   body: bytes | None) -> bytes:
     for value in (target, *headers.values()):
@@ -228,17 +243,11 @@ class Pool:
         """Send one request and read the whole answer. `timeout` bounds each read, `deadline`
         (a time.monotonic() value) the whole exchange. Raises TransportError."""
         connection = self._checkout()
-        try:
+        with _closed_on_failure(connection):
             reader, status, keep, answer_headers = self._exchange(
                 connection, method, target, headers, body, timeout, deadline)
             pieces, framed = _pieces(reader, method, status, answer_headers)
             data = b"".join(pieces)
-        except TransportError:
-            connection.close()
-            raise
-        except (OSError, ValueError) as exc:  # socket.timeout and ssl.SSLError are OSErrors
-            connection.close()
-            raise _transport_error(exc) from exc
         self._checkin(connection, reusable=keep and framed)
         return Response(status, answer_headers, data)
 
@@ -247,16 +256,10 @@ class Pool:
         """Send one request and read the answer's head; its body is read from the Stream as
         it arrives (a watch). `timeout` bounds each read. Raises TransportError."""
         connection = self._checkout()
-        try:
+        with _closed_on_failure(connection):
             reader, status, _, answer_headers = self._exchange(
                 connection, method, target, headers, None, timeout, None)
             pieces, _ = _pieces(reader, method, status, answer_headers)
-        except TransportError:
-            connection.close()
-            raise
-        except (OSError, ValueError) as exc:
-            connection.close()
-            raise _transport_error(exc) from exc
         return Stream(connection, status, answer_headers, pieces)
 
     def _exchange(self, connection: _Connection, method: str, target: str,
