@@ -10,7 +10,7 @@ from ssa_controller.settle import StatusSettle
 
 @pytest.fixture
 def settling() -> StatusSettle:
-    return StatusSettle(settle=2.0, settle_max=10.0)
+    return StatusSettle(settle=2.0, settle_max=10.0, backlog_max=60.0)
 
 
 def test_nothing_applied_nothing_held(settling: StatusSettle) -> None:
@@ -48,8 +48,8 @@ def test_while_the_deployment_controller_makes_progress_the_hold_stretches_up_to
     assert settling.hold("a", False, 110.0) == 0.0
 
 
-def test_behind_by_more_than_the_max_the_hold_lasts_until_its_lag_reaches_the_apply() -> None:
-    settling = StatusSettle(settle=2.0, settle_max=10.0, backlog_max=60.0)
+def test_behind_by_more_than_the_max_the_hold_lasts_until_its_lag_reaches_the_apply(
+        settling: StatusSettle) -> None:
     settling.applied("a", 100.0)
     _observing(settling, 40.0, 101, 112)
     # 12 s: past settle_max; due when the lag reaches it, with a margin: 40 s * 1.25 + 2 s
@@ -60,12 +60,10 @@ def test_behind_by_more_than_the_max_the_hold_lasts_until_its_lag_reaches_the_ap
     assert settling.hold("a", False, 152.0) == 0.0  # it went past this apply: write now
 
 
-def test_the_lag_stretches_the_hold_to_the_backlog_max_at_most() -> None:
-    settling = StatusSettle(settle=2.0, settle_max=10.0, backlog_max=60.0)
+def test_the_lag_stretches_the_hold_to_the_backlog_max_at_most(settling: StatusSettle) -> None:
     settling.applied("a", 100.0)
-    _observing(settling, 100.0, 101, 112)
-    assert settling.hold("a", False, 112.0) == 48.0
-    _observing(settling, 100.0, 113, 160)
+    _observing(settling, 100.0, 101, 160)  # a lag of 100 s: due at 127 s, past the 60 s max
+    assert settling.hold("a", False, 159.0) == 1.0
     assert settling.hold("a", False, 160.0) == 0.0
 
 
