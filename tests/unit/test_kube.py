@@ -256,8 +256,9 @@ def test_watch_events_split_across_chunks_are_reassembled(serve, client) -> None
     assert paths == ["/apis/example.com/v1/apptasks?resourceVersion=7&watch=true"]
 
 
-def _read_in_thread(watch: Any) -> tuple[threading.Thread, list[Any], list[BaseException]]:
-    """Iterate `watch` in a thread: (the thread, the events seen, the errors raised)."""
+def _closed_mid_read(watch: Any) -> tuple[list[Any], list[BaseException]]:
+    """Iterate `watch` in a thread until its first event, close it from here, and once that
+    thread has ended: (the events it saw, the errors it raised)."""
     seen: list[dict[str, Any]] = []
     errors: list[BaseException] = []
 
@@ -269,7 +270,11 @@ def _read_in_thread(watch: Any) -> tuple[threading.Thread, list[Any], list[BaseE
 
     reader = threading.Thread(target=read, daemon=True)
     reader.start()
-    return reader, seen, errors
+    poll_until(lambda: seen, timeout=5, message="the first event")
+    watch.close()
+    reader.join(5)
+    assert not reader.is_alive(), "close() did not abort the blocked read"
+    return seen, errors
 
 
 def _one_event_then_silence(handler: Handler) -> None:
@@ -288,11 +293,7 @@ def test_close_from_another_thread_ends_a_blocked_read(serve, client, certs, sch
     server = serve(_one_event_then_silence, tls(certs.loopback) if scheme == "https" else None)
     kube = client(server.url(scheme), ca_file=str(certs.loopback[0]))
     watch = kube.watch("/apis/example.com/v1/apptasks", {}, timeout=30)
-    reader, seen, errors = _read_in_thread(watch)
-    poll_until(lambda: seen, timeout=5, message="the first event")
-    watch.close()
-    reader.join(5)
-    assert not reader.is_alive(), "close() did not abort the blocked read"
+    seen, errors = _closed_mid_read(watch)
     assert errors == []
     assert seen == [_event("ADDED", "a")]
     watch.close()  # again: a no-op
@@ -507,11 +508,7 @@ def test_a_watch_through_a_proxy_streams_its_events_until_closed(serve, client) 
     proxy = serve(respond)
     kube = client("http://kube.invalid:6443", proxy_url=f"http://127.0.0.1:{proxy.port}")
     watch = kube.watch("/apis/example.com/v1/apptasks", {"resourceVersion": "7"}, timeout=30)
-    reader, seen, errors = _read_in_thread(watch)
-    poll_until(lambda: seen, timeout=5, message="the first event")
-    watch.close()
-    reader.join(5)
-    assert not reader.is_alive(), "close() did not abort the blocked read"
+    seen, errors = _closed_mid_read(watch)
     assert (seen, errors) == ([_event("ADDED", "a")], [])
     assert paths == ["http://kube.invalid:6443/apis/example.com/v1/apptasks?"
                      "resourceVersion=7&watch=true"]  # a proxy request
