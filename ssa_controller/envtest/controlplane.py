@@ -119,6 +119,10 @@ class _Child:
     def running(self) -> bool:
         return self._process is not None and self._process.poll() is None
 
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid if self.running and self._process is not None else None
+
     def stop(self) -> None:
         """SIGTERM, then SIGKILL after the grace period; always waits for the process."""
         if self._process is not None:
@@ -331,6 +335,11 @@ class ControlPlane:
         shutil.rmtree(self.workdir / "etcd-data", ignore_errors=True)
         if self._own_workdir:
             shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def pids(self) -> dict[str, int]:
+        """The running processes by name (etcd, kube-apiserver, kube-controller-manager)."""
+        return {name: pid for name, child in self._children.items()
+                if (pid := child.pid) is not None}
 
     def stop_apiserver(self) -> None:
         self._children["kube-apiserver"].stop()

@@ -20,7 +20,9 @@ then it starts (its throughput, without the pace of the creations). --alone N ru
 and "cold start" scenarios for the controller alone, without waiting for every AppTask to be
 Ready (at 20,000 the Deployment controller needs half an hour for that). Times are ratios to
 the floor's in the same run; requests come from the audit log, CPU seconds and RSS from /proc
-of the contender's process. Not a test.
+of the contender's process; for "new" and "backlog" also the CPU seconds of the control plane
+(plane_cpu) and of this harness (harness_cpu) until every status was current, and how busy the
+machine's cores were then (busy, percent, /proc/stat). Not a test.
 """
 
 from __future__ import annotations
@@ -87,6 +89,34 @@ def manifest_env(root: Path) -> dict[str, str]:
 def proc_cpu(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / TICK
+
+
+def machine_busy() -> tuple[float, float]:
+    """(busy, total) CPU seconds of the whole machine since boot, all cores (/proc/stat)."""
+    values = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
+    total = sum(values)
+    return (total - values[3] - values[4]) / TICK, total / TICK  # idle and iowait are not busy
+
+
+class Machine:
+    """Where the CPU went while a scenario ran: the control plane's processes (etcd,
+    kube-apiserver, kube-controller-manager), this harness (creating AppTasks, the pod
+    simulator, its watches) and how busy the machine's cores were, in percent."""
+
+    def __init__(self, plane: ControlPlane) -> None:
+        self.pids = plane.pids()
+        self.plane0 = self.plane_cpu()
+        self.harness0 = proc_cpu(os.getpid())
+        self.busy0, self.total0 = machine_busy()
+
+    def plane_cpu(self) -> float:
+        return sum(proc_cpu(pid) for pid in self.pids.values())
+
+    def figures(self) -> dict[str, float]:
+        busy, total = machine_busy()
+        return {"plane_cpu": self.plane_cpu() - self.plane0,
+                "harness_cpu": proc_cpu(os.getpid()) - self.harness0,
+                "busy": 100 * (busy - self.busy0) / max(total - self.total0, 1e-9)}
 
 
 def proc_mem(pid: int) -> tuple[float, float]:
@@ -397,10 +427,12 @@ class Run:
         # new AppTasks
         mark, cpu0, t0 = log.mark(), proc_cpu(c.proc.pid), time.monotonic()
         reconciles0 = c.reconciles() if c.resyncs else 0.0
+        machine = Machine(plane)
         self.create_all(admin, ns, names)
         created = time.monotonic() - t0
         applied = deps.when_all(names, lambda s: True, t0, args.timeout)
         status = ats.when_all(names, current, t0, args.timeout)
+        shares = machine.figures()
         converged = None
         if cls is not Floor and wait_ready:
             converged = ats.when_all(names, ready, t0, args.timeout)
@@ -410,7 +442,7 @@ class Run:
         reconciles = (c.reconciles() - reconciles0) / count if c.resyncs else None
         record("new", created=created, applied=applied, status=status, ready=converged,
                requests=by_verb(events, count), reconciles=reconciles, cpu=cpu, peak=peak,
-               mb_per_1000=(rss - rss0) / count * 1000)
+               mb_per_1000=(rss - rss0) / count * 1000, **shares)
 
         if "burst" in scenarios:
             burst = names[: max(1, count // 10)]
@@ -502,12 +534,14 @@ class Run:
             c.stop()
             self.create_all(admin, ns, names, image=BACKLOG_IMAGE)
             mark, t0 = log.mark(), time.monotonic()
+            machine = Machine(plane)
             c.start()
             applied = deps.when_all(names, lambda s: s[0] == BACKLOG_IMAGE, t0, args.timeout)
             status = ats.when_all(names, current, t0, args.timeout)
+            shares = machine.figures()
             events = self.quiet(log, mark, c)
             record("backlog", applied=applied, status=status, requests=by_verb(events, count),
-                   cpu=proc_cpu(c.proc.pid), peak=proc_mem(c.proc.pid)[1])
+                   cpu=proc_cpu(c.proc.pid), peak=proc_mem(c.proc.pid)[1], **shares)
         c.stop()
         deps.stop()
         ats.stop()
@@ -560,6 +594,8 @@ def table(results: dict[tuple[str, str], dict[str, Any]]) -> str:
             cells = []
             for key, value in f.items():
                 text = fmt(value, 2 if key in ("mb_per_1000", "reconciles") else 1)
+                if key == "busy":
+                    text += "%"
                 if key in ("applied", "status", "ready") and floor.get(key) and value is not None \
                         and name != "floor":
                     text += f" ({value / floor[key]:.2f}x)"

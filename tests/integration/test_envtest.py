@@ -107,9 +107,14 @@ def test_apiserver_restart_keeps_objects(
     created = admin.create(CONFIGMAPS.format(ns=namespace), configmap("kept"))
     admin.create(DEPLOYMENTS.format(ns=namespace), deployment("web", 1))
     wait_ready(admin, namespace, "web", 1)
+    before = control_plane.pids()
 
     control_plane.restart_apiserver()
 
+    after = control_plane.pids()
+    assert set(before) == set(after) == {"etcd", "kube-apiserver", "kube-controller-manager"}
+    assert after["kube-apiserver"] != before["kube-apiserver"]
+    assert after["etcd"] == before["etcd"]
     found = admin.get(f"{CONFIGMAPS.format(ns=namespace)}/kept")
     assert found["metadata"]["uid"] == created["metadata"]["uid"]
     # controller-manager and the pod simulator reconnect: scaling up still ends in ready pods
