@@ -163,12 +163,14 @@ class ResyncConfig(_Section):
 
 
 class BackoffConfig(_Section):
-    """Per-key retry delay: min(cap, base * factor**failures), shortened by up to `jitter`."""
+    """Per-key retry delay: min(cap, base * factor**failures), shortened by up to `jitter`;
+    transient failures are retried without a status write for `degraded_after`."""
 
     base: Seconds = Field(0.5, gt=0.0)
     factor: Number = Field(2.0, ge=1.0)
     cap: Seconds = Field(300.0, gt=0.0)
     jitter: Fraction = 0.1
+    degraded_after: Seconds = Field(30.0, ge=0.0)
 
     @model_validator(mode="after")
     def _cap_at_least_base(self) -> BackoffConfig:

@@ -185,8 +185,10 @@ class Controller:
 
     def run_once(self) -> list[Result]:
         """List everything, then reconcile every AppTask once, in this thread (no watches).
-        Statuses are written at once: no later reconcile will come to write them."""
+        Statuses are written at once, failures included: no later reconcile will come to write
+        them."""
         self.reconciler.settling.settle = 0.0
+        self.reconciler.degraded_after = 0.0
         for watcher in self.watchers:
             watcher.list_once()
         return [self.process(key) for key in sorted(self.apptasks.keys())]

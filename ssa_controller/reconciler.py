@@ -108,6 +108,14 @@ def rejected(error: ApiError) -> bool:
         error.status == 500 and error.message.startswith("failed to create typed patch object"))
 
 
+def transient(error: ApiError) -> bool:
+    """Whether a failure may pass by itself: no answer (status 0), throttling (429) or a
+    server error (5xx) that is not a refusal of the body. Such a failure is retried without a
+    status write until it has lasted `backoff.degradedAfter`: a blip is no news to a person,
+    and a status write per failing AppTask would add to the load of a struggling API server."""
+    return error.status in (0, 429) or (error.status >= 500 and not rejected(error))
+
+
 def namespace_closed(error: ApiError) -> bool:
     """Whether the server refused to create in a namespace that is being terminated (403 with
     the cause NamespaceTerminating: "unable to create new content in namespace X because it is
@@ -272,6 +280,11 @@ class Reconciler:
         self.teardowns = Teardowns()
         self._vanished: dict[str, float] = {}
         """When a Deployment the AppTask had was first found missing (see VANISHED_GRACE)."""
+        self._failing_since: dict[str, float] = {}
+        """When each AppTask failing with transient errors first failed (see transient())."""
+        self.degraded_after = config.backoff.degraded_after
+        """How long transient failures last before the status says Degraded; 0 in one-pass
+        runs, where no retry follows."""
         self.settling = StatusSettle()
         """Status writes held for the Deployment controller to observe an apply; its `settle`
         is 0 where nothing will come back to write the status later (one-pass runs): then
@@ -287,12 +300,19 @@ class Reconciler:
         self._uncached.discard(key)
         self.teardowns.forget(key)
         self._vanished.pop(key, None)
+        self._failing_since.pop(key, None)
 
     @property
     def dry_run(self) -> bool:
         return self.config.dry_run
 
     def reconcile(self, key: str) -> Result:
+        result = self._reconcile(key)
+        if result.error is None or not transient(result.error):
+            self._failing_since.pop(key, None)
+        return result
+
+    def _reconcile(self, key: str) -> Result:
         apptask = self.apptasks.get(key)
         if apptask is None or "deletionTimestamp" in apptask["metadata"]:
             self.forget(key)
@@ -547,8 +567,15 @@ class Reconciler:
 
     def _failed(self, key: str, apptask: Obj, live: Obj | None, exc: ApiError) -> Result:
         log.warning("%s: error: %s", key, exc)
+        if transient(exc) and not self.dry_run and self._failing_for(key) < self.degraded_after:
+            return Result(Outcome.ERROR, error=exc)  # retried; the status is left as it is
         return self._finish(key, apptask, live, Sync.failed(str(exc)),
                             Result(Outcome.ERROR, error=exc), plan_action=diff.Action.ERROR)
+
+    def _failing_for(self, key: str) -> float:
+        """Seconds since the AppTask's current run of transient failures began."""
+        now = self.clock()
+        return now - self._failing_since.setdefault(key, now)
 
     def _finish(self, key: str, apptask: Obj, deployment: Obj | None, sync: Sync,
                 result: Result, plan_action: diff.Action | None = None) -> Result:

@@ -87,6 +87,7 @@ class _Injection:
     methods: frozenset[str] | None
     retry_after: int
     limit: int | None
+    path: str | None
 
 
 class _Closed(Exception):
@@ -265,7 +266,7 @@ class _Connection:
         at = time.monotonic()
         method, target = start.decode("latin-1").split()[:2]
         url = urlsplit(target)
-        fault = self.proxy._choose_fault(method)
+        fault = self.proxy._choose_fault(method, url.path)
 
         def record(outcome: Outcome) -> None:
             self.proxy._record(RequestRecord(at, method, url.path, url.query, outcome,
@@ -418,13 +419,14 @@ class FaultProxy:
 
     def inject(self, faults: Collection[Fault], share: float = 1.0, *,
                methods: Collection[str] | None = None, retry_after: int = 2,
-               limit: int | None = None) -> None:
-        """Answer `share` of the requests (of `methods`, or all), at most `limit` of them, with
-        one of `faults` at random instead of forwarding them."""
+               limit: int | None = None, path: str | None = None) -> None:
+        """Answer `share` of the requests (of `methods`, or all; whose path contains `path`, or
+        all), at most `limit` of them, with one of `faults` at random instead of forwarding
+        them."""
         with self._lock:
             self._injection = _Injection(tuple(faults), share,
                                          None if methods is None else frozenset(methods),
-                                         retry_after, limit)
+                                         retry_after, limit, path)
             self._injected = 0
 
     @property
@@ -504,10 +506,11 @@ class FaultProxy:
             self._connections.add(connection)
         connection.serve()
 
-    def _choose_fault(self, method: str) -> Fault | None:
+    def _choose_fault(self, method: str, path: str) -> Fault | None:
         with self._lock:
             plan = self._injection
-            if plan is None or (plan.methods is not None and method not in plan.methods):
+            if plan is None or (plan.methods is not None and method not in plan.methods) \
+                    or (plan.path is not None and plan.path not in path):
                 return None
             if plan.limit is not None and self._injected >= plan.limit:
                 return None

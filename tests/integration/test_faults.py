@@ -196,6 +196,51 @@ def test_throttling_server_errors_and_resets_are_retried_within_the_rate_limit(
     assert process.proc.poll() is None
 
 
+def phase(admin: Kube, namespace: str, name: str) -> str | None:
+    return admin.get(APPTASKS.path(namespace, name)).get("status", {}).get("phase")
+
+
+def test_transient_failures_write_no_status_until_they_last_degraded_after(
+        admin, controller, namespace, proxy):
+    """Every apply of one Deployment answered 503: while that lasts less than
+    backoff.degradedAfter, the status is not written; past it, it says Degraded with the 503;
+    once the applies pass, Ready again."""
+    grace, name = 4.0, "blip"
+    status_path = APPTASKS.path(namespace, name, "status")
+    controller(scoped(namespace, backoff={"base": "200ms", "cap": "1s", "degradedAfter": grace}),
+               server_url=proxy.url)
+    put_apptask(admin, apptask(name, namespace, replicas=0))
+    poll_until(lambda: phase(admin, namespace, name) == "Ready", timeout=30, message="Ready")
+
+    blip = time.monotonic()
+    proxy.inject([503], methods={"PATCH"}, path=DEPLOYMENTS.path(namespace, name))
+    put_apptask(admin, apptask(name, namespace, replicas=0, image="nginx:1.26"))
+    poll_until(lambda: proxy.outcomes(injected=True)[503] >= 3, timeout=10,
+               message="three applies answered 503")
+    proxy.pass_through()
+    passed = time.monotonic()
+    poll_until(lambda: converged(admin, namespace, "nginx:1.26", 1)
+               and phase(admin, namespace, name) == "Ready", timeout=30,
+               message="applied and Ready once the 503s passed")
+    assert passed - blip < grace
+    assert not [r for r in proxy.records() if r.path == status_path and blip <= r.at < passed]
+
+    calm = time.monotonic()
+    proxy.inject([503], methods={"PATCH"}, path=DEPLOYMENTS.path(namespace, name))
+    put_apptask(admin, apptask(name, namespace, replicas=0, image="nginx:1.27"))
+    poll_until(lambda: phase(admin, namespace, name) == "Degraded", timeout=30,
+               message="Degraded once the 503s lasted")
+    records = proxy.records()
+    first = min(r.at for r in records if r.injected and r.at >= calm)
+    written = [r.at for r in records if r.path == status_path and r.at >= first]
+    assert written and min(written) - first >= grace, (first, written)
+    conditions = admin.get(APPTASKS.path(namespace, name))["status"]["conditions"]
+    assert any(c["reason"] == "ApplyFailed" and "503" in c["message"] for c in conditions)
+    proxy.pass_through()
+    poll_until(lambda: converged(admin, namespace, "nginx:1.27", 1)
+               and phase(admin, namespace, name) == "Ready", timeout=30, message="Ready again")
+
+
 def test_apiserver_restart_mid_burst_loses_and_duplicates_nothing(
         admin, controller, namespace, cluster):
     """Item 1: kube-apiserver killed while 200 AppTasks are being reconciled, started again on

@@ -27,6 +27,7 @@ from ssa_controller.reconciler import (
     deployment_version,
     item_backoff,
     rejected,
+    transient,
 )
 from ssa_controller.settle import StatusSettle
 from ssa_controller.store import Store
@@ -278,7 +279,7 @@ def test_a_failed_status_write_keeps_the_apply_outcome_and_the_fight() -> None:
 def test_a_status_write_failing_after_another_failure_keeps_the_first_error() -> None:
     harness = Harness()
     harness.given(apptask())
-    harness.kube.failures.update(apply=ApiError(503, "ServiceUnavailable", "busy"),
+    harness.kube.failures.update(apply=ApiError(403, "Forbidden", "exceeded quota"),
                                  status=ApiError(500, "InternalError", "etcd timeout"))
     result = harness.reconcile()
     assert result.outcome == "error" and result.error is harness.kube.failures["apply"]
@@ -288,12 +289,81 @@ def test_a_throttled_status_write_after_another_failure_waits_its_retry_after() 
     """The first error is kept, unless the later one carries a longer Retry-After: the retry
     must honour the longest wait the server asked for."""
     harness = Harness()
+    harness.reconciler.degraded_after = 0.0  # the transport error is reported at once
     harness.given(apptask())
     throttled = ApiError(429, "TooManyRequests", "slow down", retry_after=2.0)
     harness.kube.failures.update(apply=ApiError(0, "TransportError", "connection reset"),
                                  status=throttled)
     result = harness.reconcile()
     assert result.outcome == "error" and result.error is throttled
+
+
+UNAVAILABLE = ApiError(503, "ServiceUnavailable", "busy")
+
+
+@pytest.mark.parametrize("error, passing", [
+    (ApiError(0, "TransportError", "connection reset"), True),
+    (ApiError(429, "TooManyRequests", "slow down", retry_after=1.0), True),
+    (ApiError(500, "InternalError", "etcdserver: request timed out"), True),
+    (ApiError(502, "BadGateway", ""), True),
+    (UNAVAILABLE, True),
+    (ApiError(504, "GatewayTimeout", ""), True),
+    (ApiError(500, "", "failed to create typed patch object: duplicate entries"), False),
+    (ApiError(403, "Forbidden", "exceeded quota"), False),
+    (ApiError(409, "Conflict", "Apply failed with 1 conflict"), False),
+    (IMMUTABLE, False),
+])
+def test_which_failures_may_pass_by_themselves(error: ApiError, passing: bool) -> None:
+    assert transient(error) is passing
+
+
+def statuses(harness: Harness) -> int:
+    return harness.kube.kinds().count("status")
+
+
+def test_transient_failures_write_no_status_until_they_last_degraded_after() -> None:
+    harness = Harness()
+    assert harness.reconciler.degraded_after == 30.0  # BackoffConfig's default
+    harness.given(apptask())
+    harness.kube.failures["apply"] = UNAVAILABLE
+    for after in (0.0, 10.0, 19.9):  # 29.9 s of failures
+        result = harness.reconcile(after)
+        assert result.error is UNAVAILABLE and statuses(harness) == 0
+    harness.reconcile(0.1)
+    written = harness.apptasks.get(KEY)["status"]
+    assert statuses(harness) == 1 and written["phase"] == "Degraded"
+    assert any("503" in c["message"] for c in written["conditions"])
+
+
+def test_a_success_starts_the_grace_of_the_next_transient_failures_afresh() -> None:
+    harness = Harness()
+    harness.given(apptask())
+    harness.kube.failures["apply"] = UNAVAILABLE
+    harness.reconcile()
+    del harness.kube.failures["apply"]
+    assert harness.reconcile(29.0).error is None
+    harness.kube.failures["apply"] = UNAVAILABLE
+    harness.reconcile(1.0)  # 30 s after the first failure, but the first of a new run
+    assert statuses(harness) == 0
+
+
+def test_forgetting_an_apptask_forgets_its_failures() -> None:
+    harness = Harness()
+    harness.given(apptask())
+    harness.kube.failures["apply"] = UNAVAILABLE
+    harness.reconcile()
+    harness.reconciler.forget(KEY)
+    harness.reconcile(30.0)
+    assert statuses(harness) == 0
+
+
+def test_a_failure_that_will_not_pass_by_itself_is_reported_at_once() -> None:
+    harness = Harness()
+    harness.given(apptask())
+    harness.kube.failures["apply"] = ApiError(403, "Forbidden", "deployments is forbidden")
+    harness.reconcile()
+    assert statuses(harness) == 1
+    assert harness.apptasks.get(KEY)["status"]["phase"] == "Degraded"
 
 
 def test_a_refused_generation_is_retried_only_with_backoff() -> None:
