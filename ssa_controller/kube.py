@@ -24,7 +24,6 @@ connection has TCP keepalive, so a silent stall or a dead path never hangs the c
 from __future__ import annotations
 
 import copy
-import json
 import os
 import re
 import socket
@@ -39,6 +38,8 @@ from types import SimpleNamespace
 from typing import Any, Protocol, TypeVar
 from urllib.parse import quote, urlencode, urlsplit
 from urllib.request import getproxies
+
+import orjson
 
 from . import http1, serviceaccount
 
@@ -147,15 +148,14 @@ _YAML_UNSAFE = re.compile("[^\x20-\x7e\U00010000-\U0010ffff]")
 
 
 def encode_body(body: Any, content_type: str | None) -> bytes:
-    """The request body as JSON. An apply patch is read by the server's YAML parser, which
-    refuses the surrogate-pair escapes (\\ud83d\\ude00) that json.dumps writes for characters
-    beyond U+FFFF: there such characters go as UTF-8, everything else non-ASCII stays escaped
-    (YAML does not allow every character raw)."""
-    if content_type != APPLY_PATCH:
-        return json.dumps(body).encode()
-    text = json.dumps(body, ensure_ascii=False)
-    return _YAML_UNSAFE.sub(lambda m: f"\\u{ord(m.group()):04x}", text).encode(
-        "utf-8", "backslashreplace")
+    """The request body as JSON in UTF-8. An apply patch is read by the server's YAML parser,
+    which does not allow every character raw and refuses the surrogate-pair escapes
+    (\\ud83d\\ude00) of characters beyond U+FFFF: there such characters stay UTF-8 and every
+    other one beyond printable ASCII is escaped."""
+    data = orjson.dumps(body)
+    if content_type != APPLY_PATCH or data.isascii():
+        return data
+    return _YAML_UNSAFE.sub(lambda m: f"\\u{ord(m.group()):04x}", data.decode()).encode()
 
 
 def _retry_after(headers: Mapping[str, str]) -> float | None:
@@ -168,7 +168,7 @@ def _retry_after(headers: Mapping[str, str]) -> float | None:
 
 def _error_from(status: int, data: bytes, headers: Mapping[str, str]) -> ApiError:
     try:
-        body = json.loads(data) if data else None
+        body = orjson.loads(data) if data else None
     except ValueError:
         body = None
     if isinstance(body, dict):
@@ -251,7 +251,7 @@ class WatchStream:
                 *lines, buffer = buffer.split(b"\n")
                 for line in lines:
                     if line.strip():
-                        yield json.loads(line)
+                        yield orjson.loads(line)
         finally:
             with self._lock:
                 self._closed = True
@@ -612,7 +612,7 @@ class Kube:
             method, target, headers, data, timeout or self.request_timeout, timeout))
         if response.status >= 400:
             raise _error_from(response.status, response.data, response.headers)
-        return json.loads(response.data) if response.data else {}
+        return orjson.loads(response.data) if response.data else {}
 
     def get(self, path: str, params: Mapping[str, Any] | None = None) -> Obj:
         return self.request("GET", path, params=params)
