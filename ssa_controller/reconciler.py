@@ -308,7 +308,9 @@ class Reconciler:
 
     def reconcile(self, key: str) -> Result:
         result = self._reconcile(key)
-        if result.error is None or not transient(result.error):
+        failing = result.outcome is Outcome.ERROR and result.error is not None \
+            and transient(result.error)
+        if not failing:  # the run of transient failures, if any, is over
             self._failing_since.pop(key, None)
         return result
 

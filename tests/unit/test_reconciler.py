@@ -347,6 +347,19 @@ def test_a_success_starts_the_grace_of_the_next_transient_failures_afresh() -> N
     assert statuses(harness) == 0
 
 
+def test_an_apply_that_passes_ends_the_run_even_when_its_status_write_fails() -> None:
+    harness = Harness()
+    harness.given(apptask())
+    harness.kube.failures["apply"] = UNAVAILABLE
+    harness.reconcile()
+    harness.kube.failures = {"status": UNAVAILABLE}
+    assert harness.reconcile(29.0).outcome == "applied"
+    harness.given(apptask(generation=2))
+    harness.kube.failures = {"apply": UNAVAILABLE}
+    harness.reconcile(1.0)
+    assert statuses(harness) == 0
+
+
 def test_forgetting_an_apptask_forgets_its_failures() -> None:
     harness = Harness()
     harness.given(apptask())
