@@ -354,9 +354,9 @@ def test_an_apply_that_passes_ends_the_run_even_when_its_status_write_fails() ->
     harness.reconcile()
     harness.kube.failures = {"status": UNAVAILABLE}
     assert harness.reconcile(29.0).outcome == "applied"
-    harness.given(apptask(generation=2))
+    harness.given(apptask(generation=2, image="nginx:1.26"))
     harness.kube.failures = {"apply": UNAVAILABLE}
-    harness.reconcile(1.0)
+    assert harness.reconcile(1.0).error is UNAVAILABLE
     assert statuses(harness) == 0
 
 
