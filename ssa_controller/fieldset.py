@@ -14,8 +14,6 @@ import sys
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-import orjson
-
 Path = tuple[str, ...]
 Owners = dict[tuple[str, str], frozenset[Path]]
 """(manager, operation) -> the spec and metadata paths that manager owns."""
@@ -84,20 +82,20 @@ def to_fields(paths: Iterable[Path]) -> dict[str, Any]:
 
 
 _SHAPES_LIMIT = 4096
-_shapes: dict[bytes, frozenset[Path]] = {}
-"""fieldsV1 trees (as JSON) -> their paths. Objects a controller renders share a few
+_shapes: dict[str, frozenset[Path]] = {}
+"""fieldsV1 trees (as JSON text) -> their paths. Objects a controller renders share a few
 shapes (values are not part of fieldsV1), so their summaries share one frozenset: flattened
 once, stored once, compared by identity."""
 
 
 def _paths(fields: Mapping[str, Any]) -> frozenset[Path]:
-    shape = orjson.dumps(fields)
-    paths = _shapes.get(shape)
+    text = json.dumps(fields, separators=(",", ":"))
+    paths = _shapes.get(text)
     if paths is None:
         paths = frozenset(flatten(fields))
         if len(_shapes) >= _SHAPES_LIMIT:
             _shapes.clear()
-        _shapes[shape] = paths
+        _shapes[text] = paths
     return paths
 
 
