@@ -205,7 +205,7 @@ def test_transient_failures_write_no_status_until_they_last_degraded_after(
     """Every apply of one Deployment answered 503: while that lasts less than
     backoff.degradedAfter, the status is not written; past it, it says Degraded with the 503;
     once the applies pass, Ready again."""
-    grace, name = 4.0, "blip"
+    grace, name = 6.0, "blip"
     status_path = APPTASKS.path(namespace, name, "status")
     controller(scoped(namespace, backoff={"base": "200ms", "cap": "1s", "degradedAfter": grace}),
                server_url=proxy.url)
