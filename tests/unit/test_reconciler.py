@@ -335,28 +335,19 @@ def test_transient_failures_write_no_status_until_they_last_degraded_after() -> 
     assert any("503" in c["message"] for c in written["conditions"])
 
 
-def test_a_success_starts_the_grace_of_the_next_transient_failures_afresh() -> None:
+@pytest.mark.parametrize("then_failing", [{}, {"status": UNAVAILABLE}],
+                         ids=["success", "applied-but-status-failed"])
+def test_an_apply_that_passes_starts_the_grace_of_the_next_failures_afresh(
+        then_failing: dict[str, ApiError]) -> None:
     harness = Harness()
     harness.given(apptask())
-    harness.kube.failures["apply"] = UNAVAILABLE
+    harness.kube.failures = {"apply": UNAVAILABLE}
     harness.reconcile()
-    del harness.kube.failures["apply"]
-    assert harness.reconcile(29.0).error is None
-    harness.kube.failures["apply"] = UNAVAILABLE
-    harness.reconcile(1.0)  # 30 s after the first failure, but the first of a new run
-    assert statuses(harness) == 0
-
-
-def test_an_apply_that_passes_ends_the_run_even_when_its_status_write_fails() -> None:
-    harness = Harness()
-    harness.given(apptask())
-    harness.kube.failures["apply"] = UNAVAILABLE
-    harness.reconcile()
-    harness.kube.failures = {"status": UNAVAILABLE}
+    harness.kube.failures = dict(then_failing)
     assert harness.reconcile(29.0).outcome == "applied"
     harness.given(apptask(generation=2, image="nginx:1.26"))
     harness.kube.failures = {"apply": UNAVAILABLE}
-    assert harness.reconcile(1.0).error is UNAVAILABLE
+    assert harness.reconcile(1.0).error is UNAVAILABLE  # 30 s after the first failure
     assert statuses(harness) == 0
 
 
