@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 from faultproxy import FaultProxy, RequestRecord
-from helpers import apptask, container, put_apptask, scoped
+from helpers import apptask, container, put_apptask, scoped, status_of
 
 from ssa_controller.envtest import ControlPlane, poll_until
 from ssa_controller.kube import APPTASKS, DEPLOYMENTS, WATCH_STALLED, ApiError, Kube
@@ -196,10 +196,6 @@ def test_throttling_server_errors_and_resets_are_retried_within_the_rate_limit(
     assert process.proc.poll() is None
 
 
-def phase(admin: Kube, namespace: str, name: str) -> str | None:
-    return admin.get(APPTASKS.path(namespace, name)).get("status", {}).get("phase")
-
-
 def test_transient_failures_write_no_status_until_they_last_degraded_after(
         admin, controller, namespace, proxy):
     """Every apply of one Deployment answered 503: while that lasts less than
@@ -210,7 +206,8 @@ def test_transient_failures_write_no_status_until_they_last_degraded_after(
     controller(scoped(namespace, backoff={"base": "200ms", "cap": "1s", "degradedAfter": grace}),
                server_url=proxy.url)
     put_apptask(admin, apptask(name, namespace, replicas=0))
-    poll_until(lambda: phase(admin, namespace, name) == "Ready", timeout=30, message="Ready")
+    poll_until(lambda: status_of(admin, namespace, name).get("phase") == "Ready", timeout=30,
+               message="Ready")
 
     blip = time.monotonic()
     proxy.inject([503], methods={"PATCH"}, path=DEPLOYMENTS.path(namespace, name))
@@ -220,7 +217,7 @@ def test_transient_failures_write_no_status_until_they_last_degraded_after(
     proxy.pass_through()
     passed = time.monotonic()
     poll_until(lambda: converged(admin, namespace, "nginx:1.26", 1)
-               and phase(admin, namespace, name) == "Ready", timeout=30,
+               and status_of(admin, namespace, name).get("phase") == "Ready", timeout=30,
                message="applied and Ready once the 503s passed")
     assert passed - blip < grace
     assert not [r for r in proxy.records() if r.path == status_path and blip <= r.at < passed]
@@ -228,17 +225,18 @@ def test_transient_failures_write_no_status_until_they_last_degraded_after(
     calm = time.monotonic()
     proxy.inject([503], methods={"PATCH"}, path=DEPLOYMENTS.path(namespace, name))
     put_apptask(admin, apptask(name, namespace, replicas=0, image="nginx:1.27"))
-    poll_until(lambda: phase(admin, namespace, name) == "Degraded", timeout=30,
-               message="Degraded once the 503s lasted")
+    poll_until(lambda: status_of(admin, namespace, name).get("phase") == "Degraded",
+               timeout=30, message="Degraded once the 503s lasted")
     records = proxy.records()
     first = min(r.at for r in records if r.injected and r.at >= calm)
     written = [r.at for r in records if r.path == status_path and r.at >= first]
     assert written and min(written) - first >= grace, (first, written)
-    conditions = admin.get(APPTASKS.path(namespace, name))["status"]["conditions"]
+    conditions = status_of(admin, namespace, name)["conditions"]
     assert any(c["reason"] == "ApplyFailed" and "503" in c["message"] for c in conditions)
     proxy.pass_through()
     poll_until(lambda: converged(admin, namespace, "nginx:1.27", 1)
-               and phase(admin, namespace, name) == "Ready", timeout=30, message="Ready again")
+               and status_of(admin, namespace, name).get("phase") == "Ready", timeout=30,
+               message="Ready again")
 
 
 def test_apiserver_restart_mid_burst_loses_and_duplicates_nothing(

@@ -40,22 +40,28 @@ BASE, CAP = 1.0, 4.0
 REPLICAS = ("f:spec", "f:replicas")
 IMMUTABLE = ApiError(422, "Invalid", 'Deployment.apps "web" is invalid: spec.selector: Invalid '
                      "value: ...: field is immutable")
+UNAVAILABLE = ApiError(503, "ServiceUnavailable", "busy")
 
 
 # --------------------------------------------------------------------------- pure decisions
 
 
-@pytest.mark.parametrize("error, refused", [
-    (ApiError(400, "BadRequest", "admission webhook denied the request"), True),
-    (IMMUTABLE, True),
-    (ApiError(500, "", "failed to create typed patch object: duplicate entries"), True),
-    (ApiError(500, "InternalError", "etcdserver: request timed out"), False),
-    (ApiError(409, "Conflict", "Apply failed with 1 conflict"), False),
-    (ApiError(403, "Forbidden", "exceeded quota"), False),
-    (ApiError(0, "ConnectionError", "refused"), False),
+@pytest.mark.parametrize("error, refused, passing", [
+    (ApiError(400, "BadRequest", "admission webhook denied the request"), True, False),
+    (IMMUTABLE, True, False),
+    (ApiError(500, "", "failed to create typed patch object: duplicate entries"), True, False),
+    (ApiError(500, "InternalError", "etcdserver: request timed out"), False, True),
+    (ApiError(409, "Conflict", "Apply failed with 1 conflict"), False, False),
+    (ApiError(403, "Forbidden", "exceeded quota"), False, False),
+    (ApiError(0, "ConnectionError", "refused"), False, True),
+    (ApiError(429, "TooManyRequests", "slow down", retry_after=1.0), False, True),
+    (ApiError(502, "BadGateway", ""), False, True),
+    (UNAVAILABLE, False, True),
+    (ApiError(504, "GatewayTimeout", ""), False, True),
 ])
-def test_which_failures_are_refusals_of_the_body(error: ApiError, refused: bool) -> None:
-    assert rejected(error) is refused
+def test_which_failures_are_refusals_of_the_body_and_which_may_pass_by_themselves(
+        error: ApiError, refused: bool, passing: bool) -> None:
+    assert (rejected(error), transient(error)) == (refused, passing)
 
 
 def test_a_conflict_is_summarised_by_manager_and_fields() -> None:
@@ -296,25 +302,6 @@ def test_a_throttled_status_write_after_another_failure_waits_its_retry_after() 
                                  status=throttled)
     result = harness.reconcile()
     assert result.outcome == "error" and result.error is throttled
-
-
-UNAVAILABLE = ApiError(503, "ServiceUnavailable", "busy")
-
-
-@pytest.mark.parametrize("error, passing", [
-    (ApiError(0, "TransportError", "connection reset"), True),
-    (ApiError(429, "TooManyRequests", "slow down", retry_after=1.0), True),
-    (ApiError(500, "InternalError", "etcdserver: request timed out"), True),
-    (ApiError(502, "BadGateway", ""), True),
-    (UNAVAILABLE, True),
-    (ApiError(504, "GatewayTimeout", ""), True),
-    (ApiError(500, "", "failed to create typed patch object: duplicate entries"), False),
-    (ApiError(403, "Forbidden", "exceeded quota"), False),
-    (ApiError(409, "Conflict", "Apply failed with 1 conflict"), False),
-    (IMMUTABLE, False),
-])
-def test_which_failures_may_pass_by_themselves(error: ApiError, passing: bool) -> None:
-    assert transient(error) is passing
 
 
 def statuses(harness: Harness) -> int:
