@@ -1,4 +1,4 @@
-"""Benchmark: ssa-controller side by side with the floor and with kopf, in one run.
+"""Benchmark: ssa-controller side by side with the floor, kopf and a Go controller, in one run.
 
     .venv/bin/pip install -e '.[bench]'      # kopf, for the yardstick only
     .venv/bin/python tests/bench/bench_compare.py --count 1000 [--count 5000] [--alone 20000]
@@ -12,7 +12,10 @@ keep-alive connections:
   patch per AppTask generation, nothing else;
 - controller: `python -m ssa_controller run` (write limit lifted to 1000 qps), with credentials
   as in a pod (a service-account directory and $KUBERNETES_SERVICE_HOST, no kubeconfig);
-- kopf: tests/bench/kopf_operator.py under `kopf run` (Event posting off).
+- kopf: tests/bench/kopf_operator.py under `kopf run` (Event posting off);
+- go: tests/bench/goctl/, client-go informers, a rate-limited work queue, the same apply body and
+  status (client limit 1000 qps), built once from Debian's kubernetes source and cached
+  (goctl_build.py); skipped, with one line saying why, when it cannot be built.
 Scenarios per contender and COUNT: N new AppTasks at once; a burst of spec changes to 10% of
 them; a 10-replica rolling update; a cold start over the N converged AppTasks; 5 idle resync
 periods of 2 s (the controller only, restarted for it: the others have no resync; elsewhere it
@@ -57,6 +60,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
+import goctl_build  # noqa: E402  (beside this file)
 from bench_figures import Runs, by_verb, fmt, table  # noqa: E402
 
 from ssa_controller import crds  # noqa: E402
@@ -379,6 +383,19 @@ class Kopf(Contender):
                 "-q", str(HERE / "kopf_operator.py")]
 
 
+class Go(Contender):
+    """tests/bench/goctl/, built by goctl_build (the binary is set before the run)."""
+
+    name = "go"
+    agents = ("bench-goctl",)
+    binary: Path | None = None
+
+    def argv(self) -> list[str]:
+        assert self.binary is not None
+        return [str(self.binary), "--kubeconfig", str(self.plane.kubeconfig), "--namespace",
+                self.ns, "--workers", str(self.workers)]
+
+
 # -- measurements ----------------------------------------------------------------------------
 
 class Run:
@@ -603,7 +620,7 @@ def main() -> int:
     parser.add_argument("--count", type=int, action="append")
     parser.add_argument("--alone", type=int, action="append", default=[],
                         help="the controller alone at this count (new, cold start)")
-    parser.add_argument("--contenders", default="floor,controller,kopf")
+    parser.add_argument("--contenders", default="floor,controller,kopf,go")
     parser.add_argument("--scenarios", default="burst,rollout,latency,idle,cold,backlog")
     parser.add_argument("--samples", type=int, default=100)
     parser.add_argument("--workers", type=int, default=4)
@@ -620,12 +637,18 @@ def main() -> int:
                         "stacks to this file; the last start of the process wins)")
     args = parser.parse_args()
     counts = args.count or [1000]
-    kinds = {"floor": Floor, "controller": Ours, "kopf": Kopf, "baseline": Baseline}
+    kinds = {"floor": Floor, "controller": Ours, "kopf": Kopf, "baseline": Baseline, "go": Go}
     if args.baseline:
         Baseline.root = Path(args.baseline).resolve()
     if args.profile:
         Ours.profile = Path(args.profile).resolve()
     chosen = [kinds[n] for n in args.contenders.split(",")]
+    if Go in chosen:
+        try:
+            Go.binary = goctl_build.build(log=lambda line: print(line, flush=True))
+        except goctl_build.GoBuildError as error:
+            print(f"go: skipped: {error}", flush=True)
+            chosen.remove(Go)
     scenarios = set(args.scenarios.split(",")) - {""}
     run = Run(args)
     started = datetime.now(UTC)
