@@ -615,6 +615,23 @@ class Run:
         return worst
 
 
+KINDS: dict[str, type[Contender]] = {"floor": Floor, "controller": Ours, "kopf": Kopf,
+                                     "baseline": Baseline, "go": Go}
+
+
+def choose(names: list[str]) -> list[type[Contender]]:
+    """The contenders named; go once its binary is found or built, else left out with one line
+    saying why."""
+    chosen = [KINDS[n] for n in names]
+    if Go in chosen:
+        try:
+            Go.binary = goctl_build.build(log=lambda line: print(line, flush=True))
+        except goctl_build.GoBuildError as error:
+            print(f"go: skipped: {error}", flush=True)
+            chosen.remove(Go)
+    return chosen
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--count", type=int, action="append")
@@ -637,18 +654,15 @@ def main() -> int:
                         "stacks to this file; the last start of the process wins)")
     args = parser.parse_args()
     counts = args.count or [1000]
-    kinds = {"floor": Floor, "controller": Ours, "kopf": Kopf, "baseline": Baseline, "go": Go}
     if args.baseline:
         Baseline.root = Path(args.baseline).resolve()
     if args.profile:
         Ours.profile = Path(args.profile).resolve()
-    chosen = [kinds[n] for n in args.contenders.split(",")]
-    if Go in chosen:
-        try:
-            Go.binary = goctl_build.build(log=lambda line: print(line, flush=True))
-        except goctl_build.GoBuildError as error:
-            print(f"go: skipped: {error}", flush=True)
-            chosen.remove(Go)
+    names = args.contenders.split(",")
+    unknown = [n for n in names if n not in KINDS]
+    if unknown:
+        parser.error(f"unknown contenders {', '.join(unknown)} (known: {', '.join(KINDS)})")
+    chosen = choose(names)
     scenarios = set(args.scenarios.split(",")) - {""}
     run = Run(args)
     started = datetime.now(UTC)

@@ -14,6 +14,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+import bench_compare
 import goctl_build
 import pytest
 from bench_compare import apptask
@@ -140,3 +141,15 @@ def test_a_missing_prerequisite_is_one_line_naming_it(
     message = str(raised.value)
     assert "\n" not in message
     assert f"missing Go 1.19 ({tmp_path / 'no-go' / 'go'}: golang-1.19-go)" in message
+
+
+def test_the_benchmark_runs_the_others_when_go_cannot_be_built(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.setattr(goctl_build, "GO_BIN", tmp_path / "no-go")
+    assert bench_compare.choose(["floor", "go", "controller"]) == [
+        bench_compare.Floor, bench_compare.Ours]
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 1
+    assert lines[0].startswith("go: skipped: cannot build the Go controller: missing Go 1.19")
