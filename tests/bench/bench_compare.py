@@ -1,16 +1,21 @@
-"""Benchmark: ssa-controller side by side with the floor and with kopf, in one run.
+"""Benchmark: ssa-controller side by side with the floor, kopf and a Go controller, in one run.
 
     .venv/bin/pip install -e '.[bench]'      # kopf, for the yardstick only
     .venv/bin/python tests/bench/bench_compare.py --count 1000 [--count 5000] [--alone 20000]
+        [--repeat 3]
 
 One local control plane (etcd, kube-apiserver v1.20.2, kube-controller-manager, the pod
-simulator). Each contender runs as its own process, one after the other, in its own namespace,
-with the same number of workers (4) and keep-alive connections:
+simulator). Each contender runs as its own process, one after the other, in its own namespace
+(deleted, and waited for, before the next one starts), with the same number of workers (4) and
+keep-alive connections:
 - floor: tests/bench/floor.py, one server-side apply of desired.render's body and one status
   patch per AppTask generation, nothing else;
 - controller: `python -m ssa_controller run` (write limit lifted to 1000 qps), with credentials
   as in a pod (a service-account directory and $KUBERNETES_SERVICE_HOST, no kubeconfig);
-- kopf: tests/bench/kopf_operator.py under `kopf run` (Event posting off).
+- kopf: tests/bench/kopf_operator.py under `kopf run` (Event posting off);
+- go: tests/bench/goctl/, client-go informers, a rate-limited work queue, the same apply body and
+  status (client limit 1000 qps), built once from Debian's kubernetes source and cached
+  (goctl_build.py); skipped, with one line saying why, when it cannot be built.
 Scenarios per contender and COUNT: N new AppTasks at once; a burst of spec changes to 10% of
 them; a 10-replica rolling update; a cold start over the N converged AppTasks; 5 idle resync
 periods of 2 s (the controller only, restarted for it: the others have no resync; elsewhere it
@@ -18,11 +23,15 @@ runs with its default period, 5 minutes); change-to-Deployment latency over
 SAMPLES sequential updates; a backlog: every AppTask changed while the contender was down,
 then it starts (its throughput, without the pace of the creations). --alone N runs the "new"
 and "cold start" scenarios for the controller alone, without waiting for every AppTask to be
-Ready (at 20,000 the Deployment controller needs half an hour for that). Times are ratios to
-the floor's in the same run; requests come from the audit log, CPU seconds and RSS from /proc
-of the contender's process; for "new" and "backlog" also the CPU seconds of the control plane
-(plane_cpu) and of this harness (harness_cpu) until every status was current, and how busy the
-machine's cores were then (busy, percent, /proc/stat). Not a test.
+Ready (at 20,000 the Deployment controller needs half an hour for that). Every contender runs
+REPEAT times per COUNT, taking turns (run 1 of each, then run 2 of each, ...); each figure is
+the median of the runs [min-max] (bench_figures.py). Times are also ratios to the floor's in
+the same run (the median of those); "status" is when every observedGeneration was current,
+"ready" when every AppTask was Ready too (new and backlog; the floor never writes Ready).
+Requests come from the audit log, CPU seconds and RSS from /proc of the contender's process;
+for "new" and "backlog" also the CPU seconds of the control plane (plane_cpu) and of this
+harness (harness_cpu) until every status was current, and how busy the machine's cores were
+then (busy, percent, /proc/stat). Not a test.
 """
 
 from __future__ import annotations
@@ -41,7 +50,6 @@ import sys
 import tempfile
 import threading
 import time
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -52,8 +60,12 @@ import yaml
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
+import goctl_build  # noqa: E402  (beside this file)
+from bench_figures import Runs, by_verb, fmt, table  # noqa: E402
+
 from ssa_controller import crds  # noqa: E402
 from ssa_controller.envtest import (  # noqa: E402
+    ApiError,
     ControlPlane,
     PodSimulator,
     die_with_parent,
@@ -241,6 +253,7 @@ class Contender:
     name = ""
     agents: tuple[str, ...] = ()
     resyncs = False
+    tracks_ready = True  # writes Ready once the Deployment is
 
     def __init__(self, plane: ControlPlane, workdir: Path, ns: str, workers: int,
                  resync: float) -> None:
@@ -279,6 +292,7 @@ class Contender:
 class Floor(Contender):
     name = "floor"
     agents = ("bench-floor",)
+    tracks_ready = False
 
     def argv(self) -> list[str]:
         return [sys.executable, str(HERE / "floor.py"), "--kubeconfig",
@@ -369,27 +383,25 @@ class Kopf(Contender):
                 "-q", str(HERE / "kopf_operator.py")]
 
 
+class Go(Contender):
+    """tests/bench/goctl/, built by goctl_build (the binary is set before the run)."""
+
+    name = "go"
+    agents = ("bench-goctl",)
+    binary: Path | None = None
+
+    def argv(self) -> list[str]:
+        assert self.binary is not None
+        return [str(self.binary), "--kubeconfig", str(self.plane.kubeconfig), "--namespace",
+                self.ns, "--workers", str(self.workers)]
+
+
 # -- measurements ----------------------------------------------------------------------------
-
-@dataclass
-class Figures:
-    values: dict[str, str] = field(default_factory=dict)
-    raw: dict[str, float] = field(default_factory=dict)
-
-
-def by_verb(events: list[Any], per: int) -> str:
-    counts = collections.Counter(
-        f"{e.verb} {e.resource}{'/' + e.subresource if e.subresource else ''}" for e in events
-        if e.verb not in ("watch",))
-    total = sum(counts.values())
-    parts = ", ".join(f"{v} {k}" for k, v in sorted(counts.items(), key=lambda kv: -kv[1]))
-    return f"{total / per:.2f} ({parts or 'none'})"
-
 
 class Run:
     def __init__(self, args: argparse.Namespace) -> None:
         self.args = args
-        self.results: dict[tuple[str, str], dict[str, Any]] = {}
+        self.results: Runs = {}
 
     def admin(self, plane: ControlPlane) -> Kube:
         return Kube.from_kubeconfig(str(plane.kubeconfig), user_agent="bench",
@@ -403,9 +415,9 @@ class Run:
                                                 field_manager="bench", force=True), names))
 
     def contender(self, cls: type[Contender], plane: ControlPlane, workdir: Path, count: int,
-                  scenarios: set[str], wait_ready: bool = True) -> None:
+                  scenarios: set[str], run: int, wait_ready: bool = True) -> None:
         args = self.args
-        ns = f"{cls.name}-{count}"
+        ns = f"{cls.name}-{count}-{run}"
         admin = self.admin(plane)
         admin.create("/api/v1/namespaces", {"metadata": {"name": ns}})
         c = cls(plane, workdir, ns, args.workers, args.resync)
@@ -414,15 +426,17 @@ class Run:
         # the 10-replica AppTask and a probe exist before the contender starts
         self.create_all(admin, ns, [ROLL], replicas=10)
         c.start()
-        ats.when_all([ROLL], ready if cls is not Floor else current, time.monotonic(), 120)
+        ats.when_all([ROLL], ready if c.tracks_ready else current, time.monotonic(), 120)
         time.sleep(1.0)
         names = [f"at-{i}" for i in range(count)]
         log = plane.audit
         rss0, _ = proc_mem(c.proc.pid)
 
         def record(scenario: str, **figures: Any) -> None:
-            self.results.setdefault((scenario, str(count)), {})[cls.name] = figures
-            print(f"  {cls.name} {scenario} N={count}: {figures}", flush=True)
+            runs = self.results.setdefault((scenario, str(count)), {})
+            runs.setdefault(cls.name, []).append(figures)
+            print(f"  {cls.name} {scenario} N={count}: "
+                  + "  ".join(f"{k}={fmt(v, 2)}" for k, v in figures.items()), flush=True)
 
         # new AppTasks
         mark, cpu0, t0 = log.mark(), proc_cpu(c.proc.pid), time.monotonic()
@@ -434,7 +448,7 @@ class Run:
         status = ats.when_all(names, current, t0, args.timeout)
         shares = machine.figures()
         converged = None
-        if cls is not Floor and wait_ready:
+        if c.tracks_ready and wait_ready:
             converged = ats.when_all(names, ready, t0, args.timeout)
         events = self.quiet(log, mark, c)
         cpu = proc_cpu(c.proc.pid) - cpu0
@@ -450,7 +464,7 @@ class Run:
             self.create_all(admin, ns, burst, image=NEW_IMAGE)
             applied = deps.when_all(burst, lambda s: s[0] == NEW_IMAGE, t0, args.timeout)
             status = ats.when_all(burst, lambda s: s[0] == 2 and current(s), t0, args.timeout)
-            if cls is not Floor:
+            if c.tracks_ready:
                 ats.when_all(burst, ready, t0, args.timeout)
             events = self.quiet(log, mark, c)
             record("burst", applied=applied, status=status, requests=by_verb(events, len(burst)),
@@ -462,7 +476,7 @@ class Run:
                         field_manager="bench", force=True)
             rolled = deps.when_all([ROLL], lambda s: s[0] == NEW_IMAGE and s[2] == s[1]
                                    and s[3] == 10 and s[4] == 10, t0, 120)
-            if cls is not Floor:
+            if c.tracks_ready:
                 ats.when_all([ROLL], lambda s: s[0] == 2 and ready(s) and s[3] == 10, t0, 120)
             time.sleep(3.0)
             writes = [e for e in log.events(mark) if c.mine(e) and e.resource == "apptasks"
@@ -490,7 +504,7 @@ class Run:
                 lat.append(deps.first(name, updated, t) - t)
             record("latency", p50=percentile(lat, 50) * 1000, p99=percentile(lat, 99) * 1000)
             # let statuses settle before the idle and cold-start scenarios
-            ats.when_all(names, ready if cls is not Floor else current, time.monotonic(), 120)
+            ats.when_all(names, ready if c.tracks_ready else current, time.monotonic(), 120)
             time.sleep(2.0)
 
         if "idle" in scenarios and c.resyncs:  # restarted with a short resync period
@@ -539,13 +553,36 @@ class Run:
             applied = deps.when_all(names, lambda s: s[0] == BACKLOG_IMAGE, t0, args.timeout)
             status = ats.when_all(names, current, t0, args.timeout)
             shares = machine.figures()
+            converged = None
+            if c.tracks_ready and wait_ready:
+                converged = ats.when_all(names, ready, t0, args.timeout)
             events = self.quiet(log, mark, c)
-            record("backlog", applied=applied, status=status, requests=by_verb(events, count),
-                   cpu=proc_cpu(c.proc.pid), peak=proc_mem(c.proc.pid)[1], **shares)
+            record("backlog", applied=applied, status=status, ready=converged,
+                   requests=by_verb(events, count), cpu=proc_cpu(c.proc.pid),
+                   peak=proc_mem(c.proc.pid)[1], **shares)
         c.stop()
         deps.stop()
         ats.stop()
+        self.delete_namespace(admin, ns)
+
+    def delete_namespace(self, admin: Kube, ns: str) -> None:
+        """Delete `ns` and wait until it is gone: the garbage collector and the namespace
+        controller deleting thousands of objects would load the control plane under the next
+        contender."""
+        t0 = time.monotonic()
         admin.delete(f"/api/v1/namespaces/{ns}")
+
+        def gone() -> bool:
+            try:
+                admin.get(f"/api/v1/namespaces/{ns}")
+            except ApiError as error:
+                if error.status == 404:
+                    return True
+                raise
+            return False
+
+        poll_until(gone, timeout=self.args.timeout, interval=1.0, message=f"{ns} deleted")
+        print(f"  namespace {ns} deleted in {time.monotonic() - t0:.1f} s", flush=True)
 
     @staticmethod
     def quiet(log: Any, mark: int, c: Contender) -> list[Any]:
@@ -578,30 +615,21 @@ class Run:
         return worst
 
 
-def fmt(v: Any, digits: int = 1) -> str:
-    if v is None:
-        return "-"
-    if isinstance(v, float):
-        return f"{v:.{digits}f}"
-    return str(v)
+KINDS: dict[str, type[Contender]] = {"floor": Floor, "controller": Ours, "kopf": Kopf,
+                                     "baseline": Baseline, "go": Go}
 
 
-def table(results: dict[tuple[str, str], dict[str, Any]]) -> str:
-    rows = []
-    for (scenario, count), per in results.items():
-        floor = per.get("floor", {})
-        for name, f in per.items():
-            cells = []
-            for key, value in f.items():
-                text = fmt(value, 2 if key in ("mb_per_1000", "reconciles") else 1)
-                if key == "busy":
-                    text += "%"
-                if key in ("applied", "status", "ready") and floor.get(key) and value is not None \
-                        and name != "floor":
-                    text += f" ({value / floor[key]:.2f}x)"
-                cells.append(f"{key}={text}")
-            rows.append(f"{scenario:8} {count:>6} {name:11} " + "  ".join(cells))
-    return "\n".join(rows)
+def choose(names: list[str]) -> list[type[Contender]]:
+    """The contenders named; go once its binary is found or built, else left out with one line
+    saying why."""
+    chosen = [KINDS[n] for n in names]
+    if Go in chosen:
+        try:
+            Go.binary = goctl_build.build(log=lambda line: print(line, flush=True))
+        except goctl_build.GoBuildError as error:
+            print(f"go: skipped: {error}", flush=True)
+            chosen.remove(Go)
+    return chosen
 
 
 def main() -> int:
@@ -609,7 +637,7 @@ def main() -> int:
     parser.add_argument("--count", type=int, action="append")
     parser.add_argument("--alone", type=int, action="append", default=[],
                         help="the controller alone at this count (new, cold start)")
-    parser.add_argument("--contenders", default="floor,controller,kopf")
+    parser.add_argument("--contenders", default="floor,controller,kopf,go")
     parser.add_argument("--scenarios", default="burst,rollout,latency,idle,cold,backlog")
     parser.add_argument("--samples", type=int, default=100)
     parser.add_argument("--workers", type=int, default=4)
@@ -618,18 +646,23 @@ def main() -> int:
     parser.add_argument("--idle-resync", type=float, default=2.0,
                         help="the controller's resync period in the idle scenario (s)")
     parser.add_argument("--timeout", type=float, default=900.0)
+    parser.add_argument("--repeat", type=int, default=3,
+                        help="runs per contender and count; figures: median [min-max]")
     parser.add_argument("--baseline", help="a folder with an earlier version of the controller "
                         "(e.g. `git archive HEAD~1 | tar -x -C DIR`), run as contender 'baseline'")
     parser.add_argument("--profile", help="sample the controller with py-spy (collapsed "
                         "stacks to this file; the last start of the process wins)")
     args = parser.parse_args()
     counts = args.count or [1000]
-    kinds = {"floor": Floor, "controller": Ours, "kopf": Kopf, "baseline": Baseline}
     if args.baseline:
         Baseline.root = Path(args.baseline).resolve()
     if args.profile:
         Ours.profile = Path(args.profile).resolve()
-    chosen = [kinds[n] for n in args.contenders.split(",")]
+    names = args.contenders.split(",")
+    unknown = [n for n in names if n not in KINDS]
+    if unknown:
+        parser.error(f"unknown contenders {', '.join(unknown)} (known: {', '.join(KINDS)})")
+    chosen = choose(names)
     scenarios = set(args.scenarios.split(",")) - {""}
     run = Run(args)
     started = datetime.now(UTC)
@@ -641,15 +674,18 @@ def main() -> int:
         sim = PodSimulator(plane.url, plane.admin_token, str(plane.ca_file))
         sim.start()
         for count in counts:
-            for cls in chosen:
-                print(f"{cls.name} N={count}", flush=True)
-                run.contender(cls, plane, Path(tmp), count, scenarios)
+            for i in range(args.repeat):  # the contenders take turns, run by run
+                for cls in chosen:
+                    print(f"{cls.name} N={count} run {i + 1}/{args.repeat}", flush=True)
+                    run.contender(cls, plane, Path(tmp), count, scenarios, i)
         for count in args.alone:
-            print(f"controller alone N={count}", flush=True)
-            run.contender(Ours, plane, Path(tmp), count, {"cold"}, wait_ready=False)
+            for i in range(args.repeat):
+                print(f"controller alone N={count} run {i + 1}/{args.repeat}", flush=True)
+                run.contender(Ours, plane, Path(tmp), count, {"cold"}, i, wait_ready=False)
         sim.stop()
     print(f"\n{started:%Y-%m-%d %H:%M} UTC, {platform.node()}, {os.cpu_count()} cores, "
-          f"python {platform.python_version()}; times in s (ratio to the floor), cpu in s, "
+          f"python {platform.python_version()}; median [min-max] of {args.repeat} run(s); "
+          f"times in s (median ratio to the floor's in the same run), cpu in s, "
           f"peak RSS in MB, latency in ms")
     print(table(run.results))
     return 0
