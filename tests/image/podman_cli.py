@@ -92,15 +92,15 @@ class Podman:
         """Start a container in the background (`podman run -d ARGS`); its id."""
         return self("run", "--detach", "--pull=never", *ulimits(), *args).stdout.strip()
 
-    def once(self, image: str, *args: str, entrypoint: str | None = None,
+    def once(self, image: str, args: Sequence[str], options: Sequence[str] = (),
              timeout: float = COMMAND_TIMEOUT) -> subprocess.CompletedProcess[str]:
-        """Run `image` once in the foreground (root filesystem read-only, the image's user),
-        then remove the container, whether it ended or its deadline passed."""
+        """Run `image` with `args` once in the foreground, root filesystem read-only (`options`
+        go before the image: --user, --entrypoint...), then remove the container, whether it
+        ended or its deadline passed."""
         name = f"ssa-controller-once-{secrets.token_hex(4)}"
-        override = [] if entrypoint is None else ["--entrypoint", entrypoint]
         try:
             return self("run", "--rm", "--name", name, "--pull=never", "--read-only",
-                        *ulimits(), *override, image, *args, timeout=timeout, check=False)
+                        *ulimits(), *options, image, *args, timeout=timeout, check=False)
         finally:
             self.remove(name)
 
