@@ -5,7 +5,8 @@
   SSA_REQUIRE_CLUSTER is set (as .ci/run does): then they fail.
 - `namespace` (function): a fresh namespace, ready for pods, deleted after the test.
 - `poll_until`: the deadline-bounded polling helper (also importable from ssa_controller.envtest).
-Every test under tests/integration is marked `cluster` automatically.
+Every test under tests/integration is marked `cluster` automatically. Each phase's report is kept
+on the item (`item.rep_call`), so a fixture can print its processes' logs after a failure.
 """
 
 from __future__ import annotations
@@ -33,9 +34,10 @@ INTEGRATION = Path(__file__).parent / "integration"
 REQUIRE_CLUSTER = "SSA_REQUIRE_CLUSTER"
 
 
-OPT_IN_MARKERS = ("soak", "lab")
-"""Suites of minutes (tests/soak, tests/lab): left out unless the marker expression names them
-(`pytest -m soak tests/soak`, `pytest -m lab tests/lab`, as .ci/run does)."""
+OPT_IN_MARKERS = ("soak", "lab", "image")
+"""Suites of minutes (tests/soak, tests/lab, tests/image): left out unless the marker expression
+names them (`pytest -m soak tests/soak`, `pytest -m lab tests/lab`, `pytest -m image
+tests/image`, as .ci/run does)."""
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -113,3 +115,12 @@ def namespace(control_plane: ControlPlane, request: pytest.FixtureRequest) -> It
 @pytest.fixture
 def poll_until() -> Callable[..., Any]:
     return _poll_until
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    """Each phase's report as item.rep_setup / rep_call / rep_teardown, for fixtures that print
+    their processes' logs after a failed test."""
+    outcome = yield
+    report = outcome.get_result()
+    setattr(item, f"rep_{report.when}", report)

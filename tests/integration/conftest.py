@@ -189,10 +189,3 @@ def lease_name(admin: Kube) -> Iterator[str]:
     except ApiError as exc:
         if exc.status != 404:
             raise
-
-
-@pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
-    outcome = yield
-    report = outcome.get_result()
-    setattr(item, f"rep_{report.when}", report)

@@ -611,25 +611,54 @@ def test_kubectl_kustomize_builds_offline() -> None:
 # ---------------------------------------------------------------------------- Dockerfile
 
 
+def dockerfile_instructions() -> list[str]:
+    """manifests/Dockerfile's instructions, continuation lines joined, comments left out."""
+    text = re.sub(r"\\\n\s*", " ", (MANIFESTS / "Dockerfile").read_text())
+    return [ln.strip() for ln in text.splitlines() if ln.strip() and not ln.strip().startswith("#")]
+
+
 def test_dockerfile() -> None:
-    text = (MANIFESTS / "Dockerfile").read_text()
-    lines = [ln.strip() for ln in text.splitlines()
-             if ln.strip() and not ln.strip().startswith("#")]
-    assert lines[0] == "FROM python:3.11-slim"
-    assert any(re.fullmatch(r"RUN pip install \.( .*)?", ln) for ln in lines), (
-        "pip install . missing")
-    assert "[test]" not in text
+    lines = dockerfile_instructions()
+    # The base, pinned by digest, in the one ARG every stage starts from (tests/image builds the
+    # same file with a stand-in base by overriding it).
+    assert re.fullmatch(r"ARG BASE_IMAGE=docker\.io/library/debian@sha256:[0-9a-f]{64}",
+                        lines[0]), lines[0]
+    stages: set[str] = set()
+    for ln in lines:
+        if ln.startswith("FROM "):
+            words = ln.split()
+            assert words[1] in {"${BASE_IMAGE}", *stages}, ln
+            stages.update(words[3:4])
+    # Dependencies only from the hash-checked locks, no test extras, no build from sources.
+    installs = [part for ln in lines for part in ln.split("&&") if " install " in part
+                and "pip" in part and " -r " in part]
+    assert len(installs) == 2
+    assert all("--require-hashes" in part and "--only-binary=:all:" in part for part in installs)
+    assert "[test]" not in " ".join(lines)
     assert any(ln.startswith("COPY manifests/crd.yaml ") for ln in lines)
     users = [ln for ln in lines if ln.startswith("USER ")]
-    assert users and users[-1].split()[1].split(":")[0] == "65532"
+    assert users and users[-1].split()[1] == "65532:65532"
     assert lines.count('ENTRYPOINT ["ssa-controller"]') == 1
-    # Everything the image copies from the build context (the repository root) must exist.
+    labels = " ".join(ln for ln in lines if ln.startswith("LABEL "))
+    for label in ("source", "version", "revision"):
+        assert f"org.opencontainers.image.{label}=" in labels
+
+
+def test_dockerfile_copies_exist_and_pass_its_dockerignore() -> None:
+    """Everything the image copies from the build context (the repository root) exists and is
+    let through by manifests/Dockerfile.dockerignore, which ignores everything else."""
+    patterns = [ln.strip() for ln in (MANIFESTS / "Dockerfile.dockerignore").read_text()
+                .splitlines() if ln.strip() and not ln.strip().startswith("#")]
+    assert patterns[0] == "**"
+    let_through = {ln[1:].rstrip("/") for ln in patterns if ln.startswith("!")}
     repo = MANIFESTS.parent
-    for ln in lines:
-        if ln.startswith("COPY ") and "--from" not in ln:
-            for src in ln.split()[1:-1]:
-                assert (repo / src).exists(), (
-                    f"Dockerfile copies {src}, which is not in the repository")
+    copies = [ln.split()[1:-1] for ln in dockerfile_instructions()
+              if ln.startswith("COPY ") and "--from" not in ln]
+    assert copies
+    for sources in copies:
+        for src in sources:
+            assert (repo / src).exists(), f"Dockerfile copies {src}, which is not in the repository"
+            assert src.rstrip("/") in let_through, f"Dockerfile.dockerignore leaves {src} out"
 
 
 # ---------------------------------------------------------------------------- monitoring
