@@ -8,13 +8,14 @@ import json
 import logging
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 from . import crds, logs
 from .config import Config, ConfigError, load_config, parse_config
-from .diff import Action, Plan, render_text
+from .diff import DIFFERS, Action, Plan, render_text
 from .kube import ApiError, CredentialsError, Kube
+from .reconciler import Result
 from .runner import Process
 
 log = logging.getLogger("ssa_controller")
@@ -107,7 +108,7 @@ def _run(args: argparse.Namespace) -> int:
 def _once(process: Process) -> int:
     process.events.start()
     try:
-        results = process.controller.run_once()
+        results = list(process.controller.run_once().values())
     finally:
         process.events.stop(timeout=10.0)
     failed = [r for r in results if r.error is not None]
@@ -122,18 +123,27 @@ def _diff(args: argparse.Namespace) -> int:
     config = _config(args.config, **overrides)
     logs.setup(config.logging)
     with _client(args, config) as kube:
-        process = Process(config, kube)
-        plans = [r.plan for r in process.controller.run_once() if r.plan is not None]
+        plans = diff_plans(Process(config, kube).controller.run_once())
     print(json.dumps([p.as_dict() for p in plans], indent=2) if args.output == "json"
           else render_text(plans))
     return diff_exit_code(plans)
 
 
+def diff_plans(results: Mapping[str, Result]) -> list[Plan]:
+    """A plan for every AppTask of a dry-run pass: a reconcile that crashed has none, and is an
+    error."""
+    return [result.plan or Plan(key, Action.ERROR, detail=str(result.error))
+            for key, result in results.items()]
+
+
 def diff_exit_code(plans: list[Plan]) -> int:
-    """0 when nothing would change, 1 when something would, 2 when something failed."""
-    if any(p.action is Action.ERROR for p in plans):
+    """2 when an AppTask could not be checked (error); else 1 when a Deployment differs from its
+    spec or cannot be brought to it (created, configured, conflict, invalid; for a paused
+    AppTask, once unpaused); else 0."""
+    verdicts = {p.verdict for p in plans}
+    if Action.ERROR in verdicts:
         return EXIT_ERROR
-    return 0 if all(p.action is Action.UNCHANGED for p in plans) else 1
+    return 1 if verdicts & DIFFERS else 0
 
 
 def _install_crds(args: argparse.Namespace) -> int:

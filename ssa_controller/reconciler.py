@@ -279,7 +279,9 @@ class Reconciler:
         self.status_min_interval = STATUS_MIN_INTERVAL
         self.teardowns = Teardowns()
         self._vanished: dict[str, float] = {}
-        """When a Deployment the AppTask had was first found missing (see VANISHED_GRACE)."""
+        """When a Deployment the AppTask had was first found missing (see vanished_grace)."""
+        self.vanished_grace = VANISHED_GRACE
+        """0 in one-pass runs, where no later reconcile would re-create the Deployment."""
         self._failing_since: dict[str, float] = {}
         """When each AppTask failing with transient errors first failed (see transient())."""
         self.degraded_after = config.backoff.degraded_after
@@ -318,9 +320,9 @@ class Reconciler:
         apptask = self.apptasks.get(key)
         if apptask is None or "deletionTimestamp" in apptask["metadata"]:
             self.forget(key)
-            return Result(Outcome.SKIPPED)
+            return self._skipped(key, "the AppTask is being deleted")
         if self.teardowns.holds(key, apptask["metadata"].get("uid", "")):
-            return Result(Outcome.SKIPPED)  # its namespace is being deleted, and it with it
+            return self._skipped(key, "its namespace is being deleted")  # and it with it
         try:
             body = desired.render(apptask)
         except desired.InvalidSpec as exc:
@@ -333,12 +335,22 @@ class Reconciler:
             return self._finish(key, apptask, live, Sync.rejected(message),
                                 Result(Outcome.INVALID, requeue_after=retry_in),
                                 plan_action=diff.Action.INVALID)
-        if apptask.get("spec", {}).get("paused"):
-            return self._finish(key, apptask, live, Sync.paused(), Result(Outcome.SKIPPED))
+        if not apptask.get("spec", {}).get("paused"):
+            return self._reconcile_deployment(key, apptask, body, cached)
+        if self.dry_run:  # the plan shows what would happen once it is unpaused
+            result = self._reconcile_deployment(key, apptask, body, cached)
+            return dataclasses.replace(result, plan=result.plan and result.plan.paused())
+        return self._paused(key, apptask, body, cached)
+
+    def _reconcile_deployment(self, key: str, apptask: Obj, body: Obj,
+                              cached: Cached | None) -> Result:
+        """From the cached Deployment, or its absence, to the apply."""
+        live = None if cached is None else cached.obj
         if live is None:
             wait = self._vanished_wait(key, apptask)
             if wait > 0:
-                return Result(Outcome.SKIPPED, requeue_after=wait)
+                return self._skipped(key, "its Deployment vanished; it is created again unless "
+                                     "the AppTask's deletion is seen first", requeue_after=wait)
         if live is None and key in self._uncached:
             try:  # known to exist without our label: read it rather than try to create it
                 cached = self._fetch(key)
@@ -348,8 +360,26 @@ class Reconciler:
                 self._uncached.discard(key)
             live = None if cached is None else cached.obj
         if live is not None and "deletionTimestamp" in live["metadata"]:
-            return Result(Outcome.SKIPPED)  # its DELETED event enqueues the AppTask again
+            # its DELETED event enqueues the AppTask again
+            return self._skipped(key, f"Deployment {live['metadata']['name']} is being deleted; "
+                                 "it is created again once it is gone")
         return self._converge_unless_foreign(key, apptask, body, cached)
+
+    def _paused(self, key: str, apptask: Obj, body: Obj, cached: Cached | None) -> Result:
+        """spec.paused: nothing is sent but the status, which says whether the Deployment
+        matches the spec all the same (from the cache)."""
+        live = None if cached is None else cached.obj
+        in_sync = False
+        if cached is not None and live is not None and status.controls(apptask, live):
+            found = drift.compute(body, live, fieldset.applied_by(cached.owners,
+                                                                  self.config.field_manager))
+            in_sync = not (found.changed or found.stale)
+        return self._finish(key, apptask, live, Sync.paused(in_sync), Result(Outcome.SKIPPED))
+
+    def _skipped(self, key: str, why: str, requeue_after: float | None = None) -> Result:
+        """Nothing to do now; in dry-run the plan says why."""
+        plan = diff.Plan(key, diff.Action.SKIPPED, detail=why) if self.dry_run else None
+        return Result(Outcome.SKIPPED, requeue_after=requeue_after, plan=plan)
 
     def _vanished_wait(self, key: str, apptask: Obj) -> float:
         """Seconds to wait before re-creating a Deployment the AppTask had (0: go ahead)."""
@@ -357,10 +387,10 @@ class Reconciler:
             return 0.0  # never had one: create it at once
         now = self.clock()
         since = self._vanished.setdefault(key, now)
-        if now >= since + VANISHED_GRACE:
+        if now >= since + self.vanished_grace:
             del self._vanished[key]
             return 0.0
-        return since + VANISHED_GRACE - now
+        return since + self.vanished_grace - now
 
     def _namespace_closed(self, key: str, exc: ApiError) -> Result:
         """The namespace is being torn down: skip its AppTasks until their deletion is seen; no
@@ -372,7 +402,7 @@ class Reconciler:
         self.teardowns.record(namespace, members)
         log.info("%s: namespace %s is being deleted; its %d AppTasks wait for their deletion "
                  "(%s)", key, namespace, len(members), exc.message)
-        return Result(Outcome.SKIPPED)
+        return self._skipped(key, "its namespace is being deleted")
 
     def _found_uncached(self, key: str, apptask: Obj, body: Obj) -> Result:
         """The create-only apply found a Deployment the cache does not hold (one without the
@@ -399,16 +429,11 @@ class Reconciler:
                 return None
             raise
 
-    @staticmethod
-    def _controlled(apptask: Obj, live: Obj) -> bool:
-        ref = desired.controller_ref(live)
-        return ref is not None and ref.get("uid") == apptask["metadata"]["uid"]
-
     def _converge_unless_foreign(self, key: str, apptask: Obj, body: Obj,
                                  cached: Cached | None) -> Result:
         """Converge, unless the Deployment is one this AppTask does not control and may not
         adopt."""
-        if cached is not None and not self._controlled(apptask, cached.obj):
+        if cached is not None and not status.controls(apptask, cached.obj):
             refusal = self._refuse_foreign(key, apptask, cached.obj)
             if refusal is not None:
                 return refusal
@@ -527,7 +552,7 @@ class Reconciler:
         dry-run shows the apply is accepted), and hand off a released `replicas` so that the
         apply does not remove it."""
         manager = self.config.field_manager
-        if not self._controlled(apptask, live.obj):
+        if not status.controls(apptask, live.obj):
             adopt.take_over_client_side_fields(self.kube, live.obj, body, manager,
                                                self.config.apply.force)
         handoff = adopt.handoff_body(body, live.obj, live.owners, manager)

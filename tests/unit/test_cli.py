@@ -16,9 +16,11 @@ from pathlib import Path
 import pytest
 
 from ssa_controller import cli
-from ssa_controller.cli import diff_exit_code
+from ssa_controller.cli import diff_exit_code, diff_plans
 from ssa_controller.config import Config
 from ssa_controller.diff import Action, Plan
+from ssa_controller.kube import ApiError
+from ssa_controller.reconciler import Outcome, Result
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -59,10 +61,29 @@ def test_the_shipped_config_is_valid_and_a_missing_cluster_is_a_clear_error(tmp_
     (["conflict"], 1),
     (["invalid", "unchanged"], 1),
     (["configured", "error"], 2),
+    (["skipped", "unchanged"], 0),
+    (["paused:unchanged", "skipped"], 0),
+    (["paused:configured", "unchanged"], 1),
+    (["paused:conflict"], 1),
+    (["paused:error", "configured"], 2),
     ([], 0),
 ])
 def test_diff_exit_codes_follow_kubectl_diff(actions: list[str], code: int) -> None:
-    assert diff_exit_code([Plan(f"ns/{i}", Action(a)) for i, a in enumerate(actions)]) == code
+    """1 when a Deployment differs from its spec: for a paused AppTask, once unpaused."""
+    plans = []
+    for i, action in enumerate(actions):
+        paused, _, unpaused = action.rpartition(":")
+        plan = Plan(f"ns/{i}", Action(unpaused))
+        plans.append(plan.paused() if paused else plan)
+    assert diff_exit_code(plans) == code
+
+
+def test_every_apptask_of_a_diff_gets_a_plan_a_crashed_reconcile_an_error() -> None:
+    planned = Plan("ns/a", Action.CONFIGURED, [{"op": "replace", "path": "/spec/replicas",
+                                                "value": 2}])
+    crashed = Result(Outcome.ERROR, error=ApiError(0, "KeyError", "'spec'"))
+    assert diff_plans({"ns/a": Result(Outcome.DRY_RUN, plan=planned), "ns/b": crashed}) == [
+        planned, Plan("ns/b", Action.ERROR, detail="0 KeyError: 'spec'")]
 
 
 # --------------------------------------------------------------------------- configuration errors

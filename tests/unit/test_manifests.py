@@ -22,6 +22,8 @@ from typing import Any
 import pytest
 import yaml
 
+from ssa_controller.status import Phase
+
 MANIFESTS = Path(__file__).resolve().parents[2] / "manifests"
 KUSTOMIZATION = MANIFESTS / "Kustomization"
 NAMESPACE = "ssa-controller-system"
@@ -347,9 +349,7 @@ def test_crd_status_schema() -> None:
     }
     generation = s["observedGeneration"]
     assert (generation["type"], generation["format"]) == ("integer", "int64")
-    assert s["phase"]["enum"] == [
-        "Pending", "Progressing", "Ready", "Degraded", "Invalid", "Conflict",
-    ]
+    assert s["phase"]["enum"] == [phase.value for phase in Phase]  # each one the controller writes
     assert s["deploymentName"]["type"] == "string"
     assert s["readyReplicas"]["type"] == "integer"
 
