@@ -12,7 +12,7 @@ import threading
 import time
 from collections.abc import Callable
 
-from . import desired, diff, predicates
+from . import desired, diff, logs, predicates
 from .config import Config
 from .fights import FightTracker
 from .kube import APPTASKS, DEPLOYMENTS, ApiError, Kube
@@ -63,6 +63,8 @@ class Controller:
         if predicates.apptask_changed(old, new):
             key = key_of((new or old).obj)  # type: ignore[union-attr]
             if new is None:
+                log.info("%s: AppTask deleted; its Deployment goes by garbage collection", key,
+                         extra=logs.about(NAME, key))
                 self._forget(key)
             self.queue.release(key)  # a new desired state is tried at once, even in backoff
             self.queue.add(key)
@@ -140,11 +142,12 @@ class Controller:
     def process(self, key: str) -> Result:
         """Reconcile one key and requeue it as its Result says."""
         started = time.monotonic()
-        try:
-            result = self.reconciler.reconcile(key)
-        except Exception as exc:  # noqa: BLE001 - a bug must not kill the worker
-            log.exception("%s: reconcile crashed", key)
-            result = Result(Outcome.ERROR, error=_as_api_error(exc))
+        with logs.reconciling(NAME, key):
+            try:
+                result = self.reconciler.reconcile(key)
+            except Exception as exc:  # noqa: BLE001 - a bug must not kill the worker
+                log.exception("%s: reconcile crashed", key)
+                result = Result(Outcome.ERROR, error=_as_api_error(exc))
         self._requeue(key, result)
         if result.plan is not None:
             self._remember_plan(result.plan)

@@ -249,6 +249,15 @@ def _comparison(apptask: Obj, live: Cached, manager: str) -> tuple[Any, ...]:
             live_meta.get("ownerReferences"), fieldset.applied_by(live.owners, manager))
 
 
+def _was_synced(apptask: Obj) -> bool:
+    """Whether the status says the Deployment held this generation of the spec (Synced, or
+    since then fought over): a difference now is another writer's change."""
+    st = apptask.get("status") or {}
+    reasons = {c.get("type"): c.get("reason") for c in st.get("conditions") or ()}
+    return st.get("observedGeneration") == _generation(apptask) and \
+        reasons.get("Synced") in ("Synced", "FieldFight")
+
+
 def _rollout_unobserved(deployment: Obj) -> bool:
     observed = deployment.get("status", {}).get("observedGeneration", 0)
     return int(deployment["metadata"].get("generation", 0)) > int(observed)
@@ -463,6 +472,7 @@ class Reconciler:
         generation = _generation(apptask)
         now = self.clock()
         fight_found = False
+        restored = ""
         if cached is not None:
             live, owners = cached.obj, cached.owners
             signature = _comparison(apptask, cached, manager)
@@ -475,6 +485,10 @@ class Reconciler:
                     key, generation, body["metadata"]["name"], Result(Outcome.UNCHANGED)))
             if found.taken:
                 fight_found = self._took_back(key, apptask, generation, owners, found, now)
+                if _was_synced(apptask):  # so someone else changed what was applied
+                    restored = drift.restored(
+                        found.taken, body, live,
+                        fieldset.taken_by_others(owners, manager, found.taken), UNKNOWN_WRITER)
             delay = self.fights.apply_delay(key, generation, now)
             if delay > 0:
                 fight = self.fights.fight(key, generation, now)
@@ -483,7 +497,7 @@ class Reconciler:
                                     Result(Outcome.CONFLICT, requeue_after=delay,
                                            fight_detected=fight_found),
                                     plan_action=diff.Action.CONFLICT)
-        return self._apply(key, apptask, body, cached, generation, fight_found)
+        return self._apply(key, apptask, body, cached, generation, fight_found, restored)
 
     def _took_back(self, key: str, apptask: Obj, generation: int, owners: fieldset.Owners,
                    found: drift.Drift, now: float) -> bool:
@@ -515,7 +529,8 @@ class Reconciler:
             f"({fight.takebacks} take-backs); re-applying with growing backoff")
 
     def _apply(self, key: str, apptask: Obj, body: Obj, cached: Cached | None, generation: int,
-               fight_found: bool) -> Result:
+               fight_found: bool, restored: str = "") -> Result:
+        """Apply the body (`restored`: what it takes back from other writers, to say so)."""
         namespace, name = key.split("/", 1)
         path = DEPLOYMENTS.path(namespace, name)
         live = None if cached is None else cached.obj
@@ -538,9 +553,10 @@ class Reconciler:
         self._in_sync[key] = _comparison(apptask, self.deployments.record_write(answer),
                                          self.config.field_manager)
         self.fights.applied(key, generation, self.clock())
-        verb = "created" if live is None else "configured"
-        log.info("%s: applied Deployment (%s)", key, verb)
-        self._event(apptask, "Normal", "Applied", "Apply", f"Deployment {name} {verb}")
+        what = restored or ("created" if live is None else "configured")
+        log.info("%s: applied Deployment (%s)", key, what)
+        self._event(apptask, "Normal", "Applied", "Apply",
+                    f"Deployment {name}: {restored}" if restored else f"Deployment {name} {what}")
         if _rollout_unobserved(answer):
             self.settling.applied(key, self.clock())
         return self._finish(key, apptask, self.deployments.get(key), *self._calm_or_fight(
@@ -559,7 +575,8 @@ class Reconciler:
         if handoff is not None:
             self.kube.apply(path, handoff, field_manager=adopt.handoff_manager(manager),
                             force=False)
-            log.info("%s: handed spec %s over to %s", key, handoff.get("spec"),
+            log.info("%s: handed %s over to %s", key,
+                     drift.fields_text(handoff, fieldset.body_paths(handoff)),
                      adopt.handoff_manager(manager))
 
     def _apply_failed(self, key: str, apptask: Obj, live: Obj | None, generation: int,

@@ -18,6 +18,7 @@ from helpers import (
     condition,
     container,
     get_deployment,
+    kubectl,
     put_apptask,
     scoped,
     status_of,
@@ -27,11 +28,6 @@ from helpers import (
 from ssa_controller.diff import comparable
 from ssa_controller.envtest import poll_until
 from ssa_controller.kube import APPTASKS, DEPLOYMENTS, MERGE_PATCH
-
-
-def kubectl(cluster, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(["kubectl", "--kubeconfig", str(cluster.kubeconfig), *args],
-                          input=stdin, capture_output=True, text=True, timeout=60, check=True)
 
 
 def run_diff(cluster, tmp_path, namespace: str, *extra: str, user: str = CONTROLLER,

@@ -6,6 +6,7 @@ someone else's, what `run` says at start and which flags it takes, refused crede
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -20,6 +21,7 @@ from helpers import (
     condition,
     get_apptask,
     get_deployment,
+    kubectl,
     put_apptask,
     scoped,
     status_of,
@@ -28,7 +30,7 @@ from helpers import (
 
 from ssa_controller import local, version
 from ssa_controller.envtest import poll_until
-from ssa_controller.kube import DEPLOYMENTS
+from ssa_controller.kube import APPTASKS, DEPLOYMENTS, EVENTS
 
 OUTSIDER = "alice"
 """A test user with no permissions (an unrelated kubeconfig's identity)."""
@@ -164,3 +166,78 @@ def test_the_sample_is_created_as_its_comment_says(admin, namespace, cluster, tm
                             text=True, timeout=60)
     assert (result.returncode, result.stderr) == (0, ""), result.stderr
     assert get_apptask(admin, namespace, "hello")["spec"]["image"] == "nginx:1.27"
+
+
+def notes(admin, namespace: str, name: str) -> set[str]:
+    """The notes of the Events about the AppTask `name`."""
+    return {e["note"] for e in admin.list(EVENTS.path(namespace))["items"]
+            if e["regarding"].get("name") == name}
+
+
+def json_lines(process) -> list[dict[str, object]]:
+    return [json.loads(line) for line in process.log().splitlines()]
+
+
+def logged(process, message: str) -> dict[str, object] | None:
+    return next((line for line in json_lines(process) if line["msg"] == message), None)
+
+
+def test_take_backs_hand_offs_and_deletions_say_what_and_who_in_events_and_json_logs(
+        admin, controller, namespace, cluster):
+    process = controller(scoped(namespace, logging={"format": "json"}))
+    put_apptask(admin, apptask("drifty", namespace, replicas=2))
+    poll_until(lambda: status_of(admin, namespace, "drifty").get("phase") == "Ready",
+               timeout=60, message="Ready")
+    key = f"{namespace}/drifty"
+
+    kubectl(cluster, "-n", namespace, "scale", "deployment/drifty", "--replicas=5")
+    scaled = "restored .spec.replicas (5 -> 2), changed by an unrecorded writer"  # v1.20's scale
+    poll_until(lambda: f"Deployment drifty: {scaled}" in notes(admin, namespace, "drifty"),
+               timeout=30, message="the Event of the restored replicas")
+    poll_until(lambda: get_deployment(admin, namespace, "drifty")["status"].get(
+        "observedGeneration") == get_deployment(admin, namespace, "drifty")["metadata"][
+        "generation"], timeout=30, message="the Deployment controller caught up")
+    kubectl(cluster, "-n", namespace, "patch", "deployment/drifty", "-p", json.dumps(
+        {"spec": {"template": {"spec": {"containers": [{"name": "app",
+                                                        "image": "nginx:1.26"}]}}}}))
+    patched = ('restored .spec.template.spec.containers[name="app"].image '
+               "(nginx:1.26 -> nginx:1.25), changed by kubectl-patch")
+    poll_until(lambda: f"Deployment drifty: {patched}" in notes(admin, namespace, "drifty"),
+               timeout=30, message="the Event of the restored image")
+
+    put_apptask(admin, apptask("drifty", namespace))  # replicas no longer specified
+    handed = f"{key}: handed .spec.replicas (2) over to ssa-controller-handoff"
+    poll_until(lambda: logged(process, handed), timeout=30, message="the hand-off logged")
+    admin.delete(APPTASKS.path(namespace, "drifty"))
+    deleted = poll_until(
+        lambda: logged(process, f"{key}: AppTask deleted; its Deployment goes by garbage "
+                       "collection"), timeout=30, message="the deletion logged")
+    assert {k: deleted[k] for k in ("controller", "namespace", "name")} == {
+        "controller": "apptask", "namespace": namespace, "name": "drifty"}
+
+    lines = json_lines(process)
+    assert not [line for line in lines if "{'" in str(line["msg"])]  # no Python dict reprs
+    for message in (f"{key}: applied Deployment ({scaled})",
+                    f"{key}: applied Deployment ({patched})", handed):
+        line = logged(process, message)
+        assert line is not None, message
+        assert (line["controller"], line["namespace"], line["name"]) == (
+            "apptask", namespace, "drifty")
+        assert len(str(line["reconcileID"])) == 36, line
+    reconciles = {line["reconcileID"] for line in lines if line["logger"] ==
+                  "ssa_controller.reconciler" and str(line["msg"]).startswith(f"{key}: ")}
+    assert len(reconciles) >= 4 and None not in reconciles
+
+
+def test_kubectl_get_shows_synced_and_with_o_wide_the_observed_generation(
+        admin, controller, namespace, cluster):
+    controller(scoped(namespace))
+    put_apptask(admin, apptask("shown", namespace, replicas=1))
+    poll_until(lambda: status_of(admin, namespace, "shown").get("phase") == "Ready",
+               timeout=60, message="Ready")
+    header, row = kubectl(cluster, "-n", namespace, "get", "at", "shown").stdout.splitlines()
+    assert header.split() == ["NAME", "IMAGE", "DESIRED", "READY", "SYNCED", "PHASE", "AGE"]
+    assert row.split()[:6] == ["shown", "nginx:1.25", "1", "1", "True", "Ready"]
+    header, row = kubectl(cluster, "-n", namespace, "get", "at", "shown",
+                          "-o", "wide").stdout.splitlines()
+    assert header.split()[-1] == "OBSERVED" and row.split()[-1] == "1"

@@ -196,13 +196,15 @@ def test_crd_names_scope_and_subresources() -> None:
 
 def test_crd_printer_columns() -> None:
     columns = crd_version()["additionalPrinterColumns"]
-    cols = [(c["name"], c["type"], c["jsonPath"]) for c in columns]
+    cols = [(c["name"], c["type"], c["jsonPath"], c.get("priority", 0)) for c in columns]
     assert cols == [
-        ("Image", "string", ".spec.image"),
-        ("Desired", "integer", ".spec.replicas"),
-        ("Ready", "integer", ".status.readyReplicas"),
-        ("Phase", "string", ".status.phase"),
-        ("Age", "date", ".metadata.creationTimestamp"),
+        ("Image", "string", ".spec.image", 0),
+        ("Desired", "integer", ".spec.replicas", 0),
+        ("Ready", "integer", ".status.readyReplicas", 0),
+        ("Synced", "string", '.status.conditions[?(@.type=="Synced")].status', 0),
+        ("Phase", "string", ".status.phase", 0),
+        ("Age", "date", ".metadata.creationTimestamp", 0),
+        ("Observed", "integer", ".status.observedGeneration", 1),  # -o wide
     ]
 
 

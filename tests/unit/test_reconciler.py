@@ -204,9 +204,11 @@ class RecordingKube:
 class RecordingEvents:
     def __init__(self) -> None:
         self.reasons: list[str] = []
+        self.notes: list[str] = []
 
     def record(self, regarding: Any, type_: str, reason: str, action: str, note: str) -> None:
         self.reasons.append(reason)
+        self.notes.append(note)
 
 
 def managed(manager: str, paths: frozenset[fieldset.Path], operation: str = "Apply") -> Obj:
@@ -603,3 +605,33 @@ def test_without_the_grace_a_vanished_deployment_is_created_again_at_once() -> N
     harness.given(task)
     assert harness.reconcile().outcome == "applied"
     assert harness.kube.kinds()[0] == "create"
+
+
+# --------------------------------------------------------------------------- what an Event says
+
+
+def synced_status(generation: int) -> Obj:
+    return {"observedGeneration": generation, "conditions": [
+        {"type": "Synced", "status": "True", "reason": "Synced"}]}
+
+
+def test_a_take_back_names_the_fields_their_values_and_who_changed_them() -> None:
+    harness = Harness()
+    task = apptask(replicas=2)
+    task["status"] = synced_status(1)  # the Deployment held generation 1
+    kubectl = managed("kubectl-edit", frozenset({REPLICAS}), "Update")
+    harness.given(task, deployment(apptask(replicas=2), kubectl, replicas=5))
+    assert harness.reconcile().outcome == "applied"
+    assert harness.events.notes == [
+        "Deployment web: restored .spec.replicas (5 -> 2), changed by kubectl-edit"]
+
+
+@pytest.mark.parametrize("status", [None, synced_status(1)], ids=["never-synced", "older-spec"])
+def test_applying_a_spec_the_deployment_never_held_is_no_take_back(status: Obj | None) -> None:
+    harness = Harness()
+    task = apptask(generation=2, replicas=2)
+    if status is not None:
+        task["status"] = status
+    harness.given(task, deployment(apptask(replicas=3)))
+    assert harness.reconcile().outcome == "applied"
+    assert harness.events.notes == ["Deployment web configured"]
