@@ -241,3 +241,25 @@ def test_kubectl_get_shows_synced_and_with_o_wide_the_observed_generation(
     header, row = kubectl(cluster, "-n", namespace, "get", "at", "shown",
                           "-o", "wide").stdout.splitlines()
     assert header.split()[-1] == "OBSERVED" and row.split()[-1] == "1"
+
+
+def test_a_pod_whose_image_reference_cannot_be_parsed_stays_not_ready(admin, controller,
+                                                                     namespace):
+    """The pod simulator reports it as the kubelet does, so the Ready=False path shows."""
+    controller(scoped(namespace))
+    put_apptask(admin, apptask("unpullable", namespace, replicas=1,
+                               image="nginx latest with spaces"))
+
+    def waiting() -> str | None:
+        pods = admin.list(f"/api/v1/namespaces/{namespace}/pods",
+                          {"labelSelector": "apptasks.example.com/name=unpullable"})["items"]
+        statuses = [c for p in pods for c in p.get("status", {}).get("containerStatuses", [])]
+        return next((c["state"].get("waiting", {}).get("reason") for c in statuses), None)
+
+    assert poll_until(waiting, timeout=60, message="the pod's container status") == \
+        "InvalidImageName"
+    status = poll_until(
+        lambda: (s := status_of(admin, namespace, "unpullable")).get("conditions") and
+        condition(s, "Ready").get("message") == "0/1 replicas ready, 1 updated" and s,
+        timeout=60, message="the AppTask's Ready condition")
+    assert (status["phase"], condition(status, "Ready")["status"]) == ("Progressing", "False")
