@@ -16,9 +16,10 @@ from typing import Any
 from . import crds, logs, version
 from .config import Config, ConfigError, load_config, parse_config
 from .diff import DIFFERS, Action, Plan, render_text
+from .httpserver import ListenError
 from .kube import ApiError, CredentialsError, Kube
 from .reconciler import Result
-from .runner import ListenError, Process
+from .runner import Process
 
 log = logging.getLogger("ssa_controller")
 EXIT_ERROR = 2
@@ -49,9 +50,9 @@ class _PrintVersion(argparse.Action):
 def bind_address(text: str) -> tuple[str | None, int]:
     """(host, port) from controller-runtime's HOST:PORT: `:PORT` is every interface, `[::1]:PORT`
     an IPv6 address, `0` disables (no host)."""
-    host, colon, port = text.rpartition(":")
     if text == "0":
         return None, 0
+    host, colon, port = text.rpartition(":")
     if host.startswith("[") and host.endswith("]"):
         host = host[1:-1]
     if not colon or not port.isdigit() or int(port) > 65535 or "[" in host or "]" in host:
@@ -184,6 +185,9 @@ def _connected(args: argparse.Namespace, config: Config) -> Iterator[Kube]:
     """With --local, a client of a local control plane started for the command (whatever
     kubeconfig exists); else one from the usual places (see connect)."""
     if getattr(args, "local", False):
+        if args.kubeconfig or args.context:
+            raise UsageError("--local runs on a control plane of its own: it takes no "
+                             "--kubeconfig or --context")
         from . import local
         namespaces = ((config.leader_election.namespace,) if config.leader_election.enabled
                       else ())
@@ -194,8 +198,8 @@ def _connected(args: argparse.Namespace, config: Config) -> Iterator[Kube]:
         return
     kube = connect(args.kubeconfig, args.context)
     if kube is None:
-        raise UsageError("no kubeconfig or in-cluster config found "
-                         "(use --kubeconfig, or --local for a local control plane)")
+        hint = ", or --local for a local control plane" if hasattr(args, "local") else ""
+        raise UsageError(f"no kubeconfig or in-cluster config found (use --kubeconfig{hint})")
     yield kube
 
 
@@ -290,9 +294,6 @@ def main(argv: list[str] | None = None) -> int:
     command = {"run": _run, "diff": _diff, "install-crds": _install_crds,
                "lab": _lab}[args.command]
     try:
-        if getattr(args, "local", False) and (args.kubeconfig or getattr(args, "context", None)):
-            raise UsageError("--local runs on a control plane of its own: it takes no "
-                             "--kubeconfig or --context")
         return command(args)
     except (ConfigError, UsageError, ListenError, ApiError, OSError, TimeoutError) as exc:
         print(f"ssa-controller: {' '.join(str(exc).split())}", file=sys.stderr)  # one line

@@ -30,7 +30,7 @@ from prometheus_client.metrics import MetricWrapperBase
 
 from . import servingcert, version
 from .config import ServerConfig
-from .httpserver import BackgroundHttpServer, QuietHandler
+from .httpserver import BackgroundHttpServer, QuietHandler, listening
 from .kube import APPTASKS, DEPLOYMENTS, Kube
 from .metrics_auth import KubeReviews, MetricsAuthorizer
 from .reconciler import Outcome
@@ -232,10 +232,12 @@ class Metrics:
               tls: servingcert.ContextSource | None = None,
               authorizer: MetricsAuthorizer | None = None) -> MetricsServer | None:
         """Serve /metrics on bind_address:port in a daemon thread; port 0 disables (None).
-        With `tls` over HTTPS; with `authorizer` only to the requests it allows."""
+        With `tls` over HTTPS; with `authorizer` only to the requests it allows. An address it
+        cannot listen on is a ListenError naming server.metricsPort."""
         if port == 0:
             return None
-        server = MetricsServer(self.registry, bind_address, port, tls, authorizer)
+        server = listening("server.metricsPort", bind_address, port, lambda: MetricsServer(
+            self.registry, bind_address, port, tls, authorizer))
         log.info("serving /metrics on %s:%d (%s)", bind_address, server.port,
                  "HTTPS, scrapes authorized by the API server" if authorizer else
                  "HTTPS" if tls else "plain HTTP")

@@ -2,12 +2,13 @@
 
 The pipeline for a key: look the AppTask up in the cache -> render the apply body (invalid
 spec: status, no retry) -> a generation the API server refused waits for its slow retry (from
-memory, without a request) -> find the Deployment in the cache (none: the apply creates it under a
-create-only precondition; only when the server answers that one exists is it read and judged) ->
-compare body, live object and field ownership -> if something drifted, check for a fight,
-transfer ownership where needed (adoption; hand-off of a released `replicas`), then server-side
-apply -> compute the status and patch it only if it differs. The outcome is a Result the
-controller's one switch turns into forget / requeue-after / rate-limited retry.
+memory, without a request) -> a paused AppTask gets its status only (a dry run goes on, to plan
+what would happen once unpaused) -> find the Deployment in the cache (none: the apply creates it
+under a create-only precondition; only when the server answers that one exists is it read and
+judged) -> compare body, live object and field ownership -> if something drifted, check for a
+fight, transfer ownership where needed (adoption; hand-off of a released `replicas`), then
+server-side apply -> compute the status and patch it only if it differs. The outcome is a Result
+the controller's one switch turns into forget / requeue-after / rate-limited retry.
 """
 
 from __future__ import annotations
@@ -377,13 +378,15 @@ class Reconciler:
     def _paused(self, key: str, apptask: Obj, body: Obj, cached: Cached | None) -> Result:
         """spec.paused: nothing is sent but the status, which says whether the Deployment
         matches the spec all the same (from the cache)."""
-        live = None if cached is None else cached.obj
+        if cached is None:
+            return self._finish(key, apptask, None, Sync.paused(False), Result(Outcome.SKIPPED))
         in_sync = False
-        if cached is not None and live is not None and status.controls(apptask, live):
-            found = drift.compute(body, live, fieldset.applied_by(cached.owners,
-                                                                  self.config.field_manager))
+        if status.controls(apptask, cached.obj):
+            found = drift.compute(body, cached.obj, fieldset.applied_by(
+                cached.owners, self.config.field_manager))
             in_sync = not (found.changed or found.stale)
-        return self._finish(key, apptask, live, Sync.paused(in_sync), Result(Outcome.SKIPPED))
+        return self._finish(key, apptask, cached.obj, Sync.paused(in_sync),
+                            Result(Outcome.SKIPPED))
 
     def _skipped(self, key: str, why: str, requeue_after: float | None = None) -> Result:
         """Nothing to do now; in dry-run the plan says why."""

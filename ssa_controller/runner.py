@@ -20,7 +20,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any
 from urllib.parse import urlsplit
 
 from . import resync
@@ -29,29 +29,13 @@ from .config import Config
 from .controller import Controller
 from .events import EventRecorder
 from .health import HealthServer
+from .httpserver import ListenError
 from .kube import Kube
 from .leader import LeaderElector, default_identity
 from .metrics import Metrics
 
 log = logging.getLogger(__name__)
 EVENT_SOURCE = "example.com/ssa-controller"
-T = TypeVar("T")
-
-
-class ListenError(Exception):
-    """A server of the process cannot listen where the configuration says."""
-
-
-def listening(key: str, host: str, port: int, start: Callable[[], T]) -> T:
-    """start()'s server, or a ListenError naming the address and the config `key` of the port
-    it could not listen on (`cannot listen on 0.0.0.0:8080 (server.metricsPort): address
-    already in use`)."""
-    try:
-        return start()
-    except OSError as exc:
-        address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-        reason = (exc.strerror or str(exc)).lower()
-        raise ListenError(f"cannot listen on {address} ({key}): {reason}") from exc
 
 
 def configure_client(kube: Kube, config: Config, metrics: Metrics) -> Kube:
@@ -144,13 +128,11 @@ class Process:
 
     def run(self) -> int:
         cfg = self.config
-        metrics_server = listening(
-            "server.metricsPort", cfg.server.metrics_listen, cfg.server.metrics_port,
-            lambda: self.metrics.serve_configured(cfg.server, self.kube))
+        metrics_server = self.metrics.serve_configured(cfg.server, self.kube)
         health = HealthServer(cfg.server.health_listen, cfg.server.health_port,
                               healthz={"ping": self.alive}, readyz={"informers": self.ready})
         try:
-            listening("server.healthPort", health.bind_address, health.port, health.start)
+            health.start()
         except ListenError:
             if metrics_server is not None:
                 metrics_server.stop()
