@@ -229,20 +229,6 @@ def test_take_backs_hand_offs_and_deletions_say_what_and_who_in_events_and_json_
     assert len(reconciles) >= 4 and None not in reconciles
 
 
-def test_kubectl_get_shows_synced_and_with_o_wide_the_observed_generation(
-        admin, controller, namespace, cluster):
-    controller(scoped(namespace))
-    put_apptask(admin, apptask("shown", namespace, replicas=1))
-    poll_until(lambda: status_of(admin, namespace, "shown").get("phase") == "Ready",
-               timeout=60, message="Ready")
-    header, row = kubectl(cluster, "-n", namespace, "get", "at", "shown").stdout.splitlines()
-    assert header.split() == ["NAME", "IMAGE", "DESIRED", "READY", "SYNCED", "PHASE", "AGE"]
-    assert row.split()[:6] == ["shown", "nginx:1.25", "1", "1", "True", "Ready"]
-    header, row = kubectl(cluster, "-n", namespace, "get", "at", "shown",
-                          "-o", "wide").stdout.splitlines()
-    assert header.split()[-1] == "OBSERVED" and row.split()[-1] == "1"
-
-
 def test_a_pod_whose_image_reference_cannot_be_parsed_stays_not_ready(admin, controller,
                                                                      namespace):
     """The pod simulator reports it as the kubelet does, so the Ready=False path shows."""
