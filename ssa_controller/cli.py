@@ -1,4 +1,5 @@
-"""The command line: `ssa-controller run | diff | install-crds | lab`."""
+"""The command line: `ssa-controller run | diff | install-crds | lab`: its parser, the client
+each command connects with, and the commands."""
 
 from __future__ import annotations
 
@@ -8,61 +9,162 @@ import json
 import logging
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
+from typing import Any
 
-from . import crds, logs
+from . import crds, logs, version
 from .config import Config, ConfigError, load_config, parse_config
-from .diff import Action, Plan, render_text
+from .diff import DIFFERS, Action, Plan, render_text
+from .httpserver import ListenError
 from .kube import ApiError, CredentialsError, Kube
+from .reconciler import Result
 from .runner import Process
 
 log = logging.getLogger("ssa_controller")
 EXIT_ERROR = 2
+DESCRIPTION = ("A Kubernetes controller that reconciles AppTask custom resources "
+               "(apptasks.example.com/v1) into Deployments by server-side apply.")
+CONFIG_HELP = "controller.yaml (default: all defaults; see config/controller.yaml)"
+ALL_INTERFACES = "0.0.0.0"
+TRUE, FALSE = ("1", "t", "true"), ("0", "f", "false")
+"""The spellings Go's flag package takes for a bool flag's value (any case)."""
 
 
 class UsageError(Exception):
     """The command line cannot be carried out as given."""
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="ssa-controller", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
+class _PrintVersion(argparse.Action):
+    """--version: print the build (version.build_info) and exit."""
 
-    def common(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--kubeconfig", help="kubeconfig file (default: $KUBECONFIG, "
-                       "in-cluster config, ~/.kube/config)")
-        p.add_argument("--context", help="kubeconfig context")
+    def __init__(self, option_strings: list[str], dest: str, **kwargs: Any) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, **kwargs)
 
-    run = sub.add_parser("run", help="run the controller")
-    run.add_argument("--config", help="controller.yaml (default: all defaults)")
-    common(run)
-    run.add_argument("--once", action="store_true", help="one full pass, then exit")
-    run.add_argument("--dry-run", action="store_true", help="send every write with dryRun=All")
-    run.add_argument("--local", action="store_true",
-                     help="with no kubeconfig found, start a local control plane")
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
+                 values: object, option_string: str | None = None) -> None:
+        print(version.build_info())
+        parser.exit()
+
+
+def bind_address(text: str) -> tuple[str | None, int]:
+    """(host, port) from controller-runtime's HOST:PORT: `:PORT` is every interface, `[::1]:PORT`
+    an IPv6 address, `0` disables (no host)."""
+    if text == "0":
+        return None, 0
+    host, colon, port = text.rpartition(":")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    if not colon or not port.isdigit() or int(port) > 65535 or "[" in host or "]" in host:
+        raise argparse.ArgumentTypeError(
+            "must be host:port with a port 0..65535 (for example :8080 or 127.0.0.1:8080), "
+            f"or 0 to disable, got {text!r}")
+    return host or ALL_INTERFACES, int(port)
+
+
+def boolean(text: str) -> bool:
+    """A bool flag's value, as Go's flag package reads it (--leader-elect=false)."""
+    if text.lower() in TRUE + FALSE:
+        return text.lower() in TRUE
+    raise argparse.ArgumentTypeError(f"must be true or false, got {text!r}")
+
+
+def _connection(command: argparse.ArgumentParser) -> None:
+    command.add_argument("--kubeconfig", help="kubeconfig file (default: $KUBECONFIG, "
+                         "in-cluster config, ~/.kube/config)")
+    command.add_argument("--context", help="kubeconfig context (default: its current context)")
+
+
+def _add_run(sub: Any) -> None:
+    run = sub.add_parser("run", help="run the controller", description=(
+        "Run the controller until SIGTERM or SIGINT. Flags override the --config file, which "
+        "overrides the defaults."))
+    run.add_argument("--config", help=CONFIG_HELP)
+    _connection(run)
+    run.add_argument("--local", action="store_true", help=(
+        "start a local control plane (etcd, kube-apiserver, kube-controller-manager, a pod "
+        "simulator) with the CRD and config/sample-apptask.yaml, and run on it (never on a "
+        "kubeconfig's cluster); Ctrl-C stops everything"))
+    run.add_argument("--once", action="store_true", help="one full pass, then exit (0, or 1 if "
+                     "a reconcile failed)")
+    run.add_argument("--dry-run", action="store_true", help="send every write with dryRun=All "
+                     "(config: dryRun)")
+    run.add_argument("--metrics-bind-address", type=bind_address, metavar="HOST:PORT", help=(
+        "where /metrics listens (config: server.metricsHost and server.metricsPort); "
+        ":PORT for every interface, 0 to disable"))
+    run.add_argument("--health-probe-bind-address", type=bind_address, metavar="HOST:PORT",
+                     help="where /healthz and /readyz listen (config: server.healthHost and "
+                     "server.healthPort); :PORT for every interface, 0 to disable")
+    run.add_argument("--leader-elect", type=boolean, nargs="?", const=True, metavar="BOOL",
+                     help="take part in leader election, or not with --leader-elect=false "
+                     "(config: leaderElection.enabled)")
+
+
+def _add_diff(sub: Any) -> None:
     diff = sub.add_parser("diff", help="print what a run would change (exit 0: nothing, "
-                          "1: changes, 2: error)")
-    diff.add_argument("--config")
-    common(diff)
+                          "1: changes or conflicts, 2: error)", description=(
+                              "One dry-run pass over every AppTask: each one's verdict and the "
+                              "patch a run would make. Exit 0 when every Deployment matches "
+                              "its spec, 1 when one differs or cannot be brought to it, 2 on "
+                              "an error."))
+    diff.add_argument("--config", help=CONFIG_HELP)
+    _connection(diff)
     diff.add_argument("-n", "--namespace", help="only this namespace")
-    diff.add_argument("-o", "--output", choices=("text", "json"), default="text")
-    install = sub.add_parser("install-crds", help="install or upgrade the AppTask CRD")
-    common(install)
+    diff.add_argument("-o", "--output", choices=("text", "json"), default="text",
+                      help="text (default) or json: a list of {key, action, whenUnpaused, "
+                      "patch, detail}")
+
+
+def _add_install_crds(sub: Any) -> None:
+    install = sub.add_parser("install-crds", help="install or upgrade the AppTask CRD",
+                             description="Server-side apply the AppTask CRD and wait until it "
+                             "is Established.")
+    _connection(install)
     install.add_argument("--file", type=Path, help="CRD manifest (default: manifests/crd.yaml)")
+
+
+def _add_lab(sub: Any) -> None:
     try:  # Stop-gap: the image leaves the lab out (manifests/Dockerfile), and `run` needs none.
         from .lab import run as lab
     except ModuleNotFoundError:
-        return parser
+        return
     lab.add_arguments(sub.add_parser("lab", help="the failure-mode lab: deliberately bad "
                                      "controllers beside this one, measured (exit 1: not as "
-                                     "expected)"))
+                                     "expected)", description="The failure-mode lab (see the "
+                                     "README's Failure-mode lab)."))
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="ssa-controller", description=DESCRIPTION)
+    parser.add_argument("--version", action=_PrintVersion,
+                        help="print the release, git revision and Python version, then exit")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for add in (_add_run, _add_diff, _add_install_crds, _add_lab):
+        add(sub)
     return parser
 
 
-def _config(path: str | None, **overrides: object) -> Config:
+def _config(path: str | None, overrides: Mapping[str, Any]) -> Config:
+    """The --config file (or the defaults) with the command line's `overrides` over it."""
     config = load_config(path) if path else parse_config({})
-    return config.with_overrides(**overrides) if overrides else config
+    return config.with_overrides(overrides) if overrides else config
+
+
+def run_config(args: argparse.Namespace) -> Config:
+    """The configuration of `run`: its flags over the --config file over the defaults."""
+    server: dict[str, Any] = {}
+    for name, flag in (("metrics", args.metrics_bind_address),
+                       ("health", args.health_probe_bind_address)):
+        if flag is not None:
+            host, server[f"{name}Port"] = flag
+            if host is not None:
+                server[f"{name}Host"] = host
+    overrides: dict[str, Any] = {"server": server} if server else {}
+    if args.leader_elect is not None:
+        overrides["leaderElection"] = {"enabled": args.leader_elect}
+    if args.dry_run:
+        overrides["dryRun"] = True
+    return _config(args.config, overrides)
 
 
 def connect(kubeconfig: str | None, context: str | None) -> Kube | None:
@@ -82,22 +184,47 @@ def connect(kubeconfig: str | None, context: str | None) -> Kube | None:
 
 
 @contextlib.contextmanager
-def _client(args: argparse.Namespace, config: Config) -> Iterator[Kube]:
-    kube = connect(args.kubeconfig, args.context)
-    if kube is not None:
-        yield kube
+def _connected(args: argparse.Namespace, config: Config) -> Iterator[Kube]:
+    """With --local, a client of a local control plane started for the command (whatever
+    kubeconfig exists); else one from the usual places (see connect)."""
+    if getattr(args, "local", False):
+        if args.kubeconfig or args.context:
+            raise UsageError("--local runs on a control plane of its own: it takes no "
+                             "--kubeconfig or --context")
+        from . import local
+        namespaces = ((config.leader_election.namespace,) if config.leader_election.enabled
+                      else ())
+        with local.cluster(namespaces) as kubeconfig:
+            plane = Kube.from_kubeconfig(str(kubeconfig))
+            plane.origin = "the local control plane"
+            yield plane
         return
-    if not getattr(args, "local", False):
-        raise UsageError("no kubeconfig or in-cluster config found "
-                         "(use --kubeconfig, or --local for a local control plane)")
-    from . import local
-    namespaces = (config.leader_election.namespace,) if config.leader_election.enabled else ()
-    with local.cluster(namespaces) as kubeconfig:
-        yield Kube.from_kubeconfig(str(kubeconfig))
+    kube = connect(args.kubeconfig, args.context)
+    if kube is None:
+        hint = ", or --local for a local control plane" if hasattr(args, "local") else ""
+        raise UsageError(f"no kubeconfig or in-cluster config found (use --kubeconfig{hint})")
+    yield kube
+
+
+@contextlib.contextmanager
+def _client(args: argparse.Namespace, config: Config) -> Iterator[Kube]:
+    """The command's client (see _connected); says, once, which build talks to which server
+    with which credentials; a 401 that ends the command says which credentials were refused."""
+    with _connected(args, config) as kube:
+        log.info("%s; API server %s (%s)", version.build_info(), kube.server, kube.origin)
+        try:
+            yield kube
+        except ApiError as exc:
+            if exc.status != 401:
+                raise
+            raise UsageError(
+                f"the API server at {kube.server} refused the credentials of {kube.origin} "
+                "(401 Unauthorized): check that its token or client certificate is current "
+                "(not expired or revoked) and meant for this server") from exc
 
 
 def _run(args: argparse.Namespace) -> int:
-    config = _config(args.config, **({"dry_run": True} if args.dry_run else {}))
+    config = run_config(args)
     logs.setup(config.logging)
     with _client(args, config) as kube:
         process = Process(config, kube)
@@ -110,7 +237,7 @@ def _run(args: argparse.Namespace) -> int:
 def _once(process: Process) -> int:
     process.events.start()
     try:
-        results = process.controller.run_once()
+        results = list(process.controller.run_once().values())
     finally:
         process.events.stop(timeout=10.0)
     failed = [r for r in results if r.error is not None]
@@ -119,32 +246,40 @@ def _once(process: Process) -> int:
 
 
 def _diff(args: argparse.Namespace) -> int:
-    overrides: dict[str, object] = {"dry_run": True}
+    overrides: dict[str, Any] = {"dryRun": True}
     if args.namespace:
-        overrides["namespaces"] = (args.namespace,)
-    config = _config(args.config, **overrides)
+        overrides["namespaces"] = [args.namespace]
+    config = _config(args.config, overrides)
     logs.setup(config.logging)
     with _client(args, config) as kube:
-        process = Process(config, kube)
-        plans = [r.plan for r in process.controller.run_once() if r.plan is not None]
+        plans = diff_plans(Process(config, kube).controller.run_once())
     print(json.dumps([p.as_dict() for p in plans], indent=2) if args.output == "json"
           else render_text(plans))
     return diff_exit_code(plans)
 
 
+def diff_plans(results: Mapping[str, Result]) -> list[Plan]:
+    """A plan for every AppTask of a dry-run pass: a reconcile that crashed has none, and is an
+    error."""
+    return [result.plan or Plan(key, Action.ERROR, detail=str(result.error))
+            for key, result in results.items()]
+
+
 def diff_exit_code(plans: list[Plan]) -> int:
-    """0 when nothing would change, 1 when something would, 2 when something failed."""
-    if any(p.action is Action.ERROR for p in plans):
+    """2 when an AppTask could not be checked (error); else 1 when a Deployment differs from its
+    spec or cannot be brought to it (created, configured, conflict, invalid; for a paused
+    AppTask, once unpaused); else 0."""
+    verdicts = {p.verdict for p in plans}
+    if Action.ERROR in verdicts:
         return EXIT_ERROR
-    return 0 if all(p.action is Action.UNCHANGED for p in plans) else 1
+    return 1 if verdicts & DIFFERS else 0
 
 
 def _install_crds(args: argparse.Namespace) -> int:
-    logs.setup(parse_config({}).logging)
-    kube = connect(args.kubeconfig, args.context)
-    if kube is None:
-        raise UsageError("no kubeconfig or in-cluster config found")
-    crd = crds.install(kube, args.file)
+    config = parse_config({})
+    logs.setup(config.logging)
+    with _client(args, config) as kube:
+        crd = crds.install(kube, args.file)
     print(f"customresourcedefinition {crd['metadata']['name']} applied and established")
     return 0
 
@@ -163,7 +298,7 @@ def main(argv: list[str] | None = None) -> int:
                "lab": _lab}[args.command]
     try:
         return command(args)
-    except (ConfigError, UsageError, ApiError, OSError, TimeoutError) as exc:
+    except (ConfigError, UsageError, ListenError, ApiError, OSError, TimeoutError) as exc:
         print(f"ssa-controller: {' '.join(str(exc).split())}", file=sys.stderr)  # one line
         return EXIT_ERROR
 

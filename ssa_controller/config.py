@@ -243,8 +243,12 @@ class LeaderElectionConfig(_Section):
         return self
 
 
+Host = Annotated[StrictStr, StringConstraints(max_length=253)]
+
+
 class ServerConfig(_Section):
-    """HTTP endpoints; a port of 0 disables that server.
+    """HTTP endpoints; a port of 0 disables that server. Each listens on its own host, or on
+    `bind_address` when that is empty (`metrics_listen`, `health_listen`).
 
     With `secure_metrics` (the default, as kubebuilder v4 scaffolds it) /metrics is served over
     HTTPS and each scrape is authenticated by a TokenReview and authorized by a
@@ -253,10 +257,22 @@ class ServerConfig(_Section):
     """
 
     bind_address: Annotated[StrictStr, StringConstraints(min_length=1, max_length=253)] = "0.0.0.0"
+    metrics_host: Host = ""
     metrics_port: Port = 8080
+    health_host: Host = ""
     health_port: Port = 8081
     secure_metrics: StrictBool = True
     metrics_cert_dir: Path = ""
+
+    @property
+    def metrics_listen(self) -> str:
+        """The address /metrics listens on."""
+        return self.metrics_host or self.bind_address
+
+    @property
+    def health_listen(self) -> str:
+        """The address the probes listen on."""
+        return self.health_host or self.bind_address
 
     @model_validator(mode="after")
     def _cert_dir_needs_secure_metrics(self) -> ServerConfig:
@@ -301,17 +317,23 @@ class Config(_Section):
     logging: LoggingConfig = LoggingConfig()
     shutdown_grace_period: Seconds = Field(30.0, ge=0.0)
 
-    def with_overrides(self, **changes: Any) -> Config:
-        """A copy with top-level fields replaced (e.g. dry_run=True from a CLI flag),
-        re-validated."""
-        unknown = changes.keys() - type(self).model_fields.keys()
-        if unknown:
-            raise TypeError(f"Config has no field {', '.join(sorted(unknown))}")
-        return parse_config(self.model_copy(update=changes).to_dict())
+    def with_overrides(self, changes: Mapping[str, Any]) -> Config:
+        """A copy with `changes` (YAML-shaped: camelCase keys, a section's keys replaced one by
+        one) over this configuration, re-validated: command-line flags over the file."""
+        return parse_config(_merged(self.to_dict(), changes))
 
     def to_dict(self) -> dict[str, Any]:
         """The configuration as a YAML-shaped mapping (camelCase keys, durations in seconds)."""
         return self.model_dump(by_alias=True, mode="json")
+
+
+def _merged(base: Mapping[str, Any], changes: Mapping[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in changes.items():
+        inner = base.get(key)
+        both = isinstance(value, Mapping) and isinstance(inner, Mapping)
+        merged[key] = _merged(inner, value) if both else value  # type: ignore[arg-type]
+    return merged
 
 
 # --------------------------------------------------------------------------- public functions

@@ -7,15 +7,13 @@ requeue_after: forget the backoff, add after the delay; success: forget).
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 import time
 from collections.abc import Callable
 
-from . import desired, predicates
+from . import desired, diff, logs, predicates
 from .config import Config
-from .diff import Plan
 from .fights import FightTracker
 from .kube import APPTASKS, DEPLOYMENTS, ApiError, Kube
 from .metrics import Metrics
@@ -46,7 +44,7 @@ class Controller:
                                    config.fights.backoff_base, config.fights.backoff_cap)
         self.reconciler = Reconciler(config, kube, self.apptasks, self.deployments,
                                      self.fights, events, clock=clock)
-        self.plans: dict[str, Plan] = {}
+        self.plans: dict[str, diff.Plan] = {}
         """The latest dry-run plan per AppTask (dry-run mode only)."""
         self._stopping = threading.Event()
         namespaces = config.namespaces or (None,)
@@ -65,6 +63,8 @@ class Controller:
         if predicates.apptask_changed(old, new):
             key = key_of((new or old).obj)  # type: ignore[union-attr]
             if new is None:
+                log.info("%s: AppTask deleted; its Deployment goes by garbage collection", key,
+                         extra=logs.about(NAME, key))
                 self._forget(key)
             self.queue.release(key)  # a new desired state is tried at once, even in backoff
             self.queue.add(key)
@@ -142,11 +142,12 @@ class Controller:
     def process(self, key: str) -> Result:
         """Reconcile one key and requeue it as its Result says."""
         started = time.monotonic()
-        try:
-            result = self.reconciler.reconcile(key)
-        except Exception as exc:  # noqa: BLE001 - a bug must not kill the worker
-            log.exception("%s: reconcile crashed", key)
-            result = Result(Outcome.ERROR, error=_as_api_error(exc))
+        with logs.reconciling(NAME, key):
+            try:
+                result = self.reconciler.reconcile(key)
+            except Exception as exc:  # noqa: BLE001 - a bug must not kill the worker
+                log.exception("%s: reconcile crashed", key)
+                result = Result(Outcome.ERROR, error=_as_api_error(exc))
         self._requeue(key, result)
         if result.plan is not None:
             self._remember_plan(result.plan)
@@ -175,23 +176,24 @@ class Controller:
         else:
             self.queue.forget(key)
 
-    def _remember_plan(self, plan: Plan) -> None:
+    def _remember_plan(self, plan: diff.Plan) -> None:
         if self.plans.get(plan.key) != plan:
             self.plans[plan.key] = plan
-            log.info("dry-run %s: %s %s", plan.key, plan.action,
-                     plan.detail or (json.dumps(plan.patch) if plan.patch else ""))
+            log.info("dry-run %s%s", diff.headline(plan),
+                     "".join(f"; {diff.render_op(op)}" for op in plan.patch))
 
     # -- one pass (--once, diff) -------------------------------------------------------------
 
-    def run_once(self) -> list[Result]:
-        """List everything, then reconcile every AppTask once, in this thread (no watches).
-        Statuses are written at once, failures included: no later reconcile will come to write
-        them."""
+    def run_once(self) -> dict[str, Result]:
+        """List everything, then reconcile every AppTask once, in this thread (no watches);
+        the results by key, in key order. Statuses are written at once, failures included, and
+        a vanished Deployment is re-created at once: no later reconcile will come."""
         self.reconciler.settling.settle = 0.0
         self.reconciler.degraded_after = 0.0
+        self.reconciler.vanished_grace = 0.0
         for watcher in self.watchers:
             watcher.list_once()
-        return [self.process(key) for key in sorted(self.apptasks.keys())]
+        return {key: self.process(key) for key in sorted(self.apptasks.keys())}
 
 
 def _as_api_error(exc: Exception) -> ApiError:

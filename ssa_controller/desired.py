@@ -23,6 +23,7 @@ NAME_LABEL = "apptasks.example.com/name"
 CONTAINER_NAME = "app"
 PROTOCOLS = ("TCP", "UDP", "SCTP")
 _LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
+INT64_MIN, INT64_MAX = -2**63, 2**63 - 1
 
 
 class InvalidSpec(ValueError):
@@ -89,6 +90,13 @@ def _ports(spec: Mapping[str, Any]) -> list[dict[str, Any]]:
     return rendered
 
 
+def _encodable(amount: str | int) -> str | int:
+    """An integer quantity beyond 64 bits as its decimal string: the same quantity, which JSON
+    encoders holding integers to 64 bits (orjson) can write."""
+    return str(amount) if isinstance(amount, int) and not INT64_MIN <= amount <= INT64_MAX \
+        else amount
+
+
 def _resources(spec: Mapping[str, Any]) -> dict[str, dict[str, str | int]]:
     value = spec.get("resources") or {}
     _expect(isinstance(value, Mapping), "resources", "must be an object")
@@ -100,7 +108,7 @@ def _resources(spec: Mapping[str, Any]) -> dict[str, dict[str, str | int]]:
             _expect(isinstance(amount, (str, int)) and quantity.parse(amount) is not None,
                     f"resources.{kind}.{name}", f"{amount!r} is not a quantity")
         if amounts:
-            rendered[kind] = dict(amounts)
+            rendered[kind] = {name: _encodable(amount) for name, amount in amounts.items()}
     unknown = set(value) - {"requests", "limits"}
     _expect(not unknown, "resources", f"unknown fields {sorted(unknown)}")
     return rendered

@@ -3,14 +3,15 @@
 Two signals, both read from the cache: a field whose live value differs from the apply body
 (quantities compared by value, so "1000m" equals "1"), and a field the controller's manager no
 longer owns. The first catches writers that managedFields does not record (on v1.20 the scale
-subresource); the second names the manager that took the field.
+subresource); the second names the manager that took the field. Also how fields and values are
+said in messages (`restored .spec.replicas (5 -> 2), changed by kubectl-edit`).
 """
 
 from __future__ import annotations
 
 import functools
 import json
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -88,3 +89,49 @@ def compute(body: Mapping[str, Any], live: Mapping[str, Any], owned: frozenset[P
                                                          value_at(live, p))))
     return Drift(changed=changed, lost=tuple(sorted(wanted - owned)),
                  stale=tuple(sorted(owned - wanted)))
+
+
+VALUE_LIMIT = 60
+"""Characters of a value shown in a message; longer ones are cut with '...'."""
+HIDDEN = "value not shown"
+"""Said instead of the values of an environment variable, which may be a secret."""
+
+
+def shown(value: Any) -> str:
+    """A value for a message: strings bare, anything else as compact JSON, `absent`; cut at
+    VALUE_LIMIT characters."""
+    if value is _MISSING:
+        return "absent"
+    text = value if isinstance(value, str) else json.dumps(value, separators=(",", ":"),
+                                                             sort_keys=True)
+    return text if len(text) <= VALUE_LIMIT else text[:VALUE_LIMIT - 3] + "..."
+
+
+def _secret(path: Path) -> bool:
+    return "f:env" in path
+
+
+def fields_text(obj: Mapping[str, Any], paths: Iterable[Path]) -> str:
+    """`.spec.replicas (2), ...`: the fields with their values in `obj`."""
+    return ", ".join(f"{fieldset.display(p)} ({HIDDEN if _secret(p) else shown(value_at(obj, p))})"
+                     for p in sorted(paths))
+
+
+def restored(taken: Iterable[Path], body: Mapping[str, Any], live: Mapping[str, Any],
+             takers: Mapping[str, Sequence[Path]], unknown: str) -> str:
+    """What an apply that takes fields back restores, from what to what, and who had changed
+    them (`takers`: manager -> paths, as fieldset.taken_by_others; `unknown` where managedFields
+    names nobody): `restored .spec.replicas (5 -> 2), changed by kubectl-scale; ...`."""
+    owners: dict[Path, list[str]] = {}
+    for manager, paths in sorted(takers.items()):
+        for path in paths:
+            owners.setdefault(path, []).append(manager)
+    groups: dict[str, list[str]] = {}
+    for path in sorted(taken):
+        before, after = value_at(live, path), value_at(body, path)
+        change = (HIDDEN if _secret(path) else shown(after) if _same(path, after, before)
+                  else f"{shown(before)} -> {shown(after)}")
+        who = " and ".join(owners.get(path, ())) or unknown
+        groups.setdefault(who, []).append(f"{fieldset.display(path)} ({change})")
+    return "restored " + "; ".join(f"{', '.join(fields)}, changed by {who}"
+                                   for who, fields in groups.items())

@@ -12,7 +12,7 @@ import logging
 from collections.abc import Callable, Mapping
 from urllib.parse import parse_qs, urlsplit
 
-from .httpserver import BackgroundHttpServer, QuietHandler
+from .httpserver import BackgroundHttpServer, QuietHandler, listening
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +80,8 @@ def _handler(endpoints: Mapping[str, Mapping[str, Check]]) -> type[QuietHandler]
 
 
 class HealthServer:
-    """Serves /healthz (liveness) and /readyz (readiness) on `port`; port 0 disables it."""
+    """Serves /healthz (liveness) and /readyz (readiness) on `port`; port 0 disables it. An
+    address it cannot listen on is a ListenError naming server.healthPort."""
 
     def __init__(self, bind_address: str, port: int, *, healthz: Mapping[str, Check],
                  readyz: Mapping[str, Check]) -> None:
@@ -96,8 +97,10 @@ class HealthServer:
     def start(self) -> None:
         if not self.enabled or self._server is not None:
             return
-        self._server = BackgroundHttpServer(self.bind_address, self.port,
-                                            _handler(self._endpoints), "health-server")
+        self._server = listening("server.healthPort", self.bind_address, self.port,
+                                 lambda: BackgroundHttpServer(self.bind_address, self.port,
+                                                              _handler(self._endpoints),
+                                                              "health-server"))
         self._server.start()
         log.info("serving /healthz and /readyz on %s:%d", self.bind_address, self.port)
 

@@ -13,8 +13,10 @@ import ssl
 import threading
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import TypeVar
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 TLS_TIMEOUT = 10.0
 """Seconds a TLS connection may stay silent (handshake included) before it is dropped."""
@@ -87,3 +89,19 @@ class QuietHandler(BaseHTTPRequestHandler):
         self.send_header("X-Content-Type-Options", "nosniff")
         self.end_headers()
         self.wfile.write(body)
+
+
+class ListenError(Exception):
+    """A server cannot listen where the configuration says."""
+
+
+def listening(key: str, host: str, port: int, bind: Callable[[], T]) -> T:
+    """bind()'s answer, or a ListenError naming the address and the config `key` of the port
+    that could not be bound (`cannot listen on 0.0.0.0:8080 (server.metricsPort): address
+    already in use`). `bind` must do nothing else that can fail with an OSError."""
+    try:
+        return bind()
+    except OSError as exc:
+        address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        reason = (exc.strerror or str(exc)).lower()
+        raise ListenError(f"cannot listen on {address} ({key}): {reason}") from exc

@@ -494,6 +494,10 @@ def _pool_factory(server: str, *, verify: bool, ca_file: str | None,
 class Kube:
     """A JSON client for one API server with one identity."""
 
+    origin = "credentials given directly"
+    """Where the server and credentials came from, for messages: `kubeconfig PATH, context
+    NAME`, `the in-cluster service account (DIR)`."""
+
     def __init__(self, server: str, *, token: str | None = None,
                  authorization: Callable[[], str | None] | None = None,
                  ca_file: str | None = None, cert_file: str | None = None,
@@ -538,8 +542,10 @@ class Kube:
             loader.load_and_set(cfg)
         except ConfigException as exc:
             raise CredentialsError(f"kubeconfig {paths}: {exc}") from exc
-        return cls._from_configuration(cfg, client_certificate=_ExecClientCertificate.of(loader),
+        kube = cls._from_configuration(cfg, client_certificate=_ExecClientCertificate.of(loader),
                                        **kwargs)
+        kube.origin = f"kubeconfig {paths}, context {loader.current_context['name']}"
+        return kube
 
     @classmethod
     def in_cluster(cls, **kwargs: Any) -> Kube:
@@ -552,8 +558,10 @@ class Kube:
             pod = serviceaccount.load(directory, os.environ)
         except serviceaccount.ServiceAccountError as exc:
             raise CredentialsError(f"in-cluster config ({directory}): {exc}") from exc
-        return cls(pod.server, authorization=pod.authorization, ca_file=pod.ca_file,
+        kube = cls(pod.server, authorization=pod.authorization, ca_file=pod.ca_file,
                    proxy_url=_environment_proxy(pod.server), **kwargs)
+        kube.origin = f"the in-cluster service account ({directory})"
+        return kube
 
     @classmethod
     def _from_configuration(cls, cfg: Any, **kwargs: Any) -> Kube:

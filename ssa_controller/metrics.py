@@ -28,9 +28,9 @@ from prometheus_client import (
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.metrics import MetricWrapperBase
 
-from . import servingcert
+from . import servingcert, version
 from .config import ServerConfig
-from .httpserver import BackgroundHttpServer, QuietHandler
+from .httpserver import BackgroundHttpServer, QuietHandler, listening
 from .kube import APPTASKS, DEPLOYMENTS, Kube
 from .metrics_auth import KubeReviews, MetricsAuthorizer
 from .reconciler import Outcome
@@ -132,6 +132,10 @@ class Metrics:
         self.events_dropped = Counter("ssa_controller_events_dropped_total",
                                       "Events dropped by rate limiting, a full queue or shutdown",
                                       registry=r)
+        build = version.build_info()
+        Gauge("ssa_controller_build_info", "Always 1; its labels say which build runs",
+              ["version", "revision", "python"], registry=r).labels(
+                  build.version, build.revision, build.python).set(1)
         for outcome in APPLY_OUTCOMES:
             self.applies.labels(outcome)
         for resource in WATCHED_RESOURCES:  # from zero, so increase() sees the first one
@@ -228,10 +232,12 @@ class Metrics:
               tls: servingcert.ContextSource | None = None,
               authorizer: MetricsAuthorizer | None = None) -> MetricsServer | None:
         """Serve /metrics on bind_address:port in a daemon thread; port 0 disables (None).
-        With `tls` over HTTPS; with `authorizer` only to the requests it allows."""
+        With `tls` over HTTPS; with `authorizer` only to the requests it allows. An address it
+        cannot listen on is a ListenError naming server.metricsPort."""
         if port == 0:
             return None
-        server = MetricsServer(self.registry, bind_address, port, tls, authorizer)
+        server = listening("server.metricsPort", bind_address, port, lambda: MetricsServer(
+            self.registry, bind_address, port, tls, authorizer))
         log.info("serving /metrics on %s:%d (%s)", bind_address, server.port,
                  "HTTPS, scrapes authorized by the API server" if authorizer else
                  "HTTPS" if tls else "plain HTTP")
@@ -241,8 +247,8 @@ class Metrics:
         """Serve /metrics as `server` says: with secureMetrics over HTTPS, each scrape checked
         by a TokenReview and a SubjectAccessReview sent with `kube`; else plain HTTP."""
         if not server.secure_metrics or server.metrics_port == 0:
-            return self.serve(server.bind_address, server.metrics_port)
-        return self.serve(server.bind_address, server.metrics_port,
+            return self.serve(server.metrics_listen, server.metrics_port)
+        return self.serve(server.metrics_listen, server.metrics_port,
                           tls=servingcert.context_source(server.metrics_cert_dir),
                           authorizer=MetricsAuthorizer(KubeReviews(kube)))
 

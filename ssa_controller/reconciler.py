@@ -2,12 +2,13 @@
 
 The pipeline for a key: look the AppTask up in the cache -> render the apply body (invalid
 spec: status, no retry) -> a generation the API server refused waits for its slow retry (from
-memory, without a request) -> find the Deployment in the cache (none: the apply creates it under a
-create-only precondition; only when the server answers that one exists is it read and judged) ->
-compare body, live object and field ownership -> if something drifted, check for a fight,
-transfer ownership where needed (adoption; hand-off of a released `replicas`), then server-side
-apply -> compute the status and patch it only if it differs. The outcome is a Result the
-controller's one switch turns into forget / requeue-after / rate-limited retry.
+memory, without a request) -> a paused AppTask gets its status only (a dry run goes on, to plan
+what would happen once unpaused) -> find the Deployment in the cache (none: the apply creates it
+under a create-only precondition; only when the server answers that one exists is it read and
+judged) -> compare body, live object and field ownership -> if something drifted, check for a
+fight, transfer ownership where needed (adoption; hand-off of a released `replicas`), then
+server-side apply -> compute the status and patch it only if it differs. The outcome is a Result
+the controller's one switch turns into forget / requeue-after / rate-limited retry.
 """
 
 from __future__ import annotations
@@ -249,6 +250,15 @@ def _comparison(apptask: Obj, live: Cached, manager: str) -> tuple[Any, ...]:
             live_meta.get("ownerReferences"), fieldset.applied_by(live.owners, manager))
 
 
+def _was_synced(apptask: Obj) -> bool:
+    """Whether the status says the Deployment held this generation of the spec (Synced, or
+    since then fought over): a difference now is another writer's change."""
+    st = apptask.get("status") or {}
+    reasons = {c.get("type"): c.get("reason") for c in st.get("conditions") or ()}
+    return st.get("observedGeneration") == _generation(apptask) and \
+        reasons.get("Synced") in ("Synced", "FieldFight")
+
+
 def _rollout_unobserved(deployment: Obj) -> bool:
     observed = deployment.get("status", {}).get("observedGeneration", 0)
     return int(deployment["metadata"].get("generation", 0)) > int(observed)
@@ -279,7 +289,9 @@ class Reconciler:
         self.status_min_interval = STATUS_MIN_INTERVAL
         self.teardowns = Teardowns()
         self._vanished: dict[str, float] = {}
-        """When a Deployment the AppTask had was first found missing (see VANISHED_GRACE)."""
+        """When a Deployment the AppTask had was first found missing (see vanished_grace)."""
+        self.vanished_grace = VANISHED_GRACE
+        """0 in one-pass runs, where no later reconcile would re-create the Deployment."""
         self._failing_since: dict[str, float] = {}
         """When each AppTask failing with transient errors first failed (see transient())."""
         self.degraded_after = config.backoff.degraded_after
@@ -318,9 +330,9 @@ class Reconciler:
         apptask = self.apptasks.get(key)
         if apptask is None or "deletionTimestamp" in apptask["metadata"]:
             self.forget(key)
-            return Result(Outcome.SKIPPED)
+            return self._skipped(key, "the AppTask is being deleted")
         if self.teardowns.holds(key, apptask["metadata"].get("uid", "")):
-            return Result(Outcome.SKIPPED)  # its namespace is being deleted, and it with it
+            return self._skipped(key, "its namespace is being deleted")  # and it with it
         try:
             body = desired.render(apptask)
         except desired.InvalidSpec as exc:
@@ -333,12 +345,22 @@ class Reconciler:
             return self._finish(key, apptask, live, Sync.rejected(message),
                                 Result(Outcome.INVALID, requeue_after=retry_in),
                                 plan_action=diff.Action.INVALID)
-        if apptask.get("spec", {}).get("paused"):
-            return self._finish(key, apptask, live, Sync.paused(), Result(Outcome.SKIPPED))
+        if not apptask.get("spec", {}).get("paused"):
+            return self._reconcile_deployment(key, apptask, body, cached)
+        if self.dry_run:  # the plan shows what would happen once it is unpaused
+            result = self._reconcile_deployment(key, apptask, body, cached)
+            return dataclasses.replace(result, plan=result.plan and result.plan.paused())
+        return self._paused(key, apptask, body, cached)
+
+    def _reconcile_deployment(self, key: str, apptask: Obj, body: Obj,
+                              cached: Cached | None) -> Result:
+        """From the cached Deployment, or its absence, to the apply."""
+        live = None if cached is None else cached.obj
         if live is None:
             wait = self._vanished_wait(key, apptask)
             if wait > 0:
-                return Result(Outcome.SKIPPED, requeue_after=wait)
+                return self._skipped(key, "its Deployment vanished; it is created again unless "
+                                     "the AppTask's deletion is seen first", requeue_after=wait)
         if live is None and key in self._uncached:
             try:  # known to exist without our label: read it rather than try to create it
                 cached = self._fetch(key)
@@ -348,8 +370,28 @@ class Reconciler:
                 self._uncached.discard(key)
             live = None if cached is None else cached.obj
         if live is not None and "deletionTimestamp" in live["metadata"]:
-            return Result(Outcome.SKIPPED)  # its DELETED event enqueues the AppTask again
+            # its DELETED event enqueues the AppTask again
+            return self._skipped(key, f"Deployment {live['metadata']['name']} is being deleted; "
+                                 "it is created again once it is gone")
         return self._converge_unless_foreign(key, apptask, body, cached)
+
+    def _paused(self, key: str, apptask: Obj, body: Obj, cached: Cached | None) -> Result:
+        """spec.paused: nothing is sent but the status, which says whether the Deployment
+        matches the spec all the same (from the cache)."""
+        if cached is None:
+            return self._finish(key, apptask, None, Sync.paused(False), Result(Outcome.SKIPPED))
+        in_sync = False
+        if status.controls(apptask, cached.obj):
+            found = drift.compute(body, cached.obj, fieldset.applied_by(
+                cached.owners, self.config.field_manager))
+            in_sync = not (found.changed or found.stale)
+        return self._finish(key, apptask, cached.obj, Sync.paused(in_sync),
+                            Result(Outcome.SKIPPED))
+
+    def _skipped(self, key: str, why: str, requeue_after: float | None = None) -> Result:
+        """Nothing to do now; in dry-run the plan says why."""
+        plan = diff.Plan(key, diff.Action.SKIPPED, detail=why) if self.dry_run else None
+        return Result(Outcome.SKIPPED, requeue_after=requeue_after, plan=plan)
 
     def _vanished_wait(self, key: str, apptask: Obj) -> float:
         """Seconds to wait before re-creating a Deployment the AppTask had (0: go ahead)."""
@@ -357,10 +399,10 @@ class Reconciler:
             return 0.0  # never had one: create it at once
         now = self.clock()
         since = self._vanished.setdefault(key, now)
-        if now >= since + VANISHED_GRACE:
+        if now >= since + self.vanished_grace:
             del self._vanished[key]
             return 0.0
-        return since + VANISHED_GRACE - now
+        return since + self.vanished_grace - now
 
     def _namespace_closed(self, key: str, exc: ApiError) -> Result:
         """The namespace is being torn down: skip its AppTasks until their deletion is seen; no
@@ -372,7 +414,7 @@ class Reconciler:
         self.teardowns.record(namespace, members)
         log.info("%s: namespace %s is being deleted; its %d AppTasks wait for their deletion "
                  "(%s)", key, namespace, len(members), exc.message)
-        return Result(Outcome.SKIPPED)
+        return self._skipped(key, "its namespace is being deleted")
 
     def _found_uncached(self, key: str, apptask: Obj, body: Obj) -> Result:
         """The create-only apply found a Deployment the cache does not hold (one without the
@@ -399,16 +441,11 @@ class Reconciler:
                 return None
             raise
 
-    @staticmethod
-    def _controlled(apptask: Obj, live: Obj) -> bool:
-        ref = desired.controller_ref(live)
-        return ref is not None and ref.get("uid") == apptask["metadata"]["uid"]
-
     def _converge_unless_foreign(self, key: str, apptask: Obj, body: Obj,
                                  cached: Cached | None) -> Result:
         """Converge, unless the Deployment is one this AppTask does not control and may not
         adopt."""
-        if cached is not None and not self._controlled(apptask, cached.obj):
+        if cached is not None and not status.controls(apptask, cached.obj):
             refusal = self._refuse_foreign(key, apptask, cached.obj)
             if refusal is not None:
                 return refusal
@@ -438,6 +475,7 @@ class Reconciler:
         generation = _generation(apptask)
         now = self.clock()
         fight_found = False
+        restored = ""
         if cached is not None:
             live, owners = cached.obj, cached.owners
             signature = _comparison(apptask, cached, manager)
@@ -450,6 +488,10 @@ class Reconciler:
                     key, generation, body["metadata"]["name"], Result(Outcome.UNCHANGED)))
             if found.taken:
                 fight_found = self._took_back(key, apptask, generation, owners, found, now)
+                if _was_synced(apptask):  # so someone else changed what was applied
+                    restored = drift.restored(
+                        found.taken, body, live,
+                        fieldset.taken_by_others(owners, manager, found.taken), UNKNOWN_WRITER)
             delay = self.fights.apply_delay(key, generation, now)
             if delay > 0:
                 fight = self.fights.fight(key, generation, now)
@@ -458,7 +500,7 @@ class Reconciler:
                                     Result(Outcome.CONFLICT, requeue_after=delay,
                                            fight_detected=fight_found),
                                     plan_action=diff.Action.CONFLICT)
-        return self._apply(key, apptask, body, cached, generation, fight_found)
+        return self._apply(key, apptask, body, cached, generation, fight_found, restored)
 
     def _took_back(self, key: str, apptask: Obj, generation: int, owners: fieldset.Owners,
                    found: drift.Drift, now: float) -> bool:
@@ -490,7 +532,8 @@ class Reconciler:
             f"({fight.takebacks} take-backs); re-applying with growing backoff")
 
     def _apply(self, key: str, apptask: Obj, body: Obj, cached: Cached | None, generation: int,
-               fight_found: bool) -> Result:
+               fight_found: bool, restored: str = "") -> Result:
+        """Apply the body (`restored`: what it takes back from other writers, to say so)."""
         namespace, name = key.split("/", 1)
         path = DEPLOYMENTS.path(namespace, name)
         live = None if cached is None else cached.obj
@@ -513,9 +556,10 @@ class Reconciler:
         self._in_sync[key] = _comparison(apptask, self.deployments.record_write(answer),
                                          self.config.field_manager)
         self.fights.applied(key, generation, self.clock())
-        verb = "created" if live is None else "configured"
-        log.info("%s: applied Deployment (%s)", key, verb)
-        self._event(apptask, "Normal", "Applied", "Apply", f"Deployment {name} {verb}")
+        what = restored or ("created" if live is None else "configured")
+        log.info("%s: applied Deployment (%s)", key, what)
+        self._event(apptask, "Normal", "Applied", "Apply",
+                    f"Deployment {name}: {restored}" if restored else f"Deployment {name} {what}")
         if _rollout_unobserved(answer):
             self.settling.applied(key, self.clock())
         return self._finish(key, apptask, self.deployments.get(key), *self._calm_or_fight(
@@ -527,14 +571,15 @@ class Reconciler:
         dry-run shows the apply is accepted), and hand off a released `replicas` so that the
         apply does not remove it."""
         manager = self.config.field_manager
-        if not self._controlled(apptask, live.obj):
+        if not status.controls(apptask, live.obj):
             adopt.take_over_client_side_fields(self.kube, live.obj, body, manager,
                                                self.config.apply.force)
         handoff = adopt.handoff_body(body, live.obj, live.owners, manager)
         if handoff is not None:
             self.kube.apply(path, handoff, field_manager=adopt.handoff_manager(manager),
                             force=False)
-            log.info("%s: handed spec %s over to %s", key, handoff.get("spec"),
+            log.info("%s: handed %s over to %s", key,
+                     drift.fields_text(handoff, fieldset.body_paths(handoff)),
                      adopt.handoff_manager(manager))
 
     def _apply_failed(self, key: str, apptask: Obj, live: Obj | None, generation: int,

@@ -29,6 +29,7 @@ from .config import Config
 from .controller import Controller
 from .events import EventRecorder
 from .health import HealthServer
+from .httpserver import ListenError
 from .kube import Kube
 from .leader import LeaderElector, default_identity
 from .metrics import Metrics
@@ -128,9 +129,14 @@ class Process:
     def run(self) -> int:
         cfg = self.config
         metrics_server = self.metrics.serve_configured(cfg.server, self.kube)
-        health = HealthServer(cfg.server.bind_address, cfg.server.health_port,
+        health = HealthServer(cfg.server.health_listen, cfg.server.health_port,
                               healthz={"ping": self.alive}, readyz={"informers": self.ready})
-        health.start()
+        try:
+            health.start()
+        except ListenError:
+            if metrics_server is not None:
+                metrics_server.stop()
+            raise
         self.events.start()
         self.watches = self.controller.start_watches(self.stop)
         if cfg.leader_election.enabled and not cfg.dry_run:

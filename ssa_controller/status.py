@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
+from . import desired
+
 
 class Phase(StrEnum):
     """status.phase of an AppTask (the CRD's printer column)."""
@@ -23,6 +25,7 @@ class Phase(StrEnum):
     DEGRADED = "Degraded"
     INVALID = "Invalid"
     CONFLICT = "Conflict"
+    PAUSED = "Paused"
 
 
 @dataclass(frozen=True)
@@ -42,8 +45,13 @@ class Sync:
         return cls(True, "Synced", f"Deployment {name} matches the spec")
 
     @classmethod
-    def paused(cls) -> Sync:
-        return cls(True, "Paused", "spec.paused is true: the Deployment is left as it is")
+    def paused(cls, in_sync: bool) -> Sync:
+        """spec.paused: nothing is applied; Synced says whether the Deployment matches the spec
+        all the same."""
+        message = "spec.paused is true: the Deployment is left as it is"
+        if not in_sync:
+            message += "; it does not match the spec"
+        return cls(in_sync, "Paused", message, phase=Phase.PAUSED)
 
     @classmethod
     def invalid(cls, message: str) -> Sync:
@@ -62,10 +70,21 @@ class Sync:
         return cls(False, "ApplyFailed", message, phase=Phase.DEGRADED)
 
 
-def _ready(deployment: Mapping[str, Any] | None) -> tuple[bool, str, str, int]:
-    """(ready, reason, message, readyReplicas) from the Deployment's status."""
+def controls(apptask: Mapping[str, Any], deployment: Mapping[str, Any]) -> bool:
+    """Whether the Deployment's controller ownerReference names this AppTask (by uid)."""
+    ref = desired.controller_ref(deployment)
+    return ref is not None and ref.get("uid") == apptask["metadata"].get("uid")
+
+
+def _ready(apptask: Mapping[str, Any],
+           deployment: Mapping[str, Any] | None) -> tuple[bool, str, str, int]:
+    """(ready, reason, message, readyReplicas) from the status of the Deployment the AppTask
+    controls; someone else's Deployment of the same name says nothing about the AppTask."""
     if deployment is None:
         return False, "DeploymentNotFound", "the Deployment does not exist yet", 0
+    if not controls(apptask, deployment):
+        return (False, "DeploymentNotControlled", f"Deployment {deployment['metadata']['name']} "
+                "is not controlled by this AppTask", 0)
     spec, st = deployment.get("spec", {}), deployment.get("status", {})
     desired = int(spec.get("replicas", 1))
     ready = int(st.get("readyReplicas", 0))
@@ -114,7 +133,7 @@ def compute(apptask: Mapping[str, Any], deployment: Mapping[str, Any] | None, sy
             now: str) -> dict[str, Any]:
     """The status the AppTask should have; `now` stamps conditions whose status changed."""
     generation = int(apptask["metadata"].get("generation", 0))
-    ready, reason, message, ready_replicas = _ready(deployment)
+    ready, reason, message, ready_replicas = _ready(apptask, deployment)
     conditions = [
         _condition("Ready", ready, reason, message, generation),
         _condition("Synced", sync.ok, sync.reason, sync.message, generation),
@@ -129,7 +148,7 @@ def compute(apptask: Mapping[str, Any], deployment: Mapping[str, Any] | None, sy
         "conditions": merge_conditions(apptask.get("status", {}).get("conditions") or (),
                                        conditions, now),
     }
-    if deployment is not None:
+    if deployment is not None and controls(apptask, deployment):
         status["deploymentName"] = deployment["metadata"]["name"]
     return status
 

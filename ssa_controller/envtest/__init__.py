@@ -3,7 +3,8 @@
 - assets: find, or build once from Debian's source package and cache, the binaries;
 - controlplane: etcd + kube-apiserver (+ kube-controller-manager) as a context manager;
 - audit: count API requests from kube-apiserver's audit log;
-- podsim: a fake node that runs pods (bound, Running, Ready) so Deployment readiness is real;
+- podsim: a fake node that runs pods (bound, Running, Ready; not ready with InvalidImageName
+  when an image reference does not parse) so Deployment readiness is real;
 - polling: poll_until, the deadline-bounded wait every test uses;
 - clients are `ssa_controller.kube.Kube` (re-exported here with `ApiError`), e.g. from
   `ControlPlane.client(user)`.

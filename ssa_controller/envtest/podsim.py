@@ -3,15 +3,17 @@
 The local control plane has no scheduler and no kubelet, so Deployment pods would stay Pending. As
 kwok does, this watches pods in all namespaces, binds each unbound pod to a fake Ready node through
 the pods/binding subresource, writes a Running status with Ready conditions through pods/status, and
-finishes the graceful deletion of pods on its node (a kubelet's job). Run kube-controller-manager
-without its node-lifecycle controller (ControlPlane does) so the fake node is never tainted or
-evicted.
+finishes the graceful deletion of pods on its node (a kubelet's job). A container whose image
+reference cannot be parsed is reported as the kubelet reports it (waiting, `InvalidImageName`),
+and its pod Pending and not ready. Run kube-controller-manager without its node-lifecycle
+controller (ControlPlane does) so the fake node is never tainted or evicted.
 """
 
 from __future__ import annotations
 
 import itertools
 import logging
+import re
 import threading
 from datetime import UTC, datetime
 from typing import Any
@@ -29,10 +31,6 @@ IGNORED_STATUSES = (404, 409)  # the pod is gone, or someone else got there firs
 
 def _now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _condition_true(kind: str, now: str) -> Obj:
-    return {"type": kind, "status": "True", "lastProbeTime": None, "lastTransitionTime": now}
 
 
 def _is_running_ready(pod: Obj) -> bool:
@@ -88,19 +86,60 @@ def node_manifest(name: str) -> Obj:
     }
 
 
-def running_status(pod: Obj, pod_ip: str) -> Obj:
-    """The status a kubelet would report once every container of `pod` is running and ready."""
+_ALPHANUMERIC = r"[a-z0-9]+"
+_SEPARATOR = r"(?:[._]|__|-*)"
+_PATH_COMPONENT = rf"{_ALPHANUMERIC}(?:{_SEPARATOR}{_ALPHANUMERIC})*"
+_DOMAIN_COMPONENT = r"(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])"
+_DOMAIN = rf"{_DOMAIN_COMPONENT}(?:\.{_DOMAIN_COMPONENT})*(?::[0-9]+)?"
+_NAME = rf"(?:{_DOMAIN}/)?{_PATH_COMPONENT}(?:/{_PATH_COMPONENT})*"
+_REFERENCE = re.compile(
+    rf"(?P<name>{_NAME})(?::[\w][\w.-]{{0,127}})?"
+    r"(?:@[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,})?", re.ASCII)
+NAME_LIMIT = 255
+
+
+def image_reference_error(image: str) -> str | None:
+    """Why the kubelet cannot pull `image` before even trying (None: it can try): a reference
+    that does not parse by docker's grammar (distribution/reference, as v1.20's kubelet vendors
+    it), worded as the kubelet words it."""
+    match = _REFERENCE.fullmatch(image)
+    if match is not None and len(match["name"]) <= NAME_LIMIT:
+        return None
+    reason = "invalid reference format" if match is None else \
+        f"repository name must not be more than {NAME_LIMIT} characters"
+    return (f'Failed to apply default image tag "{image}": couldn\'t parse image reference '
+            f'"{image}": {reason}')
+
+
+def _condition(kind: str, ok: bool, now: str, unready: list[str]) -> Obj:
+    condition = {"type": kind, "status": "True" if ok else "False", "lastProbeTime": None,
+                 "lastTransitionTime": now}
+    if not ok:
+        condition.update(reason="ContainersNotReady",
+                         message=f"containers with unready status: [{' '.join(unready)}]")
+    return condition
+
+
+def pod_status(pod: Obj, pod_ip: str) -> Obj:
+    """The status a kubelet would report once it started every container of `pod`: Running and
+    Ready, unless a container's image reference cannot be parsed (image_reference_error): that
+    one waits with reason InvalidImageName, and the pod is Pending and not ready."""
     now = _now()
     spec = pod.get("spec", {})
+    broken = {c["name"]: error for c in spec.get("containers", []) + spec.get("initContainers", [])
+              if (error := image_reference_error(c.get("image", ""))) is not None}
 
-    def container_status(container: Obj, state: Obj, ready: bool) -> Obj:
+    def container_status(container: Obj, done: Obj, ready: bool) -> Obj:
+        error = broken.get(container["name"])
+        state = done if error is None else {
+            "waiting": {"reason": "InvalidImageName", "message": error}}
         return {
             "name": container["name"],
             "image": container.get("image", ""),
             "imageID": "",
             "containerID": f"envtest://{container['name']}",
-            "ready": ready,
-            "started": ready,
+            "ready": ready and error is None,
+            "started": ready and error is None,
             "restartCount": 0,
             "state": state,
         }
@@ -109,16 +148,19 @@ def running_status(pod: Obj, pod_ip: str) -> Obj:
     finished = {
         "terminated": {"exitCode": 0, "reason": "Completed", "startedAt": now, "finishedAt": now}
     }
+    unready = sorted(broken)
     return {
         "status": {
-            "phase": "Running",
+            "phase": "Pending" if broken else "Running",
             "hostIP": "127.0.0.1",
             "podIP": pod_ip,
             "podIPs": [{"ip": pod_ip}],
             "startTime": now,
             "conditions": [
-                _condition_true(kind, now)
-                for kind in ("Initialized", "Ready", "ContainersReady", "PodScheduled")
+                _condition("Initialized", True, now, unready),
+                _condition("Ready", not broken, now, unready),
+                _condition("ContainersReady", not broken, now, unready),
+                _condition("PodScheduled", True, now, unready),
             ],
             "containerStatuses": [
                 container_status(c, running, True) for c in spec.get("containers", [])
@@ -131,7 +173,8 @@ def running_status(pod: Obj, pod_ip: str) -> Obj:
 
 
 class PodSimulator:
-    """Binds every pod to one fake node and marks it Running and Ready, from a daemon thread."""
+    """Binds every pod to one fake node and reports it started (see pod_status), from a daemon
+    thread."""
 
     def __init__(
         self, url: str, token: str, ca_file: str | None, node_name: str = "envtest-node"
@@ -151,7 +194,7 @@ class PodSimulator:
         self._watch: WatchStream | None = None
         self._watch_lock = threading.Lock()
         self._ips = itertools.count()
-        self._marked: set[str] = set()  # uids given a Running status since the last list
+        self._marked: set[str] = set()  # uids given a status since the last list
 
     def start(self) -> None:
         """Create (or refresh) the node, then start watching pods."""
@@ -222,7 +265,9 @@ class PodSimulator:
                     if event["type"] == "ERROR":
                         if event["object"].get("code") == 410:
                             return  # too old: relist
-                        raise ValueError(f"watch error: {event['object']}")
+                        status = event["object"]
+                        raise ValueError(f"watch error {status.get('code')} "
+                                         f"{status.get('reason')}: {status.get('message')}")
                     resource_version = event["object"]["metadata"]["resourceVersion"]
                     if event["type"] in ("ADDED", "MODIFIED"):
                         self._handle(event["object"])
@@ -245,9 +290,9 @@ class PodSimulator:
                     self._finish_deletion(pod)
             elif not node:
                 self._bind(pod)
-                self._mark_running(pod)
+                self._mark_started(pod)
             elif not _is_running_ready(pod) and pod["metadata"]["uid"] not in self._marked:
-                self._mark_running(pod)
+                self._mark_started(pod)
         except ApiError as exc:
             if exc.status not in IGNORED_STATUSES:
                 raise
@@ -261,9 +306,9 @@ class PodSimulator:
         }
         self._client.create(_pod_path(pod, "binding"), binding)
 
-    def _mark_running(self, pod: Obj) -> None:
+    def _mark_started(self, pod: Obj) -> None:
         pod_ip = pod.get("status", {}).get("podIP") or self._next_ip()
-        self._client.patch(_pod_path(pod, "status"), running_status(pod, pod_ip), MERGE_PATCH)
+        self._client.patch(_pod_path(pod, "status"), pod_status(pod, pod_ip), MERGE_PATCH)
         self._marked.add(pod["metadata"]["uid"])
 
     def _finish_deletion(self, pod: Obj) -> None:

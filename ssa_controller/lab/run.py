@@ -38,7 +38,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help=f"measuring time of each run (default {DEFAULT_SECONDS:g})")
     parser.add_argument("--plot", type=Path, metavar="DIR",
                         help="write PNG plots there (needs the `lab` extra: matplotlib)")
-    parser.add_argument("-o", "--output", choices=("text", "json"), default="text")
+    parser.add_argument("-o", "--output", choices=("text", "json"), default="text",
+                        help="text (default) or json")
 
 
 def progress(message: str) -> None:

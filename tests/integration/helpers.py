@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import subprocess
 import threading
 from pathlib import Path
 from typing import Any, NamedTuple
 
 import yaml
 
-from ssa_controller.envtest import poll_until
+from ssa_controller.envtest import ControlPlane, poll_until
 from ssa_controller.envtest.audit import AuditEvent, AuditLog, overlapping, write_spans
 from ssa_controller.kube import APPTASKS, DEPLOYMENTS, MERGE_PATCH, ApiError, Kube
 
@@ -60,6 +61,13 @@ def status_of(kube: Kube, namespace: str, name: str) -> dict[str, Any]:
 
 def condition(status: dict[str, Any], type_: str) -> dict[str, Any]:
     return next((c for c in status.get("conditions", []) if c["type"] == type_), {})
+
+
+def kubectl(cluster: ControlPlane, *args: str,
+            stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    """kubectl as the cluster's admin; a failure raises."""
+    return subprocess.run(["kubectl", "--kubeconfig", str(cluster.kubeconfig), *args],
+                          input=stdin, capture_output=True, text=True, timeout=60, check=True)
 
 
 def rbac_objects() -> list[dict[str, Any]]:

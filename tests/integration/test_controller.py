@@ -326,10 +326,14 @@ def test_paused_apptask_is_left_alone(admin, controller, namespace, cluster):
     put_apptask(admin, apptask("hold", namespace, replicas=0, image="nginx:1.27", paused=True))
     status = poll_until(lambda: (s := status_of(admin, namespace, "hold"))
                         .get("observedGeneration") == 2 and s, timeout=30, message="observed")
-    assert condition(status, "Synced")["reason"] == "Paused"
+    synced = condition(status, "Synced")
+    assert (status["phase"], synced["status"], synced["reason"]) == ("Paused", "False", "Paused")
+    assert "does not match the spec" in synced["message"]  # the image waits
     assert container(get_deployment(admin, namespace, "hold"))["image"] == "nginx:1.25"
     assert cluster.audit.count(mark, user=CONTROLLER, resource="deployments", writes=True) == 0
 
     put_apptask(admin, apptask("hold", namespace, replicas=0, image="nginx:1.27"))
     poll_until(lambda: container(get_deployment(admin, namespace, "hold"))["image"] == "nginx:1.27",
                timeout=30, message="applied once unpaused")
+    poll_until(lambda: status_of(admin, namespace, "hold").get("phase") == "Ready", timeout=30)
+    assert condition(status_of(admin, namespace, "hold"), "Synced")["reason"] == "Synced"

@@ -622,8 +622,12 @@ def test_kubectl_applies_the_manifests_and_prints_the_columns(admin, controller,
         shown = kubectl(cluster, cache, "get", resource, "-n", namespace)
         assert shown.returncode == 0, shown.stderr
         header, *rows = shown.stdout.splitlines()
-        assert header.split() == ["NAME", "IMAGE", "DESIRED", "READY", "PHASE", "AGE"]
+        assert header.split() == ["NAME", "IMAGE", "DESIRED", "READY", "SYNCED", "PHASE", "AGE"]
         assert len(rows) == 1
-        name, image, desired, ready, phase, age = rows[0].split()
-        assert (name, image, desired, ready, phase) == ("web", "nginx:1.25", "1", "1", "Ready")
+        name, image, desired, ready, synced, phase, age = rows[0].split()
+        assert (name, image, desired, ready, synced, phase) == (
+            "web", "nginx:1.25", "1", "1", "True", "Ready")
         assert re.fullmatch(r"\d+[smhd]\w*", age), age
+    wide = kubectl(cluster, cache, "get", "at", "web", "-n", namespace, "-o", "wide")
+    header, row = wide.stdout.splitlines()
+    assert (header.split()[-1], row.split()[-1]) == ("OBSERVED", "1"), wide.stdout

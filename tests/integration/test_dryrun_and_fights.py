@@ -18,6 +18,7 @@ from helpers import (
     condition,
     container,
     get_deployment,
+    kubectl,
     put_apptask,
     scoped,
     status_of,
@@ -29,15 +30,12 @@ from ssa_controller.envtest import poll_until
 from ssa_controller.kube import APPTASKS, DEPLOYMENTS, MERGE_PATCH
 
 
-def kubectl(cluster, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(["kubectl", "--kubeconfig", str(cluster.kubeconfig), *args],
-                          input=stdin, capture_output=True, text=True, timeout=60, check=True)
-
-
-def run_diff(cluster, tmp_path, namespace: str, *extra: str,
-             user: str = CONTROLLER) -> subprocess.CompletedProcess[str]:
+def run_diff(cluster, tmp_path, namespace: str, *extra: str, user: str = CONTROLLER,
+             **settings: object) -> subprocess.CompletedProcess[str]:
+    """`ssa-controller diff -n NAMESPACE` through the real entry point, as `user`, with a config
+    of `settings` scoped to the namespace."""
     config = tmp_path / "diff.yaml"
-    config.write_text(yaml.safe_dump({"namespaces": [namespace]}))
+    config.write_text(yaml.safe_dump(scoped(namespace, **settings)))
     kubeconfig = cluster.write_kubeconfig(user, tmp_path / f"kubeconfig-diff-{user}")
     return subprocess.run([sys.executable, "-m", "ssa_controller", "diff", "--config", str(config),
                            "--kubeconfig", str(kubeconfig), "-n", namespace, *extra],
@@ -104,6 +102,93 @@ def test_diff_reports_created_and_exit_codes(admin, namespace, cluster, tmp_path
     refused = run_diff(cluster, tmp_path, namespace, user="alice")
     assert refused.returncode == 2
     assert "403" in refused.stderr
+
+
+def verdicts(result: subprocess.CompletedProcess[str]) -> dict[str, dict[str, object]]:
+    """The plans of a `diff -o json` by AppTask name."""
+    return {plan["key"].split("/", 1)[1]: plan for plan in json.loads(result.stdout)}
+
+
+def test_diff_lists_every_apptask_with_its_verdict_and_exits_as_documented(
+        admin, controller, namespace, cluster, tmp_path):
+    """Every AppTask appears with its verdict, conflicts and paused changes included; the exit
+    code is 1 as soon as one Deployment differs from its spec or cannot be brought to it. With
+    force off, as the controller that ran before."""
+    polite = {"apply": {"force": False}}
+    admin.create(DEPLOYMENTS.path(namespace), unowned_deployment(namespace, "taken", {"a": "b"}))
+    for name in ("same", "taken", "contested", "held", "gone"):
+        put_apptask(admin, apptask(name, namespace, replicas=1))
+    process = controller(scoped(namespace, **polite))
+    for name, phase in (("same", "Ready"), ("contested", "Ready"), ("held", "Ready"),
+                        ("gone", "Ready"), ("taken", "Conflict")):
+        poll_until(lambda n=name, p=phase: status_of(admin, namespace, n).get("phase") == p,
+                   timeout=60, message=f"{name} {phase}")
+    process.stop()
+    kubectl(cluster, "-n", namespace, "patch", "deployment/contested", "--type", "merge",
+            "-p", '{"spec":{"replicas":3}}')
+    admin.delete(DEPLOYMENTS.path(namespace, "gone"))
+    poll_until(lambda: get_deployment(admin, namespace, "gone") is None, timeout=30,
+               message="Deployment gone deleted")
+
+    plain = run_diff(cluster, tmp_path, namespace, **polite)
+    assert plain.returncode == 1, plain.stdout + plain.stderr
+    lines = plain.stdout.splitlines()
+    assert f"{namespace}/same: unchanged" in lines
+    assert any(line.startswith(f"{namespace}/taken: conflict (Deployment taken exists")
+               for line in lines), lines
+    assert any(line.startswith(f"{namespace}/contested: conflict (apply conflicts with")
+               and ".spec.replicas" in line for line in lines), lines
+    assert f"{namespace}/gone: created" in lines  # its status names it, but it is gone
+
+    put_apptask(admin, apptask("held", namespace, replicas=1, image="nginx:1.27", paused=True))
+    put_apptask(admin, apptask("new", namespace))
+    put_apptask(admin, apptask("bad", namespace, labels={"apptasks.example.com/name": "x"}))
+    leaving = APPTASKS.path(namespace, "leaving")
+    admin.create(APPTASKS.path(namespace), {**apptask("leaving", namespace),
+                                            "metadata": {"name": "leaving",
+                                                         "finalizers": ["tests/hold"]}})
+    admin.delete(leaving)  # held by its finalizer: being deleted
+    try:
+        planned = run_diff(cluster, tmp_path, namespace, "-o", "json", **polite)
+    finally:
+        admin.patch(leaving, {"metadata": {"finalizers": None}}, MERGE_PATCH)
+    assert planned.returncode == 1, planned.stdout + planned.stderr
+    found = verdicts(planned)
+    assert {name: plan["action"] for name, plan in found.items()} == {
+        "same": "unchanged", "taken": "conflict", "contested": "conflict", "held": "paused",
+        "new": "created", "bad": "invalid", "gone": "created", "leaving": "skipped"}
+    assert found["held"]["whenUnpaused"] == "configured"
+    assert {"op": "replace", "path": "/spec/template/spec/containers/0/image",
+            "value": "nginx:1.27"} in found["held"]["patch"]
+    assert "is reserved" in found["bad"]["detail"]
+    assert found["leaving"]["detail"] == "the AppTask is being deleted"
+    assert container(get_deployment(admin, namespace, "held"))["image"] == "nginx:1.25"
+    assert get_deployment(admin, namespace, "new") is None
+
+
+def test_a_paused_apptask_in_sync_is_no_difference(admin, controller, namespace, cluster,
+                                                    tmp_path):
+    put_apptask(admin, apptask("rest", namespace, replicas=1))
+    process = controller(scoped(namespace))
+    poll_until(lambda: status_of(admin, namespace, "rest").get("phase") == "Ready", timeout=60)
+    process.stop()
+    put_apptask(admin, apptask("rest", namespace, replicas=1, paused=True))
+    result = run_diff(cluster, tmp_path, namespace)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.splitlines() == [f"{namespace}/rest: paused (when unpaused: unchanged)"]
+
+
+def test_diff_with_another_field_manager_shows_no_type_fields(admin, controller, namespace,
+                                                               cluster, tmp_path):
+    """The live Deployment comes from a list, whose items carry no apiVersion and kind: they
+    are no change. Another field manager makes the dry-run apply happen (ownership differs)."""
+    put_apptask(admin, apptask("typed", namespace, replicas=1))
+    process = controller(scoped(namespace))
+    poll_until(lambda: status_of(admin, namespace, "typed").get("phase") == "Ready", timeout=60)
+    process.stop()
+    result = run_diff(cluster, tmp_path, namespace, fieldManager="another-manager")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.splitlines() == [f"{namespace}/typed: unchanged"]
 
 
 # -- conflicts and fights -------------------------------------------------------------------

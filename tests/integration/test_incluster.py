@@ -103,4 +103,6 @@ def test_the_controller_runs_with_in_cluster_credentials_and_the_manifests_rbac(
     refused = [e for e in cluster.audit.select(mark, user=SERVICE_ACCOUNT_USER) if e.code == 401
                or e.code == 403 and e.namespace in (None, namespace, CONTROLLER_NAMESPACE)]
     assert not refused, f"the controller was refused: {refused}"
+    assert f"API server https://127.0.0.1:{cluster.port} (the in-cluster service account " \
+        in process.log()
     assert process.stop() == 0, process.log()[-3000:]

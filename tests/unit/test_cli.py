@@ -8,17 +8,23 @@ the real entry point, `python -m ssa_controller run --config F`, in a subprocess
 
 from __future__ import annotations
 
+import argparse
+import importlib.metadata
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 from ssa_controller import cli
-from ssa_controller.cli import diff_exit_code
+from ssa_controller.cli import diff_exit_code, diff_plans
 from ssa_controller.config import Config
 from ssa_controller.diff import Action, Plan
+from ssa_controller.kube import ApiError
+from ssa_controller.reconciler import Outcome, Result
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -59,10 +65,29 @@ def test_the_shipped_config_is_valid_and_a_missing_cluster_is_a_clear_error(tmp_
     (["conflict"], 1),
     (["invalid", "unchanged"], 1),
     (["configured", "error"], 2),
+    (["skipped", "unchanged"], 0),
+    (["paused:unchanged", "skipped"], 0),
+    (["paused:configured", "unchanged"], 1),
+    (["paused:conflict"], 1),
+    (["paused:error", "configured"], 2),
     ([], 0),
 ])
 def test_diff_exit_codes_follow_kubectl_diff(actions: list[str], code: int) -> None:
-    assert diff_exit_code([Plan(f"ns/{i}", Action(a)) for i, a in enumerate(actions)]) == code
+    """1 when a Deployment differs from its spec: for a paused AppTask, once unpaused."""
+    plans = []
+    for i, action in enumerate(actions):
+        paused, _, unpaused = action.rpartition(":")
+        plan = Plan(f"ns/{i}", Action(unpaused))
+        plans.append(plan.paused() if paused else plan)
+    assert diff_exit_code(plans) == code
+
+
+def test_every_apptask_of_a_diff_gets_a_plan_a_crashed_reconcile_an_error() -> None:
+    planned = Plan("ns/a", Action.CONFIGURED, [{"op": "replace", "path": "/spec/replicas",
+                                                "value": 2}])
+    crashed = Result(Outcome.ERROR, error=ApiError(0, "KeyError", "'spec'"))
+    assert diff_plans({"ns/a": Result(Outcome.DRY_RUN, plan=planned), "ns/b": crashed}) == [
+        planned, Plan("ns/b", Action.ERROR, detail="0 KeyError: 'spec'")]
 
 
 # --------------------------------------------------------------------------- configuration errors
@@ -242,3 +267,105 @@ def test_the_real_entry_point_prints_one_line_and_exits_2(
     assert result.stdout == ""
     assert result.stderr.splitlines() == [result.stderr.strip()], result.stderr
     assert result.stderr.startswith(f"ssa-controller: {path}{fragment}"), result.stderr
+
+
+# --------------------------------------------------------------------------- the command line
+
+
+def subcommands(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
+    (sub,) = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    return dict(sub.choices)
+
+
+def test_the_help_describes_the_program_and_every_option_has_help_text() -> None:
+    parser = cli._parser()
+    assert "AppTask" in (parser.description or "")
+    assert "The command line" not in (parser.description or "")
+    for name, command in {"": parser, **subcommands(parser)}.items():
+        assert command.description or name == "", f"{name}: no description"
+        for action in command._actions:
+            if not isinstance(action, argparse._SubParsersAction):
+                assert action.help, f"{name} {action.option_strings or action.dest}: no help"
+
+
+def test_version_says_the_release_the_revision_and_python() -> None:
+    result = run("--version")
+    assert result.returncode == 0, result.stderr
+    revision = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=ROOT,
+                              capture_output=True, text=True, check=True).stdout.strip()
+    python = ".".join(map(str, sys.version_info[:3]))
+    assert result.stdout == (f"ssa-controller {importlib.metadata.version('ssa-controller')} "
+                             f"(revision {revision}, python {python})\n")
+
+
+def parse(*argv: str) -> Config:
+    """The configuration `run` would use, from the command line."""
+    return cli.run_config(cli._parser().parse_args(["run", *argv]))
+
+
+def test_controller_runtime_flags_override_the_file_which_overrides_the_defaults(
+        tmp_path: Path) -> None:
+    path = tmp_path / "controller.yaml"
+    path.write_text("server:\n  bindAddress: 10.0.0.1\n  metricsPort: 1111\n  healthPort: 2222\n"
+                    "leaderElection:\n  enabled: false\n")
+    assert parse().server.metrics_port == 8080 and parse().leader_election.enabled
+    from_file = parse("--config", str(path))
+    assert (from_file.server.metrics_listen, from_file.server.metrics_port) == ("10.0.0.1", 1111)
+    assert (from_file.server.health_listen, from_file.server.health_port) == ("10.0.0.1", 2222)
+    assert not from_file.leader_election.enabled
+    flagged = parse("--config", str(path), "--metrics-bind-address", "127.0.0.1:9090",
+                    "--health-probe-bind-address", ":9091", "--leader-elect")
+    assert (flagged.server.metrics_listen, flagged.server.metrics_port) == ("127.0.0.1", 9090)
+    assert (flagged.server.health_listen, flagged.server.health_port) == ("0.0.0.0", 9091)
+    assert flagged.leader_election.enabled
+    assert flagged.server.bind_address == "10.0.0.1"  # the file's, for nothing now
+    assert not parse("--leader-elect=false").leader_election.enabled
+    assert parse("--leader-elect=true").leader_election.enabled
+    assert parse("--metrics-bind-address", "0").server.metrics_port == 0  # disabled
+    assert parse("--health-probe-bind-address", "0").server.health_port == 0
+    assert parse("--metrics-bind-address", "[::1]:8443").server.metrics_listen == "::1"
+
+
+@pytest.mark.parametrize(("flag", "value", "fragment"), [
+    ("--metrics-bind-address", "8080", "must be host:port"),
+    ("--metrics-bind-address", "localhost:http", "must be host:port"),
+    ("--health-probe-bind-address", "127.0.0.1:65536", "port 0..65535"),
+    ("--leader-elect", "maybe", "must be true or false"),
+])
+def test_a_bad_flag_value_is_a_usage_error(flag: str, value: str, fragment: str) -> None:
+    result = run("run", f"{flag}={value}", "--kubeconfig", "/absent")
+    assert result.returncode == 2
+    assert f"argument {flag}: " in result.stderr and fragment in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_local_takes_no_kubeconfig(tmp_path: Path) -> None:
+    result = run("run", "--local", "--kubeconfig", str(tmp_path / "kubeconfig"))
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [
+        "ssa-controller: --local runs on a control plane of its own: it takes no --kubeconfig "
+        "or --context"], result.stderr
+
+
+@pytest.mark.parametrize(("server", "key"), [("metrics", "server.metricsPort"),
+                                             ("health", "server.healthPort")])
+def test_an_address_in_use_names_the_address_the_port_and_the_key(
+        tmp_path: Path, server: str, key: str) -> None:
+    kubeconfig = tmp_path / "kubeconfig"  # no request is sent before the servers listen
+    kubeconfig.write_text(yaml.safe_dump({
+        "apiVersion": "v1", "kind": "Config", "current-context": "c",
+        "clusters": [{"name": "c", "cluster": {"server": "https://127.0.0.1:1"}}],
+        "users": [{"name": "u", "user": {"token": "t"}}],
+        "contexts": [{"name": "c", "context": {"cluster": "c", "user": "u"}}]}))
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        ports = {"metricsPort": 0, "healthPort": 0, f"{server}Port": port}
+        config = tmp_path / "controller.yaml"
+        config.write_text(yaml.safe_dump({"server": {"bindAddress": "127.0.0.1",
+                                                     "secureMetrics": False, **ports}}))
+        result = run("run", "--config", str(config), "--kubeconfig", str(kubeconfig))
+    assert result.returncode == 2
+    assert result.stderr.splitlines()[-1] == (
+        f"ssa-controller: cannot listen on 127.0.0.1:{port} ({key}): address already in use")

@@ -93,7 +93,8 @@ def test_yaml_keys_are_camel_case_and_python_names_snake_case() -> None:
     assert rejected.key == "leaderElection.lease_duration"
     assert LeaderElectionConfig(lease_duration=20.0).lease_duration == 20.0
     assert list(Config().to_dict()["server"]) == [
-        "bindAddress", "metricsPort", "healthPort", "secureMetrics", "metricsCertDir"]
+        "bindAddress", "metricsHost", "metricsPort", "healthHost", "healthPort", "secureMetrics",
+        "metricsCertDir"]
 
 
 def test_direct_construction_is_validated_too() -> None:
@@ -109,16 +110,24 @@ def test_to_dict_round_trips() -> None:
     assert parse_config(data) == cfg
 
 
-def test_with_overrides_replaces_and_revalidates() -> None:
-    cfg = parse_config({})
-    assert cfg.with_overrides(dry_run=True).dry_run is True
-    assert cfg.with_overrides(dry_run=True).workers == 2
-    assert cfg.with_overrides(namespaces=("a",)).namespaces == ("a",)
+def test_with_overrides_replaces_key_by_key_and_revalidates() -> None:
+    cfg = parse_config({"server": {"metricsPort": 9000, "healthPort": 9001}})
+    assert cfg.with_overrides({"dryRun": True}).dry_run is True
+    assert cfg.with_overrides({"dryRun": True}).workers == 2
+    assert cfg.with_overrides({"namespaces": ["a"]}).namespaces == ("a",)
+    server = cfg.with_overrides({"server": {"metricsPort": 0}}).server
+    assert (server.metrics_port, server.health_port) == (0, 9001)  # the rest of the section kept
     with pytest.raises(ConfigError) as info:
-        cfg.with_overrides(workers=0)
+        cfg.with_overrides({"workers": 0})
     assert info.value.key == "workers"
-    with pytest.raises(TypeError):
-        cfg.with_overrides(nope=1)
+    with pytest.raises(ConfigError) as info:
+        cfg.with_overrides({"nope": 1})
+    assert info.value.key == "nope"
+
+
+def test_each_server_listens_on_its_own_host_or_the_bind_address() -> None:
+    server = parse_config({"server": {"bindAddress": "10.0.0.1", "healthHost": "::"}}).server
+    assert (server.metrics_listen, server.health_listen) == ("10.0.0.1", "::")
 
 
 # --------------------------------------------------------------------------- durations

@@ -284,6 +284,8 @@ def test_exa_suffixes_are_quantities_not_exponents(text: str, value: Decimal | i
 @STABLE
 @given(name=names, spec=admitted_specs)
 @example(name="web", spec={"image": "nginx", "env": [{"name": "SMILE", "value": "\U0001f600"}]})
+@example(name="web", spec={"image": "nginx", "resources": {"requests": {"cpu": -2**63 - 1},
+                                                          "limits": {"cpu": 2**64}}})
 def test_apply_bodies_are_encoded_so_the_servers_yaml_parser_reads_them(
     name: str, spec: dict[str, Any]
 ) -> None:
@@ -294,7 +296,7 @@ def test_apply_bodies_are_encoded_so_the_servers_yaml_parser_reads_them(
     result = render_or_invalid(apptask(name, spec))
     if isinstance(result, InvalidSpec):
         return
-    data = encode_body(result, APPLY_PATCH)
+    data = encode_body(result, APPLY_PATCH)  # orjson: integers of 64 bits at most
     assert json.loads(data) == result
     assert not re.search(rb"(?<!\\)(\\\\)*\\u[dD][89abAB]", data)
     assert yaml.safe_load(data.decode("utf-8")) == result

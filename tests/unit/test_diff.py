@@ -98,9 +98,31 @@ def test_as_dict_is_json_ready() -> None:
     plan = diff.Plan("demo/web", diff.Action.CONFLICT,
                      detail='conflict with "kubectl": .spec.replicas')
     assert json.loads(json.dumps(plan.as_dict())) == {
-        "key": "demo/web", "action": "conflict", "patch": [],
+        "key": "demo/web", "action": "conflict", "whenUnpaused": None, "patch": [],
         "detail": 'conflict with "kubectl": .spec.replicas'}
     assert not plan.changes
+
+
+def test_a_listed_deployment_without_type_fields_is_unchanged() -> None:
+    """List items carry no apiVersion and kind; the live object may come from one."""
+    listed = {k: v for k, v in live().items() if k not in ("apiVersion", "kind")}
+    plan = diff.plan("demo/web", listed, dry_run_result(live()))
+    assert (plan.action, plan.patch) == ("unchanged", [])
+
+
+def test_a_paused_plan_keeps_the_patch_and_says_what_would_be_done_once_unpaused() -> None:
+    changed = dry_run_result(live())
+    changed["spec"]["replicas"] = 3
+    plan = diff.plan("demo/web", live(), changed).paused()
+    assert (plan.action, plan.unpaused, plan.verdict) == ("paused", "configured", "configured")
+    assert plan.patch == [{"op": "replace", "path": "/spec/replicas", "value": 3}]
+    assert not plan.changes
+    assert plan.as_dict()["whenUnpaused"] == "configured"
+    assert diff.render_text([plan]) == ("demo/web: paused (when unpaused: configured)\n"
+                                        "    replace /spec/replicas 3")
+    refused = diff.Plan("demo/web", diff.Action.INVALID, detail="spec.image is required").paused()
+    assert diff.headline(refused) == ("demo/web: paused (when unpaused: invalid: "
+                                      "spec.image is required)")
 
 
 # --------------------------------------------------------------------------- render_text

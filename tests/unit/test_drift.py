@@ -215,3 +215,49 @@ def test_fields_the_body_does_not_set_are_not_drift_whoever_changes_them() -> No
              ("f:metadata", "f:labels", "f:team"),
              (*CONTAINER, "f:env", 'k:{"name":"DEBUG"}', "f:value")])})
     assert not drift.compute(body, live, owned(live))
+
+
+# --------------------------------------------------------------------------- messages
+
+
+def takers(live: dict[str, Any], taken: tuple[fieldset.Path, ...]) -> dict[str, Any]:
+    return fieldset.taken_by_others(fieldset.owners(live["metadata"]["managedFields"]), MANAGER,
+                                    taken)
+
+
+def test_a_take_back_names_each_field_its_values_and_who_changed_it() -> None:
+    live = live_copy()
+    live["spec"]["replicas"] = 5  # through the scale subresource: nobody recorded
+    container(live)["image"] = "nginx:1.26"
+    give_to(live, "kubectl-edit", [IMAGE])
+    taken = drift.compute(BODY, live, owned(live)).taken
+    assert drift.restored(taken, BODY, live, takers(live, taken), "an unrecorded writer") == (
+        "restored .spec.replicas (5 -> 2), changed by an unrecorded writer; "
+        '.spec.template.spec.containers[name="app"].image (nginx:1.26 -> nginx:1.25), '
+        "changed by kubectl-edit")
+
+
+def test_a_take_back_of_ownership_alone_says_the_value_kept() -> None:
+    live = live_copy()
+    give_to(live, "kubectl", [REPLICAS])
+    taken = drift.compute(BODY, live, owned(live)).taken
+    assert drift.restored(taken, BODY, live, takers(live, taken), "?") == (
+        "restored .spec.replicas (2), changed by kubectl")
+
+
+def test_a_take_back_never_shows_an_environment_variables_value() -> None:
+    live = live_copy()
+    container(live)["env"] = [{"name": "MODE", "value": "s3cret"}, {"name": "EMPTY"}]
+    taken = drift.compute(BODY, live, owned(live)).taken
+    message = drift.restored(taken, BODY, live, takers(live, taken), "someone")
+    assert message == ('restored .spec.template.spec.containers[name="app"].env[name="MODE"].'
+                       "value (value not shown), changed by someone")
+    assert "s3cret" not in message and "prod" not in message
+
+
+def test_values_are_said_short_and_without_python_reprs() -> None:
+    assert drift.shown({"b": [1, 2], "a": "x"}) == '{"a":"x","b":[1,2]}'
+    assert drift.shown(True) == "true"
+    assert drift.shown("x" * 100) == "x" * 57 + "..."
+    assert drift.fields_text({"spec": {"replicas": 3}}, [REPLICAS]) == ".spec.replicas (3)"
+    assert drift.fields_text({"spec": {}}, [REPLICAS]) == ".spec.replicas (absent)"

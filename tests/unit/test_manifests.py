@@ -22,6 +22,8 @@ from typing import Any
 import pytest
 import yaml
 
+from ssa_controller.status import Phase
+
 MANIFESTS = Path(__file__).resolve().parents[2] / "manifests"
 KUSTOMIZATION = MANIFESTS / "Kustomization"
 NAMESPACE = "ssa-controller-system"
@@ -194,13 +196,15 @@ def test_crd_names_scope_and_subresources() -> None:
 
 def test_crd_printer_columns() -> None:
     columns = crd_version()["additionalPrinterColumns"]
-    cols = [(c["name"], c["type"], c["jsonPath"]) for c in columns]
+    cols = [(c["name"], c["type"], c["jsonPath"], c.get("priority", 0)) for c in columns]
     assert cols == [
-        ("Image", "string", ".spec.image"),
-        ("Desired", "integer", ".spec.replicas"),
-        ("Ready", "integer", ".status.readyReplicas"),
-        ("Phase", "string", ".status.phase"),
-        ("Age", "date", ".metadata.creationTimestamp"),
+        ("Image", "string", ".spec.image", 0),
+        ("Desired", "integer", ".spec.replicas", 0),
+        ("Ready", "integer", ".status.readyReplicas", 0),
+        ("Synced", "string", '.status.conditions[?(@.type=="Synced")].status', 0),
+        ("Phase", "string", ".status.phase", 0),
+        ("Age", "date", ".metadata.creationTimestamp", 0),
+        ("Observed", "integer", ".status.observedGeneration", 1),  # -o wide
     ]
 
 
@@ -347,9 +351,7 @@ def test_crd_status_schema() -> None:
     }
     generation = s["observedGeneration"]
     assert (generation["type"], generation["format"]) == ("integer", "int64")
-    assert s["phase"]["enum"] == [
-        "Pending", "Progressing", "Ready", "Degraded", "Invalid", "Conflict",
-    ]
+    assert s["phase"]["enum"] == [phase.value for phase in Phase]  # each one the controller writes
     assert s["deploymentName"]["type"] == "string"
     assert s["readyReplicas"]["type"] == "integer"
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from ssa_controller import desired, drift, fieldset
+from ssa_controller import desired, diff, drift, fieldset
 from ssa_controller.backoff import ItemBackoff
 from ssa_controller.config import ApplyConfig, BackoffConfig, Config
 from ssa_controller.fights import FightTracker
@@ -204,9 +204,11 @@ class RecordingKube:
 class RecordingEvents:
     def __init__(self) -> None:
         self.reasons: list[str] = []
+        self.notes: list[str] = []
 
     def record(self, regarding: Any, type_: str, reason: str, action: str, note: str) -> None:
         self.reasons.append(reason)
+        self.notes.append(note)
 
 
 def managed(manager: str, paths: frozenset[fieldset.Path], operation: str = "Apply") -> Obj:
@@ -543,3 +545,93 @@ def test_a_status_write_waits_no_longer_than_the_settle_without_a_deployment_con
     assert harness.reconcile().requeue_after == 2.0
     assert harness.reconcile(after=1.5).requeue_after == pytest.approx(0.5)
     assert harness.reconcile(after=0.5).status_updated
+
+
+# --------------------------------------------------------------------------- paused, dry runs
+
+DRY_RUN = Config(dry_run=True)
+
+
+@pytest.mark.parametrize(("image", "synced"), [("nginx:1.25", "True"), ("nginx:1.27", "False")],
+                         ids=["in-sync", "a-pending-change"])
+def test_a_paused_apptask_sends_nothing_but_its_status(image: str, synced: str) -> None:
+    harness = Harness()
+    harness.given(apptask(generation=2, replicas=2, image=image, paused=True),
+                  deployment(apptask(replicas=2)))
+    result = harness.reconcile()
+    assert (result.outcome, harness.kube.kinds()) == ("skipped", ["status"])
+    written = harness.apptasks.get(KEY)["status"]
+    condition = {c["type"]: c for c in written["conditions"]}["Synced"]
+    assert (written["phase"], condition["status"], condition["reason"]) == (
+        "Paused", synced, "Paused")
+
+
+def test_a_paused_apptask_without_its_deployment_is_not_synced() -> None:
+    harness = Harness()
+    harness.given(apptask(paused=True))
+    assert harness.reconcile().outcome == "skipped"
+    written = harness.apptasks.get(KEY)["status"]
+    assert harness.kube.kinds() == ["status"] and written["phase"] == "Paused"
+    assert {c["type"]: c["status"] for c in written["conditions"]}["Synced"] == "False"
+
+
+def test_a_dry_run_of_a_paused_apptask_plans_what_would_be_done_once_unpaused() -> None:
+    harness = Harness(DRY_RUN)
+    harness.given(apptask(generation=2, replicas=2, image="nginx:1.27", paused=True),
+                  deployment(apptask(replicas=2)))
+    result = harness.reconcile()
+    assert harness.kube.kinds() == ["dry-run"]
+    assert result.plan is not None and result.plan.patch
+    assert (result.plan.action, result.plan.unpaused) == ("paused", "configured")
+
+
+def test_a_dry_run_says_what_it_skips_and_why() -> None:
+    harness = Harness(DRY_RUN)
+    going = deployment(apptask())
+    going["metadata"]["deletionTimestamp"] = "2026-01-01T00:00:00Z"
+    harness.given(apptask(), going)
+    result = harness.reconcile()
+    assert (result.outcome, harness.kube.kinds()) == ("skipped", [])
+    assert result.plan == diff.Plan(KEY, diff.Action.SKIPPED, detail=(
+        "Deployment web is being deleted; it is created again once it is gone"))
+
+
+def test_without_the_grace_a_vanished_deployment_is_created_again_at_once() -> None:
+    """One-pass runs (no later reconcile would come) have no grace."""
+    harness = Harness()
+    harness.reconciler.vanished_grace = 0.0
+    task = apptask()
+    task["status"] = {"deploymentName": "web"}
+    harness.given(task)
+    assert harness.reconcile().outcome == "applied"
+    assert harness.kube.kinds()[0] == "create"
+
+
+# --------------------------------------------------------------------------- what an Event says
+
+
+def synced_status(generation: int) -> Obj:
+    return {"observedGeneration": generation, "conditions": [
+        {"type": "Synced", "status": "True", "reason": "Synced"}]}
+
+
+def test_a_take_back_names_the_fields_their_values_and_who_changed_them() -> None:
+    harness = Harness()
+    task = apptask(replicas=2)
+    task["status"] = synced_status(1)  # the Deployment held generation 1
+    kubectl = managed("kubectl-edit", frozenset({REPLICAS}), "Update")
+    harness.given(task, deployment(apptask(replicas=2), kubectl, replicas=5))
+    assert harness.reconcile().outcome == "applied"
+    assert harness.events.notes == [
+        "Deployment web: restored .spec.replicas (5 -> 2), changed by kubectl-edit"]
+
+
+@pytest.mark.parametrize("status", [None, synced_status(1)], ids=["never-synced", "older-spec"])
+def test_applying_a_spec_the_deployment_never_held_is_no_take_back(status: Obj | None) -> None:
+    harness = Harness()
+    task = apptask(generation=2, replicas=2)
+    if status is not None:
+        task["status"] = status
+    harness.given(task, deployment(apptask(replicas=3)))
+    assert harness.reconcile().outcome == "applied"
+    assert harness.events.notes == ["Deployment web configured"]

@@ -16,8 +16,13 @@ CONDITION_KEYS = {"type", "status", "reason", "message", "observedGeneration",
                   "lastTransitionTime"}
 
 
+UID = "a-1"
+OWNED_BY_THE_APPTASK = [{"apiVersion": "example.com/v1", "kind": "AppTask", "name": "web",
+                         "uid": UID, "controller": True}]
+
+
 def apptask(generation: int = 2, current: dict[str, Any] | None = None) -> dict[str, Any]:
-    obj: dict[str, Any] = {"metadata": {"name": "web", "namespace": "demo",
+    obj: dict[str, Any] = {"metadata": {"name": "web", "namespace": "demo", "uid": UID,
                                         "generation": generation}, "spec": {"image": "nginx"}}
     if current is not None:
         obj["status"] = current
@@ -26,8 +31,11 @@ def apptask(generation: int = 2, current: dict[str, Any] | None = None) -> dict[
 
 def deployment(replicas: int = 2, ready: int = 2, updated: int = 2, available: int = 2,
                total: int | None = None, observed: int = 1,
-               conditions: list[dict[str, Any]] | None = None) -> dict[str, Any]:
-    return {"metadata": {"name": "web", "namespace": "demo", "generation": 1},
+               conditions: list[dict[str, Any]] | None = None,
+               owners: list[dict[str, Any]] = OWNED_BY_THE_APPTASK) -> dict[str, Any]:
+    """A Deployment the AppTask controls, unless `owners` says otherwise."""
+    return {"metadata": {"name": "web", "namespace": "demo", "generation": 1,
+                         "ownerReferences": owners},
             "spec": {"replicas": replicas},
             "status": {"observedGeneration": observed,
                        "replicas": updated if total is None else total,
@@ -114,6 +122,36 @@ def test_conflict_from_the_sync_names_the_reason_in_the_conflict_condition() -> 
 def test_no_conflict_condition_is_false_when_synced() -> None:
     assert conditions(status.compute(apptask(), deployment(), SYNCED, T1))["Conflict"]["status"] \
         == "False"
+
+
+@pytest.mark.parametrize("owners", [
+    [],
+    [{**OWNED_BY_THE_APPTASK[0], "uid": "an-earlier-apptask"}],
+    [{"apiVersion": "argoproj.io/v1alpha1", "kind": "Rollout", "name": "web", "uid": UID,
+      "controller": True}],
+    [{**OWNED_BY_THE_APPTASK[0], "controller": False}],
+], ids=["unowned", "an-earlier-apptask", "another-kind", "not-as-controller"])
+def test_someone_elses_deployment_is_no_readiness_of_the_apptask(
+        owners: list[dict[str, Any]]) -> None:
+    sync = Sync.conflicted("DeploymentExists", "Deployment web exists")
+    st = status.compute(apptask(), deployment(owners=owners), sync, T1)
+    assert (st["phase"], st["readyReplicas"]) == ("Conflict", 0)
+    assert "deploymentName" not in st
+    ready = conditions(st)["Ready"]
+    assert (ready["status"], ready["reason"], ready["message"]) == (
+        "False", "DeploymentNotControlled", "Deployment web is not controlled by this AppTask")
+
+
+@pytest.mark.parametrize(("in_sync", "synced"), [(True, "True"), (False, "False")])
+def test_a_paused_apptask_is_paused_and_synced_says_whether_the_deployment_matches(
+        in_sync: bool, synced: str) -> None:
+    st = status.compute(apptask(), deployment(), Sync.paused(in_sync), T1)
+    assert st["phase"] == "Paused"
+    assert (conditions(st)["Synced"]["status"], conditions(st)["Synced"]["reason"]) == (
+        synced, "Paused")
+    assert ("does not match the spec" in conditions(st)["Synced"]["message"]) is not in_sync
+    assert conditions(st)["Ready"]["status"] == "True"  # the Deployment's own readiness
+    assert conditions(st)["Conflict"]["status"] == "False"
 
 
 def test_a_failed_apply_is_degraded() -> None:
