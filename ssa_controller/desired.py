@@ -61,12 +61,13 @@ def _list(spec: Mapping[str, Any], field: str) -> list[Any]:
 
 def _env(spec: Mapping[str, Any]) -> list[dict[str, str]]:
     rendered: list[dict[str, str]] = []
+    names: set[str] = set()
     for i, item in enumerate(_list(spec, "env")):
         name = item.get("name") if isinstance(item, Mapping) else None
         if not isinstance(name, str) or not name:
             raise InvalidSpec(f"env[{i}].name", "is required")
-        _expect(name not in {e["name"] for e in rendered}, f"env[{i}].name",
-                f"duplicate name {name!r}")
+        _expect(name not in names, f"env[{i}].name", f"duplicate name {name!r}")
+        names.add(name)
         value = item.get("value", "")
         _expect(isinstance(value, str), f"env[{i}].value", "must be a string")
         rendered.append({"name": name, "value": value} if value else {"name": name})

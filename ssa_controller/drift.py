@@ -8,8 +8,6 @@ subresource); the second names the manager that took the field.
 
 from __future__ import annotations
 
-import functools
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -17,42 +15,13 @@ from typing import Any
 from . import fieldset, quantity
 from .fieldset import Path
 
-_MISSING = object()
-
-
-@functools.lru_cache(maxsize=4096)
-def _item_keys(segment: str) -> dict[str, Any]:
-    """The key fields of a list item segment 'k:{...}' (parsed once; do not mutate)."""
-    keys: dict[str, Any] = json.loads(segment[2:])
-    return keys
-
-
-def value_at(obj: Any, path: Path) -> Any:
-    """The value at a fieldsV1 path in a plain object, or _MISSING."""
-    current = obj
-    for segment in path:
-        if segment == ".":
-            continue
-        if segment.startswith("f:"):
-            if not isinstance(current, Mapping) or segment[2:] not in current:
-                return _MISSING
-            current = current[segment[2:]]
-        elif segment.startswith("k:"):
-            keys = _item_keys(segment)
-            matches = [item for item in current or () if isinstance(item, Mapping)
-                       and all(item.get(k) == v for k, v in keys.items())]
-            if len(matches) != 1:
-                return _MISSING
-            current = matches[0]
-    return current
-
 
 def _is_quantity_path(path: Path) -> bool:
     return len(path) >= 2 and path[-2] in ("f:requests", "f:limits") and "f:resources" in path
 
 
 def _same(path: Path, wanted: Any, live: Any) -> bool:
-    if live is _MISSING:
+    if live is fieldset.MISSING:
         return False
     if _is_quantity_path(path):
         return quantity.stored(wanted) == quantity.stored(live)
@@ -83,8 +52,9 @@ class Drift:
 
 def compute(body: Mapping[str, Any], live: Mapping[str, Any], owned: frozenset[Path]) -> Drift:
     """Compare an apply body with the live object and the paths the manager owns in it."""
-    wanted = fieldset.body_paths(body)
-    changed = tuple(sorted(p for p in wanted if not _same(p, value_at(body, p),
-                                                         value_at(live, p))))
+    pairs = fieldset.leaves(body, live)
+    wanted = frozenset(pairs)
+    changed = tuple(sorted(p for p, (value, found) in pairs.items()
+                           if not _same(p, value, found)))
     return Drift(changed=changed, lost=tuple(sorted(wanted - owned)),
                  stale=tuple(sorted(owned - wanted)))
