@@ -295,17 +295,56 @@ def test_crd_spec_schema() -> None:
     assert p["replicas"]["type"] == "integer" and p["replicas"]["format"] == "int32"
     assert p["replicas"]["minimum"] == 0 and "default" not in p["replicas"]
     for key in ("command", "args"):
-        assert p[key]["type"] == "array" and p[key]["items"] == {"type": "string"}
+        assert p[key]["type"] == "array" and p[key]["items"]["type"] == "string"
     assert p["paused"]["type"] == "boolean"
     for key in ("labels", "annotations"):
-        assert p[key]["type"] == "object" and p[key]["additionalProperties"] == {"type": "string"}
+        assert p[key]["type"] == "object"
+        assert p[key]["additionalProperties"]["type"] == "string"
 
     env = p["env"]
     assert env["x-kubernetes-list-type"] == "map"
     assert env["x-kubernetes-list-map-keys"] == ["name"]
     assert env["items"]["required"] == ["name"]
-    assert env["items"]["properties"]["name"] == {"type": "string", "minLength": 1}
-    assert env["items"]["properties"]["value"] == {"type": "string"}
+    assert env["items"]["properties"]["name"] == {"type": "string", "minLength": 1,
+                                                  "maxLength": 256}
+    assert env["items"]["properties"]["value"] == {"type": "string", "maxLength": 4096}
+
+
+SPEC_BOUNDS = {
+    "image": ("maxLength", 1024),
+    "command": ("maxItems", 128), "command[]": ("maxLength", 4096),
+    "args": ("maxItems", 128), "args[]": ("maxLength", 4096),
+    "env": ("maxItems", 256), "env[].name": ("maxLength", 256),
+    "env[].value": ("maxLength", 4096),
+    "ports": ("maxItems", 64), "ports[].name": ("maxLength", 15),
+    "resources.requests": ("maxProperties", 16), "resources.requests{}": ("maxLength", 64),
+    "resources.limits": ("maxProperties", 16), "resources.limits{}": ("maxLength", 64),
+    "labels": ("maxProperties", 64), "labels{}": ("maxLength", 63),
+    "annotations": ("maxProperties", 64), "annotations{}": ("maxLength", 4096),
+}
+"""Issue 26.1: what the server refuses (422) before any controller parses it."""
+
+
+def _bounds(schema: dict[str, Any], at: str) -> Iterator[tuple[str, tuple[str, int] | None]]:
+    """(path, the bound) of every string, list and map in `schema`; None where unbounded.
+    Strings with an enum and objects with fixed properties bound themselves."""
+    kind = schema.get("type")
+    if kind == "array":
+        yield at, ("maxItems", schema["maxItems"]) if "maxItems" in schema else None
+        yield from _bounds(schema["items"], f"{at}[]")
+    elif kind == "object" and "additionalProperties" in schema:
+        yield at, ("maxProperties", schema["maxProperties"]) if "maxProperties" in schema \
+            else None
+        yield from _bounds(schema["additionalProperties"], f"{at}{{}}")
+    elif kind == "object":
+        for name, child in schema.get("properties", {}).items():
+            yield from _bounds(child, f"{at}.{name}".lstrip("."))
+    elif (kind == "string" or "x-kubernetes-int-or-string" in schema) and "enum" not in schema:
+        yield at, ("maxLength", schema["maxLength"]) if "maxLength" in schema else None
+
+
+def test_crd_spec_bounds_every_list_map_and_string() -> None:
+    assert dict(_bounds(root_schema()["properties"]["spec"], "")) == SPEC_BOUNDS
 
 
 def test_crd_ports_are_a_plain_list() -> None:
