@@ -50,8 +50,9 @@ from .leader import LEADER_JITTER_FACTOR
 
 __all__ = [
     "ApplyConfig", "BackoffConfig", "Config", "ConfigError", "EventsConfig",
-    "FightsConfig", "LeaderElectionConfig", "LoggingConfig", "RateLimitConfig", "ResyncConfig",
-    "ServerConfig", "TimeoutsConfig", "load_config", "parse_config", "parse_duration",
+    "FightsConfig", "LeaderElectionConfig", "LoggingConfig", "PodTemplateConfig",
+    "RateLimitConfig", "ResyncConfig", "ServerConfig", "TimeoutsConfig", "load_config",
+    "parse_config", "parse_duration",
 ]
 
 
@@ -122,10 +123,12 @@ def _path(value: str) -> str:
 Path = Annotated[StrictStr, AfterValidator(_path), Words("path (a string, empty for none)")]
 
 
-def _a_list(value: object) -> object:
-    if not isinstance(value, (list, tuple)):
-        raise Invalid(f"must be a list of namespace names, got {describe(value)}")
-    return value
+def _list_of(what: str) -> BeforeValidator:
+    def check(value: object) -> object:
+        if not isinstance(value, (list, tuple)):
+            raise Invalid(f"must be a list of {what}, got {describe(value)}")
+        return value
+    return BeforeValidator(check)
 
 
 def _distinct(names: tuple[str, ...]) -> tuple[str, ...]:
@@ -135,7 +138,32 @@ def _distinct(names: tuple[str, ...]) -> tuple[str, ...]:
     return names
 
 
-Namespaces = Annotated[tuple[Label, ...], BeforeValidator(_a_list), AfterValidator(_distinct)]
+Namespaces = Annotated[tuple[Label, ...], _list_of("namespace names"),
+                       AfterValidator(_distinct)]
+NamespacePattern = Annotated[
+    StrictStr,
+    StringConstraints(min_length=1, max_length=63, pattern=r"^[a-z0-9*]([-a-z0-9*]*[a-z0-9*])?$"),
+    Words("namespace name or pattern (lowercase letters, digits, '-' and '*' for any)"),
+]
+KeyPattern = Annotated[
+    StrictStr,
+    StringConstraints(
+        min_length=1, max_length=317,
+        pattern=r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/"
+                r"([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)?"
+                r"|[A-Za-z0-9]([-A-Za-z0-9_]*[A-Za-z0-9])?)$"),
+    Words("label or annotation key, or a DNS subdomain followed by '/' for every key with that "
+          "prefix or a subdomain of it (a key without a prefix holds no '.')"),
+]
+KeyPatterns = Annotated[tuple[KeyPattern, ...], _list_of("label or annotation keys or prefixes")]
+DEFAULT_RESERVED_KEYS = (
+    "app.kubernetes.io/", "istio.io/", "linkerd.io/", "kuma.io/", "openservicemesh.io/",
+    "dapr.io/", "cilium.io/", "hashicorp.com/", "amazonaws.com/", "azure.workload.identity/",
+    "opentelemetry.io/", "datadoghq.com/",
+)
+"""Label and annotation prefixes an AppTask may not set by default: the recommended labels
+Services of other workloads select on, and what service meshes, secret and identity agents and
+instrumentation inject from (sidecar.istio.io/inject, vault.hashicorp.com/agent-inject, ...)."""
 
 
 class _Section(BaseModel):
@@ -266,6 +294,22 @@ class ServerConfig(_Section):
         return self
 
 
+class PodTemplateConfig(_Section):
+    """What the controller renders into, and accepts for, an AppTask's pod template.
+
+    `restricted`: the Pod Security Standard "restricted" settings (no service-account token,
+    non-root, no privilege escalation, every capability dropped, the runtime's seccomp profile).
+    `reserved_keys` / `allowed_keys`: label and annotation keys ("prefix/" for a prefix and its
+    subdomains, else a whole key) an AppTask may not set / the only ones it may set (empty: any
+    not reserved); kubernetes.io/, k8s.io/ (and their subdomains but app.kubernetes.io/, of
+    which app.kubernetes.io/managed-by) and the controller's own prefix are always reserved.
+    """
+
+    restricted: StrictBool = True
+    reserved_keys: KeyPatterns = DEFAULT_RESERVED_KEYS
+    allowed_keys: KeyPatterns = ()
+
+
 class EventsConfig(_Section):
     """Per-AppTask token bucket for Kubernetes Events."""
 
@@ -287,6 +331,8 @@ class Config(_Section):
         StrictStr, StringConstraints(min_length=1, max_length=128)
     ] = "ssa-controller"
     namespaces: Namespaces = ()
+    ignored_namespaces: Annotated[tuple[NamespacePattern, ...],
+                                  _list_of("namespace names or patterns")] = ("kube-*",)
     dry_run: StrictBool = False
     workers: StrictInt = Field(2, ge=1, le=64)
     resync: ResyncConfig = ResyncConfig()
@@ -297,6 +343,7 @@ class Config(_Section):
     fights: FightsConfig = FightsConfig()
     leader_election: LeaderElectionConfig = LeaderElectionConfig()
     server: ServerConfig = ServerConfig()
+    pod_template: PodTemplateConfig = PodTemplateConfig()
     events: EventsConfig = EventsConfig()
     logging: LoggingConfig = LoggingConfig()
     shutdown_grace_period: Seconds = Field(30.0, ge=0.0)

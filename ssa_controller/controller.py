@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -20,6 +21,7 @@ from .fights import FightTracker
 from .kube import APPTASKS, DEPLOYMENTS, ApiError, Kube
 from .metrics import Metrics
 from .reconciler import EventSink, Outcome, Reconciler, Result, item_backoff
+from .scope import NamespaceScope
 from .store import Cached, Store, key_of
 from .watcher import Watcher
 from .workqueue import WorkQueue
@@ -49,6 +51,9 @@ class Controller:
         self.plans: dict[str, Plan] = {}
         """The latest dry-run plan per AppTask (dry-run mode only)."""
         self._stopping = threading.Event()
+        self.scope = NamespaceScope.of(config, os.environ)
+        self._ignoring: set[str] = set()
+        """Namespaces whose AppTasks were found ignored (each is logged once)."""
         namespaces = config.namespaces or (None,)
         timeout = config.timeouts.watch
         self.watchers = [
@@ -61,9 +66,21 @@ class Controller:
 
     # -- event handlers: they only enqueue ------------------------------------------------
 
+    def _in_scope(self, key: str) -> bool:
+        """Whether the AppTask `key` is reconciled (see scope.py); an ignored namespace is
+        logged the first time."""
+        namespace = key.split("/", 1)[0]
+        why = self.scope.ignores(namespace)
+        if why is not None and namespace not in self._ignoring:
+            self._ignoring.add(namespace)
+            log.info("ignoring the AppTasks in namespace %s (%s)", namespace, why)
+        return why is None
+
     def _on_apptask(self, old: Cached | None, new: Cached | None) -> None:
         if predicates.apptask_changed(old, new):
             key = key_of((new or old).obj)  # type: ignore[union-attr]
+            if not self._in_scope(key):
+                return
             if new is None:
                 self._forget(key)
             self.queue.release(key)  # a new desired state is tried at once, even in backoff
@@ -72,7 +89,7 @@ class Controller:
     def _on_deployment(self, old: Cached | None, new: Cached | None) -> None:
         if predicates.deployment_changed(old, new):
             key = predicates.owner_key((new or old).obj)  # type: ignore[union-attr]
-            if key is not None:
+            if key is not None and self._in_scope(key):
                 self.queue.add(key)
 
     def _forget(self, key: str) -> None:
@@ -108,7 +125,7 @@ class Controller:
 
     def resync(self) -> None:
         """Enqueue every cached AppTask (the periodic resync; decisions come from the cache)."""
-        keys = self.apptasks.keys()
+        keys = [key for key in self.apptasks.keys() if self._in_scope(key)]
         log.debug("resync: %d AppTasks", len(keys))
         for key in keys:
             self.queue.add(key)
@@ -191,7 +208,7 @@ class Controller:
         self.reconciler.degraded_after = 0.0
         for watcher in self.watchers:
             watcher.list_once()
-        return [self.process(key) for key in sorted(self.apptasks.keys())]
+        return [self.process(key) for key in sorted(self.apptasks.keys()) if self._in_scope(key)]
 
 
 def _as_api_error(exc: Exception) -> ApiError:

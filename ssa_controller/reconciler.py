@@ -322,7 +322,7 @@ class Reconciler:
         if self.teardowns.holds(key, apptask["metadata"].get("uid", "")):
             return Result(Outcome.SKIPPED)  # its namespace is being deleted, and it with it
         try:
-            body = desired.render(apptask)
+            body = desired.render(apptask, self.config.pod_template)
         except desired.InvalidSpec as exc:
             return self._invalid(key, apptask, Sync.invalid(str(exc)))
         cached = self.deployments.cached(key)

@@ -22,6 +22,8 @@ from typing import Any
 import pytest
 import yaml
 
+from ssa_controller.envtest.podsecurity import restricted_violations
+
 MANIFESTS = Path(__file__).resolve().parents[2] / "manifests"
 KUSTOMIZATION = MANIFESTS / "Kustomization"
 NAMESPACE = "ssa-controller-system"
@@ -594,6 +596,12 @@ def test_deployment_security() -> None:
     assert sc.get("privileged", False) is False
     assert sc.get("seccompProfile", {"type": "RuntimeDefault"}) == {"type": "RuntimeDefault"}
     assert "hostNetwork" not in pod and "hostPID" not in pod
+
+
+def test_the_namespace_enforces_restricted_and_the_controller_meets_it() -> None:
+    namespace = find("Namespace", NAMESPACE)
+    assert namespace["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
+    assert restricted_violations(deployment()["spec"]["template"]) == []
 
 
 def test_deployment_volumes_match_configmap_and_tmp() -> None:
