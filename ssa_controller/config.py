@@ -275,9 +275,10 @@ class ServerConfig(_Section):
     """HTTP endpoints; a port of 0 disables that server.
 
     With `secure_metrics` (the default, as kubebuilder v4 scaffolds it) /metrics is served over
-    HTTPS and each scrape is authenticated by a TokenReview and authorized by a
-    SubjectAccessReview; the certificate is `metrics_cert_dir`/tls.crt and tls.key, or a
-    self-signed one generated at start when that is empty.
+    HTTPS and each scrape is authenticated by a TokenReview (for one of
+    `metrics_token_audiences`, if any) and authorized by a SubjectAccessReview; the certificate
+    is `metrics_cert_dir`/tls.crt and tls.key, or a self-signed one generated at start when
+    that is empty.
     """
 
     bind_address: Annotated[StrictStr, StringConstraints(min_length=1, max_length=253)] = "0.0.0.0"
@@ -285,12 +286,17 @@ class ServerConfig(_Section):
     health_port: Port = 8081
     secure_metrics: StrictBool = True
     metrics_cert_dir: Path = ""
+    metrics_token_audiences: Annotated[
+        tuple[Annotated[StrictStr, StringConstraints(min_length=1, max_length=1024)], ...],
+        _list_of("token audiences")] = ()
 
     @model_validator(mode="after")
-    def _cert_dir_needs_secure_metrics(self) -> ServerConfig:
-        if self.metrics_cert_dir and not self.secure_metrics:
-            raise Invalid(f"is only used with {{section}}.secureMetrics: true, got "
-                          f"{self.metrics_cert_dir!r} with false", at=("metricsCertDir",))
+    def _tls_settings_need_secure_metrics(self) -> ServerConfig:
+        for key, value in (("metricsCertDir", self.metrics_cert_dir),
+                           ("metricsTokenAudiences", self.metrics_token_audiences)):
+            if value and not self.secure_metrics:
+                raise Invalid(f"is only used with {{section}}.secureMetrics: true, got "
+                              f"{value!r} with false", at=(key,))
         return self
 
 

@@ -104,7 +104,8 @@ def test_yaml_keys_are_camel_case_and_python_names_snake_case() -> None:
     assert rejected.key == "leaderElection.lease_duration"
     assert LeaderElectionConfig(lease_duration=20.0).lease_duration == 20.0
     assert list(Config().to_dict()["server"]) == [
-        "bindAddress", "metricsPort", "healthPort", "secureMetrics", "metricsCertDir"]
+        "bindAddress", "metricsPort", "healthPort", "secureMetrics", "metricsCertDir",
+        "metricsTokenAudiences"]
 
 
 def test_direct_construction_is_validated_too() -> None:
@@ -268,6 +269,13 @@ def test_secure_metrics_settings() -> None:
     assert err.key == "server.metricsCertDir"
     assert "only used with server.secureMetrics: true" in err.message
     assert rejects({"server": {"metricsCertDir": "x" * 4097}}).key == "server.metricsCertDir"
+    cfg = parse_config({"server": {"metricsTokenAudiences": ["ssa-controller-metrics"]}})
+    assert cfg.server.metrics_token_audiences == ("ssa-controller-metrics",)
+    err = rejects({"server": {"secureMetrics": False, "metricsTokenAudiences": ["m"]}})
+    assert (err.key, "only used with server.secureMetrics: true" in err.message) == (
+        "server.metricsTokenAudiences", True)
+    assert rejects({"server": {"metricsTokenAudiences": [""]}}).key == \
+        "server.metricsTokenAudiences[0]"
 
 
 def test_int_is_accepted_where_a_float_is_expected() -> None:
