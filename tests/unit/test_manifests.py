@@ -36,6 +36,7 @@ ALLOWED_API_VERSIONS = {
     "rbac.authorization.k8s.io/v1",
     "coordination.k8s.io/v1",
     "events.k8s.io/v1",
+    "networking.k8s.io/v1",
     "v1",
 }
 CLUSTER_SCOPED_KINDS = {
@@ -155,6 +156,7 @@ def test_expected_objects_are_present() -> None:
             ("Role", "ssa-controller-leader-election"),
             ("RoleBinding", "ssa-controller-leader-election"),
             ("ConfigMap", "ssa-controller-config"),
+            ("NetworkPolicy", "ssa-controller"),
             ("Deployment", "ssa-controller"),
         ]
     )
@@ -616,6 +618,28 @@ def test_deployment_volumes_match_configmap_and_tmp() -> None:
     assert volumes[mounts["/tmp"]["name"]]["emptyDir"] == {}
 
 
+def test_the_metrics_certificate_is_mounted_where_the_config_looks() -> None:
+    cert_dir = yaml.safe_load(controller_yaml_text())["server"]["metricsCertDir"]
+    mount = {m["mountPath"]: m for m in container()["volumeMounts"]}[cert_dir]
+    assert mount.get("readOnly") is True
+    volume = {v["name"]: v for v in deployment()["spec"]["template"]["spec"]["volumes"]}[
+        mount["name"]]
+    assert volume["secret"] == {"secretName": METRICS_CERT_SECRET}  # required: no optional
+
+
+def test_the_network_policy_lets_only_the_monitoring_namespace_reach_the_metrics_port() -> None:
+    policy = find("NetworkPolicy", "ssa-controller")["spec"]
+    pod_labels = deployment()["spec"]["template"]["metadata"]["labels"]
+    assert policy["podSelector"]["matchLabels"].items() <= pod_labels.items()
+    assert policy["policyTypes"] == ["Ingress"]
+    [rule] = policy["ingress"]
+    [source] = rule["from"]
+    prometheus_namespace = find_monitoring("ClusterRoleBinding")["subjects"][0]["namespace"]
+    assert source == {"namespaceSelector": {"matchLabels": {
+        "kubernetes.io/metadata.name": prometheus_namespace}}}
+    assert rule["ports"] == [{"protocol": "TCP", "port": "metrics"}]
+
+
 def test_termination_grace_exceeds_shutdown_grace() -> None:
     raw = yaml.safe_load(controller_yaml_text())
     shutdown = go_duration_seconds(raw.get("shutdownGracePeriod", "30s"))  # 30s is the default
@@ -682,6 +706,8 @@ def test_dockerfile() -> None:
 # ---------------------------------------------------------------------------- monitoring
 
 MONITORING = MANIFESTS / "monitoring"
+CERT_MANAGER = MANIFESTS / "cert-manager"
+METRICS_CERT_SECRET = "ssa-controller-metrics-cert"
 DASHBOARD = MONITORING / "dashboards" / "ssa-controller.json"
 METRICS_JOB = "ssa-controller-metrics"
 ALERTS = {
@@ -702,6 +728,16 @@ METRIC_NAME = re.compile(
 def monitoring_objects() -> list[dict[str, Any]]:
     paths = sorted(p for p in MONITORING.iterdir() if p.suffix in {".yaml", ".yml", ".json"})
     return [d for p in paths for d in load_docs(p)]
+
+
+def cert_manager_objects() -> list[dict[str, Any]]:
+    return load_docs(CERT_MANAGER / "certificate.yaml")
+
+
+def find_cert_manager(kind: str, name: str) -> dict[str, Any]:
+    [found] = [d for d in cert_manager_objects()
+               if d["kind"] == kind and d["metadata"]["name"] == name]
+    return found
 
 
 def find_monitoring(kind: str) -> dict[str, Any]:
@@ -770,7 +806,38 @@ def test_service_monitor_scrapes_https_with_prometheus_token() -> None:
     assert endpoint["port"] in {p["name"] for p in service["spec"]["ports"]}
     assert (endpoint["scheme"], endpoint["path"]) == ("https", "/metrics")
     assert endpoint["bearerTokenFile"] == "/var/run/secrets/kubernetes.io/serviceaccount/token"
-    assert endpoint["tlsConfig"] == {"insecureSkipVerify": True}  # the certificate is self-signed
+
+
+def test_service_monitor_verifies_the_certificate_the_controller_serves() -> None:
+    """Issue 26.4: with insecureSkipVerify, whatever became an endpoint received Prometheus'
+    token, which the API server accepts."""
+    [endpoint] = find_monitoring("ServiceMonitor")["spec"]["endpoints"]
+    service = find_monitoring("Service")["metadata"]
+    server_name = f"{service['name']}.{service['namespace']}.svc"
+    assert endpoint["tlsConfig"] == {
+        "ca": {"secret": {"name": METRICS_CERT_SECRET, "key": "ca.crt"}},
+        "serverName": server_name}
+    certificate = find_cert_manager("Certificate", METRICS_CERT_SECRET)["spec"]
+    assert certificate["secretName"] == METRICS_CERT_SECRET
+    assert server_name in certificate["dnsNames"]
+    assert "server auth" in certificate["usages"]
+    issuer = find_cert_manager("Issuer", certificate["issuerRef"]["name"])["spec"]
+    ca = find_cert_manager("Certificate", issuer["ca"]["secretName"])["spec"]
+    assert ca["isCA"] is True and ca["secretName"] == issuer["ca"]["secretName"]
+
+
+def test_cert_manager_kit_stays_out_of_the_default_apply_and_builds() -> None:
+    assert all(CERT_MANAGER not in p.parents for p in yaml_files())
+    kustomization = yaml.safe_load((CERT_MANAGER / "Kustomization").read_text())
+    assert kustomization["resources"] == ["certificate.yaml"]
+    for doc in cert_manager_objects():
+        assert doc["apiVersion"] == "cert-manager.io/v1"
+        assert doc["metadata"]["namespace"] == NAMESPACE
+    if shutil.which("kubectl") is not None:
+        out = subprocess.run(["kubectl", "kustomize", str(CERT_MANAGER)], capture_output=True,
+                             text=True, timeout=60, check=False)
+        assert out.returncode == 0, out.stderr
+        assert len([d for d in yaml.safe_load_all(out.stdout) if d]) == 4
 
 
 def test_prometheus_is_bound_to_the_metrics_reader_role() -> None:
