@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -677,6 +678,50 @@ def test_kubectl_kustomize_builds_offline() -> None:
     assert out.returncode == 0, out.stderr
     built = sorted((d["kind"], d["metadata"]["name"]) for d in yaml.safe_load_all(out.stdout) if d)
     assert built == sorted((d["kind"], d["metadata"]["name"]) for _, d in all_objects())
+
+
+# ---------------------------------------------------------------------------- namespaced RBAC
+
+NAMESPACED = MANIFESTS / "namespaced"
+
+
+def build_with_namespaced(tmp_path: Path) -> list[dict[str, Any]]:
+    """manifests/ with the namespaced component, built as a user's overlay builds it."""
+    overlay = tmp_path / "overlay"
+    overlay.mkdir()
+    (overlay / "kustomization.yaml").write_text(yaml.safe_dump({
+        "resources": [os.path.relpath(MANIFESTS, overlay)],
+        "components": [os.path.relpath(NAMESPACED, overlay)]}))
+    out = subprocess.run(["kubectl", "kustomize", str(overlay)], capture_output=True, text=True,
+                         timeout=60, check=False)
+    assert out.returncode == 0, out.stderr
+    return [d for d in yaml.safe_load_all(out.stdout) if d]
+
+
+@pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl not installed")
+def test_the_namespaced_component_binds_the_controller_in_its_namespaces_only(
+        tmp_path: Path) -> None:
+    """Issue 26.5: with `namespaces` set, the ClusterRoleBinding still granted Deployments in
+    every namespace to the controller's token."""
+    built = build_with_namespaced(tmp_path)
+    by_kind: dict[str, list[dict[str, Any]]] = {}
+    for doc in built:
+        by_kind.setdefault(doc["kind"], []).append(doc)
+    assert [b["roleRef"]["name"] for b in by_kind["ClusterRoleBinding"]] == [
+        "ssa-controller-metrics-auth"]  # reviews are cluster-scoped, nothing else is
+    config = yaml.safe_load(next(c for c in by_kind["ConfigMap"])["data"]["controller.yaml"])
+    bound = sorted(b["metadata"]["namespace"] for b in by_kind["RoleBinding"]
+                   if b["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io",
+                                       "kind": "ClusterRole", "name": "ssa-controller"})
+    assert bound == sorted(config["namespaces"])
+    [lease_role] = by_kind["Role"]
+    assert lease_role["rules"] == [
+        {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["create"]},
+        {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"],
+         "resourceNames": [config["leaderElection"]["leaseName"]], "verbs": ["get", "update"]}]
+    base = yaml.safe_load(controller_yaml_text())
+    del config["namespaces"], config["leaderElection"]["leaseName"]
+    assert config == base  # the rest as the base has it
 
 
 # ---------------------------------------------------------------------------- Dockerfile
