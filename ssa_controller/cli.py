@@ -39,6 +39,8 @@ def _parser() -> argparse.ArgumentParser:
     common(run)
     run.add_argument("--once", action="store_true", help="one full pass, then exit")
     run.add_argument("--dry-run", action="store_true", help="send every write with dryRun=All")
+    show_values = "show env values in the changes (masked as *** by default)"
+    run.add_argument("--show-values", action="store_true", help=show_values)
     run.add_argument("--local", action="store_true",
                      help="with no kubeconfig found, start a local control plane")
     diff = sub.add_parser("diff", help="print what a run would change (exit 0: nothing, "
@@ -47,6 +49,7 @@ def _parser() -> argparse.ArgumentParser:
     common(diff)
     diff.add_argument("-n", "--namespace", help="only this namespace")
     diff.add_argument("-o", "--output", choices=("text", "json"), default="text")
+    diff.add_argument("--show-values", action="store_true", help=show_values)
     install = sub.add_parser("install-crds", help="install or upgrade the AppTask CRD")
     common(install)
     install.add_argument("--file", type=Path, help="CRD manifest (default: manifests/crd.yaml)")
@@ -94,7 +97,8 @@ def _client(args: argparse.Namespace, config: Config) -> Iterator[Kube]:
 
 
 def _run(args: argparse.Namespace) -> int:
-    config = _config(args.config, **({"dry_run": True} if args.dry_run else {}))
+    config = _config(args.config, **({"dry_run": True} if args.dry_run else {}),
+                     **({"show_values": True} if args.show_values else {}))
     logs.setup(config.logging)
     with _client(args, config) as kube:
         process = Process(config, kube)
@@ -119,13 +123,16 @@ def _diff(args: argparse.Namespace) -> int:
     overrides: dict[str, object] = {"dry_run": True}
     if args.namespace:
         overrides["namespaces"] = (args.namespace,)
+    if args.show_values:
+        overrides["show_values"] = True
     config = _config(args.config, **overrides)
     logs.setup(config.logging)
     with _client(args, config) as kube:
         process = Process(config, kube)
         plans = [r.plan for r in process.controller.run_once() if r.plan is not None]
-    print(json.dumps([p.as_dict() for p in plans], indent=2) if args.output == "json"
-          else render_text(plans))
+    shown = [p.shown(config.show_values) for p in plans]
+    print(json.dumps([p.as_dict() for p in shown], indent=2) if args.output == "json"
+          else render_text(shown))
     return diff_exit_code(plans)
 
 

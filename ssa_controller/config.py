@@ -340,6 +340,7 @@ class Config(_Section):
     ignored_namespaces: Annotated[tuple[NamespacePattern, ...],
                                   _list_of("namespace names or patterns")] = ("kube-*",)
     dry_run: StrictBool = False
+    show_values: StrictBool = False
     workers: StrictInt = Field(2, ge=1, le=64)
     resync: ResyncConfig = ResyncConfig()
     backoff: BackoffConfig = BackoffConfig()

@@ -195,8 +195,9 @@ class Controller:
     def _remember_plan(self, plan: Plan) -> None:
         if self.plans.get(plan.key) != plan:
             self.plans[plan.key] = plan
+            patch = plan.shown(self.config.show_values).patch
             log.info("dry-run %s: %s %s", plan.key, plan.action,
-                     plan.detail or (json.dumps(plan.patch) if plan.patch else ""))
+                     plan.detail or (json.dumps(patch) if patch else ""))
 
     # -- one pass (--once, diff) -------------------------------------------------------------
 

@@ -35,6 +35,7 @@ def test_defaults_match_the_schema() -> None:
     assert cfg.field_manager == "ssa-controller"
     assert cfg.namespaces == ()
     assert cfg.dry_run is False
+    assert cfg.show_values is False
     assert cfg.workers == 2
     assert (cfg.resync.period, cfg.resync.jitter) == (300.0, 0.1)
     assert cfg.backoff == BackoffConfig(base=0.5, factor=2.0, cap=300.0, jitter=0.1)
