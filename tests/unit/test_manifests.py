@@ -16,6 +16,7 @@ import os
 import re
 import shutil
 import subprocess
+import tomllib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -731,9 +732,12 @@ def test_dockerfile() -> None:
     text = (MANIFESTS / "Dockerfile").read_text()
     lines = [ln.strip() for ln in text.splitlines()
              if ln.strip() and not ln.strip().startswith("#")]
-    assert lines[0] == "FROM python:3.11-slim"
-    assert any(re.fullmatch(r"RUN pip install \.( .*)?", ln) for ln in lines), (
-        "pip install . missing")
+    assert re.fullmatch(r"FROM python:3\.11-slim@sha256:[0-9a-f]{64}", lines[0]), (
+        "the base image must be pinned by digest")
+    assert "RUN pip install --require-hashes --no-deps -r requirements.lock" in lines
+    assert "RUN pip install --no-deps --no-build-isolation . && pip check && rm -rf /src" in lines
+    assert lines.index("COPY manifests/requirements.lock ./") < lines.index(
+        "RUN pip install --require-hashes --no-deps -r requirements.lock")
     assert "[test]" not in text
     assert any(ln.startswith("COPY manifests/crd.yaml ") for ln in lines)
     users = [ln for ln in lines if ln.startswith("USER ")]
@@ -746,6 +750,45 @@ def test_dockerfile() -> None:
             for src in ln.split()[1:-1]:
                 assert (repo / src).exists(), (
                     f"Dockerfile copies {src}, which is not in the repository")
+
+
+LOCK = MANIFESTS / "requirements.lock"
+
+
+def locked() -> dict[str, tuple[str, list[str]]]:
+    """manifests/requirements.lock: name -> (version, hashes)."""
+    pins: dict[str, tuple[str, list[str]]] = {}
+    text = LOCK.read_text().replace("\\\n", " ")
+    for line in text.splitlines():
+        line = line.split("#", 1)[0].strip()
+        if not line:
+            continue
+        requirement, *options = line.split()
+        name, version = requirement.split("==")
+        hashes = [o.removeprefix("--hash=sha256:") for o in options]
+        assert all(re.fullmatch(r"[0-9a-f]{64}", h) for h in hashes), requirement
+        pins[canonical(name)] = (version, hashes)
+    return pins
+
+
+def canonical(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def test_the_lock_pins_every_dependency_with_hashes() -> None:
+    """Issue 26.7: dependencies had lower bounds only and no lock; the image build installs
+    exactly these files (pip --require-hashes)."""
+    from packaging.requirements import Requirement
+
+    pins = locked()
+    assert all(hashes for _, hashes in pins.values())
+    pyproject = tomllib.loads((MANIFESTS.parent / "pyproject.toml").read_text())
+    for spec in [*pyproject["project"]["dependencies"], *pyproject["build-system"]["requires"]]:
+        requirement = Requirement(spec)
+        version, _ = pins[canonical(requirement.name)]
+        assert requirement.specifier.contains(version), (spec, version)
+    dockerignore = (MANIFESTS / "Dockerfile.dockerignore").read_text().splitlines()
+    assert "!manifests/requirements.lock" in dockerignore
 
 
 # ---------------------------------------------------------------------------- monitoring
