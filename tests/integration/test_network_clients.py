@@ -14,6 +14,7 @@ server.
 
 from __future__ import annotations
 
+import collections
 import socket
 import ssl
 import threading
@@ -96,11 +97,14 @@ def test_idle_sockets_hold_no_thread_and_probes_and_scrapes_still_answer(
                                      if port == process.health_port else b"\x16\x03\x01\x02")
             started = time.monotonic()
             assert process.get(process.health_port, "/readyz") == (200, "ok")
-            assert time.monotonic() - started < 2.0
+            probe = time.monotonic() - started
             started = time.monotonic()
             status, text = scrape(process.metrics_port, token)
-            assert time.monotonic() - started < 2.0
+            scraped = time.monotonic() - started
             assert status == 200 and "controller_runtime_reconcile_total" in text
+        print(f"1,000 sockets held: probe {probe:.2f}s, scrape {scraped:.2f}s, threads "
+              f"{threads} before, at most {threads_meanwhile.peak} meanwhile")
+        assert probe < 2.0 and scraped < 2.0
         assert threads_meanwhile.peak <= threads + THREAD_SLACK, (threads, threads_meanwhile.peak)
 
 
@@ -135,10 +139,16 @@ def test_a_flood_of_bad_tokens_costs_bounded_threads_and_reviews(
 
         valid = time.monotonic()
         assert scrape(process.metrics_port, token)[0] == 200
-        assert time.monotonic() - valid < 5.0
+        valid = time.monotonic() - valid
         reviews = [e for e in cluster.audit.select(mark, user=CONTROLLER, verb="create")
                    if e.resource == "tokenreviews"]
         budget = REVIEW_BURST + REVIEW_QPS * (time.monotonic() - started)
+        statuses = dict(collections.Counter(status for status, _ in answers))
+        slowest = max(seconds for _, seconds in answers)
+        print(f"200 bad tokens in {flooded:.2f}s: {statuses}, slowest answer {slowest:.2f}s; "
+              f"threads {threads} before, at most {threads_meanwhile.peak}; {len(reviews)} "
+              f"TokenReviews (budget {budget:.0f}); the reader's scrape {valid:.2f}s")
+        assert valid < 5.0
         assert 0 < len(reviews) <= budget, (len(reviews), budget)
 
 
