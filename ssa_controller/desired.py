@@ -36,14 +36,21 @@ SHARED_PREFIX = "app.kubernetes.io/"
 reserved (podTemplate.reservedKeys reserves the rest by default)."""
 OWN_PREFIX = NAME_LABEL.split("/")[0] + "/"
 DEFAULT_TEMPLATE = PodTemplateConfig()
-RESTRICTED_POD: dict[str, Any] = {
-    "automountServiceAccountToken": False,
-    "securityContext": {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}}}
-RESTRICTED_CONTAINER: dict[str, Any] = {
-    "securityContext": {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}}}
-"""The Pod Security Standard "restricted" settings the spec has no field for: no
-service-account token (an AppTask's pods never talk to the API server as the namespace's
-default account), non-root, no privilege escalation, no capabilities, the runtime's seccomp."""
+
+
+def _restricted_pod() -> dict[str, Any]:
+    """The Pod Security Standard "restricted" settings the spec has no field for, of the pod:
+    no service-account token (an AppTask's pods never talk to the API server as the namespace's
+    default account), non-root, the runtime's seccomp profile."""
+    return {"automountServiceAccountToken": False,
+            "securityContext": {"runAsNonRoot": True,
+                                "seccompProfile": {"type": "RuntimeDefault"}}}
+
+
+def _restricted_container() -> dict[str, Any]:
+    """... and of its container: no privilege escalation, no capabilities."""
+    return {"securityContext": {"allowPrivilegeEscalation": False,
+                                "capabilities": {"drop": ["ALL"]}}}
 
 
 class InvalidSpec(ValueError):
@@ -111,7 +118,7 @@ def _ports(spec: Mapping[str, Any]) -> list[dict[str, Any]]:
     return rendered
 
 
-def matches(key: str, pattern: str) -> bool:
+def _matches(key: str, pattern: str) -> bool:
     """Whether a label or annotation key matches a pattern: "prefix/" matches every key under
     that prefix or a subdomain of it, any other pattern only the key itself."""
     if not pattern.endswith("/"):
@@ -121,16 +128,16 @@ def matches(key: str, pattern: str) -> bool:
     return bool(slash) and (prefix == domain or prefix.endswith("." + domain))
 
 
-def refusal(key: str, template: PodTemplateConfig) -> str | None:
+def _refusal(key: str, template: PodTemplateConfig) -> str | None:
     """Why the pod template may not carry the label or annotation `key`; None if it may."""
-    if key == MANAGED_BY_LABEL or matches(key, OWN_PREFIX):
+    if key == MANAGED_BY_LABEL or _matches(key, OWN_PREFIX):
         return "is reserved for the controller"
-    if not matches(key, SHARED_PREFIX) and any(matches(key, p) for p in KUBERNETES_PREFIXES):
+    if not _matches(key, SHARED_PREFIX) and any(_matches(key, p) for p in KUBERNETES_PREFIXES):
         return "is reserved for Kubernetes (kubernetes.io/, k8s.io/)"
-    reserved = next((p for p in template.reserved_keys if matches(key, p)), None)
+    reserved = next((p for p in template.reserved_keys if _matches(key, p)), None)
     if reserved is not None:
         return f"is reserved (podTemplate.reservedKeys: {reserved})"
-    if template.allowed_keys and not any(matches(key, p) for p in template.allowed_keys):
+    if template.allowed_keys and not any(_matches(key, p) for p in template.allowed_keys):
         return f"is not allowed (podTemplate.allowedKeys: {', '.join(template.allowed_keys)})"
     return None
 
@@ -140,9 +147,17 @@ def _keys(spec: Mapping[str, Any], field: str, template: PodTemplateConfig) -> d
     template may not carry."""
     value = _string_map(spec, field)
     for key in sorted(value):
-        why = refusal(key, template)
+        why = _refusal(key, template)
         _expect(why is None, field, f"key {key!r} {why}")
     return value
+
+
+def _quantity(amount: Any) -> bool:
+    """Whether the API server reads `amount` as a quantity (as JSON, it reads an integer beyond
+    64 bits as a float)."""
+    in_range = isinstance(amount, str) or isinstance(amount, int) and \
+        _INT64[0] <= amount <= _INT64[1]
+    return in_range and quantity.parse(amount) is not None
 
 
 def _resources(spec: Mapping[str, Any]) -> dict[str, dict[str, str | int]]:
@@ -153,10 +168,8 @@ def _resources(spec: Mapping[str, Any]) -> dict[str, dict[str, str | int]]:
         amounts = value.get(kind) or {}
         _expect(isinstance(amounts, Mapping), f"resources.{kind}", "must be a map")
         for name, amount in amounts.items():
-            in_range = isinstance(amount, str) or isinstance(amount, int) and _INT64[0] <= amount \
-                <= _INT64[1]  # as JSON, the API server reads a longer integer as a float
-            _expect(in_range and quantity.parse(amount) is not None,
-                    f"resources.{kind}.{name}", f"{amount!r} is not a quantity")
+            _expect(_quantity(amount), f"resources.{kind}.{name}",
+                    f"{amount!r} is not a quantity")
         if amounts:
             rendered[kind] = dict(amounts)
     unknown = set(value) - {"requests", "limits"}
@@ -173,7 +186,7 @@ def _container(spec: Mapping[str, Any], restricted: bool) -> dict[str, Any]:
                          ("ports", _ports(spec)), ("resources", _resources(spec))):
         if value:
             container[field] = value
-    return {**container, **RESTRICTED_CONTAINER} if restricted else container
+    return {**container, **_restricted_container()} if restricted else container
 
 
 def _replicas(spec: Mapping[str, Any]) -> int | None:
@@ -208,7 +221,7 @@ def render(apptask: Mapping[str, Any],
     deployment_spec["selector"] = {"matchLabels": selector}
     pod: dict[str, Any] = {"containers": [_container(spec, template.restricted)]}
     deployment_spec["template"] = {"metadata": template_meta,
-                                   "spec": {**pod, **RESTRICTED_POD} if template.restricted
+                                   "spec": {**pod, **_restricted_pod()} if template.restricted
                                    else pod}
     return {
         "apiVersion": "apps/v1",
