@@ -109,13 +109,13 @@ class TokenBucket:
             self._tokens -= 1.0
             return 0.0 if self._tokens >= 0 else -self._tokens / self._qps
 
-    def try_take(self) -> bool:
-        """Take a token only if one is available right now."""
+    def try_take(self, tokens: float = 1.0) -> bool:
+        """Take `tokens` only if they are available right now."""
         with self._lock:
             self._refill()
-            if self._tokens < 1.0:
+            if self._tokens < tokens:
                 return False
-            self._tokens -= 1.0
+            self._tokens -= tokens
             return True
 
     def wait(self) -> float:

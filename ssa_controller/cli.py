@@ -26,6 +26,8 @@ EXIT_ERROR = 2
 DESCRIPTION = ("A Kubernetes controller that reconciles AppTask custom resources "
                "(apptasks.example.com/v1) into Deployments by server-side apply.")
 CONFIG_HELP = "controller.yaml (default: all defaults; see config/controller.yaml)"
+SHOW_VALUES_HELP = ("show env values in dry-run changes (masked as *** by default; config: "
+                    "showValues)")
 ALL_INTERFACES = "0.0.0.0"
 TRUE, FALSE = ("1", "t", "true"), ("0", "f", "false")
 """The spellings Go's flag package takes for a bool flag's value (any case)."""
@@ -89,6 +91,7 @@ def _add_run(sub: Any) -> None:
                      "a reconcile failed)")
     run.add_argument("--dry-run", action="store_true", help="send every write with dryRun=All "
                      "(config: dryRun)")
+    run.add_argument("--show-values", action="store_true", help=SHOW_VALUES_HELP)
     run.add_argument("--metrics-bind-address", type=bind_address, metavar="HOST:PORT", help=(
         "where /metrics listens (config: server.metricsHost and server.metricsPort); "
         ":PORT for every interface, 0 to disable"))
@@ -113,6 +116,7 @@ def _add_diff(sub: Any) -> None:
     diff.add_argument("-o", "--output", choices=("text", "json"), default="text",
                       help="text (default) or json: a list of {key, action, whenUnpaused, "
                       "patch, detail}")
+    diff.add_argument("--show-values", action="store_true", help=SHOW_VALUES_HELP)
 
 
 def _add_install_crds(sub: Any) -> None:
@@ -164,6 +168,8 @@ def run_config(args: argparse.Namespace) -> Config:
         overrides["leaderElection"] = {"enabled": args.leader_elect}
     if args.dry_run:
         overrides["dryRun"] = True
+    if args.show_values:
+        overrides["showValues"] = True
     return _config(args.config, overrides)
 
 
@@ -249,12 +255,15 @@ def _diff(args: argparse.Namespace) -> int:
     overrides: dict[str, Any] = {"dryRun": True}
     if args.namespace:
         overrides["namespaces"] = [args.namespace]
+    if args.show_values:
+        overrides["showValues"] = True
     config = _config(args.config, overrides)
     logs.setup(config.logging)
     with _client(args, config) as kube:
         plans = diff_plans(Process(config, kube).controller.run_once())
-    print(json.dumps([p.as_dict() for p in plans], indent=2) if args.output == "json"
-          else render_text(plans))
+    shown = [p.shown(config.show_values) for p in plans]
+    print(json.dumps([p.as_dict() for p in shown], indent=2) if args.output == "json"
+          else render_text(shown))
     return diff_exit_code(plans)
 
 

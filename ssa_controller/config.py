@@ -50,8 +50,9 @@ from .leader import LEADER_JITTER_FACTOR
 
 __all__ = [
     "ApplyConfig", "BackoffConfig", "Config", "ConfigError", "EventsConfig",
-    "FightsConfig", "LeaderElectionConfig", "LoggingConfig", "RateLimitConfig", "ResyncConfig",
-    "ServerConfig", "TimeoutsConfig", "load_config", "parse_config", "parse_duration",
+    "FightsConfig", "LeaderElectionConfig", "LoggingConfig", "PodTemplateConfig",
+    "RateLimitConfig", "ResyncConfig", "ServerConfig", "TimeoutsConfig", "load_config",
+    "parse_config", "parse_duration",
 ]
 
 
@@ -122,10 +123,12 @@ def _path(value: str) -> str:
 Path = Annotated[StrictStr, AfterValidator(_path), Words("path (a string, empty for none)")]
 
 
-def _a_list(value: object) -> object:
-    if not isinstance(value, (list, tuple)):
-        raise Invalid(f"must be a list of namespace names, got {describe(value)}")
-    return value
+def _list_of(what: str) -> BeforeValidator:
+    def check(value: object) -> object:
+        if not isinstance(value, (list, tuple)):
+            raise Invalid(f"must be a list of {what}, got {describe(value)}")
+        return value
+    return BeforeValidator(check)
 
 
 def _distinct(names: tuple[str, ...]) -> tuple[str, ...]:
@@ -135,7 +138,32 @@ def _distinct(names: tuple[str, ...]) -> tuple[str, ...]:
     return names
 
 
-Namespaces = Annotated[tuple[Label, ...], BeforeValidator(_a_list), AfterValidator(_distinct)]
+Namespaces = Annotated[tuple[Label, ...], _list_of("namespace names"),
+                       AfterValidator(_distinct)]
+NamespacePattern = Annotated[
+    StrictStr,
+    StringConstraints(min_length=1, max_length=63, pattern=r"^[a-z0-9*]([-a-z0-9*]*[a-z0-9*])?$"),
+    Words("namespace name or pattern (lowercase letters, digits, '-' and '*' for any)"),
+]
+KeyPattern = Annotated[
+    StrictStr,
+    StringConstraints(
+        min_length=1, max_length=317,
+        pattern=r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/"
+                r"([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)?"
+                r"|[A-Za-z0-9]([-A-Za-z0-9_]*[A-Za-z0-9])?)$"),
+    Words("label or annotation key, or a DNS subdomain followed by '/' for every key with that "
+          "prefix or a subdomain of it (a key without a prefix holds no '.')"),
+]
+KeyPatterns = Annotated[tuple[KeyPattern, ...], _list_of("label or annotation keys or prefixes")]
+DEFAULT_RESERVED_KEYS = (
+    "app.kubernetes.io/", "istio.io/", "linkerd.io/", "kuma.io/", "openservicemesh.io/",
+    "dapr.io/", "cilium.io/", "hashicorp.com/", "amazonaws.com/", "azure.workload.identity/",
+    "opentelemetry.io/", "datadoghq.com/",
+)
+"""Label and annotation prefixes an AppTask may not set by default: the recommended labels
+Services of other workloads select on, and what service meshes, secret and identity agents and
+instrumentation inject from (sidecar.istio.io/inject, vault.hashicorp.com/agent-inject, ...)."""
 
 
 class _Section(BaseModel):
@@ -251,9 +279,10 @@ class ServerConfig(_Section):
     `bind_address` when that is empty (`metrics_listen`, `health_listen`).
 
     With `secure_metrics` (the default, as kubebuilder v4 scaffolds it) /metrics is served over
-    HTTPS and each scrape is authenticated by a TokenReview and authorized by a
-    SubjectAccessReview; the certificate is `metrics_cert_dir`/tls.crt and tls.key, or a
-    self-signed one generated at start when that is empty.
+    HTTPS and each scrape is authenticated by a TokenReview (for one of
+    `metrics_token_audiences`, if any) and authorized by a SubjectAccessReview; the certificate
+    is `metrics_cert_dir`/tls.crt and tls.key, or a self-signed one generated at start when
+    that is empty.
     """
 
     bind_address: Annotated[StrictStr, StringConstraints(min_length=1, max_length=253)] = "0.0.0.0"
@@ -263,6 +292,9 @@ class ServerConfig(_Section):
     health_port: Port = 8081
     secure_metrics: StrictBool = True
     metrics_cert_dir: Path = ""
+    metrics_token_audiences: Annotated[
+        tuple[Annotated[StrictStr, StringConstraints(min_length=1, max_length=1024)], ...],
+        _list_of("token audiences")] = ()
 
     @property
     def metrics_listen(self) -> str:
@@ -275,11 +307,29 @@ class ServerConfig(_Section):
         return self.health_host or self.bind_address
 
     @model_validator(mode="after")
-    def _cert_dir_needs_secure_metrics(self) -> ServerConfig:
-        if self.metrics_cert_dir and not self.secure_metrics:
-            raise Invalid(f"is only used with {{section}}.secureMetrics: true, got "
-                          f"{self.metrics_cert_dir!r} with false", at=("metricsCertDir",))
+    def _tls_settings_need_secure_metrics(self) -> ServerConfig:
+        for key, value in (("metricsCertDir", self.metrics_cert_dir),
+                           ("metricsTokenAudiences", self.metrics_token_audiences)):
+            if value and not self.secure_metrics:
+                raise Invalid(f"is only used with {{section}}.secureMetrics: true, got "
+                              f"{value!r} with false", at=(key,))
         return self
+
+
+class PodTemplateConfig(_Section):
+    """What the controller renders into, and accepts for, an AppTask's pod template.
+
+    `restricted`: the Pod Security Standard "restricted" settings (no service-account token,
+    non-root, no privilege escalation, every capability dropped, the runtime's seccomp profile).
+    `reserved_keys` / `allowed_keys`: label and annotation keys ("prefix/" for a prefix and its
+    subdomains, else a whole key) an AppTask may not set / the only ones it may set (empty: any
+    not reserved); kubernetes.io/, k8s.io/ (and their subdomains but app.kubernetes.io/, of
+    which app.kubernetes.io/managed-by) and the controller's own prefix are always reserved.
+    """
+
+    restricted: StrictBool = True
+    reserved_keys: KeyPatterns = DEFAULT_RESERVED_KEYS
+    allowed_keys: KeyPatterns = ()
 
 
 class EventsConfig(_Section):
@@ -303,7 +353,10 @@ class Config(_Section):
         StrictStr, StringConstraints(min_length=1, max_length=128)
     ] = "ssa-controller"
     namespaces: Namespaces = ()
+    ignored_namespaces: Annotated[tuple[NamespacePattern, ...],
+                                  _list_of("namespace names or patterns")] = ("kube-*",)
     dry_run: StrictBool = False
+    show_values: StrictBool = False
     workers: StrictInt = Field(2, ge=1, le=64)
     resync: ResyncConfig = ResyncConfig()
     backoff: BackoffConfig = BackoffConfig()
@@ -313,6 +366,7 @@ class Config(_Section):
     fights: FightsConfig = FightsConfig()
     leader_election: LeaderElectionConfig = LeaderElectionConfig()
     server: ServerConfig = ServerConfig()
+    pod_template: PodTemplateConfig = PodTemplateConfig()
     events: EventsConfig = EventsConfig()
     logging: LoggingConfig = LoggingConfig()
     shutdown_grace_period: Seconds = Field(30.0, ge=0.0)

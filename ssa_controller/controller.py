@@ -8,6 +8,7 @@ requeue_after: forget the backoff, add after the delay; success: forget).
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -18,6 +19,7 @@ from .fights import FightTracker
 from .kube import APPTASKS, DEPLOYMENTS, ApiError, Kube
 from .metrics import Metrics
 from .reconciler import EventSink, Outcome, Reconciler, Result, item_backoff
+from .scope import NamespaceScope
 from .store import Cached, Store, key_of
 from .watcher import Watcher
 from .workqueue import WorkQueue
@@ -47,6 +49,9 @@ class Controller:
         self.plans: dict[str, diff.Plan] = {}
         """The latest dry-run plan per AppTask (dry-run mode only)."""
         self._stopping = threading.Event()
+        self.scope = NamespaceScope.of(config, os.environ)
+        self._ignoring: set[str] = set()
+        """Namespaces whose AppTasks were found ignored (each is logged once)."""
         namespaces = config.namespaces or (None,)
         timeout = config.timeouts.watch
         self.watchers = [
@@ -59,9 +64,21 @@ class Controller:
 
     # -- event handlers: they only enqueue ------------------------------------------------
 
+    def _in_scope(self, key: str) -> bool:
+        """Whether the AppTask `key` is reconciled (see scope.py); an ignored namespace is
+        logged the first time."""
+        namespace = key.split("/", 1)[0]
+        why = self.scope.ignores(namespace)
+        if why is not None and namespace not in self._ignoring:
+            self._ignoring.add(namespace)
+            log.info("ignoring the AppTasks in namespace %s (%s)", namespace, why)
+        return why is None
+
     def _on_apptask(self, old: Cached | None, new: Cached | None) -> None:
         if predicates.apptask_changed(old, new):
             key = key_of((new or old).obj)  # type: ignore[union-attr]
+            if not self._in_scope(key):
+                return
             if new is None:
                 log.info("%s: AppTask deleted; its Deployment goes by garbage collection", key,
                          extra=logs.about(NAME, key))
@@ -72,7 +89,7 @@ class Controller:
     def _on_deployment(self, old: Cached | None, new: Cached | None) -> None:
         if predicates.deployment_changed(old, new):
             key = predicates.owner_key((new or old).obj)  # type: ignore[union-attr]
-            if key is not None:
+            if key is not None and self._in_scope(key):
                 self.queue.add(key)
 
     def _forget(self, key: str) -> None:
@@ -108,7 +125,7 @@ class Controller:
 
     def resync(self) -> None:
         """Enqueue every cached AppTask (the periodic resync; decisions come from the cache)."""
-        keys = self.apptasks.keys()
+        keys = [key for key in self.apptasks.keys() if self._in_scope(key)]
         log.debug("resync: %d AppTasks", len(keys))
         for key in keys:
             self.queue.add(key)
@@ -179,8 +196,9 @@ class Controller:
     def _remember_plan(self, plan: diff.Plan) -> None:
         if self.plans.get(plan.key) != plan:
             self.plans[plan.key] = plan
-            log.info("dry-run %s%s", diff.headline(plan),
-                     "".join(f"; {diff.render_op(op)}" for op in plan.patch))
+            shown = plan.shown(self.config.show_values)
+            log.info("dry-run %s%s", diff.headline(shown),
+                     "".join(f"; {diff.render_op(op)}" for op in shown.patch))
 
     # -- one pass (--once, diff) -------------------------------------------------------------
 
@@ -193,7 +211,8 @@ class Controller:
         self.reconciler.vanished_grace = 0.0
         for watcher in self.watchers:
             watcher.list_once()
-        return {key: self.process(key) for key in sorted(self.apptasks.keys())}
+        return {key: self.process(key) for key in sorted(self.apptasks.keys())
+                if self._in_scope(key)}
 
 
 def _as_api_error(exc: Exception) -> ApiError:

@@ -1,9 +1,12 @@
 """Renders an AppTask into the minimal server-side apply body of its Deployment. Pure, no I/O.
 
 The body holds only what the controller owns: identity, the owner reference, the managed-by
-label, the selector, and exactly the fields the AppTask specifies. No nulls, no empty values, no
-defaults the user did not ask for (a port's protocol is always sent: it is part of the list key
-the API server merges ports by, and the CRD defaults it to TCP anyway).
+label, the selector, the Pod Security Standard "restricted" settings (`podTemplate.restricted`),
+and exactly the fields the AppTask specifies. No nulls, no empty values, no other defaults the
+user did not ask for (a port's protocol is always sent: it is part of the list key the API
+server merges ports by, and the CRD defaults it to TCP anyway). Creating an AppTask must not
+give more than creating such a Deployment: label and annotation keys that Kubernetes, service
+meshes or agents act on (`podTemplate.reservedKeys`, `allowedKeys`) are refused as InvalidSpec.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from . import quantity
+from .config import PodTemplateConfig
 
 API_GROUP = "example.com"
 API_VERSION = "example.com/v1"
@@ -22,8 +26,31 @@ MANAGED_BY_VALUE = "ssa-controller"
 NAME_LABEL = "apptasks.example.com/name"
 CONTAINER_NAME = "app"
 PROTOCOLS = ("TCP", "UDP", "SCTP")
+_INT64 = (-(2**63), 2**63 - 1)
 _LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
-INT64_MIN, INT64_MAX = -2**63, 2**63 - 1
+KUBERNETES_PREFIXES = ("kubernetes.io/", "k8s.io/")
+"""Reserved for Kubernetes' own components, with their subdomains (node-role.kubernetes.io,
+AppArmor and seccomp annotations, pod-security.kubernetes.io), except:"""
+SHARED_PREFIX = "app.kubernetes.io/"
+"""the recommended labels, shared with users and tools: only MANAGED_BY_LABEL is always
+reserved (podTemplate.reservedKeys reserves the rest by default)."""
+OWN_PREFIX = NAME_LABEL.split("/")[0] + "/"
+DEFAULT_TEMPLATE = PodTemplateConfig()
+
+
+def _restricted_pod() -> dict[str, Any]:
+    """The Pod Security Standard "restricted" settings the spec has no field for, of the pod:
+    no service-account token (an AppTask's pods never talk to the API server as the namespace's
+    default account), non-root, the runtime's seccomp profile."""
+    return {"automountServiceAccountToken": False,
+            "securityContext": {"runAsNonRoot": True,
+                                "seccompProfile": {"type": "RuntimeDefault"}}}
+
+
+def _restricted_container() -> dict[str, Any]:
+    """... and of its container: no privilege escalation, no capabilities."""
+    return {"securityContext": {"allowPrivilegeEscalation": False,
+                                "capabilities": {"drop": ["ALL"]}}}
 
 
 class InvalidSpec(ValueError):
@@ -62,12 +89,13 @@ def _list(spec: Mapping[str, Any], field: str) -> list[Any]:
 
 def _env(spec: Mapping[str, Any]) -> list[dict[str, str]]:
     rendered: list[dict[str, str]] = []
+    names: set[str] = set()
     for i, item in enumerate(_list(spec, "env")):
         name = item.get("name") if isinstance(item, Mapping) else None
         if not isinstance(name, str) or not name:
             raise InvalidSpec(f"env[{i}].name", "is required")
-        _expect(name not in {e["name"] for e in rendered}, f"env[{i}].name",
-                f"duplicate name {name!r}")
+        _expect(name not in names, f"env[{i}].name", f"duplicate name {name!r}")
+        names.add(name)
         value = item.get("value", "")
         _expect(isinstance(value, str), f"env[{i}].value", "must be a string")
         rendered.append({"name": name, "value": value} if value else {"name": name})
@@ -90,11 +118,46 @@ def _ports(spec: Mapping[str, Any]) -> list[dict[str, Any]]:
     return rendered
 
 
-def _encodable(amount: str | int) -> str | int:
-    """An integer quantity beyond 64 bits as its decimal string: the same quantity, which JSON
-    encoders holding integers to 64 bits (orjson) can write."""
-    return str(amount) if isinstance(amount, int) and not INT64_MIN <= amount <= INT64_MAX \
-        else amount
+def _matches(key: str, pattern: str) -> bool:
+    """Whether a label or annotation key matches a pattern: "prefix/" matches every key under
+    that prefix or a subdomain of it, any other pattern only the key itself."""
+    if not pattern.endswith("/"):
+        return key == pattern
+    prefix, slash, _ = key.rpartition("/")
+    domain = pattern[:-1]
+    return bool(slash) and (prefix == domain or prefix.endswith("." + domain))
+
+
+def _refusal(key: str, template: PodTemplateConfig) -> str | None:
+    """Why the pod template may not carry the label or annotation `key`; None if it may."""
+    if key == MANAGED_BY_LABEL or _matches(key, OWN_PREFIX):
+        return "is reserved for the controller"
+    if not _matches(key, SHARED_PREFIX) and any(_matches(key, p) for p in KUBERNETES_PREFIXES):
+        return "is reserved for Kubernetes (kubernetes.io/, k8s.io/)"
+    reserved = next((p for p in template.reserved_keys if _matches(key, p)), None)
+    if reserved is not None:
+        return f"is reserved (podTemplate.reservedKeys: {reserved})"
+    if template.allowed_keys and not any(_matches(key, p) for p in template.allowed_keys):
+        return f"is not allowed (podTemplate.allowedKeys: {', '.join(template.allowed_keys)})"
+    return None
+
+
+def _keys(spec: Mapping[str, Any], field: str, template: PodTemplateConfig) -> dict[str, str]:
+    """The labels or annotations of the spec; InvalidSpec naming the first key (in order) the
+    template may not carry."""
+    value = _string_map(spec, field)
+    for key in sorted(value):
+        why = _refusal(key, template)
+        _expect(why is None, field, f"key {key!r} {why}")
+    return value
+
+
+def _quantity(amount: Any) -> bool:
+    """Whether the API server reads `amount` as a quantity (as JSON, it reads an integer beyond
+    64 bits as a float)."""
+    in_range = isinstance(amount, str) or isinstance(amount, int) and \
+        _INT64[0] <= amount <= _INT64[1]
+    return in_range and quantity.parse(amount) is not None
 
 
 def _resources(spec: Mapping[str, Any]) -> dict[str, dict[str, str | int]]:
@@ -105,16 +168,16 @@ def _resources(spec: Mapping[str, Any]) -> dict[str, dict[str, str | int]]:
         amounts = value.get(kind) or {}
         _expect(isinstance(amounts, Mapping), f"resources.{kind}", "must be a map")
         for name, amount in amounts.items():
-            _expect(isinstance(amount, (str, int)) and quantity.parse(amount) is not None,
-                    f"resources.{kind}.{name}", f"{amount!r} is not a quantity")
+            _expect(_quantity(amount), f"resources.{kind}.{name}",
+                    f"{amount!r} is not a quantity")
         if amounts:
-            rendered[kind] = {name: _encodable(amount) for name, amount in amounts.items()}
+            rendered[kind] = dict(amounts)
     unknown = set(value) - {"requests", "limits"}
     _expect(not unknown, "resources", f"unknown fields {sorted(unknown)}")
     return rendered
 
 
-def _container(spec: Mapping[str, Any]) -> dict[str, Any]:
+def _container(spec: Mapping[str, Any], restricted: bool) -> dict[str, Any]:
     image = spec.get("image")
     _expect(isinstance(image, str) and bool(image.strip()), "image", "is required")
     container: dict[str, Any] = {"name": CONTAINER_NAME, "image": image}
@@ -123,7 +186,7 @@ def _container(spec: Mapping[str, Any]) -> dict[str, Any]:
                          ("ports", _ports(spec)), ("resources", _resources(spec))):
         if value:
             container[field] = value
-    return container
+    return {**container, **_restricted_container()} if restricted else container
 
 
 def _replicas(spec: Mapping[str, Any]) -> int | None:
@@ -134,8 +197,10 @@ def _replicas(spec: Mapping[str, Any]) -> int | None:
     return replicas
 
 
-def render(apptask: Mapping[str, Any]) -> dict[str, Any]:
-    """The apply body of the Deployment for `apptask`; raises InvalidSpec."""
+def render(apptask: Mapping[str, Any],
+           template: PodTemplateConfig = DEFAULT_TEMPLATE) -> dict[str, Any]:
+    """The apply body of the Deployment for `apptask` under the `podTemplate` settings;
+    raises InvalidSpec."""
     meta = apptask["metadata"]
     name, namespace = meta["name"], meta["namespace"]
     _expect(len(name) <= 63 and bool(_LABEL_VALUE.match(name)), "",
@@ -143,9 +208,8 @@ def render(apptask: Mapping[str, Any]) -> dict[str, Any]:
     spec = apptask.get("spec")
     if not isinstance(spec, Mapping):
         raise InvalidSpec("", "spec is required")
-    labels = _string_map(spec, "labels")
-    _expect(NAME_LABEL not in labels, "labels", f"{NAME_LABEL} is reserved")
-    annotations = _string_map(spec, "annotations")
+    labels = _keys(spec, "labels", template)
+    annotations = _keys(spec, "annotations", template)
     selector = {NAME_LABEL: name}
     template_meta: dict[str, Any] = {"labels": {**labels, **selector}}
     if annotations:
@@ -155,8 +219,10 @@ def render(apptask: Mapping[str, Any]) -> dict[str, Any]:
     if replicas is not None:
         deployment_spec["replicas"] = replicas
     deployment_spec["selector"] = {"matchLabels": selector}
+    pod: dict[str, Any] = {"containers": [_container(spec, template.restricted)]}
     deployment_spec["template"] = {"metadata": template_meta,
-                                   "spec": {"containers": [_container(spec)]}}
+                                   "spec": {**pod, **_restricted_pod()} if template.restricted
+                                   else pod}
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",

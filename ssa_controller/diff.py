@@ -3,11 +3,13 @@
 The patch goes from the live Deployment to the API server's dry-run answer, both without server
 bookkeeping (managedFields, resourceVersion, generation, uid, timestamps) and status, so that
 only real changes show; defaulting and quantity canonicalisation were done by the server on
-both sides and never appear as a change.
+both sides and never appear as a change. A plan is shown with its env values masked unless
+asked otherwise (`shown`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -15,6 +17,8 @@ from enum import StrEnum
 from typing import Any
 
 import jsonpatch
+
+from . import redact
 
 BOOKKEEPING = ("managedFields", "resourceVersion", "generation", "uid", "creationTimestamp",
                "selfLink")
@@ -63,6 +67,10 @@ class Plan:
     def paused(self) -> Plan:
         """This plan as that of a paused AppTask: what would be done once it is unpaused."""
         return Plan(self.key, Action.PAUSED, self.patch, self.detail, unpaused=self.action)
+
+    def shown(self, values: bool) -> Plan:
+        """The plan as printed and logged: env values masked unless `values`."""
+        return self if values else dataclasses.replace(self, patch=redact.env_values(self.patch))
 
     def as_dict(self) -> dict[str, Any]:
         return {"key": self.key, "action": self.action, "whenUnpaused": self.unpaused,

@@ -9,7 +9,6 @@ said in messages (`restored .spec.replicas (5 -> 2), changed by kubectl-edit`).
 
 from __future__ import annotations
 
-import functools
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -18,42 +17,13 @@ from typing import Any
 from . import fieldset, quantity
 from .fieldset import Path
 
-_MISSING = object()
-
-
-@functools.lru_cache(maxsize=4096)
-def _item_keys(segment: str) -> dict[str, Any]:
-    """The key fields of a list item segment 'k:{...}' (parsed once; do not mutate)."""
-    keys: dict[str, Any] = json.loads(segment[2:])
-    return keys
-
-
-def value_at(obj: Any, path: Path) -> Any:
-    """The value at a fieldsV1 path in a plain object, or _MISSING."""
-    current = obj
-    for segment in path:
-        if segment == ".":
-            continue
-        if segment.startswith("f:"):
-            if not isinstance(current, Mapping) or segment[2:] not in current:
-                return _MISSING
-            current = current[segment[2:]]
-        elif segment.startswith("k:"):
-            keys = _item_keys(segment)
-            matches = [item for item in current or () if isinstance(item, Mapping)
-                       and all(item.get(k) == v for k, v in keys.items())]
-            if len(matches) != 1:
-                return _MISSING
-            current = matches[0]
-    return current
-
 
 def _is_quantity_path(path: Path) -> bool:
     return len(path) >= 2 and path[-2] in ("f:requests", "f:limits") and "f:resources" in path
 
 
 def _same(path: Path, wanted: Any, live: Any) -> bool:
-    if live is _MISSING:
+    if live is fieldset.MISSING:
         return False
     if _is_quantity_path(path):
         return quantity.stored(wanted) == quantity.stored(live)
@@ -84,9 +54,10 @@ class Drift:
 
 def compute(body: Mapping[str, Any], live: Mapping[str, Any], owned: frozenset[Path]) -> Drift:
     """Compare an apply body with the live object and the paths the manager owns in it."""
-    wanted = fieldset.body_paths(body)
-    changed = tuple(sorted(p for p in wanted if not _same(p, value_at(body, p),
-                                                         value_at(live, p))))
+    pairs = fieldset.leaves(body, live)
+    wanted = frozenset(pairs)
+    changed = tuple(sorted(p for p, (value, found) in pairs.items()
+                           if not _same(p, value, found)))
     return Drift(changed=changed, lost=tuple(sorted(wanted - owned)),
                  stale=tuple(sorted(owned - wanted)))
 
@@ -100,7 +71,7 @@ HIDDEN = "value not shown"
 def shown(value: Any) -> str:
     """A value for a message: strings bare, anything else as compact JSON, `absent`; cut at
     VALUE_LIMIT characters."""
-    if value is _MISSING:
+    if value is fieldset.MISSING:
         return "absent"
     text = value if isinstance(value, str) else json.dumps(value, separators=(",", ":"),
                                                              sort_keys=True)
@@ -111,10 +82,10 @@ def _secret(path: Path) -> bool:
     return "f:env" in path
 
 
-def fields_text(obj: Mapping[str, Any], paths: Iterable[Path]) -> str:
-    """`.spec.replicas (2), ...`: the fields with their values in `obj`."""
-    return ", ".join(f"{fieldset.display(p)} ({HIDDEN if _secret(p) else shown(value_at(obj, p))})"
-                     for p in sorted(paths))
+def fields_text(body: Mapping[str, Any]) -> str:
+    """`.spec.replicas (2), ...`: the fields an apply of `body` sets, with their values."""
+    return ", ".join(f"{fieldset.display(p)} ({HIDDEN if _secret(p) else shown(value)})"
+                     for p, (value, _) in sorted(fieldset.leaves(body).items()))
 
 
 def restored(taken: Iterable[Path], body: Mapping[str, Any], live: Mapping[str, Any],
@@ -126,9 +97,10 @@ def restored(taken: Iterable[Path], body: Mapping[str, Any], live: Mapping[str, 
     for manager, paths in sorted(takers.items()):
         for path in paths:
             owners.setdefault(path, []).append(manager)
+    pairs = fieldset.leaves(body, live)
     groups: dict[str, list[str]] = {}
     for path in sorted(taken):
-        before, after = value_at(live, path), value_at(body, path)
+        after, before = pairs.get(path, (fieldset.MISSING, fieldset.MISSING))
         change = (HIDDEN if _secret(path) else shown(after) if _same(path, after, before)
                   else f"{shown(before)} -> {shown(after)}")
         who = " and ".join(owners.get(path, ())) or unknown

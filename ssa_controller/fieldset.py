@@ -32,33 +32,66 @@ ATOMIC: frozenset[tuple[str, ...]] = frozenset({("spec", "selector")})
 OWNED_ROOTS = frozenset({"f:metadata", "f:spec"})
 
 
+MISSING: Any = object()
+"""What `leaves` pairs with a path the live object does not hold."""
+_DUPLICATE: Any = object()
+
+
 def _key_segment(item: Mapping[str, Any], keys: tuple[str, ...]) -> str:
     return "k:" + json.dumps({k: item[k] for k in keys}, separators=(",", ":"))
 
 
-def body_paths(body: Mapping[str, Any]) -> frozenset[Path]:
-    """Every leaf path an apply of `body` makes its manager own (apiVersion/kind excluded)."""
-    paths: set[Path] = set()
+def _items_by_key(items: Any, keys: tuple[str, ...]) -> dict[str, Any]:
+    """The items of a live keyed list by their key segment (_DUPLICATE for a key that two items
+    share: no item is the one at that path)."""
+    found: dict[str, Any] = {}
+    for item in items if isinstance(items, list) else ():
+        if isinstance(item, Mapping) and all(k in item for k in keys):
+            segment = _key_segment(item, keys)
+            found[segment] = _DUPLICATE if segment in found else item
+    return found
 
-    def walk(value: Any, segments: Path, location: tuple[str, ...]) -> None:
+
+def _child(obj: Any, name: str) -> Any:
+    return obj.get(name, MISSING) if isinstance(obj, Mapping) else MISSING
+
+
+def leaves(body: Mapping[str, Any], live: Any = MISSING) -> dict[Path, tuple[Any, Any]]:
+    """Every leaf path an apply of `body` makes its manager own (apiVersion/kind excluded), with
+    the body's value there and `live`'s (MISSING where it holds none, or where two of its list
+    items share the key). One walk over the body, each live list indexed once: linear."""
+    found: dict[Path, tuple[Any, Any]] = {}
+
+    def walk(value: Any, other: Any, segments: Path, location: tuple[str, ...]) -> None:
         if isinstance(value, Mapping) and location not in ATOMIC:
             for name, child in value.items():  # an empty map owns nothing
-                walk(child, segments + (f"f:{name}",), location + (name,))
+                walk(child, _child(other, name), segments + (f"f:{name}",), location + (name,))
         elif isinstance(value, list) and location in LIST_KEYS:
             keys = LIST_KEYS[location]
+            others = _items_by_key(other, keys)
             for item in value:
                 item_segments = segments + (_key_segment(item, keys),)
-                paths.add(item_segments + (".",))
+                live_item = others.get(item_segments[-1], MISSING)
+                if live_item is _DUPLICATE:
+                    live_item = MISSING
+                found[item_segments + (".",)] = (item, live_item)
                 for name, child in item.items():
-                    walk(child, item_segments + (f"f:{name}",), location + ("*", name))
+                    walk(child, _child(live_item, name), item_segments + (f"f:{name}",),
+                         location + ("*", name))
         else:
-            paths.add(segments)
+            found[segments] = (value, other)
 
     for name in ("metadata", "spec"):
         if name in body:
-            walk({k: v for k, v in body[name].items() if k not in ("name", "namespace")}
-                 if name == "metadata" else body[name], (f"f:{name}",), (name,))
-    return frozenset(paths)
+            owned = ({k: v for k, v in body[name].items() if k not in ("name", "namespace")}
+                     if name == "metadata" else body[name])
+            walk(owned, _child(live, name), (f"f:{name}",), (name,))
+    return found
+
+
+def body_paths(body: Mapping[str, Any]) -> frozenset[Path]:
+    """Every leaf path an apply of `body` makes its manager own (apiVersion/kind excluded)."""
+    return frozenset(leaves(body))
 
 
 def flatten(fields: Mapping[str, Any], prefix: Path = ()) -> Iterable[Path]:

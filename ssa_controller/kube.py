@@ -41,7 +41,7 @@ from urllib.request import getproxies
 
 import orjson
 
-from . import http1, serviceaccount
+from . import http1, redact, serviceaccount
 
 APPLY_PATCH = "application/apply-patch+yaml"
 MERGE_PATCH = "application/merge-patch+json"
@@ -325,7 +325,7 @@ def _proxy_url(server: str, proxy: str | None, no_proxy: str | None) -> str | No
     scheme = urlsplit(proxy).scheme if "://" in proxy else None
     if scheme not in PROXY_SCHEMES:
         raise CredentialsError(
-            f"kubeconfig proxy-url (or proxy environment variable) {proxy!r}: scheme "
+            f"kubeconfig proxy-url (or proxy environment variable) {redact.url(proxy)!r}: scheme "
             f"{scheme!r} is not supported; use an http or https proxy")
     return proxy
 

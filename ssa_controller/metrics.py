@@ -250,7 +250,8 @@ class Metrics:
             return self.serve(server.metrics_listen, server.metrics_port)
         return self.serve(server.metrics_listen, server.metrics_port,
                           tls=servingcert.context_source(server.metrics_cert_dir),
-                          authorizer=MetricsAuthorizer(KubeReviews(kube)))
+                          authorizer=MetricsAuthorizer(
+                              KubeReviews(kube, server.metrics_token_audiences)))
 
 
 class WorkQueueMetrics:

@@ -7,9 +7,14 @@ scraper in is `nonResourceURLs: ["/metrics"], verbs: ["get"]`. Answers, as contr
 gives them: 401 without a valid token, 403 when RBAC denies, 500 when authorization failed.
 
 Decisions are cached per (token digest, verb, path) for a short time (allowed a minute, denied
-ten seconds), in a bounded least-recently-used cache, so a scraper costs two reviews a minute,
-not two a scrape; failures to reach the API server are never cached. `MetricsAuthorizer` and
-`TtlCache` are pure (reviews and clock are given); `KubeReviews` sends the reviews.
+ten seconds), in bounded least-recently-used caches, allowed and denied apart, so a scraper
+costs two reviews a minute, not two a scrape. Neither a token the API server does not
+authenticate nor a failed review is cached: each bogus token is new, and caching it would only
+push a scraper's decision out. What callers with made-up tokens can cost is bounded instead:
+at most MAX_REVIEWS decisions are reviewed at once and the reviews sent stay within a token
+bucket (REVIEW_QPS, REVIEW_BURST); beyond either, the answer is 503 or 429 at once, never a
+wait. `MetricsAuthorizer` and `TtlCache` are pure (reviews, budget and clock are given);
+`KubeReviews` sends the reviews, optionally for a token audience of their own.
 """
 
 from __future__ import annotations
@@ -34,6 +39,11 @@ ALLOWED_TTL = 60.0
 DENIED_TTL = 10.0
 MAX_ENTRIES = 1024
 REVIEW_QPS, REVIEW_BURST = 5.0, 10
+"""Reviews sent per second, and in a burst."""
+REVIEWS_PER_DECISION = 2
+"""A TokenReview and a SubjectAccessReview: what one decision may take from the budget."""
+MAX_REVIEWS = 2
+"""Decisions reviewed at once: the metrics server's other workers answer cached scrapes."""
 REVIEW_TIMEOUT = 10.0
 
 K = TypeVar("K")
@@ -93,6 +103,8 @@ class Decision:
 ALLOW = Decision(200, "")
 UNAUTHORIZED = Decision(401, "Unauthorized")
 AUTHENTICATION_FAILED = Decision(401, "Authentication failed")
+THROTTLED = Decision(429, "Too Many Requests: the review budget is spent, retry later")
+BUSY = Decision(503, "Service Unavailable: too many reviews under way, retry later")
 
 
 class TtlCache(Generic[K, V]):
@@ -139,15 +151,20 @@ def bearer_token(authorization: str | None) -> str | None:
 
 
 class MetricsAuthorizer:
-    """Decides, with cached reviews, whether a request may read a non-resource URL."""
+    """Decides, with cached reviews within a budget, whether a request may read a
+    non-resource URL."""
 
     def __init__(self, reviews: Reviews, *, clock: Callable[[], float] = time.monotonic,
                  allowed_ttl: float = ALLOWED_TTL, denied_ttl: float = DENIED_TTL,
-                 max_entries: int = MAX_ENTRIES) -> None:
+                 max_entries: int = MAX_ENTRIES, budget: TokenBucket | None = None,
+                 max_reviews: int = MAX_REVIEWS) -> None:
         self._reviews = reviews
         self._allowed_ttl = allowed_ttl
         self._denied_ttl = denied_ttl
-        self._cache: TtlCache[tuple[str, str, str], Decision] = TtlCache(max_entries, clock)
+        self._allowed: TtlCache[tuple[str, str, str], Decision] = TtlCache(max_entries, clock)
+        self._denied: TtlCache[tuple[str, str, str], Decision] = TtlCache(max_entries, clock)
+        self._budget = budget or TokenBucket(REVIEW_QPS, REVIEW_BURST, clock=clock)
+        self._reviewing = threading.BoundedSemaphore(max_reviews)
 
     def check(self, authorization: str | None, verb: str, path: str) -> Decision:
         """The decision for a request with this Authorization header, verb and URL path."""
@@ -155,13 +172,21 @@ class MetricsAuthorizer:
         if token is None:
             return UNAUTHORIZED
         key = (hashlib.sha256(token.encode()).hexdigest(), verb, path)
-        cached = self._cache.get(key)
+        cached = self._allowed.get(key) or self._denied.get(key)
         if cached is not None:
             return cached
-        decision, cacheable = self._review(token, verb, path)
-        if cacheable:
-            self._cache.put(key, decision,
-                            self._allowed_ttl if decision.allowed else self._denied_ttl)
+        if not self._reviewing.acquire(blocking=False):
+            return BUSY
+        try:
+            if not self._budget.try_take(REVIEWS_PER_DECISION):
+                return THROTTLED
+            decision, cacheable = self._review(token, verb, path)
+        finally:
+            self._reviewing.release()
+        if cacheable and decision.allowed:
+            self._allowed.put(key, decision, self._allowed_ttl)
+        elif cacheable:
+            self._denied.put(key, decision, self._denied_ttl)
         return decision
 
     def _review(self, token: str, verb: str, path: str) -> tuple[Decision, bool]:
@@ -172,7 +197,7 @@ class MetricsAuthorizer:
             log.error("metrics: TokenReview failed: %s", exc)
             return AUTHENTICATION_FAILED, False
         if user is None:
-            return UNAUTHORIZED, True
+            return UNAUTHORIZED, False
         try:
             allowed, reason = self._reviews.authorize(user, verb, path)
         except ReviewFailed as exc:
@@ -188,11 +213,13 @@ class KubeReviews:
     """TokenReviews and SubjectAccessReviews through the controller's client.
 
     Reviews persist nothing and are not the controller's writes: they bypass its write limiter
-    (a flood of scrapes must never delay a reconcile) and pass their own token bucket, which
-    bounds what callers with made-up tokens can cost the API server."""
+    (a flood of scrapes must never delay a reconcile) and wait for no limiter at all
+    (MetricsAuthorizer's budget answers 429 instead). With `audiences`, only a token issued for
+    one of them is authenticated (the API server says which, or it did not check)."""
 
-    def __init__(self, kube: Kube) -> None:
-        self._kube = kube.with_write_limit(TokenBucket(REVIEW_QPS, REVIEW_BURST))
+    def __init__(self, kube: Kube, audiences: tuple[str, ...] = ()) -> None:
+        self._kube = kube.with_write_limit(None)
+        self._audiences = audiences
 
     def _create(self, path: str, review: dict[str, Any]) -> dict[str, Any]:
         try:
@@ -202,12 +229,17 @@ class KubeReviews:
         return dict(status.get("status") or {})
 
     def authenticate(self, token: str) -> UserInfo | None:
+        spec: dict[str, Any] = {"token": token}
+        if self._audiences:
+            spec["audiences"] = list(self._audiences)
         status = self._create(TOKEN_REVIEWS, {
-            "apiVersion": "authentication.k8s.io/v1", "kind": "TokenReview",
-            "spec": {"token": token}})
+            "apiVersion": "authentication.k8s.io/v1", "kind": "TokenReview", "spec": spec})
         if status.get("error"):
             log.debug("metrics: token not authenticated: %s", status["error"])
         if not status.get("authenticated"):
+            return None
+        if self._audiences and not set(self._audiences) & set(status.get("audiences") or ()):
+            log.debug("metrics: token not issued for %s", ", ".join(self._audiences))
             return None
         return UserInfo.from_review(status.get("user") or {})
 

@@ -334,7 +334,7 @@ class Reconciler:
         if self.teardowns.holds(key, apptask["metadata"].get("uid", "")):
             return self._skipped(key, "its namespace is being deleted")  # and it with it
         try:
-            body = desired.render(apptask)
+            body = desired.render(apptask, self.config.pod_template)
         except desired.InvalidSpec as exc:
             return self._invalid(key, apptask, Sync.invalid(str(exc)))
         cached = self.deployments.cached(key)
@@ -579,7 +579,7 @@ class Reconciler:
             self.kube.apply(path, handoff, field_manager=adopt.handoff_manager(manager),
                             force=False)
             log.info("%s: handed %s over to %s", key,
-                     drift.fields_text(handoff, fieldset.body_paths(handoff)),
+                     drift.fields_text(handoff),
                      adopt.handoff_manager(manager))
 
     def _apply_failed(self, key: str, apptask: Obj, live: Obj | None, generation: int,

@@ -14,6 +14,11 @@ from enum import StrEnum
 from typing import Any
 
 from . import desired
+from .events import truncate_note
+
+MESSAGE_LIMIT = 32768
+"""Bytes of a condition message (metav1.Condition's limit, the CRD's maxLength): a longer one,
+such as a 422 listing hundreds of invalid fields, would make every status patch fail."""
 
 
 class Phase(StrEnum):
@@ -114,7 +119,7 @@ def _phase(sync: Sync, deployment: Mapping[str, Any] | None, ready: bool, reason
 
 def _condition(type_: str, ok: bool, reason: str, message: str, generation: int) -> dict[str, Any]:
     return {"type": type_, "status": "True" if ok else "False", "reason": reason,
-            "message": message, "observedGeneration": generation}
+            "message": truncate_note(message, MESSAGE_LIMIT), "observedGeneration": generation}
 
 
 def merge_conditions(old: Sequence[Mapping[str, Any]], new: Sequence[dict[str, Any]],

@@ -169,10 +169,19 @@ def _wait_ready(
         raise child.failure(f"did not become ready: {exc}") from None
 
 
+def _private(path: Path) -> IO[str]:
+    """`path` opened for writing, readable and writable by this user only, from its first byte
+    (a file that existed is made so too)."""
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(descriptor, 0o600)
+    return os.fdopen(descriptor, "w", newline="")
+
+
 def _write_tokens(
     path: Path, tokens: Mapping[str, str], groups: Mapping[str, Sequence[str]]
 ) -> None:
-    with path.open("w", newline="") as out:
+    """The token file: system:masters tokens among them, so for this user only."""
+    with _private(path) as out:
         writer = csv.writer(out, lineterminator="\n")
         for user, token in tokens.items():
             row = [token, user, user]
@@ -288,8 +297,8 @@ class ControlPlane:
             "contexts": [{"name": "envtest", "context": {"cluster": "envtest", "user": user}}],
             "current-context": "envtest",
         }
-        path.write_text(yaml.safe_dump(config, sort_keys=False))
-        path.chmod(0o600)
+        with _private(path) as out:
+            out.write(yaml.safe_dump(config, sort_keys=False))
         return path
 
     # ---- lifecycle
@@ -414,8 +423,11 @@ class ControlPlane:
         return assets
 
     def _prepare_files(self) -> None:
-        self.workdir.mkdir(parents=True, exist_ok=True)
-        self.cert_dir.mkdir(exist_ok=True)
+        """The work folder (for this user only: it holds tokens, keys and kubeconfigs) and the
+        files the processes read."""
+        self.workdir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self.workdir.chmod(0o700)
+        self.cert_dir.mkdir(mode=0o700, exist_ok=True)
         _write_tokens(self.workdir / "tokens.csv", self._tokens, self._groups)
         (self.workdir / "audit-policy.yaml").write_text(AUDIT_POLICY)
         self._make_service_account_key(self.workdir / "sa.key")
@@ -423,11 +435,14 @@ class ControlPlane:
     @staticmethod
     def _make_service_account_key(path: Path) -> None:
         if path.exists():
+            path.chmod(0o600)
             return
         if shutil.which("openssl") is None:
             raise ControlPlaneError(
                 "openssl is needed for the service-account key: apt-get install -y openssl"
             )
+        with _private(path):  # the key is written into a file only this user may read
+            pass
         subprocess.run(
             ["openssl", "genrsa", "-out", str(path), "2048"],
             check=True,

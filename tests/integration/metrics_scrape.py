@@ -1,12 +1,15 @@
 """Scraping the controller's secure /metrics as Prometheus does (HTTPS, a bearer token, the
-self-signed certificate not verified), and test users bound to manifests' metrics-reader."""
+self-signed certificate not verified), test users bound to manifests' metrics-reader, and a
+metrics certificate issued by a CA of the test's own, as cert-manager issues it in a cluster."""
 
 from __future__ import annotations
 
 import contextlib
+import datetime
 import secrets
 import warnings
 from collections.abc import Iterator
+from pathlib import Path
 
 import urllib3
 
@@ -30,6 +33,43 @@ def scrape(port: int, token: str | None, timeout: float = 5.0) -> tuple[int, str
         return response.status, response.data.decode()
     finally:
         http.clear()
+
+
+def issue_certificate(folder: Path, server_name: str) -> Path:
+    """tls.crt and tls.key in `folder` for `server_name`, issued by a new CA (as cert-manager
+    writes the metrics certificate's Secret, manifests/cert-manager); returns the CA's file."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+    now = datetime.datetime.now(datetime.UTC)
+
+    def certificate(subject: str, key: ec.EllipticCurvePrivateKey, issuer: str,
+                    signer: ec.EllipticCurvePrivateKey, ca: bool) -> x509.Certificate:
+        builder = (x509.CertificateBuilder()
+                   .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)]))
+                   .issuer_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, issuer)]))
+                   .public_key(key.public_key()).serial_number(x509.random_serial_number())
+                   .not_valid_before(now - datetime.timedelta(hours=1))
+                   .not_valid_after(now + datetime.timedelta(days=1))
+                   .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True))
+        if not ca:
+            builder = builder.add_extension(x509.SubjectAlternativeName(
+                [x509.DNSName(server_name)]), critical=False).add_extension(
+                x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        return builder.sign(signer, hashes.SHA256())
+
+    ca_key, key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
+    ca = certificate("test-metrics-ca", ca_key, "test-metrics-ca", ca_key, ca=True)
+    leaf = certificate(server_name, key, "test-metrics-ca", ca_key, ca=False)
+    pem = serialization.Encoding.PEM
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "tls.crt").write_bytes(leaf.public_bytes(pem))
+    (folder / "tls.key").write_bytes(key.private_bytes(
+        pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+    (folder / "ca.crt").write_bytes(ca.public_bytes(pem))
+    return folder / "ca.crt"
 
 
 def samples(text: str) -> dict[str, float]:

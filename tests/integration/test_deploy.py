@@ -569,6 +569,8 @@ def test_kubectl_applies_the_manifests_and_prints_the_columns(admin, controller,
         "ConfigMap": f"/api/v1/namespaces/{CONTROLLER_NAMESPACE}/configmaps/ssa-controller-config",
         "ServiceAccount":
             f"/api/v1/namespaces/{CONTROLLER_NAMESPACE}/serviceaccounts/ssa-controller",
+        "NetworkPolicy": "/apis/networking.k8s.io/v1/namespaces/"
+                         f"{CONTROLLER_NAMESPACE}/networkpolicies/ssa-controller",
     }
     existed = set()
     for kind, path in created.items():
@@ -589,7 +591,8 @@ def test_kubectl_applies_the_manifests_and_prints_the_columns(admin, controller,
                        "customresourcedefinition.apiextensions.k8s.io/apptasks.example.com",
                        "serviceaccount/ssa-controller", "clusterrole.rbac.authorization.k8s.io/",
                        "role.rbac.authorization.k8s.io/", "clusterrolebinding.", "rolebinding.",
-                       "configmap/ssa-controller-config", "deployment.apps/ssa-controller"):
+                       "configmap/ssa-controller-config", "deployment.apps/ssa-controller",
+                       "networkpolicy.networking.k8s.io/ssa-controller"):
             assert needle in applied.stdout, f"{needle} not applied:\n{applied.stdout}"
         kustomized = kubectl(cluster, cache, "apply", "--server-side", "--force-conflicts",
                              "-k", str(MANIFESTS))

@@ -5,6 +5,7 @@ controller.yaml, and exactly the RBAC of manifests/rbac.yaml."""
 
 from __future__ import annotations
 
+import datetime
 import secrets
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,7 @@ from helpers import (
 
 from ssa_controller.envtest import ControlPlane, poll_until
 from ssa_controller.kube import SERVICE_ACCOUNT_DIR_ENV, Kube
+from ssa_controller.servingcert import self_signed_pem
 
 SERVICE_ACCOUNT = "ssa-controller"
 SERVICE_ACCOUNT_USER = f"system:serviceaccount:{CONTROLLER_NAMESPACE}:{SERVICE_ACCOUNT}"
@@ -36,14 +38,28 @@ def manifest(name: str) -> list[dict[str, Any]]:
     return [obj for obj in yaml.safe_load_all((MANIFESTS / name).read_text()) if obj]
 
 
-def configmap_config() -> dict[str, Any]:
+def configmap_config(cert_dir: Path) -> dict[str, Any]:
     """controller.yaml from manifests/configmap.yaml, without the server's bind address and
-    ports (0.0.0.0:8080/8081 in a pod): the test's free loopback ports take their place."""
+    ports (0.0.0.0:8080/8081 in a pod): the test's free loopback ports take their place; the
+    metrics certificate is read from `cert_dir` (in a pod: the mounted Secret)."""
     (configmap,) = manifest("configmap.yaml")
     config = yaml.safe_load(configmap["data"]["controller.yaml"])
     for key in ("bindAddress", "metricsPort", "healthPort"):
         config.get("server", {}).pop(key, None)
+    assert config["server"]["metricsCertDir"]
+    config["server"]["metricsCertDir"] = str(cert_dir)
     return config
+
+
+def metrics_certificate(tmp_path: Path) -> Path:
+    """A folder holding tls.crt and tls.key, as the metrics certificate's Secret is mounted."""
+    folder = tmp_path / "metrics-cert"
+    folder.mkdir()
+    cert, key = self_signed_pem(["ssa-controller-metrics.ssa-controller-system.svc"],
+                                datetime.datetime.now(datetime.UTC))
+    (folder / "tls.crt").write_bytes(cert)
+    (folder / "tls.key").write_bytes(key)
+    return folder
 
 
 def apply_service_account(admin: Kube) -> None:
@@ -84,7 +100,7 @@ def test_the_controller_runs_with_in_cluster_credentials_and_the_manifests_rbac(
     apply_service_account(admin)
     mark = cluster.audit.mark()
     env = pod_environment(cluster, admin, tmp_path)
-    process = controller(configmap_config(), user=None, env=env)
+    process = controller(configmap_config(metrics_certificate(tmp_path)), user=None, env=env)
     name = f"incluster-{secrets.token_hex(3)}"
     put_apptask(admin, apptask(name, namespace, replicas=1, image="nginx:1.25"))
 

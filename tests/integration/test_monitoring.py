@@ -1,11 +1,14 @@
 """The monitoring kit (manifests/monitoring) matches what the controller really serves, proven
 with a real Prometheus (Debian's `prometheus` package) on loopback.
 
-The controller runs on the test control plane with secure metrics; Prometheus scrapes it every
-second over HTTPS with the token of a user bound to manifests' metrics-reader, and evaluates
-the PrometheusRule's rules. After a few reconciles, an invalid AppTask and a fight, every
-dashboard query must parse and return data, every alert expression must parse, the fight and
-rejected-spec alerts must fire and the no-leader alert must not. `promtool check rules` and
+The controller runs on the test control plane with secure metrics and a certificate issued by a
+CA (as manifests/cert-manager has it issued); Prometheus scrapes it every second over HTTPS,
+verifying it as the ServiceMonitor says (its tlsConfig: the CA, the Service's name), with the
+token of a user bound to manifests' metrics-reader, and evaluates the PrometheusRule's rules.
+After a few reconciles, an invalid AppTask and a fight, every dashboard query must parse and
+return data, every alert expression must parse, the fight and rejected-spec alerts must fire
+and the no-leader alert must not. Configured the same way, Prometheus sends its token to no
+endpoint it cannot verify. `promtool check rules` and
 `promtool test rules` (tests/integration/prometheusrule_test.yaml) check the rules offline.
 """
 
@@ -35,10 +38,12 @@ from helpers import (
     scoped,
     status_of,
 )
-from metrics_scrape import SECURE, metrics_reader, user_subject
+from metrics_scrape import issue_certificate, metrics_reader, user_subject
 
 from ssa_controller.envtest import ControlPlane, PollTimeout, die_with_parent, poll_until
+from ssa_controller.httpserver import BackgroundHttpServer, QuietHandler
 from ssa_controller.kube import Kube
+from ssa_controller.servingcert import self_signed_context
 
 ROOT = Path(__file__).resolve().parents[2]
 MONITORING = ROOT / "manifests" / "monitoring"
@@ -74,6 +79,20 @@ def write_rules(folder: Path) -> Path:
     path = folder / RULES_FILE
     path.write_text(yaml.safe_dump(rule["spec"], sort_keys=False))
     return path
+
+
+def service_monitor_tls(ca_file: Path) -> tuple[dict[str, Any], str]:
+    """The ServiceMonitor's tlsConfig as Prometheus' tls_config (its CA Secret's ca.crt read
+    from `ca_file`), and the server name it verifies."""
+    monitor = yaml.safe_load((MONITORING / "servicemonitor.yaml").read_text())
+    [endpoint] = monitor["spec"]["endpoints"]
+    tls = endpoint["tlsConfig"]
+    config: dict[str, Any] = {"insecure_skip_verify": bool(tls.get("insecureSkipVerify"))}
+    if "ca" in tls:
+        config["ca_file"] = str(ca_file)
+    if "serverName" in tls:
+        config["server_name"] = tls["serverName"]
+    return config, tls.get("serverName", "localhost")
 
 
 def alert_rules() -> list[dict[str, Any]]:
@@ -123,7 +142,8 @@ class Prometheus:
     """A Prometheus on a free loopback port scraping one HTTPS target with a bearer token every
     second and evaluating the rules every second; killed on exit (and if this process dies)."""
 
-    def __init__(self, workdir: Path, target_port: int, token: str, port: int) -> None:
+    def __init__(self, workdir: Path, target_port: int, token: str, port: int,
+                 tls: dict[str, Any]) -> None:
         self.workdir, self.port = workdir, port
         write_rules(workdir)
         (workdir / "token").write_text(token)
@@ -134,7 +154,7 @@ class Prometheus:
             "scrape_configs": [{
                 "job_name": JOB, "scheme": "https", "metrics_path": "/metrics",
                 "authorization": {"type": "Bearer", "credentials_file": "token"},
-                "tls_config": {"insecure_skip_verify": True},
+                "tls_config": tls,
                 "static_configs": [{"targets": [f"127.0.0.1:{target_port}"]}]}]}))
         self.log_path = workdir / "prometheus.log"
         self._http = urllib3.PoolManager(retries=False, timeout=10.0)
@@ -195,9 +215,14 @@ class Prometheus:
         assert found, variable_query
         return self.api(f"label/{found.group(2)}/values", **{"match[]": found.group(1)})
 
-    def target_up(self) -> bool:
+    def target(self) -> dict[str, Any]:
+        """The one target's state ({} until Prometheus has one)."""
         targets = self.api("targets")["activeTargets"]
-        return len(targets) == 1 and targets[0]["health"] == "up"
+        assert len(targets) <= 1, targets
+        return dict(targets[0]) if targets else {}
+
+    def target_up(self) -> bool:
+        return self.target().get("health") == "up"
 
     def alerts(self) -> dict[str, str]:
         """Every alerting rule's state (inactive, pending, firing); every rule must evaluate."""
@@ -227,16 +252,57 @@ def drive(admin: Kube, namespace: str) -> None:
         wait_for_phase(admin, namespace, "fought", "Conflict")
 
 
+class Impostor:
+    """An HTTPS endpoint that is not the controller (a pod that became an endpoint of the
+    metrics Service, or something on the path): a self-signed certificate, and it records the
+    Authorization header of every request it gets."""
+
+    def __init__(self) -> None:
+        self.received: list[str | None] = []
+        received = self.received
+
+        class Record(QuietHandler):
+            def do_GET(self) -> None:  # noqa: N802 - stdlib name
+                received.append(self.headers.get("Authorization"))
+                self.reply(200, b"up 1\n", "text/plain; version=0.0.4")
+
+        self.server = BackgroundHttpServer("127.0.0.1", 0, Record, "impostor",
+                                           self_signed_context())
+
+    def __enter__(self) -> Impostor:
+        self.server.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.stop()
+
+
+def test_prometheus_sends_its_token_to_no_endpoint_it_cannot_verify(tmp_path: Path) -> None:
+    """Issue 26.4: the ServiceMonitor skipped verification, so whatever answered on the metrics
+    Service's endpoints received Prometheus' token, one the API server accepts."""
+    tls, server_name = service_monitor_tls(tmp_path / "cert" / "ca.crt")
+    issue_certificate(tmp_path / "cert", server_name)
+    with Impostor() as impostor, Prometheus(tmp_path, impostor.server.port, "prometheus-token",
+                                            free_port(), tls) as prometheus:
+        target = poll_until(lambda: (t := prometheus.target()).get("health") == "down" and t,
+                            timeout=30, message="the impostor's target down")
+        assert "x509" in target["lastError"] or "certificate" in target["lastError"], target
+        assert impostor.received == []
+
+
 def test_dashboard_and_alerts_match_a_real_scrape(admin: Kube, controller, namespace: str,
                                                   cluster: ControlPlane, lease_name: str,
                                                   tmp_path: Path) -> None:
+    tls, server_name = service_monitor_tls(tmp_path / "cert" / "ca.crt")
+    issue_certificate(tmp_path / "cert", server_name)
     config = {**scoped(namespace, fights=FAST_FIGHTS,
                        leaderElection={"enabled": True, "namespace": CONTROLLER_NAMESPACE,
-                                       "leaseName": lease_name}), **SECURE}
+                                       "leaseName": lease_name}),
+              "server": {"secureMetrics": True, "metricsCertDir": str(tmp_path / "cert")}}
     with metrics_reader(admin, user_subject("alice")):
         process = controller(config)
         prometheus = Prometheus(tmp_path, process.metrics_port, cluster.token("alice"),
-                                free_port())
+                                free_port(), tls)
         with prometheus:
             try:
                 check_against_prometheus(admin, namespace, prometheus)

@@ -35,6 +35,7 @@ def test_defaults_match_the_schema() -> None:
     assert cfg.field_manager == "ssa-controller"
     assert cfg.namespaces == ()
     assert cfg.dry_run is False
+    assert cfg.show_values is False
     assert cfg.workers == 2
     assert (cfg.resync.period, cfg.resync.jitter) == (300.0, 0.1)
     assert cfg.backoff == BackoffConfig(base=0.5, factor=2.0, cap=300.0, jitter=0.1)
@@ -61,6 +62,17 @@ def test_defaults_match_the_schema() -> None:
     assert (cfg.events.qps, cfg.events.burst) == (0.1, 10)
     assert (cfg.logging.level, cfg.logging.format) == ("info", "text")
     assert cfg.shutdown_grace_period == 30.0
+    assert cfg.ignored_namespaces == ("kube-*",)
+    assert cfg.pod_template.restricted is True
+    assert "istio.io/" in cfg.pod_template.reserved_keys
+    assert "app.kubernetes.io/" in cfg.pod_template.reserved_keys
+    assert cfg.pod_template.allowed_keys == ()
+
+
+def test_key_patterns_take_prefixes_and_whole_keys() -> None:
+    keys = ("example.com/", "app.kubernetes.io/managed-by", "app", "a.b-c.d/Name_1.x")
+    assert parse_config({"podTemplate": {"allowedKeys": list(keys)}}).pod_template \
+        .allowed_keys == keys
 
 
 def test_none_and_null_sections_give_defaults() -> None:
@@ -94,7 +106,7 @@ def test_yaml_keys_are_camel_case_and_python_names_snake_case() -> None:
     assert LeaderElectionConfig(lease_duration=20.0).lease_duration == 20.0
     assert list(Config().to_dict()["server"]) == [
         "bindAddress", "metricsHost", "metricsPort", "healthHost", "healthPort", "secureMetrics",
-        "metricsCertDir"]
+        "metricsCertDir", "metricsTokenAudiences"]
 
 
 def test_direct_construction_is_validated_too() -> None:
@@ -266,6 +278,13 @@ def test_secure_metrics_settings() -> None:
     assert err.key == "server.metricsCertDir"
     assert "only used with server.secureMetrics: true" in err.message
     assert rejects({"server": {"metricsCertDir": "x" * 4097}}).key == "server.metricsCertDir"
+    cfg = parse_config({"server": {"metricsTokenAudiences": ["ssa-controller-metrics"]}})
+    assert cfg.server.metrics_token_audiences == ("ssa-controller-metrics",)
+    err = rejects({"server": {"secureMetrics": False, "metricsTokenAudiences": ["m"]}})
+    assert (err.key, "only used with server.secureMetrics: true" in err.message) == (
+        "server.metricsTokenAudiences", True)
+    assert rejects({"server": {"metricsTokenAudiences": [""]}}).key == \
+        "server.metricsTokenAudiences[0]"
 
 
 def test_int_is_accepted_where_a_float_is_expected() -> None:
@@ -318,6 +337,17 @@ def test_int_is_accepted_where_a_float_is_expected() -> None:
         ({"leaderElection": {"leaseName": "bad name"}}, "leaderElection.leaseName",
          "DNS-1123 subdomain"),
         ({"leaderElection": {"retryPeriod": 0}}, "leaderElection.retryPeriod", "must be > 0s"),
+        ({"ignoredNamespaces": ["kube-*", "Kube_*"]}, "ignoredNamespaces[1]",
+         "namespace name or pattern"),
+        ({"ignoredNamespaces": "kube-*"}, "ignoredNamespaces",
+         "must be a list of namespace names or patterns"),
+        ({"podTemplate": {"reservedKeys": ["istio.io"]}}, "podTemplate.reservedKeys[0]",
+         "must be a label or annotation key, or a DNS subdomain followed by '/'"),
+        ({"podTemplate": {"allowedKeys": ["ok/", "Istio.io/"]}}, "podTemplate.allowedKeys[1]",
+         "label or annotation key"),
+        ({"podTemplate": {"allowedKeys": ["a/b/c"]}}, "podTemplate.allowedKeys[0]",
+         "label or annotation key"),
+        ({"podTemplate": {"restricted": "yes"}}, "podTemplate.restricted", "must be a boolean"),
     ],
 )
 def test_out_of_range_values_are_rejected(data: object, key: str, fragment: str) -> None:

@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
 
 from ssa_controller import desired
+from ssa_controller.config import PodTemplateConfig
 from ssa_controller.desired import InvalidSpec
+from ssa_controller.envtest.podsecurity import restricted_violations
 
 UID = "0b9c3f0e-7d1a-4c55-9d6e-2f1b8a0c4d21"
 IMAGE = {"image": "nginx:1.25"}
 OWNER_REF = {"apiVersion": "example.com/v1", "kind": "AppTask", "name": "web", "uid": UID,
              "controller": True}
+UNRESTRICTED = PodTemplateConfig(restricted=False)
 
 
 def apptask(spec: dict[str, Any] | None = None, name: str = "web") -> dict[str, Any]:
@@ -28,14 +32,14 @@ def container(body: dict[str, Any]) -> dict[str, Any]:
 
 
 def render_with(**spec: Any) -> dict[str, Any]:
-    return desired.render(apptask({**IMAGE, **spec}))
+    return desired.render(apptask({**IMAGE, **spec}), UNRESTRICTED)
 
 
 # --------------------------------------------------------------------------- render
 
 
 def test_an_image_alone_renders_identity_owner_label_selector_and_container() -> None:
-    assert desired.render(apptask()) == {
+    assert desired.render(apptask(), UNRESTRICTED) == {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
         "metadata": {"name": "web", "namespace": "demo",
@@ -67,6 +71,26 @@ def test_a_full_spec_renders_exactly_what_it_sets() -> None:
         "ports": [{"name": "http", "containerPort": 80, "protocol": "TCP"},
                   {"containerPort": 53, "protocol": "UDP"}],
         "resources": {"requests": {"cpu": "500m"}, "limits": {"memory": "1Gi"}}}
+
+
+def test_the_restricted_pod_security_settings_are_rendered_by_default() -> None:
+    """Issue 26.2: the pod ran under the namespace's default service account with its token
+    mounted and no securityContext, so a namespace enforcing "restricted" refused it."""
+    body = desired.render(apptask())
+    pod = body["spec"]["template"]["spec"]
+    assert {k: v for k, v in pod.items() if k != "containers"} == {
+        "automountServiceAccountToken": False,
+        "securityContext": {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}}}
+    assert container(body) == {
+        "name": "app", "image": "nginx:1.25",
+        "securityContext": {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}}}
+    assert restricted_violations(body["spec"]["template"]) == []
+
+
+def test_without_restricted_no_security_setting_is_rendered() -> None:
+    template = desired.render(apptask(), UNRESTRICTED)["spec"]["template"]
+    assert template["spec"] == {"containers": [{"name": "app", "image": "nginx:1.25"}]}
+    assert "runAsNonRoot != true: containers[app]" in restricted_violations(template)
 
 
 def test_omitted_replicas_leave_replicas_to_others() -> None:
@@ -133,6 +157,64 @@ def test_an_invalid_spec_names_the_field(spec: dict[str, Any], field: str) -> No
         desired.render(apptask(spec))
     assert raised.value.field == field
     assert str(raised.value).startswith(f"spec.{field}: ")
+
+
+@pytest.mark.parametrize(("key", "why"), [
+    ("apptasks.example.com/name", "is reserved for the controller"),
+    ("apptasks.example.com/other", "is reserved for the controller"),
+    ("app.kubernetes.io/managed-by", "is reserved for the controller"),
+    ("kubernetes.io/hostname", "is reserved for Kubernetes (kubernetes.io/, k8s.io/)"),
+    ("node-role.kubernetes.io/control-plane", "is reserved for Kubernetes"),
+    ("container.apparmor.security.beta.kubernetes.io/app", "is reserved for Kubernetes"),
+    ("pod-security.kubernetes.io/enforce", "is reserved for Kubernetes"),
+    ("k8s.io/x", "is reserved for Kubernetes"),
+    ("sig.k8s.io/x", "is reserved for Kubernetes"),
+    ("app.kubernetes.io/name", "is reserved (podTemplate.reservedKeys: app.kubernetes.io/)"),
+    ("sidecar.istio.io/inject", "is reserved (podTemplate.reservedKeys: istio.io/)"),
+    ("vault.hashicorp.com/agent-inject", "is reserved (podTemplate.reservedKeys: hashicorp.com/)"),
+    ("linkerd.io/inject", "is reserved (podTemplate.reservedKeys: linkerd.io/)"),
+    ("azure.workload.identity/use", "is reserved"),
+])
+@pytest.mark.parametrize("field", ["labels", "annotations"])
+def test_reserved_label_and_annotation_keys_are_invalid_naming_the_key(
+        field: str, key: str, why: str) -> None:
+    with pytest.raises(InvalidSpec) as raised:
+        desired.render(apptask({**IMAGE, field: {"tier": "web", key: "true"}}))
+    assert raised.value.field == field
+    assert str(raised.value).startswith(f"spec.{field}: key {key!r} {why}")
+
+
+@pytest.mark.parametrize("key", [
+    "tier", "example.com/team", "mykubernetes.io/x", "kubernetes.io.example.com/x",
+    "istio.io.example.com/x", "prometheus.io/scrape"])
+def test_other_keys_are_rendered(key: str) -> None:
+    body = desired.render(apptask({**IMAGE, "labels": {key: "v"}, "annotations": {key: "v"}}))
+    assert body["spec"]["template"]["metadata"]["annotations"] == {key: "v"}
+
+
+def test_reserved_keys_are_configurable_but_the_kubernetes_and_own_ones_stay() -> None:
+    template = PodTemplateConfig(reserved_keys=("example.com/", "tier"))
+    labels = {"app.kubernetes.io/name": "web", "sidecar.istio.io/inject": "true"}
+    assert desired.render(apptask({**IMAGE, "labels": labels}), template)
+    for key, why in [("tier", "is reserved (podTemplate.reservedKeys: tier)"),
+                     ("team.example.com/x", "is reserved (podTemplate.reservedKeys: example.com/)"),
+                     ("app.kubernetes.io/managed-by", "is reserved for the controller"),
+                     ("topology.kubernetes.io/zone", "is reserved for Kubernetes")]:
+        with pytest.raises(InvalidSpec, match=f"key '{key}' {re.escape(why)}"):
+            desired.render(apptask({**IMAGE, "labels": {key: "v"}}), template)
+
+
+def test_with_allowed_keys_only_those_are_rendered() -> None:
+    template = PodTemplateConfig(allowed_keys=("team.example.com/", "tier", "kubernetes.io/"))
+    spec = {**IMAGE, "labels": {"tier": "web", "ops.team.example.com/owner": "a"},
+            "annotations": {"team.example.com/note": "x"}}
+    assert desired.render(apptask(spec), template)
+    with pytest.raises(InvalidSpec) as raised:
+        desired.render(apptask({**IMAGE, "labels": {"app": "web", "tier": "web"}}), template)
+    assert str(raised.value) == ("spec.labels: key 'app' is not allowed (podTemplate.allowedKeys: "
+                                 "team.example.com/, tier, kubernetes.io/)")
+    with pytest.raises(InvalidSpec, match="is reserved for Kubernetes"):  # reserved wins
+        desired.render(apptask({**IMAGE, "labels": {"kubernetes.io/x": "v"}}), template)
 
 
 def test_a_name_longer_than_63_characters_is_invalid() -> None:

@@ -250,9 +250,13 @@ def test_a_refused_connection_is_a_transport_error(pool_for) -> None:
 def test_a_line_break_in_a_header_value_is_refused_before_anything_is_sent(
         script, pool_for) -> None:
     server = script(ok())
-    with pytest.raises(TransportError, match="line break"):
-        pool_for(server).request("GET", "/", {"Authorization": "Bearer x\r\nX-Evil: 1"}, None,
-                                 5.0)
+    with pytest.raises(TransportError) as refused:
+        pool_for(server).request("GET", "/", {"Authorization": "Bearer s3cr3t\r\nX-Evil: 1"},
+                                 None, 5.0)
+    assert str(refused.value) == "a line break in the value of header Authorization"
+    assert "s3cr3t" not in repr(refused.value)  # issue 26.6: a header value is a credential
+    with pytest.raises(TransportError, match="^a line break in the request target$"):
+        pool_for(server).request("GET", "/x\r\nX-Evil: 1", {}, None, 5.0)
     assert server.requests == []
 
 

@@ -522,6 +522,16 @@ def test_a_socks_proxy_url_is_rejected_naming_the_field(tmp_path) -> None:
         Kube.from_kubeconfig(str(path))
 
 
+def test_a_refused_proxy_url_is_named_without_its_credentials(tmp_path) -> None:
+    path = kubeconfig(tmp_path / "config", {"server": "https://kube.invalid:6443",
+                                            "proxy-url": "socks5://admin:s3cr3t@proxy:1080"},
+                      {"token": "abc"})
+    with pytest.raises(CredentialsError) as refused:
+        Kube.from_kubeconfig(str(path))
+    assert "'socks5://proxy:1080'" in str(refused.value)
+    assert "s3cr3t" not in str(refused.value) and "admin" not in str(refused.value)
+
+
 def test_kubeconfig_tls_server_name_is_used_for_sni_and_verification(serve, tmp_path,
                                                                       certs) -> None:
     server = serve(Handler.echo, tls(certs.named))  # its certificate names kube.example only

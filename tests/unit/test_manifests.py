@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -22,6 +23,7 @@ from typing import Any
 import pytest
 import yaml
 
+from ssa_controller.envtest.podsecurity import restricted_violations
 from ssa_controller.status import Phase
 
 MANIFESTS = Path(__file__).resolve().parents[2] / "manifests"
@@ -36,6 +38,7 @@ ALLOWED_API_VERSIONS = {
     "rbac.authorization.k8s.io/v1",
     "coordination.k8s.io/v1",
     "events.k8s.io/v1",
+    "networking.k8s.io/v1",
     "v1",
 }
 CLUSTER_SCOPED_KINDS = {
@@ -155,6 +158,7 @@ def test_expected_objects_are_present() -> None:
             ("Role", "ssa-controller-leader-election"),
             ("RoleBinding", "ssa-controller-leader-election"),
             ("ConfigMap", "ssa-controller-config"),
+            ("NetworkPolicy", "ssa-controller"),
             ("Deployment", "ssa-controller"),
         ]
     )
@@ -299,17 +303,56 @@ def test_crd_spec_schema() -> None:
     assert p["replicas"]["type"] == "integer" and p["replicas"]["format"] == "int32"
     assert p["replicas"]["minimum"] == 0 and "default" not in p["replicas"]
     for key in ("command", "args"):
-        assert p[key]["type"] == "array" and p[key]["items"] == {"type": "string"}
+        assert p[key]["type"] == "array" and p[key]["items"]["type"] == "string"
     assert p["paused"]["type"] == "boolean"
     for key in ("labels", "annotations"):
-        assert p[key]["type"] == "object" and p[key]["additionalProperties"] == {"type": "string"}
+        assert p[key]["type"] == "object"
+        assert p[key]["additionalProperties"]["type"] == "string"
 
     env = p["env"]
     assert env["x-kubernetes-list-type"] == "map"
     assert env["x-kubernetes-list-map-keys"] == ["name"]
     assert env["items"]["required"] == ["name"]
-    assert env["items"]["properties"]["name"] == {"type": "string", "minLength": 1}
-    assert env["items"]["properties"]["value"] == {"type": "string"}
+    assert env["items"]["properties"]["name"] == {"type": "string", "minLength": 1,
+                                                  "maxLength": 256}
+    assert env["items"]["properties"]["value"] == {"type": "string", "maxLength": 4096}
+
+
+SPEC_BOUNDS = {
+    "image": ("maxLength", 1024),
+    "command": ("maxItems", 128), "command[]": ("maxLength", 4096),
+    "args": ("maxItems", 128), "args[]": ("maxLength", 4096),
+    "env": ("maxItems", 256), "env[].name": ("maxLength", 256),
+    "env[].value": ("maxLength", 4096),
+    "ports": ("maxItems", 64), "ports[].name": ("maxLength", 15),
+    "resources.requests": ("maxProperties", 16), "resources.requests{}": ("maxLength", 64),
+    "resources.limits": ("maxProperties", 16), "resources.limits{}": ("maxLength", 64),
+    "labels": ("maxProperties", 64), "labels{}": ("maxLength", 63),
+    "annotations": ("maxProperties", 64), "annotations{}": ("maxLength", 4096),
+}
+"""Issue 26.1: what the server refuses (422) before any controller parses it."""
+
+
+def _bounds(schema: dict[str, Any], at: str) -> Iterator[tuple[str, tuple[str, int] | None]]:
+    """(path, the bound) of every string, list and map in `schema`; None where unbounded.
+    Strings with an enum and objects with fixed properties bound themselves."""
+    kind = schema.get("type")
+    if kind == "array":
+        yield at, ("maxItems", schema["maxItems"]) if "maxItems" in schema else None
+        yield from _bounds(schema["items"], f"{at}[]")
+    elif kind == "object" and "additionalProperties" in schema:
+        yield at, ("maxProperties", schema["maxProperties"]) if "maxProperties" in schema \
+            else None
+        yield from _bounds(schema["additionalProperties"], f"{at}{{}}")
+    elif kind == "object":
+        for name, child in schema.get("properties", {}).items():
+            yield from _bounds(child, f"{at}.{name}".lstrip("."))
+    elif (kind == "string" or "x-kubernetes-int-or-string" in schema) and "enum" not in schema:
+        yield at, ("maxLength", schema["maxLength"]) if "maxLength" in schema else None
+
+
+def test_crd_spec_bounds_every_list_map_and_string() -> None:
+    assert dict(_bounds(root_schema()["properties"]["spec"], "")) == SPEC_BOUNDS
 
 
 def test_crd_ports_are_a_plain_list() -> None:
@@ -559,6 +602,12 @@ def test_deployment_security() -> None:
     assert "hostNetwork" not in pod and "hostPID" not in pod
 
 
+def test_the_namespace_enforces_restricted_and_the_controller_meets_it() -> None:
+    namespace = find("Namespace", NAMESPACE)
+    assert namespace["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
+    assert restricted_violations(deployment()["spec"]["template"]) == []
+
+
 def test_deployment_volumes_match_configmap_and_tmp() -> None:
     pod = deployment()["spec"]["template"]["spec"]
     volumes = {v["name"]: v for v in pod["volumes"]}
@@ -569,6 +618,28 @@ def test_deployment_volumes_match_configmap_and_tmp() -> None:
     find("ConfigMap", "ssa-controller-config")
     assert "controller.yaml" in find("ConfigMap", "ssa-controller-config")["data"]
     assert volumes[mounts["/tmp"]["name"]]["emptyDir"] == {}
+
+
+def test_the_metrics_certificate_is_mounted_where_the_config_looks() -> None:
+    cert_dir = yaml.safe_load(controller_yaml_text())["server"]["metricsCertDir"]
+    mount = {m["mountPath"]: m for m in container()["volumeMounts"]}[cert_dir]
+    assert mount.get("readOnly") is True
+    volume = {v["name"]: v for v in deployment()["spec"]["template"]["spec"]["volumes"]}[
+        mount["name"]]
+    assert volume["secret"] == {"secretName": METRICS_CERT_SECRET}  # required: no optional
+
+
+def test_the_network_policy_lets_only_the_monitoring_namespace_reach_the_metrics_port() -> None:
+    policy = find("NetworkPolicy", "ssa-controller")["spec"]
+    pod_labels = deployment()["spec"]["template"]["metadata"]["labels"]
+    assert policy["podSelector"]["matchLabels"].items() <= pod_labels.items()
+    assert policy["policyTypes"] == ["Ingress"]
+    [rule] = policy["ingress"]
+    [source] = rule["from"]
+    prometheus_namespace = find_monitoring("ClusterRoleBinding")["subjects"][0]["namespace"]
+    assert source == {"namespaceSelector": {"matchLabels": {
+        "kubernetes.io/metadata.name": prometheus_namespace}}}
+    assert rule["ports"] == [{"protocol": "TCP", "port": "metrics"}]
 
 
 def test_termination_grace_exceeds_shutdown_grace() -> None:
@@ -608,6 +679,50 @@ def test_kubectl_kustomize_builds_offline() -> None:
     assert out.returncode == 0, out.stderr
     built = sorted((d["kind"], d["metadata"]["name"]) for d in yaml.safe_load_all(out.stdout) if d)
     assert built == sorted((d["kind"], d["metadata"]["name"]) for _, d in all_objects())
+
+
+# ---------------------------------------------------------------------------- namespaced RBAC
+
+NAMESPACED = MANIFESTS / "namespaced"
+
+
+def build_with_namespaced(tmp_path: Path) -> list[dict[str, Any]]:
+    """manifests/ with the namespaced component, built as a user's overlay builds it."""
+    overlay = tmp_path / "overlay"
+    overlay.mkdir()
+    (overlay / "kustomization.yaml").write_text(yaml.safe_dump({
+        "resources": [os.path.relpath(MANIFESTS, overlay)],
+        "components": [os.path.relpath(NAMESPACED, overlay)]}))
+    out = subprocess.run(["kubectl", "kustomize", str(overlay)], capture_output=True, text=True,
+                         timeout=60, check=False)
+    assert out.returncode == 0, out.stderr
+    return [d for d in yaml.safe_load_all(out.stdout) if d]
+
+
+@pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl not installed")
+def test_the_namespaced_component_binds_the_controller_in_its_namespaces_only(
+        tmp_path: Path) -> None:
+    """Issue 26.5: with `namespaces` set, the ClusterRoleBinding still granted Deployments in
+    every namespace to the controller's token."""
+    built = build_with_namespaced(tmp_path)
+    by_kind: dict[str, list[dict[str, Any]]] = {}
+    for doc in built:
+        by_kind.setdefault(doc["kind"], []).append(doc)
+    assert [b["roleRef"]["name"] for b in by_kind["ClusterRoleBinding"]] == [
+        "ssa-controller-metrics-auth"]  # reviews are cluster-scoped, nothing else is
+    config = yaml.safe_load(next(c for c in by_kind["ConfigMap"])["data"]["controller.yaml"])
+    bound = sorted(b["metadata"]["namespace"] for b in by_kind["RoleBinding"]
+                   if b["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io",
+                                       "kind": "ClusterRole", "name": "ssa-controller"})
+    assert bound == sorted(config["namespaces"])
+    [lease_role] = by_kind["Role"]
+    assert lease_role["rules"] == [
+        {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["create"]},
+        {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"],
+         "resourceNames": [config["leaderElection"]["leaseName"]], "verbs": ["get", "update"]}]
+    base = yaml.safe_load(controller_yaml_text())
+    del config["namespaces"], config["leaderElection"]["leaseName"]
+    assert config == base  # the rest as the base has it
 
 
 # ---------------------------------------------------------------------------- Dockerfile
@@ -666,6 +781,8 @@ def test_dockerfile_copies_exist_and_pass_its_dockerignore() -> None:
 # ---------------------------------------------------------------------------- monitoring
 
 MONITORING = MANIFESTS / "monitoring"
+CERT_MANAGER = MANIFESTS / "cert-manager"
+METRICS_CERT_SECRET = "ssa-controller-metrics-cert"
 DASHBOARD = MONITORING / "dashboards" / "ssa-controller.json"
 METRICS_JOB = "ssa-controller-metrics"
 ALERTS = {
@@ -686,6 +803,16 @@ METRIC_NAME = re.compile(
 def monitoring_objects() -> list[dict[str, Any]]:
     paths = sorted(p for p in MONITORING.iterdir() if p.suffix in {".yaml", ".yml", ".json"})
     return [d for p in paths for d in load_docs(p)]
+
+
+def cert_manager_objects() -> list[dict[str, Any]]:
+    return load_docs(CERT_MANAGER / "certificate.yaml")
+
+
+def find_cert_manager(kind: str, name: str) -> dict[str, Any]:
+    [found] = [d for d in cert_manager_objects()
+               if d["kind"] == kind and d["metadata"]["name"] == name]
+    return found
 
 
 def find_monitoring(kind: str) -> dict[str, Any]:
@@ -754,7 +881,38 @@ def test_service_monitor_scrapes_https_with_prometheus_token() -> None:
     assert endpoint["port"] in {p["name"] for p in service["spec"]["ports"]}
     assert (endpoint["scheme"], endpoint["path"]) == ("https", "/metrics")
     assert endpoint["bearerTokenFile"] == "/var/run/secrets/kubernetes.io/serviceaccount/token"
-    assert endpoint["tlsConfig"] == {"insecureSkipVerify": True}  # the certificate is self-signed
+
+
+def test_service_monitor_verifies_the_certificate_the_controller_serves() -> None:
+    """Issue 26.4: with insecureSkipVerify, whatever became an endpoint received Prometheus'
+    token, which the API server accepts."""
+    [endpoint] = find_monitoring("ServiceMonitor")["spec"]["endpoints"]
+    service = find_monitoring("Service")["metadata"]
+    server_name = f"{service['name']}.{service['namespace']}.svc"
+    assert endpoint["tlsConfig"] == {
+        "ca": {"secret": {"name": METRICS_CERT_SECRET, "key": "ca.crt"}},
+        "serverName": server_name}
+    certificate = find_cert_manager("Certificate", METRICS_CERT_SECRET)["spec"]
+    assert certificate["secretName"] == METRICS_CERT_SECRET
+    assert server_name in certificate["dnsNames"]
+    assert "server auth" in certificate["usages"]
+    issuer = find_cert_manager("Issuer", certificate["issuerRef"]["name"])["spec"]
+    ca = find_cert_manager("Certificate", issuer["ca"]["secretName"])["spec"]
+    assert ca["isCA"] is True and ca["secretName"] == issuer["ca"]["secretName"]
+
+
+def test_cert_manager_kit_stays_out_of_the_default_apply_and_builds() -> None:
+    assert all(CERT_MANAGER not in p.parents for p in yaml_files())
+    kustomization = yaml.safe_load((CERT_MANAGER / "Kustomization").read_text())
+    assert kustomization["resources"] == ["certificate.yaml"]
+    for doc in cert_manager_objects():
+        assert doc["apiVersion"] == "cert-manager.io/v1"
+        assert doc["metadata"]["namespace"] == NAMESPACE
+    if shutil.which("kubectl") is not None:
+        out = subprocess.run(["kubectl", "kustomize", str(CERT_MANAGER)], capture_output=True,
+                             text=True, timeout=60, check=False)
+        assert out.returncode == 0, out.stderr
+        assert len([d for d in yaml.safe_load_all(out.stdout) if d]) == 4
 
 
 def test_prometheus_is_bound_to_the_metrics_reader_role() -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import copy
 import socket
 import ssl
+import threading
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -14,7 +15,9 @@ from typing import Any
 
 import pytest
 
+from ssa_controller.backoff import TokenBucket
 from ssa_controller.config import ServerConfig
+from ssa_controller.envtest import poll_until
 from ssa_controller.kube import ApiError
 from ssa_controller.metrics import Metrics, MetricsServer
 from ssa_controller.metrics_auth import (
@@ -41,18 +44,22 @@ class FakeClock:
 
 
 class FakeReviews:
-    """Tokens "reader" (may get /metrics), "other" (authenticated, may not); anything else is
-    not authenticated. `fail_authn` / `fail_authz` make the reviews fail."""
+    """Tokens "reader" (may get /metrics), "other" and "user-*" (authenticated, may not);
+    anything else is not authenticated. `fail_authn` / `fail_authz` make the reviews fail, and
+    while `hold` is set an authentication waits for `release`."""
 
     def __init__(self) -> None:
         self.calls: list[tuple[str, str]] = []
         self.fail_authn = self.fail_authz = False
+        self.hold, self.release = False, threading.Event()
 
     def authenticate(self, token: str) -> UserInfo | None:
         self.calls.append(("authenticate", token))
+        if self.hold:
+            self.release.wait(10)
         if self.fail_authn:
             raise ReviewFailed("403 Forbidden: tokenreviews is forbidden")
-        if token in ("reader", "other"):
+        if token in ("reader", "other") or token.startswith("user-"):
             return UserInfo(f"system:serviceaccount:monitoring:{token}", uid=f"uid-{token}")
         return None
 
@@ -76,7 +83,8 @@ def reviews() -> FakeReviews:
 
 @pytest.fixture
 def authorizer(reviews: FakeReviews, clock: FakeClock) -> MetricsAuthorizer:
-    return MetricsAuthorizer(reviews, clock=clock, max_entries=4)
+    return MetricsAuthorizer(reviews, clock=clock, max_entries=4,
+                             budget=TokenBucket(1000.0, 1000, clock=clock))
 
 
 def check(authorizer: MetricsAuthorizer, token: str | None, path: str = "/metrics"
@@ -169,14 +177,21 @@ def test_denied_user_is_403_and_cached_briefly(authorizer: MetricsAuthorizer,
     assert len(reviews.calls) == 4
 
 
-def test_unknown_token_is_401_and_cached_briefly(authorizer: MetricsAuthorizer,
-                                                 reviews: FakeReviews, clock: FakeClock) -> None:
-    assert check(authorizer, "forged") == (401, "Unauthorized")
-    assert check(authorizer, "forged")[0] == 401
-    assert reviews.calls == [("authenticate", "forged")]
-    clock.now += DENIED_TTL
-    check(authorizer, "forged")
-    assert len(reviews.calls) == 2
+def test_unauthenticated_tokens_are_never_cached_nor_evict_a_decision(
+        authorizer: MetricsAuthorizer, reviews: FakeReviews) -> None:
+    """Issue 26.3: bogus tokens, cached as denials, evicted Prometheus' decision from the cache
+    (each token is new, so caching it saves nothing)."""
+    assert check(authorizer, "reader")[0] == 200
+    assert check(authorizer, "other")[0] == 403
+    for i in range(10):
+        assert check(authorizer, f"forged-{i}") == (401, "Unauthorized")
+    assert check(authorizer, "forged-0")[0] == 401
+    assert [c for c in reviews.calls if c[1].startswith("forged")] == [
+        ("authenticate", f"forged-{i}") for i in (*range(10), 0)]
+    calls = len(reviews.calls)
+    assert check(authorizer, "reader")[0] == 200
+    assert check(authorizer, "other")[0] == 403
+    assert len(reviews.calls) == calls
 
 
 def test_failed_reviews_are_never_cached(authorizer: MetricsAuthorizer,
@@ -201,12 +216,52 @@ def test_decisions_are_per_token_verb_and_path(authorizer: MetricsAuthorizer,
     assert len(reviews.calls) == 8
 
 
-def test_cache_holds_at_most_max_entries(authorizer: MetricsAuthorizer,
-                                         reviews: FakeReviews) -> None:
+def test_cache_holds_at_most_max_entries_and_denials_never_evict_an_allowed_one(
+        authorizer: MetricsAuthorizer, reviews: FakeReviews) -> None:
+    assert check(authorizer, "reader")[0] == 200
     for i in range(10):
-        check(authorizer, f"forged-{i}")
-    check(authorizer, "forged-0")  # evicted by the later ones: reviewed again
-    assert len(reviews.calls) == 11
+        assert check(authorizer, f"user-{i}")[0] == 403
+    assert len(reviews.calls) == 22
+    check(authorizer, "user-0")  # evicted by the later ones: reviewed again
+    assert len(reviews.calls) == 24
+    assert check(authorizer, "reader")[0] == 200  # still cached
+    assert len(reviews.calls) == 24
+
+
+def test_beyond_the_review_budget_a_scrape_is_429_at_once(reviews: FakeReviews,
+                                                          clock: FakeClock) -> None:
+    """Issue 24.5: each review waited for the budget's token, in its own thread."""
+    authorizer = MetricsAuthorizer(reviews, clock=clock,
+                                   budget=TokenBucket(1.0, 4, clock=clock))
+    assert check(authorizer, "reader")[0] == 200  # 2 reviews
+    assert check(authorizer, "forged-1")[0] == 401  # 1 review, 2 taken from the budget
+    assert check(authorizer, "forged-2") == (429, "Too Many Requests: the review budget is "
+                                                  "spent, retry later")
+    assert check(authorizer, "reader")[0] == 200  # cached: no budget needed
+    assert len(reviews.calls) == 3
+    clock.now += 2.0
+    assert check(authorizer, "forged-2")[0] == 401
+    assert len(reviews.calls) == 4
+
+
+def test_beyond_the_concurrent_reviews_a_scrape_is_503_at_once(
+        authorizer: MetricsAuthorizer, reviews: FakeReviews) -> None:
+    assert check(authorizer, "reader")[0] == 200
+    reviews.hold = True
+    answers: list[tuple[int, str]] = []
+    held = [threading.Thread(target=lambda t=t: answers.append(check(authorizer, t)))
+            for t in ("forged-1", "forged-2")]
+    for thread in held:
+        thread.start()
+    poll_until(lambda: len(reviews.calls) == 4, timeout=5, message="two reviews under way")
+    assert check(authorizer, "forged-3") == (503, "Service Unavailable: too many reviews "
+                                                  "under way, retry later")
+    assert check(authorizer, "reader")[0] == 200  # cached: answered meanwhile
+    reviews.release.set()
+    for thread in held:
+        thread.join(5)
+    assert answers == [(401, "Unauthorized")] * 2
+    assert len(reviews.calls) == 4
 
 
 # --------------------------------------------------------------------------- reviews sent
@@ -252,8 +307,22 @@ def test_kube_reviews_send_token_and_access_reviews() -> None:
             "spec": {"user": "alice", "uid": "u1", "groups": ["system:authenticated"],
                      "nonResourceAttributes": {"path": "/metrics", "verb": "get"}}}),
     ]
-    # Reviews are not the controller's writes: its own limiter is left alone.
+    # Reviews are not the controller's writes: its own limiter is left alone, and they wait
+    # for none (MetricsAuthorizer's budget never waits).
     assert kube.write_limiter == "the controller's limiter"
+    assert reviews._kube.write_limiter is None  # noqa: SLF001
+
+
+def test_kube_reviews_with_audiences_accept_only_tokens_for_one_of_them() -> None:
+    kube = FakeKube({TOKEN_REVIEWS: {"status": {"authenticated": True, "audiences": ["m"],
+                                                "user": {"username": "prometheus"}}}})
+    reviews = KubeReviews(kube, audiences=("m", "metrics"))  # type: ignore[arg-type]
+    assert reviews.authenticate("t0k3n") == UserInfo("prometheus")
+    assert kube.sent[0][2]["spec"] == {"token": "t0k3n", "audiences": ["m", "metrics"]}
+    # An authenticator that ignores audiences answers without them: not good enough.
+    kube.answers[TOKEN_REVIEWS] = {"status": {"authenticated": True,
+                                              "user": {"username": "prometheus"}}}
+    assert reviews.authenticate("t0k3n") is None
 
 
 def test_kube_reviews_not_authenticated_denied_and_failed() -> None:

@@ -246,3 +246,15 @@ def test_a_new_phase_generation_or_condition_is_not_progress_only(after: dict[st
     before = status.compute(apptask(), deployment(replicas=10, ready=3, updated=5), SYNCED, T1)
     assert not status.progress_only(before, after)
     assert not status.progress_only(None, after)
+
+
+def test_condition_messages_are_cut_to_what_the_api_accepts() -> None:
+    """metav1.Condition's message holds at most 32768 bytes (the CRD's maxLength): a longer
+    one, such as a 422 listing every invalid field, would make the status patch fail for ever."""
+    huge = "é" * 40000  # two bytes each
+    st = status.compute(apptask(), None, Sync.rejected(huge), T1)
+    for cond in (conditions(st)["Synced"], conditions(st)["Conflict"]):
+        assert len(cond["message"].encode()) <= status.MESSAGE_LIMIT == 32768
+    assert conditions(st)["Synced"]["message"] == "é" * 16384
+    st = status.compute(apptask(), None, Sync.conflicted("ApplyConflict", "x" * 40000), T1)
+    assert conditions(st)["Conflict"]["message"] == "x" * 32768
