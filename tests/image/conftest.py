@@ -16,6 +16,7 @@ when the test failed. tests/integration goes on sys.path here, for its helpers.
 
 from __future__ import annotations
 
+import base64
 import secrets
 import subprocess
 import sys
@@ -35,6 +36,8 @@ from deployed import (  # noqa: E402
     manifest,
     token,
 )
+from metrics_scrape import issue_certificate  # noqa: E402
+from pod import file_volumes  # noqa: E402
 from podman_cli import INSTALL, STAND_IN_BASE, Podman  # noqa: E402
 
 from ssa_controller import crds  # noqa: E402
@@ -79,8 +82,10 @@ def image(podman: Podman, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
 @pytest.fixture(scope="session")
 def deployed(tmp_path_factory: pytest.TempPathFactory, assets: Assets) -> Iterator[Deployed]:
     """A control plane of this suite's own (with kube-controller-manager and the pod simulator)
-    where a cluster admin applied the CRD, the Namespace, ServiceAccount and RBAC of manifests/
-    and manifests/monitoring's metrics-reader binding (its ServiceAccount created)."""
+    where a cluster admin applied the CRD, the Namespace, ServiceAccount and RBAC of manifests/,
+    manifests/monitoring's metrics-reader binding (its ServiceAccount created), and the metrics
+    certificate's Secret as manifests/cert-manager has cert-manager issue it (a CA of the test's
+    own, for the name the ServiceMonitor verifies)."""
     with ControlPlane(tmp_path_factory.mktemp("image-envtest"), controller_manager=True,
                       assets=assets) as plane:
         simulator = PodSimulator(plane.url, plane.token(POD_SIMULATOR_USER), str(plane.ca_file))
@@ -100,8 +105,19 @@ def deployed(tmp_path_factory: pytest.TempPathFactory, assets: Assets) -> Iterat
                           binding])
             (configmap,) = manifest("configmap.yaml")
             (deployment,) = manifest("deployment.yaml")
+            (monitor,) = manifest("monitoring/servicemonitor.yaml")
+            server_name = monitor["spec"]["endpoints"][0]["tlsConfig"]["serverName"]
+            certs = tmp_path_factory.mktemp("metrics-cert")
+            ca = issue_certificate(certs, server_name)
+            (secret,) = [name for kind, name in file_volumes(deployment).values()
+                         if kind == "Secret"]
+            apply(admin, [{"apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/tls",
+                           "metadata": {"name": secret, "namespace": configmap["metadata"][
+                               "namespace"]},
+                           "data": {f.name: base64.b64encode(f.read_bytes()).decode()
+                                    for f in certs.iterdir()}}])
             yield Deployed(plane, admin, deployment, configmap,
-                           token(admin, scraper["namespace"], scraper["name"]))
+                           token(admin, scraper["namespace"], scraper["name"]), ca, server_name)
         finally:
             admin.close()
             simulator.stop()

@@ -1,8 +1,10 @@
 """The manifests applied to a control plane, and pods of the image started on it as the
-Deployment's pods would be (the container's settings come from pod.py's translation)."""
+Deployment's pods would be (the container's settings come from pod.py's translation; the files
+of their ConfigMap and Secret volumes from the objects on the control plane)."""
 
 from __future__ import annotations
 
+import base64
 import secrets
 import socket
 from dataclasses import dataclass
@@ -11,8 +13,7 @@ from typing import Any
 
 import urllib3
 import yaml
-from metrics_scrape import scrape
-from pod import PodHost, config_maps, run_args, service_account
+from pod import PodHost, file_volumes, run_args, service_account
 from podman_cli import Podman
 
 from ssa_controller.envtest import ControlPlane
@@ -31,6 +32,7 @@ RESOURCES = {
                                    namespaced=False),
     "Role": Resource("rbac.authorization.k8s.io/v1", "roles"),
     "RoleBinding": Resource("rbac.authorization.k8s.io/v1", "rolebindings"),
+    "Secret": Resource("v1", "secrets"),
 }
 """The kinds of the manifests the tests apply (the CRD goes through crds.install)."""
 
@@ -79,6 +81,10 @@ class Deployed:
     configmap: dict[str, Any]
     scraper_token: str
     """A token of the ServiceAccount manifests/monitoring binds to the metrics-reader role."""
+    metrics_ca: Path
+    """The CA of the metrics certificate's Secret, which the ServiceMonitor verifies."""
+    metrics_server_name: str
+    """The name the ServiceMonitor verifies the metrics certificate for."""
 
     @property
     def namespace(self) -> str:
@@ -103,22 +109,31 @@ class Pod:
         self.health_port, self.metrics_port = free_port(), free_port()
         self._http = urllib3.PoolManager(retries=False, timeout=5.0)
 
-    def start(self, image: Image) -> None:
-        """Write the pod's files as the kubelet would (the ConfigMap's keys, the service
-        account's token, CA and namespace), then start the container."""
-        deployed, deployment = self.deployed, self.deployed.deployment
+    def _files(self, kind: str, name: str) -> dict[str, bytes]:
+        """The keys of the ConfigMap (manifests/', its controller.yaml on this pod's ports) or
+        the Secret (from the control plane) a volume mounts, as the kubelet writes them."""
+        deployed = self.deployed
+        if kind == "Secret":
+            secret = deployed.admin.get(RESOURCES[kind].path(deployed.namespace, name))
+            return {key: base64.b64decode(value) for key, value in secret["data"].items()}
+        assert name == deployed.configmap["metadata"]["name"], \
+            f"the pod mounts ConfigMap {name}, which manifests/ does not hold"
         config = deployed.config()
         config["server"] = {**config["server"], "bindAddress": "127.0.0.1",
                             "healthPort": self.health_port, "metricsPort": self.metrics_port}
-        files = {**deployed.configmap["data"], CONFIG_KEY: yaml.safe_dump(config)}
-        config_dirs = {}
-        for volume, configmap in config_maps(deployment).items():
-            assert configmap == deployed.configmap["metadata"]["name"], \
-                f"the pod mounts ConfigMap {configmap}, which manifests/ does not hold"
-            config_dirs[volume] = self.workdir / volume
-            config_dirs[volume].mkdir()
-            for key, content in files.items():
-                (config_dirs[volume] / key).write_text(content)
+        data = {**deployed.configmap["data"], CONFIG_KEY: yaml.safe_dump(config)}
+        return {key: content.encode() for key, content in data.items()}
+
+    def start(self, image: Image) -> None:
+        """Write the pod's files as the kubelet would (the keys of its ConfigMap and Secret
+        volumes, the service account's token, CA and namespace), then start the container."""
+        deployed, deployment = self.deployed, self.deployed.deployment
+        volume_dirs = {}
+        for volume, (kind, name) in file_volumes(deployment).items():
+            volume_dirs[volume] = self.workdir / volume
+            volume_dirs[volume].mkdir()
+            for key, content in self._files(kind, name).items():
+                (volume_dirs[volume] / key).write_bytes(content)
         account_dir = self.workdir / "serviceaccount"
         account_dir.mkdir()
         account = service_account(deployment)
@@ -127,7 +142,7 @@ class Pod:
             (account_dir / "ca.crt").write_bytes(deployed.plane.ca_file.read_bytes())
             (account_dir / "namespace").write_text(deployed.namespace)
         host = PodHost(self.name, deployed.namespace, "127.0.0.1", deployed.plane.port,
-                       account_dir, config_dirs)
+                       account_dir, volume_dirs)
         self.podman.run(run_args(deployment, host, image.tag))
 
     def get(self, path: str) -> tuple[int, str]:
@@ -136,8 +151,18 @@ class Pod:
         return response.status, response.data.decode()
 
     def scrape(self, bearer: str | None) -> tuple[int, str]:
-        """GET /metrics over HTTPS, as Prometheus does (the self-signed certificate unverified)."""
-        return scrape(self.metrics_port, bearer)
+        """GET /metrics over HTTPS as the ServiceMonitor has Prometheus do it: the certificate
+        verified against the Secret's CA, for the ServiceMonitor's server name."""
+        http = urllib3.PoolManager(cert_reqs="CERT_REQUIRED", ca_certs=str(
+            self.deployed.metrics_ca), server_hostname=self.deployed.metrics_server_name,
+            retries=False, timeout=5.0)
+        headers = {"Authorization": f"Bearer {bearer}"} if bearer else {}
+        try:
+            response = http.request("GET", f"https://127.0.0.1:{self.metrics_port}/metrics",
+                                    headers=headers)
+            return response.status, response.data.decode()
+        finally:
+            http.clear()
 
     def stop(self, timeout: float) -> int:
         """`podman stop` (SIGTERM, then SIGKILL after the pod's grace period); the exit code."""

@@ -8,10 +8,11 @@ instead of running something else than the Deployment would.
 
 Translations: the security contexts (pod, then container) become --user, --read-only,
 --cap-drop/--cap-add, no-new-privileges and the seccomp profile; env values and the downward
-API's pod name and namespace become --env; a ConfigMap volume a read-only bind mount of a host
-folder holding its files, an emptyDir a tmpfs; the service-account token and CA a read-only bind
-mount at the standard path, with KUBERNETES_SERVICE_HOST/_PORT; limits --memory/--cpus;
-terminationGracePeriodSeconds --stop-timeout; command and args the entrypoint and arguments.
+API's pod name and namespace become --env; a ConfigMap or Secret volume a read-only bind mount of
+a host folder holding its keys as files, an emptyDir a tmpfs; the service-account token and CA a
+read-only bind mount at the standard path, with KUBERNETES_SERVICE_HOST/_PORT; limits
+--memory/--cpus; terminationGracePeriodSeconds --stop-timeout; command and args the entrypoint
+and arguments.
 Requests and probes have no runtime counterpart (the tests query the probes' endpoints).
 The pod shares the host's network (`--network host`): the control plane is on loopback.
 """
@@ -56,8 +57,8 @@ class PodHost:
     api_port: int
     service_account_dir: Path
     """Holds `token`, `ca.crt` and `namespace`, as the kubelet projects them."""
-    config_map_dirs: Mapping[str, Path]
-    """By volume name: a folder holding the ConfigMap's keys as files."""
+    volume_dirs: Mapping[str, Path]
+    """By volume name: a folder holding the ConfigMap's or Secret's keys as files."""
 
 
 def pod_spec(deployment: Mapping[str, Any]) -> Mapping[str, Any]:
@@ -84,14 +85,23 @@ def service_account(deployment: Mapping[str, Any]) -> str | None:
     return str(spec.get("serviceAccountName") or "default")
 
 
-def config_maps(deployment: Mapping[str, Any]) -> dict[str, str]:
-    """The ConfigMap volumes' ConfigMap names, by volume name."""
-    found = {}
-    for volume in pod_spec(deployment).get("volumes", []):
-        if "configMap" in volume:
-            _known(volume["configMap"], {"name"}, f"volume {volume['name']!r} configMap")
-            found[volume["name"]] = volume["configMap"]["name"]
-    return found
+FILE_VOLUMES = {"configMap": ("ConfigMap", "name"), "secret": ("Secret", "secretName")}
+"""The volume sources whose keys the kubelet writes as files: (kind, the field naming it)."""
+
+
+def _file_volume(volume: Mapping[str, Any]) -> tuple[str, str] | None:
+    """(kind, object name) of a ConfigMap or Secret volume, None for another volume."""
+    for source, (kind, field) in FILE_VOLUMES.items():
+        if source in volume:
+            _known(volume[source], {field}, f"volume {volume['name']!r} {source}")
+            return kind, str(volume[source][field])
+    return None
+
+
+def file_volumes(deployment: Mapping[str, Any]) -> dict[str, tuple[str, str]]:
+    """The ConfigMap and Secret volumes: (kind, object name), by volume name."""
+    return {volume["name"]: found for volume in pod_spec(deployment).get("volumes", [])
+            if (found := _file_volume(volume)) is not None}
 
 
 def http_probe(deployment: Mapping[str, Any], kind: str) -> tuple[int, str]:
@@ -192,13 +202,14 @@ def _volumes(mounts: Iterable[Mapping[str, Any]], volumes: Iterable[Mapping[str,
         _known(mount, {"name", "mountPath", "readOnly"}, f"volumeMount {mount['name']!r}")
         volume = by_name[mount["name"]]
         path = mount["mountPath"]
-        if "configMap" in volume:  # the kubelet mounts these read-only whatever readOnly says
-            args += ["--volume", f"{host.config_map_dirs[mount['name']]}:{path}:ro"]
+        if _file_volume(volume) is not None:  # read-only, whatever readOnly says
+            args += ["--volume", f"{host.volume_dirs[mount['name']]}:{path}:ro"]
         elif "emptyDir" in volume:
             _known(volume["emptyDir"], {"medium"}, f"volume {mount['name']!r} emptyDir")
             args += ["--tmpfs", path]
         else:
-            raise Untranslatable(f"volume {mount['name']!r}: only configMap and emptyDir")
+            raise Untranslatable(f"volume {mount['name']!r}: only configMap, secret and "
+                                 "emptyDir")
     return args
 
 

@@ -15,14 +15,15 @@ from pod import (
     SERVICE_ACCOUNT_MOUNT,
     PodHost,
     Untranslatable,
-    config_maps,
+    file_volumes,
     http_probe,
     run_args,
     service_account,
 )
 
 MANIFEST = Path(__file__).resolve().parents[2] / "manifests" / "deployment.yaml"
-HOST = PodHost("pod-1", "ns", "127.0.0.1", 6443, Path("/sa"), {"config": Path("/cm")})
+HOST = PodHost("pod-1", "ns", "127.0.0.1", 6443, Path("/sa"),
+               {"config": Path("/cm"), "metrics-cert": Path("/certs")})
 
 
 def deployment() -> dict[str, Any]:
@@ -53,6 +54,7 @@ def test_the_manifest_translates_completely() -> None:
         "POD_NAME=pod-1", "POD_NAMESPACE=ns", "MALLOC_ARENA_MAX=2",
         "KUBERNETES_SERVICE_HOST=127.0.0.1", "KUBERNETES_SERVICE_PORT=6443"]
     assert flags(args, "--volume") == ["/cm:/etc/ssa-controller:ro",
+                                       "/certs:/var/run/secrets/metrics-cert:ro",
                                        f"/sa:{SERVICE_ACCOUNT_MOUNT}:ro"]
     assert flags(args, "--tmpfs") == ["/tmp"]
     assert flags(args, "--memory") == [str(256 * 2**20)] and not flags(args, "--cpus")
@@ -63,7 +65,9 @@ def test_the_manifest_translates_completely() -> None:
 
 def test_what_the_tests_read_from_the_manifest() -> None:
     assert service_account(deployment()) == "ssa-controller"
-    assert config_maps(deployment()) == {"config": "ssa-controller-config"}
+    assert file_volumes(deployment()) == {
+        "config": ("ConfigMap", "ssa-controller-config"),
+        "metrics-cert": ("Secret", "ssa-controller-metrics-cert")}
     assert http_probe(deployment(), "readinessProbe") == (8081, "/readyz")
     assert http_probe(deployment(), "livenessProbe") == (8081, "/healthz")
 
@@ -114,8 +118,10 @@ def change(path: str, value: Any) -> dict[str, Any]:
     ("containers.0.env", [{"name": "X", "value": "$(POD_NAME)"}], "expansion"),
     ("containers.0.volumeMounts", [{"name": "config", "mountPath": "/c", "subPath": "a"}],
      "subPath"),
-    ("volumes", [{"name": "config", "secret": {"secretName": "s"}},
-                 {"name": "tmp", "emptyDir": {}}], "only configMap and emptyDir"),
+    ("volumes", [{"name": "config", "hostPath": {"path": "/etc"}},
+                 {"name": "tmp", "emptyDir": {}}], "only configMap, secret and emptyDir"),
+    ("volumes", [{"name": "config", "secret": {"secretName": "s", "optional": True}},
+                 {"name": "tmp", "emptyDir": {}}], "optional"),
     ("volumes", [{"name": "config", "configMap": {"name": "ssa-controller-config"}},
                  {"name": "tmp", "emptyDir": {"sizeLimit": "1Gi"}}], "sizeLimit"),
     ("containers.0.resources.limits.ephemeral-storage", "1Gi", "ephemeral-storage"),
