@@ -16,7 +16,8 @@ and https proxies; `$HTTPS_PROXY` / `$NO_PROXY` as the kubernetes package reads 
 too) and username/password (basic auth) are honoured; what cannot be honoured raises
 CredentialsError naming the field.
 
-Liveness: every request is bounded by `request_timeout`, every watch by a deadline (a watch
+Liveness: every request is bounded by `request_timeout` from its connect to its last byte,
+every watch by a deadline (a watch
 still open then is stalled; the idle pooled connections are dropped with it), and every
 connection has TCP keepalive, so a silent stall or a dead path never hangs the controller.
 """
@@ -427,12 +428,11 @@ class _Pools:
         self._pool = make(*self._current)
 
     def send(self, method: str, path: str, headers: Mapping[str, str], body: bytes | None,
-             timeout: float, total: float | None) -> http1.Response:
-        """Send `path` (with its query) to the API server and read the whole answer; `timeout`
-        bounds each read, `total` (if given) the whole request."""
-        deadline = None if total is None else time.monotonic() + total
+             timeout: float) -> http1.Response:
+        """Send `path` (with its query) to the API server and read the whole answer, all of
+        it (connect, TLS handshake, send, every read) within `timeout`."""
         return self._pool_for(self._certificate()).request(
-            method, self._prefix + path, headers, body, timeout, deadline)
+            method, self._prefix + path, headers, body, timeout, time.monotonic() + timeout)
 
     def stream(self, method: str, path: str, headers: Mapping[str, str],
                timeout: float) -> _Streamed:
@@ -605,11 +605,12 @@ class Kube:
                 body: Any = None, content_type: str | None = "application/json",
                 timeout: float | None = None) -> Obj:
         """Send one request and return the decoded JSON body; raise ApiError on >= 400.
-        `timeout` bounds the whole request (default: each read by `request_timeout`)."""
+        `timeout` (default: `request_timeout`) bounds the whole request, from the connect to
+        the last byte of the answer; nothing is sent once it has passed."""
         data, headers = self._prepared(method, body, content_type)
         target = self._target(path, params)
         response = self._observed(method, lambda: self._pool.send(
-            method, target, headers, data, timeout or self.request_timeout, timeout))
+            method, target, headers, data, timeout or self.request_timeout))
         if response.status >= 400:
             raise _error_from(response.status, response.data, response.headers)
         return orjson.loads(response.data) if response.data else {}

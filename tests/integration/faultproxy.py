@@ -20,10 +20,13 @@ Faults, switchable at run time from any thread:
   `pass_through()` lets them move again. The proxy's kernel still acknowledges everything,
   TCP keepalive probes included, so only the client's own deadlines can notice.
 - `reset()`: every connection open now is reset (RST).
+- `stall_handshakes()`: every new connection is accepted (TCP) but its TLS handshake is held
+  (a slow or overloaded path to the server); connections already open are not affected.
+  `pass_through()` lets held handshakes proceed.
 - `inject(...)`: a share of the requests (optionally of some methods only, and at most `limit`)
   is answered with an injected 429 (with `Retry-After`), 500 or 503 Status, or by resetting or
   stalling its connection, instead of being forwarded.
-- `pass_through()`: no faults; stalled connections forward again.
+- `pass_through()`: no faults; stalled connections forward again, held handshakes proceed.
 
 Everything is recorded for assertions: accepted and refused connections, and one RequestRecord
 per request with its outcome (the API server's status, the injected status, "reset",
@@ -363,8 +366,10 @@ class FaultProxy:
         self._injection: _Injection | None = None
         self._injected = 0
         self._records: list[RequestRecord] = []
+        self._hold_handshakes = threading.Event()
         self.accepted = 0
         self.refused = 0
+        self.held_handshakes = 0
         self.stopping = threading.Event()
 
     # -- lifecycle ------------------------------------------------------------------------
@@ -400,6 +405,7 @@ class FaultProxy:
         """No faults: requests are forwarded; stalled connections move again."""
         with self._lock:
             self._injection = None
+        self._hold_handshakes.clear()
         for connection in self._open():
             connection.resume()
 
@@ -409,6 +415,10 @@ class FaultProxy:
         for connection in connections:
             connection.stall()
         return len(connections)
+
+    def stall_handshakes(self) -> None:
+        """Hold the TLS handshake of every new connection until pass_through()."""
+        self._hold_handshakes.set()
 
     def reset(self) -> int:
         """Reset every connection open now; return how many."""
@@ -488,6 +498,11 @@ class FaultProxy:
                 self.refused += 1
             _reset(client)
             return
+        if self._hold_handshakes.is_set():
+            with self._lock:
+                self.held_handshakes += 1
+            while self._hold_handshakes.is_set() and not self.stopping.is_set():
+                time.sleep(POLL)
         try:
             client.settimeout(10.0)
             tls_client = self._server_tls.wrap_socket(client, server_side=True)

@@ -1,23 +1,38 @@
-"""Reliability under faults (issue 9, items 1, 3 and 4), against the real API server.
+"""Reliability under faults (issue 9, items 1, 3 and 4; issue 24, item 1), against the real
+API server.
 
 The controller runs as a separate process; faults come from kube-apiserver itself (killed and
 started again mid-burst) or from `faultproxy.FaultProxy` between the two (silent stalls, stalled
-writes, throttling, server errors, resets). Tests assert on outcomes: objects converged, the
-proxy's record of requests, the controller's metrics. Fixed waits are fault windows only.
+writes, throttling, server errors, resets, TLS handshakes held). Tests assert on outcomes:
+objects converged, the proxy's record of requests, the audit log, the controller's metrics.
+Fixed waits are fault windows only.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 from faultproxy import FaultProxy, RequestRecord
-from helpers import apptask, container, put_apptask, scoped, status_of
+from helpers import (
+    CONTROLLER,
+    CONTROLLER_NAMESPACE,
+    TEST_USERS,
+    apptask,
+    assert_one_writer_at_a_time,
+    container,
+    controller_writes,
+    get_deployment,
+    put_apptask,
+    scoped,
+    status_of,
+)
 
-from ssa_controller.envtest import ControlPlane, poll_until
-from ssa_controller.kube import APPTASKS, DEPLOYMENTS, WATCH_STALLED, ApiError, Kube
+from ssa_controller.envtest import ControlPlane, PollTimeout, poll_until
+from ssa_controller.kube import APPTASKS, DEPLOYMENTS, LEASES, WATCH_STALLED, ApiError, Kube
 
 DEFAULT_TIMEOUTS: dict[str, Any] = {"timeouts": {}}
 """The product's default timeouts (the `controller` fixture pins a long watch timeout)."""
@@ -26,6 +41,10 @@ STALL_BOUND = 60.0
 JITTER = 0.5
 """Seconds by which a request's arrival at the proxy may lag its release by the write limiter
 (a new TLS connection after a reset, a busy machine)."""
+RENEW_DEADLINE = 10.0
+"""leaderElection.renewDeadline's default (client-go's)."""
+EXIT_SLACK = 1.5
+"""Seconds a leader whose renew deadline passed may take to be seen gone (a loaded machine)."""
 
 
 @pytest.fixture
@@ -237,6 +256,62 @@ def test_transient_failures_write_no_status_until_they_last_degraded_after(
     poll_until(lambda: converged(admin, namespace, "nginx:1.27", 1)
                and status_of(admin, namespace, name).get("phase") == "Ready", timeout=30,
                message="Ready again")
+
+
+def wall_clock(moment: float) -> datetime:
+    """The wall-clock time (as the audit log has it) of a time.monotonic() reading."""
+    return datetime.now(UTC) - timedelta(seconds=time.monotonic() - moment)
+
+
+def test_a_leader_whose_new_connections_stall_stops_leading_by_its_renew_deadline(
+        admin, controller, namespace, cluster, lease_name, proxy):
+    """Issue 24, item 1: a renewal round whose first attempts are refused at once (500), then
+    the leader's pooled connections are reset and every new TLS handshake is held. The attempt
+    that needs a new connection starts with less time left than the 10 s connect timeout: the
+    leader must stop leading (exit 1) by its renew deadline and send no lease request after
+    it; the follower takes over, and the two never write in the same period."""
+    config = scoped(namespace, leaderElection={
+        "enabled": True, "namespace": CONTROLLER_NAMESPACE, "leaseName": lease_name})
+    mark = cluster.audit.mark()
+    leader = controller(config, server_url=proxy.url)
+    poll_until(lambda: leader.metric("leader_election_master_status") == 1, timeout=30,
+               message="the replica behind the proxy leads")
+    follower = controller(config, user=TEST_USERS[1])
+    proxy.inject([500], methods={"GET"}, path=LEASES.path(CONTROLLER_NAMESPACE, lease_name),
+                 limit=3)
+    refused = poll_until(lambda: len(r := [x for x in proxy.records() if x.injected]) == 3 and r,
+                         timeout=30, interval=0.05, message="three renewal attempts refused")
+    proxy.stall_handshakes()
+    assert proxy.reset() >= 1  # the pooled connection: the next attempt needs a new one
+    deadline = refused[0].at + RENEW_DEADLINE  # the round began with the first refused attempt
+
+    def gone() -> float | None:
+        return time.monotonic() if leader.proc.poll() is not None else None
+    try:
+        exited = poll_until(gone, timeout=deadline + 2 * EXIT_SLACK - time.monotonic(),
+                            interval=0.05)
+    except PollTimeout:
+        exited = None
+    held = proxy.held_handshakes
+    proxy.pass_through()  # held handshakes go on: a request still waiting would be sent now
+    if exited is None:
+        exited = poll_until(gone, timeout=30, interval=0.05, message="the leader exits")
+    print(f"leader exited {exited - deadline:+.1f}s from its renew deadline; "
+          f"{held} handshakes held")
+    assert leader.proc.returncode == 1
+    assert held >= 1
+    assert exited <= deadline + EXIT_SLACK, "the leader led past its renew deadline"
+    late = [e for e in cluster.audit.select(mark, user=CONTROLLER, resource="leases")
+            if e.received > wall_clock(deadline)]
+    assert not late, [(e.verb, e.received.time().isoformat()) for e in late]
+
+    poll_until(lambda: follower.metric("leader_election_master_status") == 1, timeout=30,
+               message="the follower takes over")
+    put_apptask(admin, apptask("after", namespace, replicas=0))
+    poll_until(lambda: get_deployment(admin, namespace, "after"), timeout=30,
+               message="the new leader reconciles")
+    writes = controller_writes(cluster.audit, mark, namespace, lease_name)
+    assert assert_one_writer_at_a_time(writes) == list(TEST_USERS)
 
 
 def test_apiserver_restart_mid_burst_loses_and_duplicates_nothing(

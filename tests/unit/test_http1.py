@@ -238,6 +238,41 @@ def test_a_server_dripping_its_answer_is_cut_at_the_deadline(script, pool_for) -
     assert time.monotonic() - started < 2.0
 
 
+def test_a_tls_handshake_that_never_ends_is_cut_at_the_deadline(pool_for) -> None:
+    """A server that accepts and never speaks TLS: the request fails at its deadline, not at the
+    connect timeout, and no byte of it is sent (only the client's TLS hello arrives)."""
+    received: list[bytes] = []
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        def accept_and_listen() -> None:
+            conn, _ = listener.accept()
+            with conn:
+                conn.settimeout(5)
+                while data := conn.recv(65536):
+                    received.append(data)
+        thread = threading.Thread(target=accept_and_listen, daemon=True)
+        thread.start()
+        pool = pool_for(listener.getsockname()[1], tls=ssl.create_default_context,
+                        connect_timeout=10.0)
+        started = time.monotonic()
+        with pytest.raises(TransportError, match="TLS with 127.0.0.1"):
+            get(pool, timeout=10.0, deadline=started + 0.3)
+        assert time.monotonic() - started < 1.5
+        thread.join(10)
+    sent = b"".join(received)
+    assert sent.startswith(b"\x16\x03") and b"GET" not in sent  # a TLS hello, no request
+
+
+def test_nothing_is_sent_once_the_deadline_passed(script, pool_for) -> None:
+    server = script(ok(b"first"), ok(b"never asked for"))
+    pool = pool_for(server)
+    assert get(pool).data == b"first"
+    with pytest.raises(TransportError, match="deadline passed"):
+        get(pool, deadline=time.monotonic() - 0.001)  # on the pooled connection
+    with pytest.raises(TransportError, match="deadline passed"):
+        get(pool_for(server), deadline=time.monotonic() - 0.001)  # on a new one
+    assert len(server.requests) == 1
+
+
 def test_a_refused_connection_is_a_transport_error(pool_for) -> None:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -272,7 +307,7 @@ def test_a_failed_tls_handshake_is_a_transport_error(pool_for) -> None:
 def test_at_most_maxsize_connections_are_kept_idle(script, pool_for) -> None:
     server = script(ok(), ok(), ok())
     pool = pool_for(server, maxsize=1)
-    first, second = pool._checkout(), pool._checkout()
+    first, second = pool._checkout(None), pool._checkout(None)
     pool._checkin(first, reusable=True)
     pool._checkin(second, reusable=True)
     assert pool._idle == [first]
@@ -283,7 +318,7 @@ def test_close_closes_idle_connections_and_those_in_use_when_they_return(
         script, pool_for) -> None:
     server = script(ok(), ok())
     pool = pool_for(server)
-    idle, busy = pool._checkout(), pool._checkout()
+    idle, busy = pool._checkout(None), pool._checkout(None)
     pool._checkin(idle, reusable=True)
     pool.close()
     assert idle.sock.fileno() == -1

@@ -342,6 +342,56 @@ def test_a_watch_open_past_its_deadline_is_stalled_and_idle_connections_are_drop
     assert len(set(peers)) == 3, "the idle connection was reused after the stall"
 
 
+@pytest.fixture
+def silent_peer() -> Iterator[Callable[[bool], int]]:
+    """silent_peer(tunnel) -> the port of a listener that accepts and never speaks TLS; with
+    `tunnel`, a proxy that grants every CONNECT first (then the tunnel stays silent)."""
+    listeners: list[socket.socket] = []
+    done = threading.Event()
+
+    def hold(conn: socket.socket, tunnel: bool) -> None:
+        with conn:
+            if tunnel:
+                conn.recv(65536)
+                conn.sendall(b"HTTP/1.1 200 Connection established\r\n\r\n")
+            done.wait(30)
+
+    def start(tunnel: bool) -> int:
+        listener = socket.create_server(("127.0.0.1", 0))
+        listeners.append(listener)
+
+        def accept() -> None:
+            while not done.is_set():
+                try:
+                    conn, _ = listener.accept()
+                except OSError:
+                    return
+                threading.Thread(target=hold, args=(conn, tunnel), daemon=True).start()
+        threading.Thread(target=accept, daemon=True).start()
+        return int(listener.getsockname()[1])
+
+    yield start
+    done.set()
+    for listener in listeners:
+        listener.close()
+
+
+@pytest.mark.parametrize("through_proxy", [False, True], ids=["direct", "proxied"])
+def test_every_request_is_bounded_from_its_connect_by_the_request_timeout(
+        silent_peer, client, through_proxy) -> None:
+    """A TLS handshake that never ends fails the request at `request_timeout` (0.5 s here),
+    not at the 10 s connect timeout, directly and through a proxy's tunnel alike."""
+    port = silent_peer(through_proxy)
+    kube = client("https://kube.invalid:6443" if through_proxy else f"https://127.0.0.1:{port}",
+                  proxy_url=f"http://127.0.0.1:{port}" if through_proxy else None)
+    kube.request_timeout = 0.5
+    started = time.monotonic()
+    with pytest.raises(ApiError) as caught:
+        kube.get("/version")
+    assert (caught.value.status, caught.value.reason) == (0, "TransportError")
+    assert time.monotonic() - started < 2.0
+
+
 def test_connections_use_tcp_keepalive(serve, client) -> None:
     """Requests and watches open their connections the same way (http1.Pool)."""
     server = serve(lambda h: h.send_json(200, {}))
