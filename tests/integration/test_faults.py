@@ -1,15 +1,16 @@
-"""Reliability under faults (issue 9, items 1, 3 and 4; issue 24, item 1), against the real
-API server.
+"""Reliability under faults (issue 9, items 1, 3 and 4; issue 24, items 1 and 3), against the
+real API server.
 
 The controller runs as a separate process; faults come from kube-apiserver itself (killed and
 started again mid-burst) or from `faultproxy.FaultProxy` between the two (silent stalls, stalled
-writes, throttling, server errors, resets, TLS handshakes held). Tests assert on outcomes:
-objects converged, the proxy's record of requests, the audit log, the controller's metrics.
-Fixed waits are fault windows only.
+writes, throttling, server errors, resets, TLS handshakes held, expired continue tokens). Tests
+assert on outcomes: objects converged, the proxy's record of requests, the audit log, the
+controller's metrics. Fixed waits are fault windows only.
 """
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -31,8 +32,10 @@ from helpers import (
     status_of,
 )
 
+from ssa_controller import watcher
 from ssa_controller.envtest import ControlPlane, PollTimeout, poll_until
 from ssa_controller.kube import APPTASKS, DEPLOYMENTS, LEASES, WATCH_STALLED, ApiError, Kube
+from ssa_controller.store import Store
 
 DEFAULT_TIMEOUTS: dict[str, Any] = {"timeouts": {}}
 """The product's default timeouts (the `controller` fixture pins a long watch timeout)."""
@@ -45,6 +48,9 @@ RENEW_DEADLINE = 10.0
 """leaderElection.renewDeadline's default (client-go's)."""
 EXIT_SLACK = 1.5
 """Seconds a leader whose renew deadline passed may take to be seen gone (a loaded machine)."""
+RELIST_WINDOW = 16.0
+"""Seconds of watches answered 410 Gone, over which relists are counted: the watch backoff
+(0.5 s doubling, times [0.5, 1)) allows 2-4 in that time."""
 
 
 @pytest.fixture
@@ -312,6 +318,65 @@ def test_a_leader_whose_new_connections_stall_stops_leading_by_its_renew_deadlin
                message="the new leader reconciles")
     writes = controller_writes(cluster.audit, mark, namespace, lease_name)
     assert assert_one_writer_at_a_time(writes) == list(TEST_USERS)
+
+
+class Counts:
+    """watcher.WatchMetrics that counts."""
+
+    def __init__(self) -> None:
+        self.restarts = self.relists = 0
+
+    def watch_restarted(self, resource: str) -> None:
+        self.restarts += 1
+
+    def watch_relisted(self, resource: str) -> None:
+        self.relists += 1
+
+
+def list_requests(proxy: FaultProxy, since: float = 0.0) -> list[RequestRecord]:
+    return [r for r in proxy.records()
+            if r.at >= since and r.method == "GET" and not r.is_watch and "/apptasks" in r.path]
+
+
+def test_an_expired_continue_token_falls_back_to_one_unpaged_list_and_relists_back_off(
+        admin, cluster, namespace, proxy, monkeypatch):
+    """Issue 24, item 3: the proxy answers 410 Expired to every list request that carries a
+    continue token (pages of 2 here), then to every watch. The watcher (in this process, as
+    the controller's user) lists once more in one piece and syncs; relists that keep meeting
+    410 wait the watch backoff (0.5 s doubling, jittered) instead of following back to back."""
+    monkeypatch.setattr(watcher, "LIST_PAGE", 2)
+    for i in range(5):
+        put_apptask(admin, apptask(f"paged-{i}", namespace, replicas=0))
+    kube = Kube(proxy.url, token=cluster.token(CONTROLLER), ca_file=str(cluster.ca_file))
+    counts, stop = Counts(), threading.Event()
+    watching = watcher.Watcher(kube, APPTASKS, Store(), lambda old, new: None,
+                               namespace=namespace, metrics=counts)
+    thread = threading.Thread(target=watching.run, args=(stop,), daemon=True)
+    proxy.inject([410], query="continue=")
+    thread.start()
+    try:
+        poll_until(watching.synced.is_set, timeout=30, message="synced despite the expiry")
+        assert len(watching.store) == 5
+        assert [("limit=2" in r.query, "continue=" in r.query, r.outcome)
+                for r in list_requests(proxy)] == [
+            (True, False, 200), (True, True, 410), (False, False, 200)]
+
+        proxy.inject([410], query="watch=true")
+        started = time.monotonic()
+        proxy.reset()  # ends the open watch: every new one is answered 410
+        time.sleep(RELIST_WINDOW)  # the fault window
+        firsts = [r.at for r in list_requests(proxy, started) if "continue=" not in r.query]
+        gaps = [later - earlier for earlier, later in zip(firsts, firsts[1:], strict=False)]
+        print(f"{len(firsts)} relists in {RELIST_WINDOW:g}s of 410s, "
+              f"{counts.relists} counted; gaps {[round(g, 2) for g in gaps]}")
+        assert 2 <= len(firsts) <= 4
+        assert counts.relists == len(firsts) and counts.restarts > len(firsts)
+        assert min(gaps) >= 1.0 and gaps == sorted(gaps)  # spaced out, further and further
+    finally:
+        stop.set()
+        watching.interrupt()
+        thread.join(10)
+        kube.close()
 
 
 def test_apiserver_restart_mid_burst_loses_and_duplicates_nothing(
