@@ -159,6 +159,16 @@ def encode_body(body: Any, content_type: str | None) -> bytes:
     return _YAML_UNSAFE.sub(lambda m: f"\\u{ord(m.group()):04x}", data.decode()).encode()
 
 
+def failed_test(error: ApiError) -> bool:
+    """Whether a JSON patch was refused because one of its `test` operations failed.
+    kube-apiserver (v1.20.2) answers a JSON patch that does not apply to the object 422 Invalid
+    with a generic message and no causes, where a patched object it refuses (validation) comes
+    with causes naming the fields: so for a patch whose other operations always apply, a 422
+    without causes is a failed test."""
+    details = (error.body or {}).get("details") or {}
+    return error.status == 422 and not details.get("causes")
+
+
 def _retry_after(headers: Mapping[str, str]) -> float | None:
     value = headers.get("retry-after")  # names in lower case (http1, proxied)
     try:

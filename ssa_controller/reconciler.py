@@ -539,6 +539,9 @@ class Reconciler:
 
     def _apply_failed(self, key: str, apptask: Obj, live: Obj | None, generation: int,
                       exc: ApiError) -> Result:
+        if exc.reason == adopt.RACED:  # a lost race, not a problem to report: tried again
+            log.info("%s: %s; trying again", key, exc.message)
+            return Result(Outcome.CONFLICT, error=exc)
         if namespace_closed(exc):
             return self._namespace_closed(key, exc)
         if exc.status == 409:

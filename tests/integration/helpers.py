@@ -27,7 +27,6 @@ from ssa_controller.kube import (
     Obj,
 )
 from ssa_controller.metrics import Metrics
-from ssa_controller.reconciler import EventSink
 
 MANIFESTS = Path(__file__).resolve().parents[2] / "manifests"
 CONTROLLER_NAMESPACE = "ssa-controller-system"
@@ -239,16 +238,18 @@ def controller_client(cluster: ControlPlane, folder: Path, cls: type[Kube] = Hoo
 
 
 @contextlib.contextmanager
-def in_process(kube: Kube, namespace: str, events: EventSink | None = None,
+def in_process(kube: Kube, namespace: str, post_events: bool = False,
                **config: Any) -> Iterator[Controller]:
     """The real Controller in this process, its watches and workers on `kube`, restricted to
-    `namespace` (no leader election, an hourly resync, Events not posted unless `events` is
-    given; `config` adds keys); stopped, and `kube` closed, after the block."""
+    `namespace` (no leader election, an hourly resync, Events posted only if `post_events`;
+    `config` adds keys); stopped, and `kube` closed, after the block."""
     settings = parse_config({"namespaces": [namespace], "resync": {"period": "1h"},
                              "leaderElection": {"enabled": False}, **config})
-    recorder = events or EventRecorder(kube, instance="test", qps=1, burst=1, enabled=False)
-    controller = Controller(settings, kube, recorder, Metrics())
+    events = EventRecorder(kube, instance="test", qps=settings.events.qps,
+                           burst=settings.events.burst, enabled=post_events)
+    controller = Controller(settings, kube, events, Metrics())
     stop = threading.Event()
+    events.start()
     controller.start_watches(stop)
     try:
         assert controller.wait_synced(30)
@@ -258,4 +259,5 @@ def in_process(kube: Kube, namespace: str, events: EventSink | None = None,
         stop.set()
         controller.stop_watches()
         controller.stop_workers()
+        events.stop()
         kube.close()

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from ssa_controller import desired, drift, fieldset
+from ssa_controller import adopt, desired, drift, fieldset
 from ssa_controller.backoff import ItemBackoff
 from ssa_controller.config import ApplyConfig, BackoffConfig, Config
 from ssa_controller.fights import FightTracker
@@ -39,7 +39,11 @@ HANDOFF = "ssa-controller-handoff"
 BASE, CAP = 1.0, 4.0
 REPLICAS = ("f:spec", "f:replicas")
 IMMUTABLE = ApiError(422, "Invalid", 'Deployment.apps "web" is invalid: spec.selector: Invalid '
-                     "value: ...: field is immutable")
+                     "value: ...: field is immutable",
+                     {"details": {"causes": [{"field": "spec.selector"}]}})
+TEST_FAILED = ApiError(422, "Invalid", "the server rejected our request due to an error in our "
+                       "request", {"details": {}})
+"""kube-apiserver's answer to a JSON patch whose test operation failed (v1.20.2)."""
 UNAVAILABLE = ApiError(503, "ServiceUnavailable", "busy")
 
 
@@ -466,6 +470,23 @@ def test_a_refused_adoption_leaves_the_managed_fields_alone() -> None:
     result = harness.reconcile()
     assert harness.kube.kinds() == ["create", "get", "dry-run", "status"]
     assert (result.outcome, result.requeue_after) == ("invalid", BASE)
+
+
+def test_an_adoption_that_loses_a_race_is_tried_again_without_a_report() -> None:
+    """Issue 24 item 4: the Deployment changed between the read and the ownership move (its
+    rollout, an HPA): the guard's test fails (422). A conflict, retried with the normal
+    backoff: no Invalid phase, no Warning Event, no slow retry."""
+    harness = Harness(ADOPTING)
+    harness.given(apptask())
+    harness.kube.existing = foreign(apptask())
+    harness.kube.failures["managedFields"] = TEST_FAILED
+    result = harness.reconcile()
+    assert harness.kube.kinds() == ["create", "get", "dry-run", "get", "managedFields"]
+    assert result.outcome == "conflict" and result.error is not None
+    assert (result.error.reason, result.requeue_after) == (adopt.RACED, None)
+    assert (harness.events.reasons, len(harness.reconciler.rejections)) == ([], 0)
+    del harness.kube.failures["managedFields"]
+    assert harness.reconcile(after=BASE).outcome == "applied"
 
 
 def test_a_new_generation_is_applied_at_once_during_a_damped_fight() -> None:
