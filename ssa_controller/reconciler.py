@@ -24,7 +24,7 @@ from . import adopt, desired, diff, drift, fieldset, status
 from .backoff import ItemBackoff
 from .config import BackoffConfig, Config
 from .fights import Fight, FightTracker
-from .kube import APPTASKS, DEPLOYMENTS, MERGE_PATCH, ApiError, Kube, rfc3339
+from .kube import APPTASKS, DEPLOYMENTS, JSON_PATCH, ApiError, Kube, failed_test, rfc3339
 from .settle import StatusSettle
 from .status import Sync
 from .store import Cached, Store
@@ -236,6 +236,15 @@ def _create_only(body: Obj) -> Obj:
     return {**body, "metadata": {**body["metadata"], "resourceVersion": CREATE_ONLY}}
 
 
+def _status_write(apptask: Obj, wanted: Obj) -> list[Obj]:
+    """The status write: a JSON patch replacing the whole status, of the AppTask with this uid
+    only. A reconcile of an AppTask deleted and created again under its name since it was read
+    must not write onto the new one: the status subresource ignores a merge patch's
+    metadata.uid (v1.20.2 applies such a patch to the new AppTask), a `test` refuses it."""
+    return [{"op": "test", "path": "/metadata/uid", "value": apptask["metadata"]["uid"]},
+            {"op": "add", "path": "/status", "value": wanted}]
+
+
 def _comparison(apptask: Obj, live: Cached, manager: str) -> tuple[Any, ...]:
     """What a comparison of the rendered body with the live Deployment depends on: the body is
     a function of the AppTask's uid and generation; the Deployment's spec moves its generation;
@@ -339,6 +348,8 @@ class Reconciler:
             wait = self._vanished_wait(key, apptask)
             if wait > 0:
                 return Result(Outcome.SKIPPED, requeue_after=wait)
+        else:  # there (again): a later disappearance waits its whole grace
+            self._vanished.pop(key, None)
         if live is None and key in self._uncached:
             try:  # known to exist without our label: read it rather than try to create it
                 cached = self._fetch(key)
@@ -593,8 +604,7 @@ class Reconciler:
         if settle > 0 and sync.ok:
             return dataclasses.replace(result, requeue_after=settle)
         wanted = status.compute(apptask, deployment, sync, self.wallclock())
-        patch = status.patch_for(apptask.get("status"), wanted)
-        if patch is None:
+        if status.patch_for(apptask.get("status"), wanted) is None:
             return result
         hold = self._status_hold(key, apptask.get("status"), wanted)
         if hold > 0:
@@ -602,10 +612,11 @@ class Reconciler:
                 hold, result.requeue_after or hold))
         namespace, name = key.split("/", 1)
         try:
-            answer = self.kube.patch(APPTASKS.path(namespace, name, "status"), patch, MERGE_PATCH)
+            answer = self.kube.patch(APPTASKS.path(namespace, name, "status"),
+                                     _status_write(apptask, wanted), JSON_PATCH)
         except ApiError as exc:
-            if exc.status == 404:
-                return result
+            if exc.status == 404 or failed_test(exc):  # deleted (and maybe created again):
+                return result  # what is there now comes with its own watch events
             log.warning("%s: status patch failed: %s", key, exc)
             return dataclasses.replace(result, error=_first_error(result.error, exc))
         self.apptasks.record_write(answer)

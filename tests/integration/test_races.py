@@ -1,5 +1,7 @@
-"""Races the controller loses by a moment, forced against the real API server (issue 24, item 4):
-another writer changes the Deployment between the read and the ownership move of its adoption.
+"""Races the controller loses by a moment, forced against the real API server (issue 24, items 4
+and 7): another writer changes the Deployment between the read and the ownership move of its
+adoption; the AppTask is deleted and created again under its name between the read and the
+status write of a reconcile.
 
 The controller runs in this process (helpers.in_process, as the non-admin user bound by
 manifests/rbac.yaml) with a client whose hook acts just before the request in question is sent.
@@ -14,6 +16,7 @@ from typing import Any
 from helpers import (
     HookedKube,
     apptask,
+    container,
     controller_client,
     get_deployment,
     in_process,
@@ -24,12 +27,12 @@ from helpers import (
 
 from ssa_controller import desired
 from ssa_controller.envtest import ControlPlane, poll_until
-from ssa_controller.kube import DEPLOYMENTS, EVENTS, MERGE_PATCH, Kube, Obj
+from ssa_controller.kube import APPTASKS, DEPLOYMENTS, EVENTS, MERGE_PATCH, ApiError, Kube, Obj
 
 
 def phases_written(kube: HookedKube, name: str) -> list[str]:
     """The phases of the status writes the controller sent for AppTask `name`."""
-    return [body["status"]["phase"] for method, path, body in kube.writes
+    return [body[-1]["value"]["phase"] for method, path, body in kube.writes
             if path.endswith(f"/apptasks/{name}/status")]
 
 
@@ -65,3 +68,36 @@ def test_an_adoption_racing_a_change_of_the_deployment_is_retried_without_a_repo
     assert "Invalid" not in phases_written(kube, "adopted")
     warnings = [e for e in admin.list(EVENTS.path(namespace))["items"] if e["type"] == "Warning"]
     assert not warnings, [(e["reason"], e["note"]) for e in warnings]
+
+
+def test_a_status_write_for_an_apptask_created_again_meanwhile_is_refused(
+        admin: Kube, cluster: ControlPlane, namespace: str, tmp_path: Path) -> None:
+    """The status write carries the uid of the AppTask the reconcile read, in a JSON patch
+    test: the server refuses it on an AppTask of the same name created since (on v1.20.2 the
+    status subresource ignores a merge patch's metadata.uid and writes onto the new one)."""
+    kube: HookedKube = controller_client(cluster, tmp_path)
+    written: list[Obj | ApiError] = []
+
+    def created_again_first(send: Callable[[], Obj]) -> Obj:
+        admin.delete(APPTASKS.path(namespace, "twin"))
+        poll_until(lambda: not any(t["metadata"]["name"] == "twin" for t in admin.list(
+            APPTASKS.path(namespace))["items"]), timeout=10, message="the first twin gone")
+        put_apptask(admin, apptask("twin", namespace, replicas=0, image="nginx:1.27"))
+        try:
+            written.append(send())
+        except ApiError as exc:
+            written.append(exc)
+            raise
+        return written[-1]  # type: ignore[return-value]
+
+    fired = kube.hook(lambda method, path, params: path.endswith("/twin/status"),
+                      created_again_first)
+    with in_process(kube, namespace):
+        put_apptask(admin, apptask("twin", namespace, replicas=0))
+        poll_until(fired.is_set, timeout=30, message="the first twin's status write")
+        (stale,) = written
+        assert isinstance(stale, ApiError) and stale.status == 422, stale
+        poll_until(lambda: (d := get_deployment(admin, namespace, "twin"))
+                   and container(d)["image"] == "nginx:1.27"
+                   and status_of(admin, namespace, "twin").get("phase") == "Ready",
+                   timeout=90, message="the second twin converged")

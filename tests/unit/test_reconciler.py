@@ -21,6 +21,7 @@ from ssa_controller.fights import FightTracker
 from ssa_controller.kube import JSON_PATCH, ApiError
 from ssa_controller.reconciler import (
     CREATE_ONLY,
+    VANISHED_GRACE,
     Reconciler,
     Rejections,
     conflict_summary,
@@ -192,14 +193,19 @@ class RecordingKube:
         return copy.deepcopy(self.existing)
 
     def patch(self, path: str, body: Any, content_type: str, params: Obj | None = None) -> Obj:
-        kind = "managedFields" if content_type == JSON_PATCH else "status"
-        self.requests.append((kind, path))
+        assert content_type == JSON_PATCH
+        kind = "status" if path.endswith("/status") else "managedFields"
+        self.requests.append((kind, path, copy.deepcopy(body)))
         self._fail(kind)
         if kind == "managedFields":
             return copy.deepcopy(self.existing or {})
+        test, add = body
+        if test["value"] != self.apptask["metadata"]["uid"]:  # as kube-apiserver answers it
+            raise ApiError(422, "Invalid", "the server rejected our request due to an error in "
+                           "our request", {"details": {}})
         answer = copy.deepcopy(self.apptask)
         answer["metadata"]["resourceVersion"] = self.next_revision()
-        return {**answer, **body}
+        return {**answer, "status": add["value"]}
 
     def kinds(self) -> list[str]:
         return [request[0] for request in self.requests]
@@ -564,3 +570,44 @@ def test_a_status_write_waits_no_longer_than_the_settle_without_a_deployment_con
     assert harness.reconcile().requeue_after == 2.0
     assert harness.reconcile(after=1.5).requeue_after == pytest.approx(0.5)
     assert harness.reconcile(after=0.5).status_updated
+
+
+def converged(harness: Harness) -> Obj:
+    """An AppTask and its Deployment, reconciled once: the status is written (and names the
+    Deployment); returns the Deployment as cached."""
+    task = apptask()
+    live = deployment(task)
+    harness.given(task, live)
+    assert harness.reconcile().status_updated
+    return live
+
+
+def test_a_status_write_replaces_the_status_of_this_apptask_only() -> None:
+    """Issue 24 item 7: the write names the AppTask's uid in a test (the status subresource
+    ignores a merge patch's metadata.uid); one deleted and created again under its name since
+    it was read is left alone, without an error."""
+    harness = Harness()
+    harness.given(apptask(), deployment(apptask()))
+    written = harness.reconcile()
+    (_, _, (test, add)), = harness.kube.requests
+    assert test == {"op": "test", "path": "/metadata/uid", "value": "a1"}
+    assert (add["op"], add["path"], add["value"]["observedGeneration"]) == ("add", "/status", 1)
+    assert written.status_updated and harness.apptasks.get(KEY)["status"] == add["value"]
+    harness.given(apptask(generation=2, image="nginx:1.27"))
+    harness.kube.apptask = {**harness.kube.apptask, "metadata": {
+        **harness.kube.apptask["metadata"], "uid": "a2"}}  # the server has another one now
+    stale = harness.reconcile()
+    assert harness.kube.kinds() == ["apply", "status"]
+    assert (stale.outcome, stale.error, stale.status_updated) == ("applied", None, False)
+
+
+def test_a_deployment_back_within_the_grace_gives_the_next_disappearance_its_grace() -> None:
+    harness = Harness()
+    live = converged(harness)
+    harness.deployments.delete(live)
+    assert harness.reconcile().requeue_after == VANISHED_GRACE
+    harness.deployment_changed(live)  # back, e.g. a relist after a watch gap
+    assert harness.reconcile(after=VANISHED_GRACE / 2).outcome == "unchanged"
+    harness.deployments.delete(live)
+    gone_again = harness.reconcile(after=10.0)
+    assert (harness.kube.kinds(), gone_again.requeue_after) == ([], VANISHED_GRACE)
