@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -41,7 +42,11 @@ CREATE_ONLY = "1"
 """The metadata.resourceVersion sent with the apply that creates a Deployment the cache does not
 hold. As a precondition no existing object can meet (etcd revision 1 precedes every write), it
 makes the server answer 409 instead of silently taking over a Deployment that already exists;
-an absent Deployment is created, owned by the controller's Apply entry alone."""
+an absent Deployment is created, owned by the controller's Apply entry alone (kube-apiserver
+v1.20.2; see CreatePrecondition for servers that refuse it)."""
+PRECONDITION_REFUSALS = frozenset({400, 422, 500})
+"""The answers to a create-only apply that may be the server refusing the precondition itself
+(some answer 500 "resourceVersion should not be set on objects to be created")."""
 VANISHED_GRACE = 1.0
 """How long a Deployment that existed (the AppTask's status names it) and is gone from the cache
 waits before it is re-created. Its AppTask's deletion travels on another watch and may arrive
@@ -77,6 +82,8 @@ class Result:
     requeue_after: float | None = None
     status_updated: bool = False
     fight_detected: bool = False
+    precondition_dropped: bool = False
+    """This reconcile found that the server refuses the CREATE_ONLY precondition."""
     plan: diff.Plan | None = None
 
 
@@ -127,6 +134,36 @@ def namespace_closed(error: ApiError) -> bool:
         return (any(c.get("reason") == "NamespaceTerminating" for c in causes)
                 or "because it is being terminated" in error.message)
     return error.status == 404 and details.get("kind") == "namespaces"
+
+
+class CreatePrecondition:
+    """Whether creations carry the CREATE_ONLY precondition. Until the server has answered a
+    create-only apply with a creation or a 409 (then it honours the precondition), a refusal
+    that may be of the precondition itself (PRECONDITION_REFUSALS) is checked: the Deployment
+    is read, then applied without it. If that apply passes, the precondition was the problem,
+    and for the rest of the process creations read first and apply without it. A refusal of
+    the body is refused again and changes nothing. Thread-safe, pure."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._honoured = False
+        self.sent = True
+        """Whether creations carry the precondition."""
+
+    def honoured(self) -> None:
+        """The server answered a create-only apply with a creation or a 409."""
+        self._honoured = True
+
+    def suspect(self, error: ApiError) -> bool:
+        """Whether a create-only apply's refusal may be of the precondition."""
+        return self.sent and not self._honoured and error.status in PRECONDITION_REFUSALS
+
+    def refused(self) -> bool:
+        """An apply without the precondition passed where the create-only one was refused: stop
+        sending it. True the first time (the one to report)."""
+        with self._lock:
+            first, self.sent = self.sent, False
+        return first
 
 
 class Teardowns:
@@ -287,6 +324,7 @@ class Reconciler:
         """Keys whose Deployment the create-only apply found existing outside the cache."""
         self.status_min_interval = STATUS_MIN_INTERVAL
         self.teardowns = Teardowns()
+        self.creation = CreatePrecondition()
         self._vanished: dict[str, float] = {}
         """When a Deployment the AppTask had was first found missing (see VANISHED_GRACE)."""
         self._failing_since: dict[str, float] = {}
@@ -350,8 +388,8 @@ class Reconciler:
                 return Result(Outcome.SKIPPED, requeue_after=wait)
         else:  # there (again): a later disappearance waits its whole grace
             self._vanished.pop(key, None)
-        if live is None and key in self._uncached:
-            try:  # known to exist without our label: read it rather than try to create it
+        if live is None and (key in self._uncached or not self.creation.sent):
+            try:  # known to exist without our label, or creations read first: read it
                 cached = self._fetch(key)
             except ApiError as exc:
                 return self._failed(key, apptask, None, exc)
@@ -501,20 +539,34 @@ class Reconciler:
             f"({fight.takebacks} take-backs); re-applying with growing backoff")
 
     def _apply(self, key: str, apptask: Obj, body: Obj, cached: Cached | None, generation: int,
-               fight_found: bool) -> Result:
+               fight_found: bool, checking: ApiError | None = None) -> Result:
+        """Apply `body`: a Deployment the cache does not hold under the CREATE_ONLY
+        precondition while the server takes it, unless this apply is `checking` a create-only
+        apply's refusal (see CreatePrecondition)."""
         namespace, name = key.split("/", 1)
         path = DEPLOYMENTS.path(namespace, name)
         live = None if cached is None else cached.obj
+        create_only = live is None and self.creation.sent and checking is None
         try:
             if cached is not None and not self.dry_run:
                 self._transfer_ownership(key, apptask, path, body, cached)
-            answer = self.kube.apply(path, body if live is not None else _create_only(body),
+            answer = self.kube.apply(path, _create_only(body) if create_only else body,
                                      field_manager=self.config.field_manager,
                                      force=self.config.apply.force, dry_run=self.dry_run)
         except ApiError as exc:
-            if live is None and exc.status == 409:
+            if create_only and exc.status == 409:
+                self.creation.honoured()
                 return self._found_uncached(key, apptask, body)
+            if create_only and self.creation.suspect(exc):
+                return self._read_then_create(key, apptask, body, generation, exc)
             return self._apply_failed(key, apptask, live, generation, exc)
+        if create_only:
+            self.creation.honoured()
+        dropped = checking is not None and self.creation.refused()
+        if dropped:
+            log.warning("the API server refuses create-only applies (%s): from now on a "
+                        "Deployment is read before it is created, and applied without the "
+                        "precondition", checking)
         self.rejections.forget(key)
         if self.dry_run:
             plan = diff.plan(key, live, answer)
@@ -530,7 +582,21 @@ class Reconciler:
         if _rollout_unobserved(answer):
             self.settling.applied(key, self.clock())
         return self._finish(key, apptask, self.deployments.get(key), *self._calm_or_fight(
-            key, generation, name, Result(Outcome.APPLIED, fight_detected=fight_found)))
+            key, generation, name, Result(Outcome.APPLIED, fight_detected=fight_found,
+                                          precondition_dropped=dropped)))
+
+    def _read_then_create(self, key: str, apptask: Obj, body: Obj, generation: int,
+                          refusal: ApiError) -> Result:
+        """The create-only apply was refused with `refusal`, perhaps for its precondition: read
+        the Deployment, then apply without the precondition (see CreatePrecondition)."""
+        try:
+            cached = self._fetch(key)
+        except ApiError as exc:
+            return self._failed(key, apptask, None, exc)
+        if cached is not None:  # there after all, outside the cache: judged as such
+            self._uncached.add(key)
+            return self._converge_unless_foreign(key, apptask, body, cached)
+        return self._apply(key, apptask, body, None, generation, False, checking=refusal)
 
     def _transfer_ownership(self, key: str, apptask: Obj, path: str, body: Obj,
                             live: Cached) -> None:

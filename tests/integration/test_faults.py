@@ -1,11 +1,11 @@
-"""Reliability under faults (issue 9, items 1, 3 and 4; issue 24, items 1 and 3), against the
-real API server.
+"""Reliability under faults (issue 9, items 1, 3 and 4; issue 24, items 1, 3 and 6), against
+the real API server.
 
 The controller runs as a separate process; faults come from kube-apiserver itself (killed and
 started again mid-burst) or from `faultproxy.FaultProxy` between the two (silent stalls, stalled
-writes, throttling, server errors, resets, TLS handshakes held, expired continue tokens). Tests
-assert on outcomes: objects converged, the proxy's record of requests, the audit log, the
-controller's metrics. Fixed waits are fault windows only.
+writes, throttling, server errors, resets, TLS handshakes held, expired continue tokens,
+create-only applies refused). Tests assert on outcomes: objects converged, the proxy's record
+of requests, the audit log, the controller's metrics. Fixed waits are fault windows only.
 """
 
 from __future__ import annotations
@@ -377,6 +377,30 @@ def test_an_expired_continue_token_falls_back_to_one_unpaged_list_and_relists_ba
         watching.interrupt()
         thread.join(10)
         kube.close()
+
+
+def test_a_server_refusing_create_only_applies_gets_read_then_apply(
+        admin, controller, namespace, cluster, proxy):
+    """Issue 24, item 6: every apply carrying the create-only precondition is answered 500, as
+    some servers answer it ("resourceVersion should not be set on objects to be created").
+    The first creation finds the same apply accepted without it; from then on creations read
+    first and apply without it (counted once), so the second costs a GET and an apply."""
+    process = controller(scoped(namespace), server_url=proxy.url)
+    proxy.inject([500], methods={"PATCH"}, body=b'"resourceVersion":"1"')
+    tasks = {}
+    for name in ("first", "second"):
+        mark = cluster.audit.mark()
+        tasks[name] = put_apptask(admin, apptask(name, namespace, replicas=0))
+        poll_until(lambda n=name: status_of(admin, namespace, n).get("phase") == "Ready",
+                   timeout=30, message=f"{name} Ready")
+    assert proxy.outcomes(injected=True) == {500: 1}
+    assert process.metric("ssa_controller_create_precondition_fallbacks_total") == 1
+    verbs = [e.verb for e in cluster.audit.select(mark, user=CONTROLLER, resource="deployments",
+                                                  name="second")]
+    assert verbs == ["get", "patch"]
+    for name, task in tasks.items():
+        owner, = get_deployment(admin, namespace, name)["metadata"]["ownerReferences"]
+        assert owner["uid"] == task["metadata"]["uid"]
 
 
 def test_apiserver_restart_mid_burst_loses_and_duplicates_nothing(

@@ -22,6 +22,7 @@ from ssa_controller.kube import JSON_PATCH, ApiError
 from ssa_controller.reconciler import (
     CREATE_ONLY,
     VANISHED_GRACE,
+    CreatePrecondition,
     Reconciler,
     Rejections,
     conflict_summary,
@@ -45,6 +46,7 @@ IMMUTABLE = ApiError(422, "Invalid", 'Deployment.apps "web" is invalid: spec.sel
 TEST_FAILED = ApiError(422, "Invalid", "the server rejected our request due to an error in our "
                        "request", {"details": {}})
 """kube-apiserver's answer to a JSON patch whose test operation failed (v1.20.2)."""
+NO_PRECONDITION = ApiError(500, "", "resourceVersion should not be set on objects to be created")
 UNAVAILABLE = ApiError(503, "ServiceUnavailable", "busy")
 
 
@@ -158,6 +160,8 @@ class RecordingKube:
         self.apptask: Obj = {}
         self.applied: Obj = {}
         """The answer to the last apply, as its watch event will bring it."""
+        self.create_only_refused: ApiError | None = None
+        """How a server refusing the CREATE_ONLY precondition answers it (None: honours it)."""
         self._revision = 100
 
     def _fail(self, kind: str) -> None:
@@ -174,6 +178,8 @@ class RecordingKube:
         kind = "dry-run" if dry_run else "handoff" if field_manager == HANDOFF else \
             "create" if create_only else "apply"
         self.requests.append((kind, field_manager, force, copy.deepcopy(body)))
+        if create_only and self.create_only_refused is not None:
+            raise self.create_only_refused
         if create_only and self.existing is not None:
             raise ApiError(409, "Conflict", "the object has been modified")
         self._fail("apply" if kind == "create" else kind)
@@ -372,8 +378,10 @@ def test_a_refused_generation_is_retried_only_with_backoff() -> None:
     harness.given(apptask())
     harness.kube.failures["apply"] = IMMUTABLE
     first = harness.reconcile()
-    assert harness.kube.kinds() == ["create", "status"]
+    # Refused before any creation passed: perhaps for the precondition, checked without it.
+    assert harness.kube.kinds() == ["create", "get", "apply", "status"]
     assert (first.outcome, first.requeue_after, first.error) == ("invalid", BASE, None)
+    assert harness.reconciler.creation.sent
     assert "ApplyRejected" in harness.events.reasons
     resync = harness.reconcile(after=0.4)
     assert harness.kube.kinds() == []
@@ -611,3 +619,38 @@ def test_a_deployment_back_within_the_grace_gives_the_next_disappearance_its_gra
     harness.deployments.delete(live)
     gone_again = harness.reconcile(after=10.0)
     assert (harness.kube.kinds(), gone_again.requeue_after) == ([], VANISHED_GRACE)
+
+
+def test_a_server_refusing_the_create_only_precondition_gets_read_then_apply() -> None:
+    """Issue 24 item 6: the create-only apply refused (500 on some servers) while the same
+    body without the precondition is accepted: creations read first from then on, for the
+    life of the process, reported once."""
+    harness = Harness()
+    harness.kube.create_only_refused = NO_PRECONDITION
+    harness.given(apptask())
+    first = harness.reconcile()
+    assert harness.kube.kinds() == ["create", "get", "apply", "status"]
+    assert (first.outcome, first.error, first.precondition_dropped) == ("applied", None, True)
+    harness.apptasks.delete(harness.kube.apptask)
+    harness.deployments.delete(harness.kube.applied)
+    harness.reconciler.forget(KEY)
+    harness.given(apptask())  # created again: its Deployment too
+    again = harness.reconcile()
+    assert harness.kube.kinds() == ["get", "apply", "status"]
+    assert (again.outcome, again.precondition_dropped) == ("applied", False)
+
+
+def test_a_refusal_is_suspected_of_being_the_preconditions_only_until_it_is_honoured() -> None:
+    creation = CreatePrecondition()
+    assert creation.suspect(NO_PRECONDITION) and creation.suspect(IMMUTABLE)
+    assert not any(creation.suspect(error) for error in (
+        UNAVAILABLE, ApiError(403, "Forbidden", "cannot patch"), ApiError(0, "", "reset"),
+        ApiError(429, "TooManyRequests", "slow down")))
+    creation.honoured()
+    assert creation.sent and not creation.suspect(NO_PRECONDITION)
+
+
+def test_dropping_the_precondition_is_reported_once() -> None:
+    creation = CreatePrecondition()
+    assert creation.refused() and not creation.refused()
+    assert not creation.sent and not creation.suspect(NO_PRECONDITION)
