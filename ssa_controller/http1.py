@@ -22,6 +22,7 @@ it ends, never pooled again.
 from __future__ import annotations
 
 import io
+import re
 import select
 import socket
 import ssl
@@ -37,6 +38,9 @@ MAX_HEADERS = 256
 READ_SIZE = 65536
 """The most read at once from a body that runs to the end of its connection."""
 NO_BODY_STATUSES = frozenset({204, 304})
+_CHUNK_SIZE = re.compile(rb"[0-9A-Fa-f]{1,16}")
+"""A chunk size as Go's net/http reads it: hex digits only (no sign, prefix or underscore), at
+most 16 of them."""
 SocketOption = tuple[int, int, int]
 
 
@@ -68,7 +72,8 @@ def _within(timeout: float, deadline: float | None) -> float:
 class Response:
     status: int
     headers: Mapping[str, str]
-    """Header names in lower case."""
+    """Header names in lower case; a header sent more than once has its values joined by ", "
+    (RFC 9110, 5.3)."""
     data: bytes
 
 
@@ -147,7 +152,8 @@ def _head(reader: _Reader) -> tuple[int, bool, dict[str, str]]:
             name, colon, value = line.partition(b":")
             if not colon:
                 raise TransportError(f"malformed header line: {line[:80]!r}")
-            headers[name.strip().lower().decode("latin-1")] = value.strip().decode("latin-1")
+            key, text = name.strip().lower().decode("latin-1"), value.strip().decode("latin-1")
+            headers[key] = f"{headers[key]}, {text}" if key in headers else text
         else:
             raise TransportError(f"more than {MAX_HEADERS} header lines")
         status = int(code)
@@ -160,11 +166,10 @@ def _head(reader: _Reader) -> tuple[int, bool, dict[str, str]]:
 def _chunks(reader: _Reader) -> Iterator[bytes]:
     """A chunked body's chunks (trailers read and dropped)."""
     while True:
-        size_text = reader.line().split(b";", 1)[0].strip()
-        try:
-            size = int(size_text, 16)
-        except ValueError:
-            raise TransportError(f"malformed chunk size: {size_text[:20]!r}") from None
+        size_text = reader.line().split(b";", 1)[0].rstrip()
+        if not _CHUNK_SIZE.fullmatch(size_text):
+            raise TransportError(f"malformed chunk size: {size_text[:20]!r}")
+        size = int(size_text, 16)
         if size == 0:
             while reader.line() not in (b"\r\n", b"\n"):  # trailers
                 pass
@@ -346,7 +351,7 @@ class Stream:
                  pieces: Iterator[bytes]) -> None:
         self.status = status
         self.headers = headers
-        """Header names in lower case."""
+        """Header names in lower case, repeated ones joined (as Response's)."""
         self._connection, self._pieces = connection, pieces
 
     def chunks(self) -> Iterator[bytes]:

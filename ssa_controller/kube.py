@@ -42,7 +42,7 @@ from urllib.request import getproxies
 
 import orjson
 
-from . import http1, serviceaccount
+from . import http1, serverwarnings, serviceaccount
 
 APPLY_PATCH = "application/apply-patch+yaml"
 MERGE_PATCH = "application/merge-patch+json"
@@ -72,6 +72,8 @@ RequestObserver = Callable[[str, int, float], None]
 class _Status(Protocol):
     @property
     def status(self) -> int: ...
+    @property
+    def headers(self) -> Mapping[str, str]: ...
 
 
 _Answer = TypeVar("_Answer", bound=_Status)
@@ -185,7 +187,13 @@ def _error_from(status: int, data: bytes, headers: Mapping[str, str]) -> ApiErro
     if isinstance(body, dict):
         return ApiError(status, str(body.get("reason", "")), str(body.get("message", "")), body,
                         _retry_after(headers))
-    return ApiError(status, "", data[:200].decode("utf-8", "replace"), None, _retry_after(headers))
+    text = data[:200].decode("utf-8", "replace") or f"an answer {status} without a body" + (
+        f" (Location: {headers['location']})" if "location" in headers else "")
+    return ApiError(status, "", text, None, _retry_after(headers))
+
+
+def _succeeded(status: int) -> bool:
+    return 200 <= status < 300
 
 
 class _Body(Protocol):
@@ -524,6 +532,8 @@ class Kube:
         self.request_timeout = request_timeout
         self.write_limiter = write_limiter
         self.observer = observer
+        self.warnings = serverwarnings.WarningLog()
+        """The server's warnings, each logged once (shared by with_write_limit's copies)."""
         make = _pool_factory(self.server, verify=verify, ca_file=ca_file,
                              tls_server_name=tls_server_name,
                              proxy_url=proxy_url, max_connections=max_connections)
@@ -597,7 +607,8 @@ class Kube:
         return data, self._headers(content_type if body is not None else None)
 
     def _observed(self, method: str, send: Callable[[], _Answer]) -> _Answer:
-        """send()'s answer, reported to the observer; a transport failure as ApiError(0)."""
+        """send()'s answer, reported to the observer, its server warnings logged; a transport
+        failure as ApiError(0)."""
         started = time.monotonic()
         try:
             response = send()
@@ -605,6 +616,7 @@ class Kube:
             self._observe(method, 0, started)
             raise ApiError(0, "TransportError", str(exc)) from exc
         self._observe(method, response.status, started)
+        self.warnings.log(response.headers.get("warning"))
         return response
 
     def _observe(self, method: str, status: int, started: float) -> None:
@@ -614,14 +626,15 @@ class Kube:
     def request(self, method: str, path: str, *, params: Mapping[str, Any] | None = None,
                 body: Any = None, content_type: str | None = "application/json",
                 timeout: float | None = None) -> Obj:
-        """Send one request and return the decoded JSON body; raise ApiError on >= 400.
+        """Send one request and return the decoded JSON body; raise ApiError on any status but
+        2xx (a 3xx too: redirects are not followed, and an empty one is no success).
         `timeout` (default: `request_timeout`) bounds the whole request, from the connect to
         the last byte of the answer; nothing is sent once it has passed."""
         data, headers = self._prepared(method, body, content_type)
         target = self._target(path, params)
         response = self._observed(method, lambda: self._pool.send(
             method, target, headers, data, timeout or self.request_timeout))
-        if response.status >= 400:
+        if not _succeeded(response.status):
             raise _error_from(response.status, response.data, response.headers)
         return orjson.loads(response.data) if response.data else {}
 
@@ -667,7 +680,7 @@ class Kube:
         target = self._target(path, {**params, "watch": True})
         stream = self._observed("GET", lambda: self._pool.stream("GET", target, headers,
                                                                  timeout))
-        if stream.status >= 400:
+        if not _succeeded(stream.status):
             try:
                 data = stream.read()
             except http1.TransportError as exc:

@@ -19,7 +19,8 @@ from . import http1
 
 
 def _headers(response: urllib3.BaseHTTPResponse) -> dict[str, str]:
-    return {name.lower(): value for name, value in response.headers.items()}
+    """As http1's: names in lower case, the values of a repeated header joined by ", "."""
+    return {name.lower(): response.headers[name] for name in response.headers}
 
 
 class ProxiedStream:

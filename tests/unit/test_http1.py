@@ -159,6 +159,14 @@ def test_headers_are_read_in_lower_case_and_statuses_as_sent(script, pool_for) -
     assert (answer.status, answer.headers["retry-after"], answer.data) == (429, "3", b"{}")
 
 
+def test_a_repeated_header_keeps_every_value(script, pool_for) -> None:
+    server = script(b'HTTP/1.1 200 OK\r\nWarning: 299 - "first, with a comma"\r\nX-One: 1\r\n'
+                    b'warning: 299 - "second"\r\nContent-Length: 2\r\n\r\n{}')
+    answer = get(pool_for(server))
+    assert answer.headers["warning"] == '299 - "first, with a comma", 299 - "second"'
+    assert answer.headers["x-one"] == "1"
+
+
 def test_interim_answers_are_skipped_and_no_content_has_no_body(script, pool_for) -> None:
     server = script(b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 204 No Content\r\n\r\n", ok(b"next"))
     pool = pool_for(server)
@@ -218,6 +226,16 @@ def test_a_malformed_or_cut_answer_is_a_transport_error_and_its_connection_dropp
         get(pool)
     assert get(pool).data == b"fresh"
     assert server.connections == 2
+
+
+@pytest.mark.parametrize("size", [b"-1", b"0x3", b"1_0", b"+3", b" 3", b"1" * 17])
+def test_a_chunk_size_that_is_not_plain_hex_is_a_transport_error(script, pool_for, size) -> None:
+    """As Go's net/http reads them: int(x, 16) would take a sign, a 0x prefix, underscores
+    and spaces (a chunk of -1 read to the end of the connection)."""
+    server = script(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n%s\r\n{}}\r\n"
+                    b"0\r\n\r\n" % size, CLOSE)
+    with pytest.raises(TransportError, match="malformed chunk size"):
+        get(pool_for(server))
 
 
 def test_a_silent_server_is_a_timeout(script, pool_for) -> None:

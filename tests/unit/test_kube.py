@@ -51,6 +51,10 @@ class Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:  # noqa: N802 - http.server's naming
         self.server.respond(self)
 
+    def do_PUT(self) -> None:  # noqa: N802 - http.server's naming
+        self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        self.server.respond(self)
+
     def log_message(self, *args: Any) -> None:
         pass
 
@@ -208,7 +212,7 @@ def test_an_error_without_json_keeps_the_start_of_the_body_as_its_message() -> N
     assert (error.status, error.reason, error.body) == (502, "", None)
     assert error.message.startswith("<html>bad gateway</html>")
     assert len(error.message) == 200
-    assert _error_from(500, b"", {}).message == ""
+    assert _error_from(500, b"", {}).message == "an answer 500 without a body"
     assert _error_from(500, b"[1, 2]", {}).body is None  # JSON, but not a Status
 
 
@@ -217,6 +221,46 @@ def test_retry_after_is_read_in_seconds(header: str, expected: float | None) -> 
     body = json.dumps({"kind": "Status", "reason": "TooManyRequests", "message": "slow down"})
     error = _error_from(429, body.encode(), {"retry-after": header})
     assert (error.reason, error.retry_after) == ("TooManyRequests", expected)
+
+
+@pytest.mark.parametrize("status", [301, 302, 304, 307])
+def test_a_redirect_is_no_success(serve, client, status) -> None:
+    """Redirects are not followed; an empty 3xx to a Lease PUT must not count as a renewal."""
+    def respond(handler: Handler) -> None:
+        handler.send_response(status)
+        handler.send_header("Location", "https://elsewhere.invalid/")
+        handler.send_header("Content-Length", "0")
+        handler.end_headers()
+
+    kube = client(serve(respond).url())
+    with pytest.raises(ApiError) as caught:
+        kube.update("/apis/coordination.k8s.io/v1/namespaces/n/leases/l", {"spec": {}})
+    assert caught.value.status == status
+    assert "without a body (Location: https://elsewhere.invalid/)" in caught.value.message
+
+
+@pytest.mark.parametrize("through_proxy", [False, True], ids=["direct", "proxied"])
+def test_every_server_warning_is_logged_once(serve, client, through_proxy,
+                                             caplog: pytest.LogCaptureFixture) -> None:
+    """kube-apiserver sends one Warning header per warning; all are kept, each text logged once
+    however often it comes (as client-go's deduplicating warning writer)."""
+    def respond(handler: Handler) -> None:
+        handler.send_response(200)
+        for text in ("apps/v1beta1 is deprecated, use apps/v1", 'unknown field \\"spec.x\\"'):
+            handler.send_header("Warning", f'299 - "{text}"')
+        handler.send_header("Content-Length", "2")
+        handler.end_headers()
+        handler.wfile.write(b"{}")
+
+    server = serve(respond)
+    kube = client("http://kube.invalid:6443", proxy_url=server.url()) if through_proxy \
+        else client(server.url())
+    with caplog.at_level("WARNING", logger="ssa_controller.serverwarnings"):
+        for _ in range(3):
+            kube.get("/version")
+    assert [r.getMessage() for r in caplog.records] == [
+        "the API server warns: apps/v1beta1 is deprecated, use apps/v1",
+        'the API server warns: unknown field "spec.x"']
 
 
 def test_an_error_status_from_the_server_raises_api_error(serve, client) -> None:
