@@ -1,10 +1,10 @@
-"""Reliability under faults (issue 9, items 1, 3 and 4; issue 24, items 1, 3 and 6), against
-the real API server.
+"""Reliability under faults (issue 9, items 1, 3 and 4; issue 24, items 1, 3, 6 and the readiness
+part of 7), against the real API server.
 
 The controller runs as a separate process; faults come from kube-apiserver itself (killed and
 started again mid-burst) or from `faultproxy.FaultProxy` between the two (silent stalls, stalled
 writes, throttling, server errors, resets, TLS handshakes held, expired continue tokens,
-create-only applies refused). Tests assert on outcomes: objects converged, the proxy's record
+create-only applies refused, credentials refused). Tests assert on outcomes: objects converged, the proxy's record
 of requests, the audit log, the controller's metrics. Fixed waits are fault windows only.
 """
 
@@ -401,6 +401,28 @@ def test_a_server_refusing_create_only_applies_gets_read_then_apply(
     for name, task in tasks.items():
         owner, = get_deployment(admin, namespace, name)["metadata"]["ownerReferences"]
         assert owner["uid"] == task["metadata"]["uid"]
+
+
+def test_readyz_fails_while_the_credentials_are_refused_and_passes_once_they_are_taken(
+        controller, namespace, proxy):
+    """Every request answered 401, as for a revoked token: /readyz fails once the refusals
+    have lasted timeouts.request (3 s here; watches renewed every 1-1.5 s keep requests
+    coming), and passes again at the first answer that is not a 401."""
+    lasting = 3.0
+    process = controller(scoped(namespace, timeouts={"request": f"{lasting:g}s", "watch": "1s"}),
+                         server_url=proxy.url)
+
+    def readyz() -> int:
+        return process.get(process.health_port, "/readyz")[0]
+    proxy.inject([401])
+    unready = poll_until(lambda: readyz() == 500 and time.monotonic(), timeout=30,
+                         interval=0.1, message="unready while every answer is 401")
+    refused = unready - min(r.at for r in proxy.records() if r.injected)
+    proxy.pass_through()
+    seconds = timed(lambda: readyz() == 200, 30, "ready again once the credentials are taken")
+    print(f"unready {refused:.1f}s after the first 401; ready {seconds:.1f}s after they stopped")
+    assert lasting - 0.2 <= refused <= lasting + 2.0
+    assert process.proc.poll() is None
 
 
 def test_apiserver_restart_mid_burst_loses_and_duplicates_nothing(
