@@ -4,8 +4,9 @@ part of 7), against the real API server.
 The controller runs as a separate process; faults come from kube-apiserver itself (killed and
 started again mid-burst) or from `faultproxy.FaultProxy` between the two (silent stalls, stalled
 writes, throttling, server errors, resets, TLS handshakes held, expired continue tokens,
-create-only applies refused, credentials refused). Tests assert on outcomes: objects converged, the proxy's record
-of requests, the audit log, the controller's metrics. Fixed waits are fault windows only.
+create-only applies refused, credentials refused). Tests assert on outcomes: objects converged,
+the proxy's record of requests, the audit log, the controller's metrics. Fixed waits are fault
+windows only.
 """
 
 from __future__ import annotations
