@@ -1,9 +1,10 @@
 """Renders an AppTask into the minimal server-side apply body of its Deployment. Pure, no I/O.
 
-The body holds only what the controller owns: identity, the owner reference, the managed-by
-label, the selector, and exactly the fields the AppTask specifies. No nulls, no empty values, no
-defaults the user did not ask for (a port's protocol is always sent: it is part of the list key
-the API server merges ports by, and the CRD defaults it to TCP anyway).
+The body holds only what the controller owns: identity, the owner reference (the controller
+reference with blockOwnerDeletion, as controller-runtime's SetControllerReference makes it), the
+managed-by label, the selector, and exactly the fields the AppTask specifies. No nulls, no empty
+values, no defaults the user did not ask for (a port's protocol is always sent: it is part of
+the list key the API server merges ports by, and the CRD defaults it to TCP anyway).
 """
 
 from __future__ import annotations
@@ -157,7 +158,8 @@ def render(apptask: Mapping[str, Any]) -> dict[str, Any]:
             "namespace": namespace,
             "labels": {MANAGED_BY_LABEL: MANAGED_BY_VALUE},
             "ownerReferences": [{"apiVersion": API_VERSION, "kind": KIND, "name": name,
-                                 "uid": meta["uid"], "controller": True}],
+                                 "uid": meta["uid"], "controller": True,
+                                 "blockOwnerDeletion": True}],
         },
         "spec": deployment_spec,
     }

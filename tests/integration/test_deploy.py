@@ -507,6 +507,7 @@ EXPECTED_FAILURE = {
     ("example.com", "apptasks", "list"): "caches synced",
     ("example.com", "apptasks", "watch"): "Deployment created",
     ("example.com", "apptasks/status", "patch"): "status written",
+    ("example.com", "apptasks/finalizers", "update"): "Deployment created",
     ("apps", "deployments", "get"): "an existing unowned Deployment read and refused",
     ("apps", "deployments", "list"): "caches synced",
     ("apps", "deployments", "watch"): "Deployment status observed",
