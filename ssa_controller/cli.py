@@ -1,4 +1,6 @@
-"""The command line: `ssa-controller run | diff | install-crds | lab`."""
+"""The command line: `ssa-controller run | diff | install-crds | lab`. The failure-mode lab is a
+package of its own (ssa_lab: not in the runtime package nor the image, its bad controllers are
+wrong on purpose), loaded by the `lab` command only, which parses its own arguments."""
 
 from __future__ import annotations
 
@@ -19,6 +21,8 @@ from .runner import Process
 
 log = logging.getLogger("ssa_controller")
 EXIT_ERROR = 2
+LAB_HELP = ("the failure-mode lab: deliberately bad controllers beside this one, measured (exit "
+            "1: not as expected)")
 
 
 class UsageError(Exception):
@@ -50,10 +54,7 @@ def _parser() -> argparse.ArgumentParser:
     install = sub.add_parser("install-crds", help="install or upgrade the AppTask CRD")
     common(install)
     install.add_argument("--file", type=Path, help="CRD manifest (default: manifests/crd.yaml)")
-    from .lab import run as lab
-    lab.add_arguments(sub.add_parser("lab", help="the failure-mode lab: deliberately bad "
-                                     "controllers beside this one, measured (exit 1: not as "
-                                     "expected)"))
+    sub.add_parser("lab", add_help=False, help=f"{LAB_HELP}; see lab --help")
     return parser
 
 
@@ -147,15 +148,28 @@ def _install_crds(args: argparse.Namespace) -> int:
 
 
 def _lab(args: argparse.Namespace) -> int:
-    from .lab import run as lab
     try:
-        return lab.main(args)
+        from ssa_lab import run as lab
+    except ModuleNotFoundError as exc:
+        if exc.name != "ssa_lab":
+            raise
+        raise UsageError("the failure-mode lab is not installed here (it is not part of the "
+                         "controller's image): install the project from its source tree") from exc
+    parser = argparse.ArgumentParser(prog="ssa-controller lab", description=LAB_HELP)
+    lab.add_arguments(parser)
+    try:
+        return lab.main(parser.parse_args(args.lab))
     except lab.ERRORS as exc:
         raise UsageError(str(exc)) from exc
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args, rest = parser.parse_known_args(argv)
+    if args.command == "lab":
+        args.lab = rest  # the lab's own arguments, parsed by the lab
+    elif rest:
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
     command = {"run": _run, "diff": _diff, "install-crds": _install_crds,
                "lab": _lab}[args.command]
     try:

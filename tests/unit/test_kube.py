@@ -515,6 +515,26 @@ def test_a_pod_without_a_proxy_loads_neither_the_kubernetes_package_nor_urllib3(
     assert loaded.strip() == "[]"
 
 
+def test_run_loads_neither_the_lab_nor_the_local_control_plane(in_cluster) -> None:
+    """`ssa-controller run`, through its real entry point as a pod runs it (one pass here),
+    imports neither the failure-mode lab (its bad controllers) nor envtest (only --local needs
+    it), nor urllib3 or the kubernetes package: -X importtime names every module imported."""
+    def empty_lists(handler: Handler) -> None:
+        handler.send_json(200, {"kind": "List", "metadata": {"resourceVersion": "1"},
+                                "items": []})
+
+    in_cluster.server.respond = empty_lists
+    done = subprocess.run([sys.executable, "-X", "importtime", "-m", "ssa_controller", "run",
+                           "--once"], capture_output=True, text=True, cwd=ROOT, timeout=60,
+                          check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    imported = {line.rsplit("|", 1)[-1].strip() for line in done.stderr.splitlines()
+                if line.startswith("import time:")}
+    assert {"ssa_controller.runner", "ssa_controller.controller"} <= imported
+    assert sorted(m for m in imported if m.split(".")[0] in ("ssa_lab", "urllib3", "kubernetes")
+                  or m.startswith("ssa_controller.envtest")) == []
+
+
 def test_in_cluster_requests_take_the_environments_proxy_unless_no_proxy_matches(
         in_cluster, monkeypatch: pytest.MonkeyPatch) -> None:
     with socket.socket() as sock:
