@@ -34,8 +34,9 @@ INTEGRATION = Path(__file__).parent / "integration"
 REQUIRE_CLUSTER = "SSA_REQUIRE_CLUSTER"
 OWNER_REFERENCE_ENFORCEMENT = "--enable-admission-plugins=OwnerReferencesPermissionEnforcement"
 """The admission plugin of clusters (OpenShift's among them) that refuses blockOwnerDeletion on
-an owner reference without `update` on the owner's finalizers: so the tests prove the
-manifests' RBAC grants it."""
+an owner reference without `update` on the owner's finalizers, and a change of an existing
+object's owner references without `delete` on it: so the tests prove the manifests' RBAC grants
+both."""
 
 
 OPT_IN_MARKERS = ("soak", "lab")
