@@ -9,6 +9,7 @@ manifests/rbac.yaml) with a client whose hook acts just before the request in qu
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -58,9 +59,11 @@ def test_an_adoption_racing_a_change_of_the_deployment_is_retried_without_a_repo
     with in_process(kube, namespace, post_events=True, apply={"adoptExisting": True}):
         task = put_apptask(admin, apptask("adopted", namespace, replicas=1))
         poll_until(fired.is_set, timeout=30, message="the ownership move, raced")
+        raced = time.monotonic()
         deployment = poll_until(
             lambda: (d := get_deployment(admin, namespace, "adopted"))
             and desired.controller_ref(d) and d, timeout=30, message="adopted on a retry")
+        print(f"adopted {time.monotonic() - raced:.1f}s after the lost race")
         assert desired.controller_ref(deployment)["uid"] == task["metadata"]["uid"]
         assert deployment["metadata"]["annotations"]["example.com/rollout"] == "1"
         poll_until(lambda: status_of(admin, namespace, "adopted").get("phase") == "Ready",
