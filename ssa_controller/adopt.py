@@ -6,7 +6,9 @@ the client-side managers would still co-own the AppTask's fields and a field the
 drops would stay. As client-go's csaupgrade does, the fields the AppTask manages are moved from
 those managers' entries into the controller's Apply entry first, in one JSON patch guarded by the
 object's resourceVersion, and only once a dry-run apply shows the server accepts the body, so a
-refused apply (an immutable selector, an admission webhook) leaves the Deployment as it was.
+refused apply (an immutable selector, an admission webhook) leaves the Deployment as it was. If
+the Deployment changed between the read and the patch (its rollout, an HPA), the guard's test
+fails: that is a lost race, raised as a conflict (RACED) to be tried again, not a refused body.
 
 Hand-off of a released field: when an AppTask stops specifying `replicas` (to leave scaling to an
 HPA or a person), the apply that releases `spec.replicas` would make the server remove it if no
@@ -21,7 +23,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from . import fieldset
-from .kube import DEPLOYMENTS, JSON_PATCH, Kube, rfc3339
+from .kube import DEPLOYMENTS, JSON_PATCH, ApiError, Kube, failed_test, rfc3339
 
 CLIENT_SIDE_MANAGERS = frozenset({"kubectl-client-side-apply", "before-first-apply",
                                   "kubectl-create", "kubectl"})
@@ -31,6 +33,9 @@ of having them removed."""
 HANDOFF_SUFFIX = "-handoff"
 MAX_MANAGER_LENGTH = 128
 """The API server's limit on a field manager's name."""
+RACED = "AdoptionRaced"
+"""The reason of the ApiError(409) raised when the Deployment changed while its ownership was
+moved."""
 
 
 def _marks_parent_of(path: fieldset.Path, wanted: frozenset[fieldset.Path]) -> bool:
@@ -75,7 +80,7 @@ def take_over_client_side_fields(kube: Kube, live: Mapping[str, Any], body: dict
                                  manager: str, force: bool) -> None:
     """Move the client-side ownership of the body's fields on the live Deployment to `manager`,
     once a dry-run apply of `body` succeeds (an ApiError from it is raised and nothing is
-    written)."""
+    written), and raising ApiError(409, RACED) when the Deployment changed meanwhile."""
     meta = live["metadata"]
     path = DEPLOYMENTS.path(meta["namespace"], meta["name"])
     kube.apply(path, body, field_manager=manager, force=force, dry_run=True)
@@ -84,11 +89,18 @@ def take_over_client_side_fields(kube: Kube, live: Mapping[str, Any], body: dict
                       fieldset.body_paths(body), manager, "apps/v1", rfc3339())
     if entries is None:
         return
-    kube.patch(path, [
-        {"op": "test", "path": "/metadata/resourceVersion",
-         "value": current["metadata"]["resourceVersion"]},
-        {"op": "replace", "path": "/metadata/managedFields", "value": entries},
-    ], JSON_PATCH)
+    version = current["metadata"]["resourceVersion"]
+    try:
+        kube.patch(path, [
+            {"op": "test", "path": "/metadata/resourceVersion", "value": version},
+            {"op": "replace", "path": "/metadata/managedFields", "value": entries},
+        ], JSON_PATCH)
+    except ApiError as exc:
+        if not failed_test(exc):  # managedFields exist (entries came from them): it applies
+            raise
+        raise ApiError(409, RACED, f"Deployment {meta['name']} changed after it was read "
+                       f"(resourceVersion {version}) while its ownership was moved",
+                       exc.body) from exc
 
 
 def handoff_manager(manager: str) -> str:

@@ -1,5 +1,7 @@
 """The command line: `ssa-controller run | diff | install-crds | lab`: its parser, the client
-each command connects with, and the commands."""
+each command connects with, and the commands. The failure-mode lab is a package of its own
+(ssa_lab: not in the runtime package nor the image, its bad controllers are wrong on purpose),
+loaded by the `lab` command only, which parses its own arguments."""
 
 from __future__ import annotations
 
@@ -31,6 +33,8 @@ SHOW_VALUES_HELP = ("show env values in dry-run changes (masked as *** by defaul
 ALL_INTERFACES = "0.0.0.0"
 TRUE, FALSE = ("1", "t", "true"), ("0", "f", "false")
 """The spellings Go's flag package takes for a bool flag's value (any case)."""
+LAB_HELP = ("the failure-mode lab: deliberately bad controllers beside this one, measured (exit "
+            "1: not as expected)")
 
 
 class UsageError(Exception):
@@ -128,14 +132,9 @@ def _add_install_crds(sub: Any) -> None:
 
 
 def _add_lab(sub: Any) -> None:
-    try:  # Stop-gap: the image leaves the lab out (manifests/Dockerfile), and `run` needs none.
-        from .lab import run as lab
-    except ModuleNotFoundError:
-        return
-    lab.add_arguments(sub.add_parser("lab", help="the failure-mode lab: deliberately bad "
-                                     "controllers beside this one, measured (exit 1: not as "
-                                     "expected)", description="The failure-mode lab (see the "
-                                     "README's Failure-mode lab)."))
+    sub.add_parser("lab", add_help=False, help=f"{LAB_HELP}; see lab --help", description=(
+        "The failure-mode lab (README, Failure-mode lab): its options are its own, "
+        "`ssa-controller lab --help` lists them."))
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -294,15 +293,28 @@ def _install_crds(args: argparse.Namespace) -> int:
 
 
 def _lab(args: argparse.Namespace) -> int:
-    from .lab import run as lab
     try:
-        return lab.main(args)
+        from ssa_lab import run as lab
+    except ModuleNotFoundError as exc:
+        if exc.name != "ssa_lab":
+            raise
+        raise UsageError("the failure-mode lab is not installed here (it is not part of the "
+                         "controller's image): install the project from its source tree") from exc
+    parser = argparse.ArgumentParser(prog="ssa-controller lab", description=LAB_HELP)
+    lab.add_arguments(parser)
+    try:
+        return lab.main(parser.parse_args(args.lab))
     except lab.ERRORS as exc:
         raise UsageError(str(exc)) from exc
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args, rest = parser.parse_known_args(argv)
+    if args.command == "lab":
+        args.lab = rest  # the lab's own arguments, parsed by the lab
+    elif rest:
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
     command = {"run": _run, "diff": _diff, "install-crds": _install_crds,
                "lab": _lab}[args.command]
     try:

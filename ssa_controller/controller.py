@@ -182,6 +182,8 @@ class Controller:
             self.metrics.fight_detected()
         if result.status_updated:
             self.metrics.status_updated()
+        if result.precondition_dropped:
+            self.metrics.create_precondition_fallback()
 
     def _requeue(self, key: str, result: Result) -> None:
         """The one outcome switch."""

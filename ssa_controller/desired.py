@@ -1,12 +1,14 @@
 """Renders an AppTask into the minimal server-side apply body of its Deployment. Pure, no I/O.
 
-The body holds only what the controller owns: identity, the owner reference, the managed-by
-label, the selector, the Pod Security Standard "restricted" settings (`podTemplate.restricted`),
-and exactly the fields the AppTask specifies. No nulls, no empty values, no other defaults the
-user did not ask for (a port's protocol is always sent: it is part of the list key the API
-server merges ports by, and the CRD defaults it to TCP anyway). Creating an AppTask must not
-give more than creating such a Deployment: label and annotation keys that Kubernetes, service
-meshes or agents act on (`podTemplate.reservedKeys`, `allowedKeys`) are refused as InvalidSpec.
+The body holds only what the controller owns: identity, the owner reference (the controller
+reference with blockOwnerDeletion, as controller-runtime's SetControllerReference makes it), the
+managed-by label, the selector, the Pod Security Standard "restricted" settings
+(`podTemplate.restricted`), and exactly the fields the AppTask specifies. No nulls, no empty
+values, no other defaults the user did not ask for (a port's protocol is always sent: it is part
+of the list key the API server merges ports by, and the CRD defaults it to TCP anyway). Creating
+an AppTask must not give more than creating such a Deployment: label and annotation keys that
+Kubernetes, service meshes or agents act on (`podTemplate.reservedKeys`, `allowedKeys`) are
+refused as InvalidSpec.
 """
 
 from __future__ import annotations
@@ -231,7 +233,8 @@ def render(apptask: Mapping[str, Any],
             "namespace": namespace,
             "labels": {MANAGED_BY_LABEL: MANAGED_BY_VALUE},
             "ownerReferences": [{"apiVersion": API_VERSION, "kind": KIND, "name": name,
-                                 "uid": meta["uid"], "controller": True}],
+                                 "uid": meta["uid"], "controller": True,
+                                 "blockOwnerDeletion": True}],
         },
         "spec": deployment_spec,
     }

@@ -13,13 +13,16 @@ with a status line, headers, and a body framed by Content-Length, by chunked tra
 no compression, no `Expect: 100-continue`. A connection that failed in any way is closed, never
 reused; an idle pooled connection that the server closed (readable with no request sent) is
 replaced before it is used. Every request is bounded by a timeout per read and, if given, a
-total deadline. A streamed answer (a watch) is read piece by piece as it arrives, can be
-aborted from another thread, and its connection is closed when it ends, never pooled again.
+total deadline that covers it all: the connect, the TLS handshake, the send (nothing is sent
+once it has passed) and every read to the last byte. A streamed answer (a watch) is read piece
+by piece as it arrives, can be aborted from another thread, and its connection is closed when
+it ends, never pooled again.
 """
 
 from __future__ import annotations
 
 import io
+import re
 import select
 import socket
 import ssl
@@ -35,6 +38,9 @@ MAX_HEADERS = 256
 READ_SIZE = 65536
 """The most read at once from a body that runs to the end of its connection."""
 NO_BODY_STATUSES = frozenset({204, 304})
+_CHUNK_SIZE = re.compile(rb"[0-9A-Fa-f]{1,16}")
+"""A chunk size as Go's net/http reads it: hex digits only (no sign, prefix or underscore), at
+most 16 of them."""
 SocketOption = tuple[int, int, int]
 
 
@@ -49,11 +55,25 @@ class TransportError(Exception):
     """The request did not get a whole answer: connect, TLS, timeout, or a malformed reply."""
 
 
+def time_left(deadline: float) -> float:
+    """Seconds left before `deadline` (a time.monotonic() value); TransportError if none."""
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise TransportError("the request's deadline passed")
+    return left
+
+
+def _within(timeout: float, deadline: float | None) -> float:
+    """`timeout`, cut to the time left before `deadline` if there is one."""
+    return timeout if deadline is None else min(timeout, time_left(deadline))
+
+
 @dataclass(frozen=True)
 class Response:
     status: int
     headers: Mapping[str, str]
-    """Header names in lower case."""
+    """Header names in lower case; a header sent more than once has its values joined by ", "
+    (RFC 9110, 5.3)."""
     data: bytes
 
 
@@ -91,10 +111,7 @@ class _Reader:
     def _armed(self) -> io.BufferedReader:
         """The connection's reader, its next read bounded by the deadline if there is one."""
         if self._deadline is not None:
-            left = self._deadline - time.monotonic()
-            if left <= 0:
-                raise TransportError("the request's deadline passed")
-            self._sock.settimeout(min(self._read_timeout, left))
+            self._sock.settimeout(_within(self._read_timeout, self._deadline))
         return self._file
 
     def line(self) -> bytes:
@@ -135,7 +152,8 @@ def _head(reader: _Reader) -> tuple[int, bool, dict[str, str]]:
             name, colon, value = line.partition(b":")
             if not colon:
                 raise TransportError(f"malformed header line: {line[:80]!r}")
-            headers[name.strip().lower().decode("latin-1")] = value.strip().decode("latin-1")
+            key, text = name.strip().lower().decode("latin-1"), value.strip().decode("latin-1")
+            headers[key] = f"{headers[key]}, {text}" if key in headers else text
         else:
             raise TransportError(f"more than {MAX_HEADERS} header lines")
         status = int(code)
@@ -148,11 +166,10 @@ def _head(reader: _Reader) -> tuple[int, bool, dict[str, str]]:
 def _chunks(reader: _Reader) -> Iterator[bytes]:
     """A chunked body's chunks (trailers read and dropped)."""
     while True:
-        size_text = reader.line().split(b";", 1)[0].strip()
-        try:
-            size = int(size_text, 16)
-        except ValueError:
-            raise TransportError(f"malformed chunk size: {size_text[:20]!r}") from None
+        size_text = reader.line().split(b";", 1)[0].rstrip()
+        if not _CHUNK_SIZE.fullmatch(size_text):
+            raise TransportError(f"malformed chunk size: {size_text[:20]!r}")
+        size = int(size_text, 16)
         if size == 0:
             while reader.line() not in (b"\r\n", b"\n"):  # trailers
                 pass
@@ -243,8 +260,9 @@ class Pool:
     def request(self, method: str, target: str, headers: Mapping[str, str],
                 body: bytes | None, timeout: float, deadline: float | None = None) -> Response:
         """Send one request and read the whole answer. `timeout` bounds each read, `deadline`
-        (a time.monotonic() value) the whole exchange. Raises TransportError."""
-        connection = self._checkout()
+        (a time.monotonic() value) the whole exchange, from the connect on. Raises
+        TransportError."""
+        connection = self._checkout(deadline)
         with _closed_on_failure(connection):
             reader, status, keep, answer_headers = self._exchange(
                 connection, method, target, headers, body, timeout, deadline)
@@ -257,7 +275,7 @@ class Pool:
                timeout: float) -> Stream:
         """Send one request and read the answer's head; its body is read from the Stream as
         it arrives (a watch). `timeout` bounds each read. Raises TransportError."""
-        connection = self._checkout()
+        connection = self._checkout(None)
         with _closed_on_failure(connection):
             reader, status, _, answer_headers = self._exchange(
                 connection, method, target, headers, None, timeout, None)
@@ -267,26 +285,29 @@ class Pool:
     def _exchange(self, connection: _Connection, method: str, target: str,
                   headers: Mapping[str, str], body: bytes | None, timeout: float,
                   deadline: float | None) -> tuple[_Reader, int, bool, dict[str, str]]:
-        """Send the request; the answer's reader, status, whether the connection may carry
-        another request, and headers."""
+        """Send the request (not once the deadline passed); the answer's reader, status,
+        whether the connection may carry another request, and headers."""
         head = _request_head(method, target, self._host_header, headers, body)
-        connection.sock.settimeout(timeout)
+        connection.sock.settimeout(_within(timeout, deadline))
         connection.sock.sendall(head + body if body else head)
         reader = _Reader(connection, timeout, deadline)
         return (reader, *_head(reader))
 
-    def _checkout(self) -> _Connection:
+    def _checkout(self, deadline: float | None) -> _Connection:
         with self._lock:
             while self._idle:
                 connection = self._idle.pop()
                 if not connection.dropped():
                     return connection
                 connection.close()
-        return self._connect()
+        return self._connect(deadline)
 
-    def _connect(self) -> _Connection:
+    def _connect(self, deadline: float | None) -> _Connection:
+        """A new connection; the connect and the TLS handshake each bounded by the connect
+        timeout and both by the deadline."""
         try:
-            sock = socket.create_connection(self._address, timeout=self._connect_timeout)
+            sock = socket.create_connection(
+                self._address, timeout=_within(self._connect_timeout, deadline))
         except OSError as exc:
             raise TransportError(f"cannot connect to {self._host_header}: {exc}") from exc
         try:
@@ -295,8 +316,9 @@ class Pool:
             if self._make_tls is not None:
                 if self._tls is None:
                     self._tls = self._make_tls()
+                sock.settimeout(_within(self._connect_timeout, deadline))
                 sock = self._tls.wrap_socket(sock, server_hostname=self._server_hostname)
-        except OSError as exc:  # ssl.SSLError is one
+        except (OSError, TransportError) as exc:  # ssl.SSLError is an OSError
             sock.close()
             raise TransportError(f"TLS with {self._host_header}: {exc}") from exc
         return _Connection(sock)
@@ -331,7 +353,7 @@ class Stream:
                  pieces: Iterator[bytes]) -> None:
         self.status = status
         self.headers = headers
-        """Header names in lower case."""
+        """Header names in lower case, repeated ones joined (as Response's)."""
         self._connection, self._pieces = connection, pieces
 
     def chunks(self) -> Iterator[bytes]:

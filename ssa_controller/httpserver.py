@@ -36,7 +36,7 @@ from http.server import BaseHTTPRequestHandler
 from typing import TYPE_CHECKING, TypeVar
 
 if TYPE_CHECKING:
-    from typing_extensions import Buffer
+    from _typeshed import ReadableBuffer
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -110,7 +110,7 @@ class _DeadlineWriter(io.BufferedIOBase):
     def writable(self) -> bool:
         return True
 
-    def write(self, data: Buffer) -> int:
+    def write(self, data: ReadableBuffer) -> int:
         view = memoryview(data).cast("B")
         sent = 0
         while sent < len(view):

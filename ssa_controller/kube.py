@@ -16,7 +16,8 @@ and https proxies; `$HTTPS_PROXY` / `$NO_PROXY` as the kubernetes package reads 
 too) and username/password (basic auth) are honoured; what cannot be honoured raises
 CredentialsError naming the field.
 
-Liveness: every request is bounded by `request_timeout`, every watch by a deadline (a watch
+Liveness: every request is bounded by `request_timeout` from its connect to its last byte,
+every watch by a deadline (a watch
 still open then is stalled; the idle pooled connections are dropped with it), and every
 connection has TCP keepalive, so a silent stall or a dead path never hangs the controller.
 """
@@ -41,7 +42,7 @@ from urllib.request import getproxies
 
 import orjson
 
-from . import http1, redact, serviceaccount
+from . import http1, redact, serverwarnings, serviceaccount
 
 APPLY_PATCH = "application/apply-patch+yaml"
 MERGE_PATCH = "application/merge-patch+json"
@@ -71,6 +72,8 @@ RequestObserver = Callable[[str, int, float], None]
 class _Status(Protocol):
     @property
     def status(self) -> int: ...
+    @property
+    def headers(self) -> Mapping[str, str]: ...
 
 
 _Answer = TypeVar("_Answer", bound=_Status)
@@ -158,6 +161,16 @@ def encode_body(body: Any, content_type: str | None) -> bytes:
     return _YAML_UNSAFE.sub(lambda m: f"\\u{ord(m.group()):04x}", data.decode()).encode()
 
 
+def failed_test(error: ApiError) -> bool:
+    """Whether a JSON patch was refused because one of its `test` operations failed.
+    kube-apiserver (v1.20.2) answers a JSON patch that does not apply to the object 422 Invalid
+    with a generic message and no causes, where a patched object it refuses (validation) comes
+    with causes naming the fields: so for a patch whose other operations always apply, a 422
+    without causes is a failed test."""
+    details = (error.body or {}).get("details") or {}
+    return error.status == 422 and not details.get("causes")
+
+
 def _retry_after(headers: Mapping[str, str]) -> float | None:
     value = headers.get("retry-after")  # names in lower case (http1, proxied)
     try:
@@ -174,7 +187,13 @@ def _error_from(status: int, data: bytes, headers: Mapping[str, str]) -> ApiErro
     if isinstance(body, dict):
         return ApiError(status, str(body.get("reason", "")), str(body.get("message", "")), body,
                         _retry_after(headers))
-    return ApiError(status, "", data[:200].decode("utf-8", "replace"), None, _retry_after(headers))
+    text = data[:200].decode("utf-8", "replace") or f"an answer {status} without a body" + (
+        f" (Location: {headers['location']})" if "location" in headers else "")
+    return ApiError(status, "", text, None, _retry_after(headers))
+
+
+def _succeeded(status: int) -> bool:
+    return 200 <= status < 300
 
 
 class _Body(Protocol):
@@ -427,12 +446,11 @@ class _Pools:
         self._pool = make(*self._current)
 
     def send(self, method: str, path: str, headers: Mapping[str, str], body: bytes | None,
-             timeout: float, total: float | None) -> http1.Response:
-        """Send `path` (with its query) to the API server and read the whole answer; `timeout`
-        bounds each read, `total` (if given) the whole request."""
-        deadline = None if total is None else time.monotonic() + total
+             timeout: float) -> http1.Response:
+        """Send `path` (with its query) to the API server and read the whole answer, all of
+        it (connect, TLS handshake, send, every read) within `timeout`."""
         return self._pool_for(self._certificate()).request(
-            method, self._prefix + path, headers, body, timeout, deadline)
+            method, self._prefix + path, headers, body, timeout, time.monotonic() + timeout)
 
     def stream(self, method: str, path: str, headers: Mapping[str, str],
                timeout: float) -> _Streamed:
@@ -518,6 +536,8 @@ class Kube:
         self.request_timeout = request_timeout
         self.write_limiter = write_limiter
         self.observer = observer
+        self.warnings = serverwarnings.WarningLog()
+        """The server's warnings, each logged once (shared by with_write_limit's copies)."""
         make = _pool_factory(self.server, verify=verify, ca_file=ca_file,
                              tls_server_name=tls_server_name,
                              proxy_url=proxy_url, max_connections=max_connections)
@@ -595,7 +615,8 @@ class Kube:
         return data, self._headers(content_type if body is not None else None)
 
     def _observed(self, method: str, send: Callable[[], _Answer]) -> _Answer:
-        """send()'s answer, reported to the observer; a transport failure as ApiError(0)."""
+        """send()'s answer, reported to the observer, its server warnings logged; a transport
+        failure as ApiError(0)."""
         started = time.monotonic()
         try:
             response = send()
@@ -603,6 +624,7 @@ class Kube:
             self._observe(method, 0, started)
             raise ApiError(0, "TransportError", str(exc)) from exc
         self._observe(method, response.status, started)
+        self.warnings.log(response.headers.get("warning"))
         return response
 
     def _observe(self, method: str, status: int, started: float) -> None:
@@ -612,13 +634,15 @@ class Kube:
     def request(self, method: str, path: str, *, params: Mapping[str, Any] | None = None,
                 body: Any = None, content_type: str | None = "application/json",
                 timeout: float | None = None) -> Obj:
-        """Send one request and return the decoded JSON body; raise ApiError on >= 400.
-        `timeout` bounds the whole request (default: each read by `request_timeout`)."""
+        """Send one request and return the decoded JSON body; raise ApiError on any status but
+        2xx (a 3xx too: redirects are not followed, and an empty one is no success).
+        `timeout` (default: `request_timeout`) bounds the whole request, from the connect to
+        the last byte of the answer; nothing is sent once it has passed."""
         data, headers = self._prepared(method, body, content_type)
         target = self._target(path, params)
         response = self._observed(method, lambda: self._pool.send(
-            method, target, headers, data, timeout or self.request_timeout, timeout))
-        if response.status >= 400:
+            method, target, headers, data, timeout or self.request_timeout))
+        if not _succeeded(response.status):
             raise _error_from(response.status, response.data, response.headers)
         return orjson.loads(response.data) if response.data else {}
 
@@ -664,7 +688,7 @@ class Kube:
         target = self._target(path, {**params, "watch": True})
         stream = self._observed("GET", lambda: self._pool.stream("GET", target, headers,
                                                                  timeout))
-        if stream.status >= 400:
+        if not _succeeded(stream.status):
             try:
                 data = stream.read()
             except http1.TransportError as exc:

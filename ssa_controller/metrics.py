@@ -117,6 +117,10 @@ class Metrics:
                                  "Apply conflicts reported by the API server", registry=r)
         self.status_updates = Counter("ssa_controller_status_updates_total",
                                       "AppTask status updates written", registry=r)
+        self.precondition_fallbacks = Counter(
+            "ssa_controller_create_precondition_fallbacks_total",
+            "Times the API server was found to refuse create-only applies, so that creations "
+            "read first (at most once a process)", registry=r)
         self.watch_restarts = Counter("ssa_controller_watch_restarts_total",
                                       "Watches re-established after ending", ["resource"],
                                       registry=r)
@@ -207,6 +211,9 @@ class Metrics:
 
     def status_updated(self) -> None:
         self.status_updates.inc()
+
+    def create_precondition_fallback(self) -> None:
+        self.precondition_fallbacks.inc()
 
     def watch_restarted(self, resource: str) -> None:
         self.watch_restarts.labels(resource).inc()

@@ -10,7 +10,6 @@ error as `http1.TransportError`.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -20,7 +19,8 @@ from . import http1
 
 
 def _headers(response: urllib3.BaseHTTPResponse) -> dict[str, str]:
-    return {name.lower(): value for name, value in response.headers.items()}
+    """As http1's: names in lower case, the values of a repeated header joined by ", "."""
+    return {name.lower(): response.headers[name] for name in response.headers}
 
 
 class ProxiedStream:
@@ -92,7 +92,7 @@ class ProxyPool:
     def _urlopen(self, method: str, target: str, headers: Mapping[str, str],
                  body: bytes | None, timeout: float, deadline: float | None,
                  **kwargs: Any) -> urllib3.BaseHTTPResponse:
-        total = None if deadline is None else max(0.0, deadline - time.monotonic())
+        total = None if deadline is None else http1.time_left(deadline)
         try:
             return self._manager.urlopen(
                 method, self._origin + target, body=body, headers=dict(headers),

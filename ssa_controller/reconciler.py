@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -25,7 +26,7 @@ from . import adopt, desired, diff, drift, fieldset, status
 from .backoff import ItemBackoff
 from .config import BackoffConfig, Config
 from .fights import Fight, FightTracker
-from .kube import APPTASKS, DEPLOYMENTS, MERGE_PATCH, ApiError, Kube, rfc3339
+from .kube import APPTASKS, DEPLOYMENTS, JSON_PATCH, ApiError, Kube, failed_test, rfc3339
 from .settle import StatusSettle
 from .status import Sync
 from .store import Cached, Store
@@ -42,7 +43,11 @@ CREATE_ONLY = "1"
 """The metadata.resourceVersion sent with the apply that creates a Deployment the cache does not
 hold. As a precondition no existing object can meet (etcd revision 1 precedes every write), it
 makes the server answer 409 instead of silently taking over a Deployment that already exists;
-an absent Deployment is created, owned by the controller's Apply entry alone."""
+an absent Deployment is created, owned by the controller's Apply entry alone (kube-apiserver
+v1.20.2; see CreatePrecondition for servers that refuse it)."""
+PRECONDITION_REFUSALS = frozenset({400, 422, 500})
+"""The answers to a create-only apply that may be the server refusing the precondition itself
+(some answer 500 "resourceVersion should not be set on objects to be created")."""
 VANISHED_GRACE = 1.0
 """How long a Deployment that existed (the AppTask's status names it) and is gone from the cache
 waits before it is re-created. Its AppTask's deletion travels on another watch and may arrive
@@ -78,6 +83,8 @@ class Result:
     requeue_after: float | None = None
     status_updated: bool = False
     fight_detected: bool = False
+    precondition_dropped: bool = False
+    """This reconcile found that the server refuses the CREATE_ONLY precondition."""
     plan: diff.Plan | None = None
 
 
@@ -128,6 +135,36 @@ def namespace_closed(error: ApiError) -> bool:
         return (any(c.get("reason") == "NamespaceTerminating" for c in causes)
                 or "because it is being terminated" in error.message)
     return error.status == 404 and details.get("kind") == "namespaces"
+
+
+class CreatePrecondition:
+    """Whether creations carry the CREATE_ONLY precondition. Until the server has answered a
+    create-only apply with a creation or a 409 (then it honours the precondition), a refusal
+    that may be of the precondition itself (PRECONDITION_REFUSALS) is checked: the Deployment
+    is read, then applied without it. If that apply passes, the precondition was the problem,
+    and for the rest of the process creations read first and apply without it. A refusal of
+    the body is refused again and changes nothing. Thread-safe, pure."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._honoured = False
+        self.sent = True
+        """Whether creations carry the precondition."""
+
+    def honoured(self) -> None:
+        """The server answered a create-only apply with a creation or a 409."""
+        self._honoured = True
+
+    def suspect(self, error: ApiError) -> bool:
+        """Whether a create-only apply's refusal may be of the precondition."""
+        return self.sent and not self._honoured and error.status in PRECONDITION_REFUSALS
+
+    def refused(self) -> bool:
+        """An apply without the precondition passed where the create-only one was refused: stop
+        sending it. True the first time (the one to report)."""
+        with self._lock:
+            first, self.sent = self.sent, False
+        return first
 
 
 class Teardowns:
@@ -237,6 +274,15 @@ def _create_only(body: Obj) -> Obj:
     return {**body, "metadata": {**body["metadata"], "resourceVersion": CREATE_ONLY}}
 
 
+def _status_write(apptask: Obj, wanted: Obj) -> list[Obj]:
+    """The status write: a JSON patch replacing the whole status, of the AppTask with this uid
+    only. A reconcile of an AppTask deleted and created again under its name since it was read
+    must not write onto the new one: the status subresource ignores a merge patch's
+    metadata.uid (v1.20.2 applies such a patch to the new AppTask), a `test` refuses it."""
+    return [{"op": "test", "path": "/metadata/uid", "value": apptask["metadata"]["uid"]},
+            {"op": "add", "path": "/status", "value": wanted}]
+
+
 def _comparison(apptask: Obj, live: Cached, manager: str) -> tuple[Any, ...]:
     """What a comparison of the rendered body with the live Deployment depends on: the body is
     a function of the AppTask's uid and generation; the Deployment's spec moves its generation;
@@ -288,6 +334,7 @@ class Reconciler:
         """Keys whose Deployment the create-only apply found existing outside the cache."""
         self.status_min_interval = STATUS_MIN_INTERVAL
         self.teardowns = Teardowns()
+        self.creation = CreatePrecondition()
         self._vanished: dict[str, float] = {}
         """When a Deployment the AppTask had was first found missing (see vanished_grace)."""
         self.vanished_grace = VANISHED_GRACE
@@ -361,8 +408,10 @@ class Reconciler:
             if wait > 0:
                 return self._skipped(key, "its Deployment vanished; it is created again unless "
                                      "the AppTask's deletion is seen first", requeue_after=wait)
-        if live is None and key in self._uncached:
-            try:  # known to exist without our label: read it rather than try to create it
+        else:  # there (again): a later disappearance waits its whole grace
+            self._vanished.pop(key, None)
+        if live is None and (key in self._uncached or not self.creation.sent):
+            try:  # known to exist without our label, or creations read first: read it
                 cached = self._fetch(key)
             except ApiError as exc:
                 return self._failed(key, apptask, None, exc)
@@ -532,21 +581,36 @@ class Reconciler:
             f"({fight.takebacks} take-backs); re-applying with growing backoff")
 
     def _apply(self, key: str, apptask: Obj, body: Obj, cached: Cached | None, generation: int,
-               fight_found: bool, restored: str = "") -> Result:
-        """Apply the body (`restored`: what it takes back from other writers, to say so)."""
+               fight_found: bool, restored: str = "",
+               checking: ApiError | None = None) -> Result:
+        """Apply `body` (`restored`: what it takes back from other writers, to say so): a
+        Deployment the cache does not hold under the CREATE_ONLY precondition while the server
+        takes it, unless this apply is `checking` a create-only apply's refusal (see
+        CreatePrecondition)."""
         namespace, name = key.split("/", 1)
         path = DEPLOYMENTS.path(namespace, name)
         live = None if cached is None else cached.obj
+        create_only = live is None and self.creation.sent and checking is None
         try:
             if cached is not None and not self.dry_run:
                 self._transfer_ownership(key, apptask, path, body, cached)
-            answer = self.kube.apply(path, body if live is not None else _create_only(body),
+            answer = self.kube.apply(path, _create_only(body) if create_only else body,
                                      field_manager=self.config.field_manager,
                                      force=self.config.apply.force, dry_run=self.dry_run)
         except ApiError as exc:
-            if live is None and exc.status == 409:
+            if create_only and exc.status == 409:
+                self.creation.honoured()
                 return self._found_uncached(key, apptask, body)
+            if create_only and self.creation.suspect(exc):
+                return self._read_then_create(key, apptask, body, generation, exc)
             return self._apply_failed(key, apptask, live, generation, exc)
+        if create_only:
+            self.creation.honoured()
+        dropped = checking is not None and self.creation.refused()
+        if dropped:
+            log.warning("the API server refuses create-only applies (%s): from now on a "
+                        "Deployment is read before it is created, and applied without the "
+                        "precondition", checking)
         self.rejections.forget(key)
         if self.dry_run:
             plan = diff.plan(key, live, answer)
@@ -563,7 +627,21 @@ class Reconciler:
         if _rollout_unobserved(answer):
             self.settling.applied(key, self.clock())
         return self._finish(key, apptask, self.deployments.get(key), *self._calm_or_fight(
-            key, generation, name, Result(Outcome.APPLIED, fight_detected=fight_found)))
+            key, generation, name, Result(Outcome.APPLIED, fight_detected=fight_found,
+                                          precondition_dropped=dropped)))
+
+    def _read_then_create(self, key: str, apptask: Obj, body: Obj, generation: int,
+                          refusal: ApiError) -> Result:
+        """The create-only apply was refused with `refusal`, perhaps for its precondition: read
+        the Deployment, then apply without the precondition (see CreatePrecondition)."""
+        try:
+            cached = self._fetch(key)
+        except ApiError as exc:
+            return self._failed(key, apptask, None, exc)
+        if cached is not None:  # there after all, outside the cache: judged as such
+            self._uncached.add(key)
+            return self._converge_unless_foreign(key, apptask, body, cached)
+        return self._apply(key, apptask, body, None, generation, False, checking=refusal)
 
     def _transfer_ownership(self, key: str, apptask: Obj, path: str, body: Obj,
                             live: Cached) -> None:
@@ -584,6 +662,9 @@ class Reconciler:
 
     def _apply_failed(self, key: str, apptask: Obj, live: Obj | None, generation: int,
                       exc: ApiError) -> Result:
+        if exc.reason == adopt.RACED:  # a lost race, not a problem to report: tried again
+            log.info("%s: %s; trying again", key, exc.message)
+            return Result(Outcome.CONFLICT, error=exc)
         if namespace_closed(exc):
             return self._namespace_closed(key, exc)
         if exc.status == 409:
@@ -635,8 +716,7 @@ class Reconciler:
         if settle > 0 and sync.ok:
             return dataclasses.replace(result, requeue_after=settle)
         wanted = status.compute(apptask, deployment, sync, self.wallclock())
-        patch = status.patch_for(apptask.get("status"), wanted)
-        if patch is None:
+        if status.patch_for(apptask.get("status"), wanted) is None:
             return result
         hold = self._status_hold(key, apptask.get("status"), wanted)
         if hold > 0:
@@ -644,10 +724,11 @@ class Reconciler:
                 hold, result.requeue_after or hold))
         namespace, name = key.split("/", 1)
         try:
-            answer = self.kube.patch(APPTASKS.path(namespace, name, "status"), patch, MERGE_PATCH)
+            answer = self.kube.patch(APPTASKS.path(namespace, name, "status"),
+                                     _status_write(apptask, wanted), JSON_PATCH)
         except ApiError as exc:
-            if exc.status == 404:
-                return result
+            if exc.status == 404 or failed_test(exc):  # deleted (and maybe created again):
+                return result  # what is there now comes with its own watch events
             log.warning("%s: status patch failed: %s", key, exc)
             return dataclasses.replace(result, error=_first_error(result.error, exc))
         self.apptasks.record_write(answer)

@@ -33,16 +33,24 @@ from .httpserver import ListenError
 from .kube import Kube
 from .leader import LeaderElector, default_identity
 from .metrics import Metrics
+from .refusals import CredentialRefusals
 
 log = logging.getLogger(__name__)
 EVENT_SOURCE = "example.com/ssa-controller"
 
 
-def configure_client(kube: Kube, config: Config, metrics: Metrics) -> Kube:
-    """Give a client the controller's write rate limit, timeouts and request metrics."""
+def configure_client(kube: Kube, config: Config, metrics: Metrics,
+                     refusals: CredentialRefusals) -> Kube:
+    """Give a client the controller's write rate limit, timeouts and request metrics, and let
+    `refusals` see every answer's status."""
     kube.write_limiter = TokenBucket(config.rate_limit.qps, config.rate_limit.burst)
     kube.request_timeout = config.timeouts.request
-    kube.observer = metrics.request_observer(urlsplit(kube.server).netloc)
+    count = metrics.request_observer(urlsplit(kube.server).netloc)
+
+    def observe(method: str, status: int, seconds: float) -> None:
+        count(method, status, seconds)
+        refusals.observe(status)
+    kube.observer = observe
     return kube
 
 
@@ -58,7 +66,8 @@ class Process:
     exit: Callable[[int], Any] = os._exit
 
     def __post_init__(self) -> None:
-        configure_client(self.kube, self.config, self.metrics)
+        self.refusals = CredentialRefusals(self.config.timeouts.request)
+        configure_client(self.kube, self.config, self.metrics, self.refusals)
         self.events = EventRecorder(self.kube, controller=EVENT_SOURCE, instance=self.identity,
                                     qps=self.config.events.qps, burst=self.config.events.burst,
                                     enabled=not self.config.dry_run, metrics=self.metrics)
@@ -130,7 +139,9 @@ class Process:
         cfg = self.config
         metrics_server = self.metrics.serve_configured(cfg.server, self.kube)
         health = HealthServer(cfg.server.health_listen, cfg.server.health_port,
-                              healthz={"ping": self.alive}, readyz={"informers": self.ready})
+                              healthz={"ping": self.alive},
+                              readyz={"informers": self.ready,
+                                      "credentials": self.refusals.accepted})
         try:
             health.start()
         except ListenError:

@@ -6,7 +6,11 @@ Who writes what:
   hidden, whatever the controller wrote meanwhile.
 - The reconciler records the answers of its own writes (`record_write`). An answer only makes
   `get` return the newest known version ("read your writes") until the watch delivers that
-  version or a newer one; it never changes what the watch reports, and is dropped then.
+  version or a newer one; it never changes what the watch reports, and is dropped then. An
+  answer only moves a key forward from what the watch has shown: one that arrives after the
+  watch showed the object deleted, and is not newer than that deletion, is not recorded (the
+  store remembers the revision of the last DELETED_MEMORY deletions), so a write that raced a
+  deletion never brings the object back.
 
 Each version is held as a `Cached` record: the object without its raw managedFields (most of
 its size) and with its strings shared (see compact), and beside it, in a store made
@@ -19,6 +23,7 @@ the record, and changes are reported as records.
 from __future__ import annotations
 
 import threading
+from collections import OrderedDict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from sys import intern
@@ -36,6 +41,11 @@ def key_of(obj: Mapping[str, Any]) -> str:
 
 SHARED_STRING_MAX = 64
 """Strings up to this length are interned in the cache (see compact)."""
+DELETED_MEMORY = 4096
+"""Deleted keys remembered with the revision of their deletion, newest first (see
+record_write). A write answer that raced a deletion arrives within one request timeout of it,
+long before 4096 later deletions push its key out, on any but a cluster deleting more than a
+hundred objects of the resource a second."""
 
 
 def _shared(value: Any, like: Any = None) -> Any:
@@ -104,10 +114,13 @@ def _revision(obj: Mapping[str, Any]) -> int | None:
 def newer(obj: Mapping[str, Any], than: Mapping[str, Any] | None) -> bool:
     """Whether `obj` was written after `than`. resourceVersions are etcd revisions, global to
     the whole store, on every real server; if one does not parse, nothing counts as newer."""
-    if than is None:
-        return True
-    mine, theirs = _revision(obj), _revision(than)
-    return mine is not None and theirs is not None and mine > theirs
+    return than is None or _after(obj, _revision(than))
+
+
+def _after(obj: Mapping[str, Any], revision: int | None) -> bool:
+    """Whether `obj` was written after etcd revision `revision` (False if either is unknown)."""
+    mine = _revision(obj)
+    return mine is not None and revision is not None and mine > revision
 
 
 class Store:
@@ -121,6 +134,8 @@ class Store:
         # Write answers newer than the watched version of their key; each entry is removed as
         # soon as the watch delivers that version or a newer one, or the object goes away.
         self._written: dict[str, Cached] = {}
+        # The revision at which the watch (or a relist) last showed each deleted key gone.
+        self._deleted: OrderedDict[str, int] = OrderedDict()
 
     def cached(self, key: str) -> Cached | None:
         """The newest known version with its owners: a recorded write answer ahead of the
@@ -156,6 +171,7 @@ class Store:
         with self._lock:
             old = self._watched.get(key)
             self._watched[key] = new
+            self._deleted.pop(key, None)
             self._catch_up(key, new.obj)
         return old, new
 
@@ -164,6 +180,7 @@ class Store:
         with self._lock:
             old = self._watched.pop(key, None)
             self._written.pop(key, None)
+            self._bury(key, obj)
         return old, None
 
     def record(self, obj: Obj) -> Cached:
@@ -186,7 +203,10 @@ class Store:
             changes: list[Change] = [(self._watched.get(k), o) for k, o in fresh.items()]
             for old in vanished:
                 del self._watched[key_of(old.obj)]
+                self._bury(key_of(old.obj), listed_at)
             self._watched.update(fresh)
+            for key in fresh:
+                self._deleted.pop(key, None)
             for key in [k for k in self._written if k.startswith(prefix)]:
                 listed = fresh.get(key)
                 self._catch_up(key, listed_at if listed is None else listed.obj)
@@ -195,15 +215,31 @@ class Store:
     # -- the reconciler's writes --------------------------------------------------------------
 
     def record_write(self, obj: Obj) -> Cached:
-        """Remember the answer of the controller's own write until the watch delivers it;
-        return its record."""
+        """Remember the answer of the controller's own write until the watch delivers it,
+        unless the watch has shown a newer version, or the object deleted since; return its
+        record."""
         new = self.record(obj)
         key = key_of(obj)
         with self._lock:
             known = self._written.get(key) or self._watched.get(key)
-            if newer(obj, None if known is None else known.obj):
+            if known is not None:
+                take = newer(obj, known.obj)
+            else:
+                deleted = self._deleted.get(key)
+                take = deleted is None or _after(obj, deleted)
+            if take:
                 self._written[key] = new
         return new
+
+    def _bury(self, key: str, seen: Mapping[str, Any]) -> None:
+        """Remember (lock held) that the watch showed `key` gone as of `seen`'s revision."""
+        revision = _revision(seen)
+        if revision is None:
+            return
+        self._deleted[key] = revision
+        self._deleted.move_to_end(key)
+        if len(self._deleted) > DELETED_MEMORY:
+            self._deleted.popitem(last=False)
 
     def _catch_up(self, key: str, seen: Mapping[str, Any]) -> None:
         """Drop the write answer of `key` once `seen` (lock held) is as new as it."""

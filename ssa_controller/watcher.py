@@ -1,10 +1,14 @@
 """Keeps a Store in sync with one resource by list-then-watch, like client-go's reflector.
 
-Watches ask for bookmarks, carry a server-side timeout and a deadline STALL_GRACE seconds later
-(a watch still open then is stalled: aborted and re-opened), resume from the last resourceVersion,
-relist on 410 Gone, and reconnect after errors, unexpected exceptions and watches that end at
-once with capped, jittered exponential backoff (a short cap while the resource is missing; a
-429's Retry-After if longer).
+Lists are paged; a continue token that expired while paging (410) makes the list be taken again
+in one piece, as client-go's pager does (FullListIfExpired). Watches ask for bookmarks, carry a
+server-side timeout and a deadline STALL_GRACE seconds later (a watch still open then is
+stalled: aborted and re-opened), and resume from the last resourceVersion. A 410 Gone, an error,
+an unexpected exception or a watch that ends at once is a failure: the watch is opened again
+(after a 410 or an unexpected exception, from a new list) with capped, jittered exponential
+backoff, reset by a healthy watch (a short cap while the resource is missing; a 429's
+Retry-After if longer), so relists that keep failing are spaced out, as client-go's reflector
+spaces them.
 """
 
 from __future__ import annotations
@@ -58,6 +62,8 @@ def describe_failure(exc: ApiError, server: str, resource: str) -> str:
         return f"missing RBAC permission (403 Forbidden): {exc.message}"
     if exc.status == 404:
         return f"{resource} are not served (404 Not Found): is the CRD installed?"
+    if exc.status == 410:
+        return f"{exc.message or 'resourceVersion too old'} (410 Gone): listing again"
     return str(exc)
 
 
@@ -106,10 +112,8 @@ class Watcher:
                 problem = "watch ended at once without an event"
                 cap = self.backoff_cap
             except ApiError as exc:
-                if exc.status == 410:
-                    log.info("watch %s: resourceVersion too old, relisting", self.name)
+                if exc.status == 410:  # relisted next, after the backoff below
                     self._resume = None
-                    continue
                 problem = describe_failure(exc, getattr(self.kube, "server", "?"),
                                            self.resource.plural)
                 cap = MISSING_CAP if exc.status == 404 else self.backoff_cap
@@ -140,7 +144,15 @@ class Watcher:
         records: list[Cached] = []
         params = {**self._params(), "limit": LIST_PAGE}
         while True:
-            page = self.kube.list(self.resource.path(self.namespace), params)
+            try:
+                page = self.kube.list(self.resource.path(self.namespace), params)
+            except ApiError as exc:
+                if exc.status != 410 or "continue" not in params:
+                    raise
+                log.info("list %s: the continue token expired while paging (%s); listing in "
+                         "one piece", self.name, exc.message)
+                records, params = [], self._params()
+                continue
             records += [self.store.record(o) for o in page.get("items", [])]
             meta = page.get("metadata", {})
             del page  # each raw page goes once it is cached: a large list is not held twice

@@ -1,7 +1,8 @@
 """Pytest fixtures for the local control plane (etcd + kube-apiserver + kube-controller-manager).
 
-- `control_plane` (session): a ControlPlane with kube-controller-manager and the pod simulator.
-  When the binaries are missing the cluster tests are skipped with the reason, unless
+- `control_plane` (session): a ControlPlane with kube-controller-manager and the pod simulator,
+  its kube-apiserver enforcing owner-reference permissions (OWNER_REFERENCE_ENFORCEMENT). When
+  the binaries are missing the cluster tests are skipped with the reason, unless
   SSA_REQUIRE_CLUSTER is set (as .ci/run does): then they fail.
 - `namespace` (function): a fresh namespace, ready for pods, deleted after the test.
 - `poll_until`: the deadline-bounded polling helper (also importable from ssa_controller.envtest).
@@ -32,6 +33,11 @@ from ssa_controller.envtest import poll_until as _poll_until
 
 INTEGRATION = Path(__file__).parent / "integration"
 REQUIRE_CLUSTER = "SSA_REQUIRE_CLUSTER"
+OWNER_REFERENCE_ENFORCEMENT = "--enable-admission-plugins=OwnerReferencesPermissionEnforcement"
+"""The admission plugin of clusters (OpenShift's among them) that refuses blockOwnerDeletion on
+an owner reference without `update` on the owner's finalizers, and a change of an existing
+object's owner references without `delete` on it: so the tests prove the manifests' RBAC grants
+both."""
 
 
 OPT_IN_MARKERS = ("soak", "lab", "image")
@@ -72,7 +78,8 @@ def assets() -> Assets:
 def control_plane(tmp_path_factory: pytest.TempPathFactory, assets: Assets
                   ) -> Iterator[ControlPlane]:
     with ControlPlane(
-        tmp_path_factory.mktemp("envtest"), controller_manager=True, assets=assets
+        tmp_path_factory.mktemp("envtest"), controller_manager=True, assets=assets,
+        apiserver_args=(OWNER_REFERENCE_ENFORCEMENT,)
     ) as plane:
         simulator = PodSimulator(plane.url, plane.token(POD_SIMULATOR_USER), str(plane.ca_file))
         simulator.start()

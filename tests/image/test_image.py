@@ -52,7 +52,7 @@ import importlib.metadata, importlib.util, json, os, shutil
 from ssa_controller import crds
 print(json.dumps({
     "distributions": {d.metadata["Name"]: d.version for d in importlib.metadata.distributions()},
-    "modules": [m for m in ("ssa_controller.lab", "ssa_controller.envtest", "tests", "pip",
+    "modules": [m for m in ("ssa_lab", "ssa_controller.envtest", "tests", "pip",
                             "setuptools", "kubernetes.aio") if importlib.util.find_spec(m)],
     "programs": [p for p in ("pip", "pip3", "gcc", "cc") if shutil.which(p)],
     "paths": [p for p in ("/src", "/wheels", "/locks", "/opt/tools", "/root/.cache")

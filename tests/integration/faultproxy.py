@@ -20,10 +20,14 @@ Faults, switchable at run time from any thread:
   `pass_through()` lets them move again. The proxy's kernel still acknowledges everything,
   TCP keepalive probes included, so only the client's own deadlines can notice.
 - `reset()`: every connection open now is reset (RST).
-- `inject(...)`: a share of the requests (optionally of some methods only, and at most `limit`)
-  is answered with an injected 429 (with `Retry-After`), 500 or 503 Status, or by resetting or
-  stalling its connection, instead of being forwarded.
-- `pass_through()`: no faults; stalled connections forward again.
+- `stall_handshakes()`: every new connection is accepted (TCP) but its TLS handshake is held
+  (a slow or overloaded path to the server); connections already open are not affected.
+  `pass_through()` lets held handshakes proceed.
+- `inject(...)`: a share of the requests (optionally only those of some methods, or whose path,
+  query or body contains a given text, and at most `limit`) is answered with an injected error
+  Status (429 with `Retry-After`, 410, 500, 503, ...), or by resetting or stalling its
+  connection, instead of being forwarded.
+- `pass_through()`: no faults; stalled connections forward again, held handshakes proceed.
 
 Everything is recorded for assertions: accepted and refused connections, and one RequestRecord
 per request with its outcome (the API server's status, the injected status, "reset",
@@ -52,12 +56,13 @@ from typing import Literal
 from urllib.parse import urlsplit
 
 Fault = int | Literal["reset", "stall"]
-"""An injected answer: an HTTP status (429, 500, 503) or what happens to the connection."""
+"""An injected answer: an error status (429, 410, 500, ...) or what happens to the connection."""
 Outcome = int | Literal["reset", "stalled", "lost"]
 """What a request got: a status (from the API server or injected), its connection reset by the
 proxy, its connection stalled, or its connection lost (the API server went away)."""
 
-REASONS = {429: "TooManyRequests", 500: "InternalError", 503: "ServiceUnavailable"}
+REASONS = {401: "Unauthorized", 410: "Expired", 429: "TooManyRequests", 500: "InternalError",
+           503: "ServiceUnavailable"}
 MAX_LINE = 65536
 CHUNK = 65536
 POLL = 0.2
@@ -88,6 +93,14 @@ class _Injection:
     retry_after: int
     limit: int | None
     path: str | None
+    query: str | None
+    body: bytes | None
+
+    def matches(self, method: str, path: str, query: str, body: bytes) -> bool:
+        return (self.methods is None or method in self.methods) \
+            and (self.path is None or self.path in path) \
+            and (self.query is None or self.query in query) \
+            and (self.body is None or self.body in body)
 
 
 class _Closed(Exception):
@@ -266,7 +279,7 @@ class _Connection:
         at = time.monotonic()
         method, target = start.decode("latin-1").split()[:2]
         url = urlsplit(target)
-        fault = self.proxy._choose_fault(method, url.path)
+        fault = self.proxy._choose_fault(method, url.path, url.query, body)
 
         def record(outcome: Outcome) -> None:
             self.proxy._record(RequestRecord(at, method, url.path, url.query, outcome,
@@ -363,8 +376,10 @@ class FaultProxy:
         self._injection: _Injection | None = None
         self._injected = 0
         self._records: list[RequestRecord] = []
+        self._hold_handshakes = threading.Event()
         self.accepted = 0
         self.refused = 0
+        self.held_handshakes = 0
         self.stopping = threading.Event()
 
     # -- lifecycle ------------------------------------------------------------------------
@@ -400,6 +415,7 @@ class FaultProxy:
         """No faults: requests are forwarded; stalled connections move again."""
         with self._lock:
             self._injection = None
+        self._hold_handshakes.clear()
         for connection in self._open():
             connection.resume()
 
@@ -410,6 +426,10 @@ class FaultProxy:
             connection.stall()
         return len(connections)
 
+    def stall_handshakes(self) -> None:
+        """Hold the TLS handshake of every new connection until pass_through()."""
+        self._hold_handshakes.set()
+
     def reset(self) -> int:
         """Reset every connection open now; return how many."""
         connections = self._open()
@@ -419,14 +439,15 @@ class FaultProxy:
 
     def inject(self, faults: Collection[Fault], share: float = 1.0, *,
                methods: Collection[str] | None = None, retry_after: int = 2,
-               limit: int | None = None, path: str | None = None) -> None:
-        """Answer `share` of the requests (of `methods`, or all; whose path contains `path`, or
-        all), at most `limit` of them, with one of `faults` at random instead of forwarding
-        them."""
+               limit: int | None = None, path: str | None = None, query: str | None = None,
+               body: bytes | None = None) -> None:
+        """Answer `share` of the requests (of `methods`, or all; whose path, query and body
+        contain `path`, `query` and `body`, when given), at most `limit` of them, with one of
+        `faults` at random instead of forwarding them."""
         with self._lock:
             self._injection = _Injection(tuple(faults), share,
                                          None if methods is None else frozenset(methods),
-                                         retry_after, limit, path)
+                                         retry_after, limit, path, query, body)
             self._injected = 0
 
     @property
@@ -488,6 +509,11 @@ class FaultProxy:
                 self.refused += 1
             _reset(client)
             return
+        if self._hold_handshakes.is_set():
+            with self._lock:
+                self.held_handshakes += 1
+            while self._hold_handshakes.is_set() and not self.stopping.is_set():
+                time.sleep(POLL)
         try:
             client.settimeout(10.0)
             tls_client = self._server_tls.wrap_socket(client, server_side=True)
@@ -506,11 +532,10 @@ class FaultProxy:
             self._connections.add(connection)
         connection.serve()
 
-    def _choose_fault(self, method: str, path: str) -> Fault | None:
+    def _choose_fault(self, method: str, path: str, query: str, body: bytes) -> Fault | None:
         with self._lock:
             plan = self._injection
-            if plan is None or (plan.methods is not None and method not in plan.methods) \
-                    or (plan.path is not None and plan.path not in path):
+            if plan is None or not plan.matches(method, path, query, body):
                 return None
             if plan.limit is not None and self._injected >= plan.limit:
                 return None

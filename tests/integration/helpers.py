@@ -1,17 +1,33 @@
-"""Small helpers for integration tests: AppTask bodies and reads of the objects under test."""
+"""Small helpers for integration tests: AppTask bodies and reads of the objects under test, and
+the controller run in the test's own process with a client whose requests a test can hook (to
+force the interleavings of races)."""
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 import threading
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, NamedTuple
 
 import yaml
 
+from ssa_controller.config import parse_config
+from ssa_controller.controller import Controller
 from ssa_controller.envtest import ControlPlane, poll_until
 from ssa_controller.envtest.audit import AuditEvent, AuditLog, overlapping, write_spans
-from ssa_controller.kube import APPTASKS, DEPLOYMENTS, MERGE_PATCH, ApiError, Kube
+from ssa_controller.events import EventRecorder
+from ssa_controller.kube import (
+    APPTASKS,
+    DEPLOYMENTS,
+    MERGE_PATCH,
+    WRITE_METHODS,
+    ApiError,
+    Kube,
+    Obj,
+)
+from ssa_controller.metrics import Metrics
 
 MANIFESTS = Path(__file__).resolve().parents[2] / "manifests"
 CONTROLLER_NAMESPACE = "ssa-controller-system"
@@ -176,3 +192,80 @@ def usage_back_to(pid: int, threads: int, fds: int, timeout: float = 15) -> Usag
     return poll_until(back, timeout=timeout, interval=0.2,
                       message=f"back to {threads} threads and {fds} file descriptors"
                               f" (now {process_usage(pid)})")
+
+
+Match = Callable[[str, str, Mapping[str, Any]], bool]
+"""Whether a request (method, path, query parameters) is the one to hook."""
+Around = Callable[[Callable[[], Obj]], Obj]
+"""What a hooked request does instead of being sent: given the function that sends it, the
+answer it returns (or raises)."""
+
+
+class HookedKube(Kube):
+    """The controller's client in an in-process test: it keeps every write it sends (`writes`:
+    method, path, body), and `hook(match, around)` makes the next request that matches go
+    through `around`, so a test can act between a request and its answer's use."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.writes: list[tuple[str, str, Any]] = []
+        self._hooks: list[tuple[Match, Around, threading.Event]] = []
+        self._hooks_lock = threading.Lock()
+
+    def hook(self, match: Match, around: Around) -> threading.Event:
+        """Hook the next request that matches; the event is set once the hook has run."""
+        done = threading.Event()
+        with self._hooks_lock:
+            self._hooks.append((match, around, done))
+        return done
+
+    def request(self, method: str, path: str, *, params: Mapping[str, Any] | None = None,
+                body: Any = None, content_type: str | None = "application/json",
+                timeout: float | None = None) -> Obj:
+        def send() -> Obj:
+            return super(HookedKube, self).request(method, path, params=params, body=body,
+                                                   content_type=content_type, timeout=timeout)
+        if method in WRITE_METHODS:
+            self.writes.append((method, path, body))
+        with self._hooks_lock:
+            found = next((h for h in self._hooks if h[0](method, path, params or {})), None)
+            if found is not None:
+                self._hooks.remove(found)
+        if found is None:
+            return send()
+        try:
+            return found[1](send)
+        finally:
+            found[2].set()
+
+
+def controller_client(cluster: ControlPlane, folder: Path, cls: type[Kube] = HookedKube) -> Any:
+    """A `cls` client of the control plane as the controller's user (bound by the manifests'
+    RBAC), its kubeconfig written in `folder`."""
+    return cls.from_kubeconfig(str(cluster.write_kubeconfig(CONTROLLER, folder / "kubeconfig")))
+
+
+@contextlib.contextmanager
+def in_process(kube: Kube, namespace: str, post_events: bool = False,
+               **config: Any) -> Iterator[Controller]:
+    """The real Controller in this process, its watches and workers on `kube`, restricted to
+    `namespace` (no leader election, an hourly resync, Events posted only if `post_events`;
+    `config` adds keys); stopped, and `kube` closed, after the block."""
+    settings = parse_config({"namespaces": [namespace], "resync": {"period": "1h"},
+                             "leaderElection": {"enabled": False}, **config})
+    events = EventRecorder(kube, instance="test", qps=settings.events.qps,
+                           burst=settings.events.burst, enabled=post_events)
+    controller = Controller(settings, kube, events, Metrics())
+    stop = threading.Event()
+    events.start()
+    controller.start_watches(stop)
+    try:
+        assert controller.wait_synced(30)
+        controller.start_workers()
+        yield controller
+    finally:
+        stop.set()
+        controller.stop_watches()
+        controller.stop_workers()
+        events.stop()
+        kube.close()

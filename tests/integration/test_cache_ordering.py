@@ -1,26 +1,42 @@
-"""No change of generation is missed, whatever the order of write answers and watch events.
+"""Whatever the order of write answers and watch events, no change of generation is missed and
+no deleted object comes back.
 
 The controller runs in this process (its real Controller, against the real API server, as the
-non-admin user bound by manifests/rbac.yaml) so that the test can force the one order that used
-to lose a user's change: the user's spec update lands just before the controller's status
-patch, whose answer therefore already carries the new spec and generation, and the AppTask
-watch delivers the user's update only after that answer was recorded.
+non-admin user bound by manifests/rbac.yaml) so that the test can force the orders that used to
+go wrong:
+- the user's spec update lands just before the controller's status patch, whose answer
+  therefore already carries the new spec and generation, and the AppTask watch delivers the
+  user's update only after that answer was recorded;
+- the AppTask, or its Deployment, is deleted right after the controller's write was answered,
+  and the watch has delivered the deletion before the answer is recorded (issue 24, item 2).
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator, Mapping
+import time
+from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
 from typing import Any
 
-from helpers import CONTROLLER, apptask, get_deployment, put_apptask
+from helpers import (
+    HookedKube,
+    apptask,
+    container,
+    controller_client,
+    get_deployment,
+    in_process,
+    put_apptask,
+    status_of,
+)
 
-from ssa_controller.config import parse_config
 from ssa_controller.controller import Controller
-from ssa_controller.envtest import ControlPlane, poll_until
-from ssa_controller.events import EventRecorder
-from ssa_controller.kube import Kube, Obj, WatchStream
-from ssa_controller.metrics import Metrics
+from ssa_controller.envtest import ControlPlane, PollTimeout, poll_until
+from ssa_controller.kube import APPTASKS, DEPLOYMENTS, Kube, Obj, WatchStream
+
+AFTERMATH = 10.0
+"""Seconds during which a deleted object must stay deleted (a Deployment re-created for a
+resurrected AppTask came back every second or so)."""
 
 
 class GatedStream:
@@ -45,63 +61,115 @@ class GatedStream:
         self._stream.close()
 
 
-class RacingKube(Kube):
-    """The controller's client, with a user who updates the AppTask's spec just before the
-    controller's first status patch, and an AppTask watch held back meanwhile."""
+class GatedKube(HookedKube):
+    """The controller's client, its AppTask watch held back while `gate` is closed."""
 
-    def race(self, admin: Kube, user_update: Mapping[str, Any]) -> None:
-        """Arm the race: `admin` applies `user_update` before the first status patch."""
-        self.admin = admin
-        self.user_update = user_update
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
         self.gate = threading.Event()
         self.gate.set()
-        self.answer_rv = 0
 
     def watch(self, path: str, params: Mapping[str, Any], timeout: float) -> Any:
         stream = super().watch(path, params, timeout)
         return GatedStream(stream, self.gate) if "/apptasks" in path else stream
 
-    def patch(self, path: str, body: Any, content_type: str,
-              params: Mapping[str, Any] | None = None) -> Obj:
-        if path.endswith("/status") and not self.answer_rv:
-            self.gate.clear()
-            put_apptask(self.admin, dict(self.user_update))
-            answer = super().patch(path, body, content_type, params)
-            self.answer_rv = int(answer["metadata"]["resourceVersion"])
-            return answer
-        return super().patch(path, body, content_type, params)
+
+def is_write_to(suffix: str) -> Callable[[str, str, Mapping[str, Any]], bool]:
+    """Matches the first write (not a dry run) to a path ending in `suffix`."""
+    return lambda method, path, params: (method == "PATCH" and path.endswith(suffix)
+                                         and not params.get("dryRun"))
 
 
 def test_a_spec_change_racing_the_status_write_is_applied(
-        admin: Kube, cluster: ControlPlane, namespace: str, tmp_path: Any) -> None:
-    kubeconfig = cluster.write_kubeconfig(CONTROLLER, tmp_path / "kubeconfig")
-    kube = RacingKube.from_kubeconfig(str(kubeconfig))
-    kube.race(admin, apptask("racy", namespace, image="nginx:1.27"))  # unpaused: generation 2
-    config = parse_config({"namespaces": [namespace], "resync": {"period": "1h"},
-                           "leaderElection": {"enabled": False}})
-    metrics = Metrics()
-    events = EventRecorder(kube, instance="test", qps=1, burst=1, enabled=False)
-    controller = Controller(config, kube, events, metrics)
-    stop = threading.Event()
-    controller.start_watches(stop)
-    try:
-        assert controller.wait_synced(30)
-        controller.start_workers()
-        put_apptask(admin, apptask("racy", namespace, image="nginx:1.25", paused=True))
-        key = f"{namespace}/racy"
+        admin: Kube, cluster: ControlPlane, namespace: str, tmp_path: Path) -> None:
+    kube: GatedKube = controller_client(cluster, tmp_path, GatedKube)
+    answer_rv: list[int] = []
 
-        def answer_recorded() -> bool:
-            cached = controller.apptasks.get(key)
-            return bool(kube.answer_rv) and cached is not None and \
-                int(cached["metadata"]["resourceVersion"]) >= kube.answer_rv
-        poll_until(answer_recorded, timeout=30, message="the status patch answer in the cache")
-        kube.gate.set()  # now the watch delivers the user's update, after the answer
-        deployment = poll_until(lambda: get_deployment(admin, namespace, "racy"), timeout=10,
-                                message="the Deployment of the unpaused AppTask")
-        assert deployment["spec"]["template"]["spec"]["containers"][0]["image"] == "nginx:1.27"
-    finally:
-        kube.gate.set()
-        stop.set()
-        controller.stop_watches()
-        controller.stop_workers()
-        kube.close()
+    def user_update_first(send: Callable[[], Obj]) -> Obj:
+        kube.gate.clear()
+        put_apptask(admin, apptask("racy", namespace, image="nginx:1.27"))  # unpaused: gen 2
+        answer = send()
+        answer_rv.append(int(answer["metadata"]["resourceVersion"]))
+        return answer
+
+    kube.hook(is_write_to("/racy/status"), user_update_first)
+    with in_process(kube, namespace) as controller:
+        try:
+            put_apptask(admin, apptask("racy", namespace, image="nginx:1.25", paused=True))
+            key = f"{namespace}/racy"
+
+            def answer_recorded() -> bool:
+                cached = controller.apptasks.get(key)
+                return bool(answer_rv) and cached is not None and \
+                    int(cached["metadata"]["resourceVersion"]) >= answer_rv[0]
+            poll_until(answer_recorded, timeout=30,
+                       message="the status patch answer in the cache")
+            kube.gate.set()  # now the watch delivers the user's update, after the answer
+            deployment = poll_until(lambda: get_deployment(admin, namespace, "racy"), timeout=10,
+                                    message="the Deployment of the unpaused AppTask")
+            assert container(deployment)["image"] == "nginx:1.27"
+        finally:
+            kube.gate.set()
+
+
+def deleted_before_recording(admin: Kube, controller: Controller, path: str,
+                             cached: Callable[[], Any]) -> Callable[[Callable[[], Obj]], Obj]:
+    """A hook: send the write, then delete the object at `path` and wait until the watch has
+    dropped it (`cached()` is None) before the answer goes back to be recorded."""
+    def around(send: Callable[[], Obj]) -> Obj:
+        answer = send()
+        admin.delete(path)
+        poll_until(lambda: cached() is None, timeout=30, message=f"the watch dropped {path}")
+        return answer
+    return around
+
+
+def stays_absent(read: Callable[[], object], message: str) -> None:
+    """Assert that `read()` stays None for AFTERMATH seconds."""
+    try:
+        found = poll_until(read, timeout=AFTERMATH, interval=0.2)
+    except PollTimeout:
+        return
+    raise AssertionError(f"{message}: {found}")
+
+
+def test_an_apptask_deleted_while_its_status_write_is_answered_stays_deleted(
+        admin: Kube, cluster: ControlPlane, namespace: str, tmp_path: Path) -> None:
+    kube: HookedKube = controller_client(cluster, tmp_path)
+    with in_process(kube, namespace) as controller:
+        key = f"{namespace}/doomed"
+        fired = kube.hook(is_write_to("/doomed/status"), deleted_before_recording(
+            admin, controller, APPTASKS.path(namespace, "doomed"),
+            lambda: controller.apptasks.get(key)))
+        uid = put_apptask(admin, apptask("doomed", namespace, replicas=0))["metadata"]["uid"]
+        poll_until(fired.is_set, timeout=30, message="the status write answered, then deleted")
+        sent = len(kube.writes)
+        poll_until(lambda: get_deployment(admin, namespace, "doomed") is None, timeout=60,
+                   message="its Deployment garbage-collected")
+        stays_absent(lambda: get_deployment(admin, namespace, "doomed"),
+                     "a Deployment of the deleted AppTask came back")
+        assert controller.apptasks.get(key) is None
+        assert not [w for w in kube.writes[sent:] if uid in repr(w)], "a write for the dead uid"
+
+
+def test_a_deployment_deleted_while_its_apply_is_answered_is_created_again(
+        admin: Kube, cluster: ControlPlane, namespace: str, tmp_path: Path) -> None:
+    kube: HookedKube = controller_client(cluster, tmp_path)
+    with in_process(kube, namespace) as controller:
+        key = f"{namespace}/kept"
+        put_apptask(admin, apptask("kept", namespace, replicas=0))
+        poll_until(lambda: status_of(admin, namespace, "kept").get("phase") == "Ready"
+                   and controller.deployments.get(key), timeout=30, message="Ready and cached")
+        fired = kube.hook(is_write_to("/deployments/kept"), deleted_before_recording(
+            admin, controller, DEPLOYMENTS.path(namespace, "kept"),
+            lambda: controller.deployments.get(key)))
+        put_apptask(admin, apptask("kept", namespace, replicas=0, image="nginx:1.27"))
+        poll_until(fired.is_set, timeout=30, interval=0.02,
+                   message="the apply answered, then deleted")
+        dropped = time.monotonic()
+        deployment = poll_until(lambda: get_deployment(admin, namespace, "kept"),
+                                timeout=AFTERMATH, interval=0.1,
+                                message="the deleted Deployment created again")
+        print(f"the deleted Deployment created again {time.monotonic() - dropped:.1f}s after "
+              "the watch dropped it")
+        assert container(deployment)["image"] == "nginx:1.27"

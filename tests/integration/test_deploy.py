@@ -34,6 +34,7 @@ from helpers import (
 )
 from metrics_scrape import SECURE, metrics_reader, samples, scrape, user_subject
 
+from ssa_controller import desired
 from ssa_controller.envtest import ControlPlane, poll_until
 from ssa_controller.kube import DEPLOYMENTS, LEASES, ApiError, Kube
 from ssa_controller.leader import LEADER_JITTER_FACTOR
@@ -355,9 +356,10 @@ def allowed(admin: Kube, user: str, namespace: str, group: str, resource: str,
 class WholeJob:
     """One compact run that needs every permission: caches sync, a metrics-reader scrapes the
     secure /metrics (a TokenReview and a SubjectAccessReview), the lease is taken and
-    renewed, a Deployment is created and updated, an existing unowned one is read and refused,
-    status is written, an Event is posted and a
-    repeat of it is patched into its series, and a clean shutdown releases the lease.
+    renewed, a Deployment is created and updated, an existing unowned one is read and refused
+    (its selector is immutable) and another one adopted (adoptExisting), status is written, an
+    Event is posted and a repeat of it is patched into its series, and a clean shutdown releases
+    the lease.
 
     Each step raises AssertionError naming the capability that failed; every poll also fails
     at once if the controller process exits, or if its status reports a failed apply."""
@@ -398,14 +400,25 @@ class WholeJob:
         return found if found and container(found)["image"] == image else None
 
     def refused(self, name: str) -> bool:
-        """Whether the AppTask `name` reports its Deployment as someone else's (the controller
-        read it after its creating apply was refused)."""
+        """Whether the AppTask `name` reports its Deployment as one it cannot take (the
+        controller read it after its creating apply was refused, and the server refused the
+        adoption's dry run: the selector is immutable)."""
         synced = condition(status_of(self.admin, self.namespace, name), "Synced")
         if synced.get("status") != "False":
             return False
-        if synced.get("reason") != "DeploymentExists":
+        if synced.get("reason") != "ApplyRejected" or "selector" not in synced.get("message"):
             raise AssertionError(f"status says {synced.get('reason')}: {synced.get('message')}")
         return True
+
+    def adopted(self, name: str) -> bool:
+        """Whether the Deployment `name` is controlled by its AppTask now (an adoption changes
+        its owner references: where OwnerReferencesPermissionEnforcement runs, that takes
+        `delete` on it)."""
+        synced = condition(status_of(self.admin, self.namespace, name), "Synced")
+        if synced.get("status") == "False":
+            raise AssertionError(f"status says {synced.get('reason')}: {synced.get('message')}")
+        found = get_deployment(self.admin, self.namespace, name)
+        return found is not None and desired.controller_ref(found) is not None
 
     def event(self, note: str) -> dict[str, Any] | None:
         items = self.admin.list(EVENTS_PATH.format(self.namespace))["items"]
@@ -414,8 +427,9 @@ class WholeJob:
 
     def run(self) -> None:
         admin, namespace, lease = self.admin, self.namespace, self.lease
-        self.process = process = self.start({**elected(namespace, lease), **SECURE},
-                                            ready=False)
+        self.process = process = self.start(
+            {**elected(namespace, lease), **SECURE, "apply": {"adoptExisting": True}},
+            ready=False)
         self.step("caches synced (/readyz)",
                   lambda: get_ok(process, process.health_port, "/readyz")[0] == 200)
         self.step("metrics scraped (TokenReview, SubjectAccessReview)", self.metrics)
@@ -437,8 +451,13 @@ class WholeJob:
         admin.create(DEPLOYMENTS.path(namespace),
                      unowned_deployment(namespace, "taken", {"app": "taken"}))
         put_apptask(admin, apptask("taken", namespace))
-        self.step("an existing unowned Deployment read and refused (DeploymentExists)",
+        self.step("an existing unowned Deployment read and refused (ApplyRejected)",
                   lambda: self.refused("taken"))
+        admin.create(DEPLOYMENTS.path(namespace),
+                     unowned_deployment(namespace, "kept", {desired.NAME_LABEL: "kept"}),
+                     {"fieldManager": "kubectl-create"})
+        put_apptask(admin, apptask("kept", namespace))
+        self.step("an existing Deployment adopted", lambda: self.adopted("kept"))
 
         put_apptask(admin, apptask("app", namespace, replicas=1, image="nginx:1.26"))
         self.step("Deployment updated", lambda: self.deployment("nginx:1.26"))
@@ -507,7 +526,9 @@ EXPECTED_FAILURE = {
     ("example.com", "apptasks", "list"): "caches synced",
     ("example.com", "apptasks", "watch"): "Deployment created",
     ("example.com", "apptasks/status", "patch"): "status written",
+    ("example.com", "apptasks/finalizers", "update"): "Deployment created",
     ("apps", "deployments", "get"): "an existing unowned Deployment read and refused",
+    ("apps", "deployments", "delete"): "an existing Deployment adopted",
     ("apps", "deployments", "list"): "caches synced",
     ("apps", "deployments", "watch"): "Deployment status observed",
     ("apps", "deployments", "create"): "Deployment created",

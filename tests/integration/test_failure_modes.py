@@ -27,8 +27,8 @@ from ssa_controller.controller import Controller
 from ssa_controller.desired import MANAGED_BY_LABEL, MANAGED_BY_VALUE
 from ssa_controller.envtest import poll_until
 from ssa_controller.kube import APPTASKS, DEPLOYMENTS, MERGE_PATCH, Kube
-from ssa_controller.lab.scenarios import unrelated
 from ssa_controller.metrics import Metrics
+from ssa_lab.scenarios import unrelated
 
 
 def idle(process) -> bool:

@@ -1,23 +1,42 @@
-"""Reliability under faults (issue 9, items 1, 3 and 4), against the real API server.
+"""Reliability under faults (issue 9, items 1, 3 and 4; issue 24, items 1, 3, 6 and the readiness
+part of 7), against the real API server.
 
 The controller runs as a separate process; faults come from kube-apiserver itself (killed and
 started again mid-burst) or from `faultproxy.FaultProxy` between the two (silent stalls, stalled
-writes, throttling, server errors, resets). Tests assert on outcomes: objects converged, the
-proxy's record of requests, the controller's metrics. Fixed waits are fault windows only.
+writes, throttling, server errors, resets, TLS handshakes held, expired continue tokens,
+create-only applies refused, credentials refused). Tests assert on outcomes: objects converged,
+the proxy's record of requests, the audit log, the controller's metrics. Fixed waits are fault
+windows only.
 """
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 from faultproxy import FaultProxy, RequestRecord
-from helpers import apptask, container, put_apptask, scoped, status_of
+from helpers import (
+    CONTROLLER,
+    CONTROLLER_NAMESPACE,
+    TEST_USERS,
+    apptask,
+    assert_one_writer_at_a_time,
+    container,
+    controller_writes,
+    get_deployment,
+    put_apptask,
+    scoped,
+    status_of,
+)
 
-from ssa_controller.envtest import ControlPlane, poll_until
-from ssa_controller.kube import APPTASKS, DEPLOYMENTS, WATCH_STALLED, ApiError, Kube
+from ssa_controller import watcher
+from ssa_controller.envtest import ControlPlane, PollTimeout, poll_until
+from ssa_controller.kube import APPTASKS, DEPLOYMENTS, LEASES, WATCH_STALLED, ApiError, Kube
+from ssa_controller.store import Store
 
 DEFAULT_TIMEOUTS: dict[str, Any] = {"timeouts": {}}
 """The product's default timeouts (the `controller` fixture pins a long watch timeout)."""
@@ -26,6 +45,13 @@ STALL_BOUND = 60.0
 JITTER = 0.5
 """Seconds by which a request's arrival at the proxy may lag its release by the write limiter
 (a new TLS connection after a reset, a busy machine)."""
+RENEW_DEADLINE = 10.0
+"""leaderElection.renewDeadline's default (client-go's)."""
+EXIT_SLACK = 1.5
+"""Seconds a leader whose renew deadline passed may take to be seen gone (a loaded machine)."""
+RELIST_WINDOW = 16.0
+"""Seconds of watches answered 410 Gone, over which relists are counted: the watch backoff
+(0.5 s doubling, times [0.5, 1)) allows 2-4 in that time."""
 
 
 @pytest.fixture
@@ -237,6 +263,167 @@ def test_transient_failures_write_no_status_until_they_last_degraded_after(
     poll_until(lambda: converged(admin, namespace, "nginx:1.27", 1)
                and status_of(admin, namespace, name).get("phase") == "Ready", timeout=30,
                message="Ready again")
+
+
+def wall_clock(moment: float) -> datetime:
+    """The wall-clock time (as the audit log has it) of a time.monotonic() reading."""
+    return datetime.now(UTC) - timedelta(seconds=time.monotonic() - moment)
+
+
+def test_a_leader_whose_new_connections_stall_stops_leading_by_its_renew_deadline(
+        admin, controller, namespace, cluster, lease_name, proxy):
+    """Issue 24, item 1: a renewal round whose first attempts are refused at once (500), then
+    the leader's pooled connections are reset and every new TLS handshake is held. The attempt
+    that needs a new connection starts with less time left than the 10 s connect timeout: the
+    leader must stop leading (exit 1) by its renew deadline and send no lease request after
+    it; the follower takes over, and the two never write in the same period."""
+    config = scoped(namespace, leaderElection={
+        "enabled": True, "namespace": CONTROLLER_NAMESPACE, "leaseName": lease_name})
+    mark = cluster.audit.mark()
+    leader = controller(config, server_url=proxy.url)
+    poll_until(lambda: leader.metric("leader_election_master_status") == 1, timeout=30,
+               message="the replica behind the proxy leads")
+    follower = controller(config, user=TEST_USERS[1])
+    proxy.inject([500], methods={"GET"}, path=LEASES.path(CONTROLLER_NAMESPACE, lease_name),
+                 limit=3)
+    refused = poll_until(lambda: len(r := [x for x in proxy.records() if x.injected]) == 3 and r,
+                         timeout=30, interval=0.05, message="three renewal attempts refused")
+    proxy.stall_handshakes()
+    assert proxy.reset() >= 1  # the pooled connection: the next attempt needs a new one
+    deadline = refused[0].at + RENEW_DEADLINE  # the round began with the first refused attempt
+
+    def gone() -> float | None:
+        return time.monotonic() if leader.proc.poll() is not None else None
+    try:
+        exited = poll_until(gone, timeout=deadline + 2 * EXIT_SLACK - time.monotonic(),
+                            interval=0.05)
+    except PollTimeout:
+        exited = None
+    held = proxy.held_handshakes
+    proxy.pass_through()  # held handshakes go on: a request still waiting would be sent now
+    if exited is None:
+        exited = poll_until(gone, timeout=30, interval=0.05, message="the leader exits")
+    print(f"leader exited {exited - deadline:+.1f}s from its renew deadline; "
+          f"{held} handshakes held")
+    assert leader.proc.returncode == 1
+    assert held >= 1
+    assert exited <= deadline + EXIT_SLACK, "the leader led past its renew deadline"
+    late = [e for e in cluster.audit.select(mark, user=CONTROLLER, resource="leases")
+            if e.received > wall_clock(deadline)]
+    assert not late, [(e.verb, e.received.time().isoformat()) for e in late]
+
+    poll_until(lambda: follower.metric("leader_election_master_status") == 1, timeout=30,
+               message="the follower takes over")
+    put_apptask(admin, apptask("after", namespace, replicas=0))
+    poll_until(lambda: get_deployment(admin, namespace, "after"), timeout=30,
+               message="the new leader reconciles")
+    writes = controller_writes(cluster.audit, mark, namespace, lease_name)
+    assert assert_one_writer_at_a_time(writes) == list(TEST_USERS)
+
+
+class Counts:
+    """watcher.WatchMetrics that counts."""
+
+    def __init__(self) -> None:
+        self.restarts = self.relists = 0
+
+    def watch_restarted(self, resource: str) -> None:
+        self.restarts += 1
+
+    def watch_relisted(self, resource: str) -> None:
+        self.relists += 1
+
+
+def list_requests(proxy: FaultProxy, since: float = 0.0) -> list[RequestRecord]:
+    return [r for r in proxy.records()
+            if r.at >= since and r.method == "GET" and not r.is_watch and "/apptasks" in r.path]
+
+
+def test_an_expired_continue_token_falls_back_to_one_unpaged_list_and_relists_back_off(
+        admin, cluster, namespace, proxy, monkeypatch):
+    """Issue 24, item 3: the proxy answers 410 Expired to every list request that carries a
+    continue token (pages of 2 here), then to every watch. The watcher (in this process, as
+    the controller's user) lists once more in one piece and syncs; relists that keep meeting
+    410 wait the watch backoff (0.5 s doubling, jittered) instead of following back to back."""
+    monkeypatch.setattr(watcher, "LIST_PAGE", 2)
+    for i in range(5):
+        put_apptask(admin, apptask(f"paged-{i}", namespace, replicas=0))
+    kube = Kube(proxy.url, token=cluster.token(CONTROLLER), ca_file=str(cluster.ca_file))
+    counts, stop = Counts(), threading.Event()
+    watching = watcher.Watcher(kube, APPTASKS, Store(), lambda old, new: None,
+                               namespace=namespace, metrics=counts)
+    thread = threading.Thread(target=watching.run, args=(stop,), daemon=True)
+    proxy.inject([410], query="continue=")
+    thread.start()
+    try:
+        poll_until(watching.synced.is_set, timeout=30, message="synced despite the expiry")
+        assert len(watching.store) == 5
+        assert [("limit=2" in r.query, "continue=" in r.query, r.outcome)
+                for r in list_requests(proxy)] == [
+            (True, False, 200), (True, True, 410), (False, False, 200)]
+
+        proxy.inject([410], query="watch=true")
+        started = time.monotonic()
+        proxy.reset()  # ends the open watch: every new one is answered 410
+        time.sleep(RELIST_WINDOW)  # the fault window
+        firsts = [r.at for r in list_requests(proxy, started) if "continue=" not in r.query]
+        gaps = [later - earlier for earlier, later in zip(firsts, firsts[1:], strict=False)]
+        print(f"{len(firsts)} relists in {RELIST_WINDOW:g}s of 410s, "
+              f"{counts.relists} counted; gaps {[round(g, 2) for g in gaps]}")
+        assert 2 <= len(firsts) <= 4
+        assert counts.relists == len(firsts) and counts.restarts > len(firsts)
+        assert min(gaps) >= 1.0 and gaps == sorted(gaps)  # spaced out, further and further
+    finally:
+        stop.set()
+        watching.interrupt()
+        thread.join(10)
+        kube.close()
+
+
+def test_a_server_refusing_create_only_applies_gets_read_then_apply(
+        admin, controller, namespace, cluster, proxy):
+    """Issue 24, item 6: every apply carrying the create-only precondition is answered 500, as
+    some servers answer it ("resourceVersion should not be set on objects to be created").
+    The first creation finds the same apply accepted without it; from then on creations read
+    first and apply without it (counted once), so the second costs a GET and an apply."""
+    process = controller(scoped(namespace), server_url=proxy.url)
+    proxy.inject([500], methods={"PATCH"}, body=b'"resourceVersion":"1"')
+    tasks = {}
+    for name in ("first", "second"):
+        mark = cluster.audit.mark()
+        tasks[name] = put_apptask(admin, apptask(name, namespace, replicas=0))
+        poll_until(lambda n=name: status_of(admin, namespace, n).get("phase") == "Ready",
+                   timeout=30, message=f"{name} Ready")
+    assert proxy.outcomes(injected=True) == {500: 1}
+    assert process.metric("ssa_controller_create_precondition_fallbacks_total") == 1
+    verbs = [e.verb for e in cluster.audit.select(mark, user=CONTROLLER, resource="deployments",
+                                                  name="second")]
+    assert verbs == ["get", "patch"]
+    for name, task in tasks.items():
+        owner, = get_deployment(admin, namespace, name)["metadata"]["ownerReferences"]
+        assert owner["uid"] == task["metadata"]["uid"]
+
+
+def test_readyz_fails_while_the_credentials_are_refused_and_passes_once_they_are_taken(
+        controller, namespace, proxy):
+    """Every request answered 401, as for a revoked token: /readyz fails once the refusals
+    have lasted timeouts.request (3 s here; watches renewed every 1-1.5 s keep requests
+    coming), and passes again at the first answer that is not a 401."""
+    lasting = 3.0
+    process = controller(scoped(namespace, timeouts={"request": f"{lasting:g}s", "watch": "1s"}),
+                         server_url=proxy.url)
+
+    def readyz() -> int:
+        return process.get(process.health_port, "/readyz")[0]
+    proxy.inject([401])
+    unready = poll_until(lambda: readyz() == 500 and time.monotonic(), timeout=30,
+                         interval=0.1, message="unready while every answer is 401")
+    refused = unready - min(r.at for r in proxy.records() if r.injected)
+    proxy.pass_through()
+    seconds = timed(lambda: readyz() == 200, 30, "ready again once the credentials are taken")
+    print(f"unready {refused:.1f}s after the first 401; ready {seconds:.1f}s after they stopped")
+    assert lasting - 0.2 <= refused <= lasting + 2.0
+    assert process.proc.poll() is None
 
 
 def test_apiserver_restart_mid_burst_loses_and_duplicates_nothing(

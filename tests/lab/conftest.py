@@ -10,8 +10,8 @@ import os
 import pytest
 
 from ssa_controller.envtest import Assets
-from ssa_controller.lab.results import ModeResult
-from ssa_controller.lab.run import MODES, run
+from ssa_lab.results import ModeResult
+from ssa_lab.run import MODES, run
 
 SECONDS = float(os.environ.get("SSA_LAB_SECONDS", "4"))
 """Measuring time of each run (the command's --seconds); 4 keeps the suite near 3 minutes."""

@@ -1,6 +1,6 @@
 """Each scenario of the failure-mode lab against the real API server: the bad controller really
 shows its failure (a lab whose bad controller does not fail proves nothing), and ours keeps
-every bound. The figures come from the audit log and /proc (see ssa_controller/lab/measure.py);
+every bound. The figures come from the audit log and /proc (see ssa_lab/measure.py);
 the whole lab runs once per session (conftest.lab_results)."""
 
 from __future__ import annotations
@@ -9,9 +9,9 @@ import os
 
 import pytest
 
-from ssa_controller.lab import report
-from ssa_controller.lab.results import ModeResult
-from ssa_controller.lab.run import MODES
+from ssa_lab import report
+from ssa_lab.results import ModeResult
+from ssa_lab.run import MODES
 
 pytestmark = [pytest.mark.lab, pytest.mark.timeout(1200)]
 

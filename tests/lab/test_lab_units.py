@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from ssa_controller import cli
-from ssa_controller.lab import bad, measure, plot, report, scenarios
-from ssa_controller.lab.results import ModeResult, Row
+from ssa_lab import bad, measure, plot, report, scenarios
+from ssa_lab.results import ModeResult, Row
 
 BAD = Path(bad.__file__).parent
 

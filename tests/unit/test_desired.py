@@ -15,7 +15,9 @@ from ssa_controller.envtest.podsecurity import restricted_violations
 UID = "0b9c3f0e-7d1a-4c55-9d6e-2f1b8a0c4d21"
 IMAGE = {"image": "nginx:1.25"}
 OWNER_REF = {"apiVersion": "example.com/v1", "kind": "AppTask", "name": "web", "uid": UID,
-             "controller": True}
+             "controller": True, "blockOwnerDeletion": True}
+"""As controller-runtime's SetControllerReference makes it: a foreground deletion of the
+AppTask waits for its Deployment."""
 UNRESTRICTED = PodTemplateConfig(restricted=False)
 
 

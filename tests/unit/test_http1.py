@@ -159,6 +159,14 @@ def test_headers_are_read_in_lower_case_and_statuses_as_sent(script, pool_for) -
     assert (answer.status, answer.headers["retry-after"], answer.data) == (429, "3", b"{}")
 
 
+def test_a_repeated_header_keeps_every_value(script, pool_for) -> None:
+    server = script(b'HTTP/1.1 200 OK\r\nWarning: 299 - "first, with a comma"\r\nX-One: 1\r\n'
+                    b'warning: 299 - "second"\r\nContent-Length: 2\r\n\r\n{}')
+    answer = get(pool_for(server))
+    assert answer.headers["warning"] == '299 - "first, with a comma", 299 - "second"'
+    assert answer.headers["x-one"] == "1"
+
+
 def test_interim_answers_are_skipped_and_no_content_has_no_body(script, pool_for) -> None:
     server = script(b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 204 No Content\r\n\r\n", ok(b"next"))
     pool = pool_for(server)
@@ -220,6 +228,16 @@ def test_a_malformed_or_cut_answer_is_a_transport_error_and_its_connection_dropp
     assert server.connections == 2
 
 
+@pytest.mark.parametrize("size", [b"-1", b"0x3", b"1_0", b"+3", b" 3", b"1" * 17])
+def test_a_chunk_size_that_is_not_plain_hex_is_a_transport_error(script, pool_for, size) -> None:
+    """As Go's net/http reads them: int(x, 16) would take a sign, a 0x prefix, underscores
+    and spaces (a chunk of -1 read to the end of the connection)."""
+    server = script(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n%s\r\n{}}\r\n"
+                    b"0\r\n\r\n" % size, CLOSE)
+    with pytest.raises(TransportError, match="malformed chunk size"):
+        get(pool_for(server))
+
+
 def test_a_silent_server_is_a_timeout(script, pool_for) -> None:
     server = script(lambda _: time.sleep(1.0) or ok())  # type: ignore[func-returns-value]
     started = time.monotonic()
@@ -236,6 +254,41 @@ def test_a_server_dripping_its_answer_is_cut_at_the_deadline(script, pool_for) -
     with pytest.raises(TransportError):
         get(pool_for(server), timeout=5.0, deadline=time.monotonic() + 0.3)
     assert time.monotonic() - started < 2.0
+
+
+def test_a_tls_handshake_that_never_ends_is_cut_at_the_deadline(pool_for) -> None:
+    """A server that accepts and never speaks TLS: the request fails at its deadline, not at the
+    connect timeout, and no byte of it is sent (only the client's TLS hello arrives)."""
+    received: list[bytes] = []
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        def accept_and_listen() -> None:
+            conn, _ = listener.accept()
+            with conn:
+                conn.settimeout(5)
+                while data := conn.recv(65536):
+                    received.append(data)
+        thread = threading.Thread(target=accept_and_listen, daemon=True)
+        thread.start()
+        pool = pool_for(listener.getsockname()[1], tls=ssl.create_default_context,
+                        connect_timeout=10.0)
+        started = time.monotonic()
+        with pytest.raises(TransportError, match="TLS with 127.0.0.1"):
+            get(pool, timeout=10.0, deadline=started + 0.3)
+        assert time.monotonic() - started < 1.5
+        thread.join(10)
+    sent = b"".join(received)
+    assert sent.startswith(b"\x16\x03") and b"GET" not in sent  # a TLS hello, no request
+
+
+def test_nothing_is_sent_once_the_deadline_passed(script, pool_for) -> None:
+    server = script(ok(b"first"), ok(b"never asked for"))
+    pool = pool_for(server)
+    assert get(pool).data == b"first"
+    with pytest.raises(TransportError, match="deadline passed"):
+        get(pool, deadline=time.monotonic() - 0.001)  # on the pooled connection
+    with pytest.raises(TransportError, match="deadline passed"):
+        get(pool_for(server), deadline=time.monotonic() - 0.001)  # on a new one
+    assert len(server.requests) == 1
 
 
 def test_a_refused_connection_is_a_transport_error(pool_for) -> None:
@@ -276,7 +329,7 @@ def test_a_failed_tls_handshake_is_a_transport_error(pool_for) -> None:
 def test_at_most_maxsize_connections_are_kept_idle(script, pool_for) -> None:
     server = script(ok(), ok(), ok())
     pool = pool_for(server, maxsize=1)
-    first, second = pool._checkout(), pool._checkout()
+    first, second = pool._checkout(None), pool._checkout(None)
     pool._checkin(first, reusable=True)
     pool._checkin(second, reusable=True)
     assert pool._idle == [first]
@@ -287,7 +340,7 @@ def test_close_closes_idle_connections_and_those_in_use_when_they_return(
         script, pool_for) -> None:
     server = script(ok(), ok())
     pool = pool_for(server)
-    idle, busy = pool._checkout(), pool._checkout()
+    idle, busy = pool._checkout(None), pool._checkout(None)
     pool._checkin(idle, reusable=True)
     pool.close()
     assert idle.sock.fileno() == -1

@@ -51,6 +51,10 @@ class Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:  # noqa: N802 - http.server's naming
         self.server.respond(self)
 
+    def do_PUT(self) -> None:  # noqa: N802 - http.server's naming
+        self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        self.server.respond(self)
+
     def log_message(self, *args: Any) -> None:
         pass
 
@@ -208,7 +212,7 @@ def test_an_error_without_json_keeps_the_start_of_the_body_as_its_message() -> N
     assert (error.status, error.reason, error.body) == (502, "", None)
     assert error.message.startswith("<html>bad gateway</html>")
     assert len(error.message) == 200
-    assert _error_from(500, b"", {}).message == ""
+    assert _error_from(500, b"", {}).message == "an answer 500 without a body"
     assert _error_from(500, b"[1, 2]", {}).body is None  # JSON, but not a Status
 
 
@@ -217,6 +221,46 @@ def test_retry_after_is_read_in_seconds(header: str, expected: float | None) -> 
     body = json.dumps({"kind": "Status", "reason": "TooManyRequests", "message": "slow down"})
     error = _error_from(429, body.encode(), {"retry-after": header})
     assert (error.reason, error.retry_after) == ("TooManyRequests", expected)
+
+
+@pytest.mark.parametrize("status", [301, 302, 304, 307])
+def test_a_redirect_is_no_success(serve, client, status) -> None:
+    """Redirects are not followed; an empty 3xx to a Lease PUT must not count as a renewal."""
+    def respond(handler: Handler) -> None:
+        handler.send_response(status)
+        handler.send_header("Location", "https://elsewhere.invalid/")
+        handler.send_header("Content-Length", "0")
+        handler.end_headers()
+
+    kube = client(serve(respond).url())
+    with pytest.raises(ApiError) as caught:
+        kube.update("/apis/coordination.k8s.io/v1/namespaces/n/leases/l", {"spec": {}})
+    assert caught.value.status == status
+    assert "without a body (Location: https://elsewhere.invalid/)" in caught.value.message
+
+
+@pytest.mark.parametrize("through_proxy", [False, True], ids=["direct", "proxied"])
+def test_every_server_warning_is_logged_once(serve, client, through_proxy,
+                                             caplog: pytest.LogCaptureFixture) -> None:
+    """kube-apiserver sends one Warning header per warning; all are kept, each text logged once
+    however often it comes (as client-go's deduplicating warning writer)."""
+    def respond(handler: Handler) -> None:
+        handler.send_response(200)
+        for text in ("apps/v1beta1 is deprecated, use apps/v1", 'unknown field \\"spec.x\\"'):
+            handler.send_header("Warning", f'299 - "{text}"')
+        handler.send_header("Content-Length", "2")
+        handler.end_headers()
+        handler.wfile.write(b"{}")
+
+    server = serve(respond)
+    kube = client("http://kube.invalid:6443", proxy_url=server.url()) if through_proxy \
+        else client(server.url())
+    with caplog.at_level("WARNING", logger="ssa_controller.serverwarnings"):
+        for _ in range(3):
+            kube.get("/version")
+    assert [r.getMessage() for r in caplog.records] == [
+        "the API server warns: apps/v1beta1 is deprecated, use apps/v1",
+        'the API server warns: unknown field "spec.x"']
 
 
 def test_an_error_status_from_the_server_raises_api_error(serve, client) -> None:
@@ -342,6 +386,56 @@ def test_a_watch_open_past_its_deadline_is_stalled_and_idle_connections_are_drop
     assert len(set(peers)) == 3, "the idle connection was reused after the stall"
 
 
+@pytest.fixture
+def silent_peer() -> Iterator[Callable[[bool], int]]:
+    """silent_peer(tunnel) -> the port of a listener that accepts and never speaks TLS; with
+    `tunnel`, a proxy that grants every CONNECT first (then the tunnel stays silent)."""
+    listeners: list[socket.socket] = []
+    done = threading.Event()
+
+    def hold(conn: socket.socket, tunnel: bool) -> None:
+        with conn:
+            if tunnel:
+                conn.recv(65536)
+                conn.sendall(b"HTTP/1.1 200 Connection established\r\n\r\n")
+            done.wait(30)
+
+    def start(tunnel: bool) -> int:
+        listener = socket.create_server(("127.0.0.1", 0))
+        listeners.append(listener)
+
+        def accept() -> None:
+            while not done.is_set():
+                try:
+                    conn, _ = listener.accept()
+                except OSError:
+                    return
+                threading.Thread(target=hold, args=(conn, tunnel), daemon=True).start()
+        threading.Thread(target=accept, daemon=True).start()
+        return int(listener.getsockname()[1])
+
+    yield start
+    done.set()
+    for listener in listeners:
+        listener.close()
+
+
+@pytest.mark.parametrize("through_proxy", [False, True], ids=["direct", "proxied"])
+def test_every_request_is_bounded_from_its_connect_by_the_request_timeout(
+        silent_peer, client, through_proxy) -> None:
+    """A TLS handshake that never ends fails the request at `request_timeout` (0.5 s here),
+    not at the 10 s connect timeout, directly and through a proxy's tunnel alike."""
+    port = silent_peer(through_proxy)
+    kube = client("https://kube.invalid:6443" if through_proxy else f"https://127.0.0.1:{port}",
+                  proxy_url=f"http://127.0.0.1:{port}" if through_proxy else None)
+    kube.request_timeout = 0.5
+    started = time.monotonic()
+    with pytest.raises(ApiError) as caught:
+        kube.get("/version")
+    assert (caught.value.status, caught.value.reason) == (0, "TransportError")
+    assert time.monotonic() - started < 2.0
+
+
 def test_connections_use_tcp_keepalive(serve, client) -> None:
     """Requests and watches open their connections the same way (http1.Pool)."""
     server = serve(lambda h: h.send_json(200, {}))
@@ -419,6 +513,26 @@ def test_a_pod_without_a_proxy_loads_neither_the_kubernetes_package_nor_urllib3(
     loaded = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
                             check=True, cwd=ROOT).stdout
     assert loaded.strip() == "[]"
+
+
+def test_run_loads_neither_the_lab_nor_the_local_control_plane(in_cluster) -> None:
+    """`ssa-controller run`, through its real entry point as a pod runs it (one pass here),
+    imports neither the failure-mode lab (its bad controllers) nor envtest (only --local needs
+    it), nor urllib3 or the kubernetes package: -X importtime names every module imported."""
+    def empty_lists(handler: Handler) -> None:
+        handler.send_json(200, {"kind": "List", "metadata": {"resourceVersion": "1"},
+                                "items": []})
+
+    in_cluster.server.respond = empty_lists
+    done = subprocess.run([sys.executable, "-X", "importtime", "-m", "ssa_controller", "run",
+                           "--once"], capture_output=True, text=True, cwd=ROOT, timeout=60,
+                          check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    imported = {line.rsplit("|", 1)[-1].strip() for line in done.stderr.splitlines()
+                if line.startswith("import time:")}
+    assert {"ssa_controller.runner", "ssa_controller.controller"} <= imported
+    assert sorted(m for m in imported if m.split(".")[0] in ("ssa_lab", "urllib3", "kubernetes")
+                  or m.startswith("ssa_controller.envtest")) == []
 
 
 def test_in_cluster_requests_take_the_environments_proxy_unless_no_proxy_matches(

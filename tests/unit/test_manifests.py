@@ -10,12 +10,16 @@ match the Service and Deployment, alerts and dashboard queries that use only ser
 
 from __future__ import annotations
 
+import ast
+import importlib.metadata
 import importlib.util
 import json
 import os
 import re
 import shutil
 import subprocess
+import sys
+import tomllib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -453,7 +457,8 @@ def test_cluster_role_is_least_privilege() -> None:
     assert rules("ClusterRole", "ssa-controller") == (
         grant("example.com", "apptasks", "list", "watch")
         | grant("example.com", "apptasks/status", "patch")
-        | grant("apps", "deployments", "get", "list", "watch", "create", "patch")
+        | grant("example.com", "apptasks/finalizers", "update")
+        | grant("apps", "deployments", "get", "list", "watch", "create", "patch", "delete")
         | grant("events.k8s.io", "events", "create", "patch")
     )
 
@@ -776,6 +781,60 @@ def test_dockerfile_copies_exist_and_pass_its_dockerignore() -> None:
         for src in sources:
             assert (repo / src).exists(), f"Dockerfile copies {src}, which is not in the repository"
             assert src.rstrip("/") in let_through, f"Dockerfile.dockerignore leaves {src} out"
+
+
+def test_the_image_installs_no_lab() -> None:
+    """The lab's bad controllers are wrong on purpose: they live outside the runtime package
+    (ssa_lab), and a build from the image's context (which copies ssa_controller/ alone) finds
+    no other package, so the image installs none of them."""
+    setuptools = pytest.importorskip("setuptools")
+    repo = MANIFESTS.parent
+    include = tomllib.loads((repo / "pyproject.toml").read_text())[
+        "tool"]["setuptools"]["packages"]["find"]["include"]
+    found = setuptools.find_packages(repo, include=include)
+    assert {"ssa_lab", "ssa_lab.bad"} <= set(found)
+    assert not [p for p in found if p.startswith("ssa_controller") and "lab" in p.split(".")]
+    copied = {src for ln in (MANIFESTS / "Dockerfile").read_text().splitlines()
+              if ln.startswith("COPY ") for src in ln.split()[1:-1]}
+    assert {p.split(".")[0] for p in found if p.split(".")[0] in copied} == {"ssa_controller"}
+
+
+def _distribution(name: str) -> str:
+    """A distribution or requirement name as pip compares them (PEP 503)."""
+    return re.sub(r"[-_.]+", "-", re.match(r"[A-Za-z0-9._-]+", name).group()).lower()
+
+
+def _runtime_nodes(tree: ast.AST) -> Iterator[ast.AST]:
+    """The nodes of a module but those only type checkers read (`if TYPE_CHECKING:` blocks)."""
+    for node in ast.iter_child_nodes(tree):
+        if isinstance(node, ast.If) and isinstance(node.test, ast.Name) \
+                and node.test.id == "TYPE_CHECKING":
+            continue
+        yield node
+        yield from _runtime_nodes(node)
+
+
+def test_every_package_imported_is_declared() -> None:
+    """urllib3 was imported (proxied, the lab) but came only with the kubernetes package; it is
+    declared, at 2.3 or later (BaseHTTPResponse.shutdown, which proxied uses, is 2.3's). What
+    only type checkers import (`if TYPE_CHECKING:`) is no runtime dependency."""
+    repo = MANIFESTS.parent
+    project = tomllib.loads((repo / "pyproject.toml").read_text())["project"]
+    declared = {_distribution(r) for r in [*project["dependencies"],
+                                           *project["optional-dependencies"]["lab"]]}
+    imported: set[str] = set()
+    for path in [*(repo / "ssa_controller").rglob("*.py"), *(repo / "ssa_lab").rglob("*.py")]:
+        for node in _runtime_nodes(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                imported |= {alias.name.split(".")[0] for alias in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                imported.add(node.module.split(".")[0])
+    providers = importlib.metadata.packages_distributions()
+    undeclared = sorted(m for m in imported - set(sys.stdlib_module_names)
+                        - {"ssa_controller", "ssa_lab"}
+                        if not {_distribution(d) for d in providers.get(m, [m])} & declared)
+    assert undeclared == []
+    assert "urllib3>=2.3" in project["dependencies"]
 
 
 # ---------------------------------------------------------------------------- monitoring

@@ -14,13 +14,15 @@ from typing import Any
 
 import pytest
 
-from ssa_controller import desired, diff, drift, fieldset
+from ssa_controller import adopt, desired, diff, drift, fieldset
 from ssa_controller.backoff import ItemBackoff
 from ssa_controller.config import ApplyConfig, BackoffConfig, Config
 from ssa_controller.fights import FightTracker
 from ssa_controller.kube import JSON_PATCH, ApiError
 from ssa_controller.reconciler import (
     CREATE_ONLY,
+    VANISHED_GRACE,
+    CreatePrecondition,
     Reconciler,
     Rejections,
     conflict_summary,
@@ -39,7 +41,12 @@ HANDOFF = "ssa-controller-handoff"
 BASE, CAP = 1.0, 4.0
 REPLICAS = ("f:spec", "f:replicas")
 IMMUTABLE = ApiError(422, "Invalid", 'Deployment.apps "web" is invalid: spec.selector: Invalid '
-                     "value: ...: field is immutable")
+                     "value: ...: field is immutable",
+                     {"details": {"causes": [{"field": "spec.selector"}]}})
+TEST_FAILED = ApiError(422, "Invalid", "the server rejected our request due to an error in our "
+                       "request", {"details": {}})
+"""kube-apiserver's answer to a JSON patch whose test operation failed (v1.20.2)."""
+NO_PRECONDITION = ApiError(500, "", "resourceVersion should not be set on objects to be created")
 UNAVAILABLE = ApiError(503, "ServiceUnavailable", "busy")
 
 
@@ -153,6 +160,8 @@ class RecordingKube:
         self.apptask: Obj = {}
         self.applied: Obj = {}
         """The answer to the last apply, as its watch event will bring it."""
+        self.create_only_refused: ApiError | None = None
+        """How a server refusing the CREATE_ONLY precondition answers it (None: honours it)."""
         self._revision = 100
 
     def _fail(self, kind: str) -> None:
@@ -169,6 +178,8 @@ class RecordingKube:
         kind = "dry-run" if dry_run else "handoff" if field_manager == HANDOFF else \
             "create" if create_only else "apply"
         self.requests.append((kind, field_manager, force, copy.deepcopy(body)))
+        if create_only and self.create_only_refused is not None:
+            raise self.create_only_refused
         if create_only and self.existing is not None:
             raise ApiError(409, "Conflict", "the object has been modified")
         self._fail("apply" if kind == "create" else kind)
@@ -188,14 +199,19 @@ class RecordingKube:
         return copy.deepcopy(self.existing)
 
     def patch(self, path: str, body: Any, content_type: str, params: Obj | None = None) -> Obj:
-        kind = "managedFields" if content_type == JSON_PATCH else "status"
-        self.requests.append((kind, path))
+        assert content_type == JSON_PATCH
+        kind = "status" if path.endswith("/status") else "managedFields"
+        self.requests.append((kind, path, copy.deepcopy(body)))
         self._fail(kind)
         if kind == "managedFields":
             return copy.deepcopy(self.existing or {})
+        test, add = body
+        if test["value"] != self.apptask["metadata"]["uid"]:  # as kube-apiserver answers it
+            raise ApiError(422, "Invalid", "the server rejected our request due to an error in "
+                           "our request", {"details": {}})
         answer = copy.deepcopy(self.apptask)
         answer["metadata"]["resourceVersion"] = self.next_revision()
-        return {**answer, **body}
+        return {**answer, "status": add["value"]}
 
     def kinds(self) -> list[str]:
         return [request[0] for request in self.requests]
@@ -364,8 +380,10 @@ def test_a_refused_generation_is_retried_only_with_backoff() -> None:
     harness.given(apptask())
     harness.kube.failures["apply"] = IMMUTABLE
     first = harness.reconcile()
-    assert harness.kube.kinds() == ["create", "status"]
+    # Refused before any creation passed: perhaps for the precondition, checked without it.
+    assert harness.kube.kinds() == ["create", "get", "apply", "status"]
     assert (first.outcome, first.requeue_after, first.error) == ("invalid", BASE, None)
+    assert harness.reconciler.creation.sent
     assert "ApplyRejected" in harness.events.reasons
     resync = harness.reconcile(after=0.4)
     assert harness.kube.kinds() == []
@@ -468,6 +486,23 @@ def test_a_refused_adoption_leaves_the_managed_fields_alone() -> None:
     result = harness.reconcile()
     assert harness.kube.kinds() == ["create", "get", "dry-run", "status"]
     assert (result.outcome, result.requeue_after) == ("invalid", BASE)
+
+
+def test_an_adoption_that_loses_a_race_is_tried_again_without_a_report() -> None:
+    """Issue 24 item 4: the Deployment changed between the read and the ownership move (its
+    rollout, an HPA): the guard's test fails (422). A conflict, retried with the normal
+    backoff: no Invalid phase, no Warning Event, no slow retry."""
+    harness = Harness(ADOPTING)
+    harness.given(apptask())
+    harness.kube.existing = foreign(apptask())
+    harness.kube.failures["managedFields"] = TEST_FAILED
+    result = harness.reconcile()
+    assert harness.kube.kinds() == ["create", "get", "dry-run", "get", "managedFields"]
+    assert result.outcome == "conflict" and result.error is not None
+    assert (result.error.reason, result.requeue_after) == (adopt.RACED, None)
+    assert (harness.events.reasons, len(harness.reconciler.rejections)) == ([], 0)
+    del harness.kube.failures["managedFields"]
+    assert harness.reconcile(after=BASE).outcome == "applied"
 
 
 def test_a_new_generation_is_applied_at_once_during_a_damped_fight() -> None:
@@ -635,3 +670,78 @@ def test_applying_a_spec_the_deployment_never_held_is_no_take_back(status: Obj |
     harness.given(task, deployment(apptask(replicas=3)))
     assert harness.reconcile().outcome == "applied"
     assert harness.events.notes == ["Deployment web configured"]
+
+def converged(harness: Harness) -> Obj:
+    """An AppTask and its Deployment, reconciled once: the status is written (and names the
+    Deployment); returns the Deployment as cached."""
+    task = apptask()
+    live = deployment(task)
+    harness.given(task, live)
+    assert harness.reconcile().status_updated
+    return live
+
+
+def test_a_status_write_replaces_the_status_of_this_apptask_only() -> None:
+    """Issue 24 item 7: the write names the AppTask's uid in a test (the status subresource
+    ignores a merge patch's metadata.uid); one deleted and created again under its name since
+    it was read is left alone, without an error."""
+    harness = Harness()
+    harness.given(apptask(), deployment(apptask()))
+    written = harness.reconcile()
+    (_, _, (test, add)), = harness.kube.requests
+    assert test == {"op": "test", "path": "/metadata/uid", "value": "a1"}
+    assert (add["op"], add["path"], add["value"]["observedGeneration"]) == ("add", "/status", 1)
+    assert written.status_updated and harness.apptasks.get(KEY)["status"] == add["value"]
+    harness.given(apptask(generation=2, image="nginx:1.27"))
+    harness.kube.apptask = {**harness.kube.apptask, "metadata": {
+        **harness.kube.apptask["metadata"], "uid": "a2"}}  # the server has another one now
+    stale = harness.reconcile()
+    assert harness.kube.kinds() == ["apply", "status"]
+    assert (stale.outcome, stale.error, stale.status_updated) == ("applied", None, False)
+
+
+def test_a_deployment_back_within_the_grace_gives_the_next_disappearance_its_grace() -> None:
+    harness = Harness()
+    live = converged(harness)
+    harness.deployments.delete(live)
+    assert harness.reconcile().requeue_after == VANISHED_GRACE
+    harness.deployment_changed(live)  # back, e.g. a relist after a watch gap
+    assert harness.reconcile(after=VANISHED_GRACE / 2).outcome == "unchanged"
+    harness.deployments.delete(live)
+    gone_again = harness.reconcile(after=10.0)
+    assert (harness.kube.kinds(), gone_again.requeue_after) == ([], VANISHED_GRACE)
+
+
+def test_a_server_refusing_the_create_only_precondition_gets_read_then_apply() -> None:
+    """Issue 24 item 6: the create-only apply refused (500 on some servers) while the same
+    body without the precondition is accepted: creations read first from then on, for the
+    life of the process, reported once."""
+    harness = Harness()
+    harness.kube.create_only_refused = NO_PRECONDITION
+    harness.given(apptask())
+    first = harness.reconcile()
+    assert harness.kube.kinds() == ["create", "get", "apply", "status"]
+    assert (first.outcome, first.error, first.precondition_dropped) == ("applied", None, True)
+    harness.apptasks.delete(harness.kube.apptask)
+    harness.deployments.delete(harness.kube.applied)
+    harness.reconciler.forget(KEY)
+    harness.given(apptask())  # created again: its Deployment too
+    again = harness.reconcile()
+    assert harness.kube.kinds() == ["get", "apply", "status"]
+    assert (again.outcome, again.precondition_dropped) == ("applied", False)
+
+
+def test_a_refusal_is_suspected_of_being_the_preconditions_only_until_it_is_honoured() -> None:
+    creation = CreatePrecondition()
+    assert creation.suspect(NO_PRECONDITION) and creation.suspect(IMMUTABLE)
+    assert not any(creation.suspect(error) for error in (
+        UNAVAILABLE, ApiError(403, "Forbidden", "cannot patch"), ApiError(0, "", "reset"),
+        ApiError(429, "TooManyRequests", "slow down")))
+    creation.honoured()
+    assert creation.sent and not creation.suspect(NO_PRECONDITION)
+
+
+def test_dropping_the_precondition_is_reported_once() -> None:
+    creation = CreatePrecondition()
+    assert creation.refused() and not creation.refused()
+    assert not creation.sent and not creation.suspect(NO_PRECONDITION)

@@ -6,6 +6,7 @@ import json
 from typing import Any
 
 from ssa_controller import fieldset
+from ssa_controller import store as store_module
 from ssa_controller.store import Cached, Store, compact, key_of
 
 Obj = dict[str, Any]
@@ -203,6 +204,59 @@ def test_delete_drops_the_write_answer_too() -> None:
     store.record_write(obj(rv="11"))
     store.delete(obj(rv="12"))
     assert store.get("demo/web") is None and store.pending_writes() == 0
+
+
+def test_a_write_answer_arriving_after_the_watch_showed_the_deletion_is_not_recorded() -> None:
+    """Issue 24 item 2: the watch delivers DELETED (rv 12) between a status write's answer
+    (rv 11) and its recording: the answer must not bring the object back."""
+    store = Store()
+    store.put(obj(rv="10"))
+    store.delete(obj(rv="12"))
+    store.record_write(obj(rv="11"))
+    assert store.get("demo/web") is None and store.pending_writes() == 0
+
+
+def test_a_write_answer_newer_than_the_deletion_is_read() -> None:
+    """The controller re-created the object after the watch showed it deleted."""
+    store = Store()
+    store.put(obj(rv="10"))
+    store.delete(obj(rv="12"))
+    store.record_write(obj(rv="13", uid="u-2"))
+    assert store.get("demo/web")["metadata"]["uid"] == "u-2"
+
+
+def test_the_watch_showing_the_object_again_lifts_its_deletion() -> None:
+    store = Store()
+    store.delete(obj(rv="12"))
+    store.put(obj(rv="13", uid="u-2"))
+    store.delete(obj(rv="14", uid="u-2"))
+    store.put(obj(rv="16", uid="u-3"))
+    store.record_write(obj(rv="17", uid="u-3", replicas=2))
+    assert store.get("demo/web")["spec"] == {"replicas": 2}
+
+
+def test_a_relist_that_finds_an_object_gone_counts_as_its_deletion() -> None:
+    store = Store()
+    store.put(obj("gone", rv="10"))
+    store.replace([], "20")
+    store.record_write(obj("gone", rv="15"))
+    assert store.get("demo/gone") is None
+    store.record_write(obj("gone", rv="21", uid="u-2"))
+    assert store.get("demo/gone") is not None
+
+
+def test_deletions_are_remembered_up_to_a_bound(monkeypatch) -> None:
+    monkeypatch.setattr(store_module, "DELETED_MEMORY", 2)
+    store = Store()
+    for name, rv in (("a", "10"), ("b", "11"), ("c", "12")):
+        store.delete(obj(name, rv=rv))
+    for name in ("a", "b", "c"):
+        store.record_write(obj(name, rv="9"))
+    assert names_read(store, "a", "b", "c") == ["a"]  # the oldest deletion was forgotten
+
+
+def names_read(store: Store, *wanted: str) -> list[str]:
+    return [name for name in wanted if store.get(f"demo/{name}") is not None]
 
 
 # --------------------------------------------------------------------------- replace

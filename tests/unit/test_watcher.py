@@ -148,7 +148,36 @@ def test_410_mid_stream_relists_and_notices_deletes() -> None:
     old, new = changes[-1]
     assert old is not None and old.obj["metadata"]["name"] == "b" and new is None
     assert metrics.relists == 1
-    assert len(stop.waits) == 1  # the relist followed the 410 at once; Stream([]) then failed
+    after_410, after_short_watch = stop.waits  # the relist waited its backoff, as any failure
+    assert 0.5 <= after_410 <= 1.0 and 1.0 <= after_short_watch <= 2.0
+
+
+def test_relists_that_keep_meeting_410_are_backed_off_and_counted() -> None:
+    """Issue 24 item 3: a watch answered 410 at once, again and again, relists with growing
+    waits, not back to back (a fake client used to see 421,576 lists in one second)."""
+    expired = ApiError(410, "Expired", "too old resource version: 5 (10)")
+    _, kube, stop, metrics, _ = run([page("10")] * 6, [expired] * 5)
+    assert [verb for verb, _ in kube.calls].count("list") == 6
+    assert (metrics.relists, metrics.restarts) == (5, 5)
+    assert all(low <= wait <= 2 * low
+               for wait, low in zip(stop.waits, (0.5, 1, 2, 4, 8), strict=True)), stop.waits
+
+
+def test_an_expired_continue_token_falls_back_to_one_unpaged_list() -> None:
+    """client-go's pager (FullListIfExpired): the pages read so far are dropped and the list
+    is taken again in one piece."""
+    first = {"metadata": {"resourceVersion": "5", "continue": "next"},
+             "items": [item("a", "1"), item("b", "2")]}
+    expired = ApiError(410, "Expired", "The provided continue parameter is too old")
+    watcher, kube, stop, metrics, changes = run(
+        [first, expired, page("7", item("a", "1"), item("b", "2"), item("c", "6"))],
+        [Stream([event("ADDED", item("d", "8"))])])
+    lists = [params for verb, params in kube.calls if verb == "list"]
+    assert [(p.get("limit"), p.get("continue")) for p in lists] == [
+        (500, None), (500, "next"), (None, None)]
+    assert sorted(watcher.store.keys()) == ["demo/a", "demo/b", "demo/c", "demo/d"]
+    assert len(changes) == 4 and watcher.synced.is_set()
+    assert (metrics.restarts, stop.waits) == (0, [])
 
 
 def test_errors_back_off_exponentially_and_reset_after_a_healthy_watch() -> None:

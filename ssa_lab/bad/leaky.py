@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import threading
 
-from ...kube import DEPLOYMENTS, ApiError
+from ssa_controller.kube import DEPLOYMENTS, ApiError
+
 from . import _base
 
 HISTORY: list[_base.Obj] = []  # WRONG: every event, for ever

@@ -6,7 +6,8 @@ their writes race (who wins is whoever wrote last).
 
 from __future__ import annotations
 
-from ...kube import MERGE_PATCH, ApiError
+from ssa_controller.kube import MERGE_PATCH, ApiError
+
 from . import _base
 
 

@@ -1,6 +1,7 @@
 """The failure-mode lab (`ssa-controller lab`): each classic controller failure reproduced by a
 deliberately bad controller (`bad/`), measured beside this controller under the same load, on
-the embedded control plane or a given cluster.
+the embedded control plane or a given cluster. A package beside ssa_controller, not in it: the
+controller never loads it and its image does not contain it.
 
 - target: where it runs (local control plane with one user per role and its audit log, or a
   given cluster);

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import threading
 
-from ...kube import APPTASKS, DEPLOYMENTS, ApiError
+from ssa_controller.kube import APPTASKS, DEPLOYMENTS, ApiError
+
 from . import _base
 
 

@@ -16,13 +16,13 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-from .. import crds
-from ..envtest import assets
-from ..envtest.audit import AuditLog
-from ..envtest.controlplane import MASTERS, ControlPlane
-from ..envtest.podsim import PodSimulator
-from ..envtest.polling import poll_until
-from ..kube import ApiError, Kube
+from ssa_controller import crds
+from ssa_controller.envtest import assets
+from ssa_controller.envtest.audit import AuditLog
+from ssa_controller.envtest.controlplane import MASTERS, ControlPlane
+from ssa_controller.envtest.podsim import PodSimulator
+from ssa_controller.envtest.polling import poll_until
+from ssa_controller.kube import ApiError, Kube
 
 log = logging.getLogger(__name__)
 ROLES = ("bad", "bad-2", "ours", "ours-2", "driver")

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import threading
 
-from ...kube import ApiError
+from ssa_controller.kube import ApiError
+
 from . import _base
 
 

@@ -13,8 +13,9 @@ import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from ..envtest.assets import AssetsError
-from ..envtest.controlplane import ControlPlaneError
+from ssa_controller.envtest.assets import AssetsError
+from ssa_controller.envtest.controlplane import ControlPlaneError
+
 from . import plot, procs, report, target
 from .results import ModeResult
 from .scenarios import SCENARIOS, Lab

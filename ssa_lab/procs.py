@@ -1,4 +1,4 @@
-"""The controllers under test as processes: a bad one (`python -m ssa_controller.lab.bad.X`) or
+"""The controllers under test as processes: a bad one (`python -m ssa_lab.bad.X`) or
 this one (`python -m ssa_controller run` with a config scoped to the lab namespace), each with
 its log file; and what /proc says about a process."""
 
@@ -16,8 +16,9 @@ from typing import Any
 import urllib3
 import yaml
 
-from ..envtest.controlplane import die_with_parent
-from ..envtest.polling import poll_until
+from ssa_controller.envtest.controlplane import die_with_parent
+from ssa_controller.envtest.polling import poll_until
+
 from .bad import MODULES
 
 READY_TIMEOUT = 90.0
@@ -85,7 +86,7 @@ def bad(mode: str, kubeconfig: Path, namespace: str, workdir: Path,
     """Start the deliberately bad controller of `mode`."""
     ready_file = workdir / f"bad-{mode}-{replica}.ready"
     ready_file.unlink(missing_ok=True)
-    argv = [sys.executable, "-m", f"ssa_controller.lab.bad.{MODULES[mode]}",
+    argv = [sys.executable, "-m", f"ssa_lab.bad.{MODULES[mode]}",
             "--kubeconfig", str(kubeconfig), "--namespace", namespace,
             "--ready-file", str(ready_file)]
     return ControllerProcess(argv, workdir / f"bad-{mode}-{replica}.log", ready_file.exists)

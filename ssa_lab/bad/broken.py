@@ -7,7 +7,8 @@ which it reconciles again, so every AppTask is reconciled, applied and written f
 
 from __future__ import annotations
 
-from ...kube import MERGE_PATCH, ApiError, micro_time, rfc3339
+from ssa_controller.kube import MERGE_PATCH, ApiError, micro_time, rfc3339
+
 from . import _base
 
 

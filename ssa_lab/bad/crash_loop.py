@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import time
 
-from ...kube import DEPLOYMENTS, MERGE_PATCH, ApiError
+from ssa_controller.kube import DEPLOYMENTS, MERGE_PATCH, ApiError
+
 from . import _base
 
 WORK_SECONDS = 0.05

@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from ..envtest.audit import AuditEvent, AuditLog
+from ssa_controller.envtest.audit import AuditEvent, AuditLog
 
 Point = tuple[float, float]
 

@@ -3,7 +3,7 @@
 Every one of them is WRONG ON PURPOSE: each reproduces one classic controller failure so that
 `ssa-controller lab` can measure it beside this project's controller. Never run them against a
 cluster you care about, and never copy them. Each runs as its own process:
-`python -m ssa_controller.lab.bad.<mode> --kubeconfig K --namespace NS --ready-file F`.
+`python -m ssa_lab.bad.<mode> --kubeconfig K --namespace NS --ready-file F`.
 """
 
 MODULES = {
