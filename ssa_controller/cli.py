@@ -16,12 +16,12 @@ from pathlib import Path
 from typing import Any
 
 from . import crds, logs, version
-from .config import Config, ConfigError, load_config, parse_config
-from .diff import DIFFERS, Action, Plan, render_text
-from .httpserver import ListenError
-from .kube import ApiError, CredentialsError, Kube
+from .apptask.diff import DIFFERS, Action, Plan, render_text
+from .client.kube import ApiError, CredentialsError, Kube
 from .reconciler import Result
 from .runner import Process
+from .serving.httpserver import ListenError
+from .settings.config import Config, ConfigError, load_config, parse_config
 
 log = logging.getLogger("ssa_controller")
 EXIT_ERROR = 2

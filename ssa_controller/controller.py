@@ -13,16 +13,18 @@ import threading
 import time
 from collections.abc import Callable
 
-from . import desired, diff, logs, predicates
-from .config import Config
-from .fights import FightTracker
-from .kube import APPTASKS, DEPLOYMENTS, ApiError, Kube
-from .metrics import Metrics
-from .reconciler import EventSink, Outcome, Reconciler, Result, item_backoff
-from .scope import NamespaceScope
-from .store import Cached, Store, key_of
-from .watcher import Watcher
-from .workqueue import WorkQueue
+from . import logs
+from .apptask import desired, diff, predicates
+from .apptask.fights import FightTracker
+from .apptask.outcomes import Outcome
+from .apptask.scope import NamespaceScope
+from .client.kube import APPTASKS, DEPLOYMENTS, ApiError, Kube
+from .reconciler import EventSink, Reconciler, Result, item_backoff
+from .runtime.store import Cached, Store, key_of
+from .runtime.watcher import Watcher
+from .runtime.workqueue import WorkQueue
+from .serving.metrics import Metrics
+from .settings.config import Config
 
 log = logging.getLogger(__name__)
 NAME = "apptask"

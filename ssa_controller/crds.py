@@ -9,7 +9,7 @@ from typing import Any
 
 import yaml
 
-from .kube import CRDS, ApiError, Kube
+from .client.kube import CRDS, ApiError, Kube
 
 FIELD_MANAGER = "ssa-controller-install"
 IMAGE_CRD = Path("/usr/share/ssa-controller/crd.yaml")

@@ -13,10 +13,10 @@ from typing import Any
 import yaml
 
 from . import crds
+from .client.kube import APPTASKS, ApiError, Kube
 from .envtest import assets
 from .envtest.controlplane import ControlPlane
 from .envtest.podsim import PodSimulator
-from .kube import APPTASKS, ApiError, Kube
 
 log = logging.getLogger(__name__)
 SAMPLE = Path(__file__).resolve().parent.parent / "config" / "sample-apptask.yaml"

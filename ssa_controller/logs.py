@@ -17,7 +17,7 @@ import uuid
 from collections.abc import Iterator, Mapping
 from contextvars import ContextVar
 
-from .config import LoggingConfig
+from .settings.config import LoggingConfig
 
 OBJECT = "object"
 """The LogRecord attribute holding the object's fields."""

@@ -19,17 +19,18 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from enum import StrEnum
 from typing import Any, Protocol
 
-from . import adopt, desired, diff, drift, fieldset, status
-from .backoff import ItemBackoff
-from .config import BackoffConfig, Config
-from .fights import Fight, FightTracker
-from .kube import APPTASKS, DEPLOYMENTS, JSON_PATCH, ApiError, Kube, failed_test, rfc3339
-from .settle import StatusSettle
-from .status import Sync
-from .store import Cached, Store
+from .apptask import adopt, desired, diff, drift, status
+from .apptask.fights import Fight, FightTracker
+from .apptask.outcomes import Outcome
+from .apptask.settle import StatusSettle
+from .apptask.status import Sync
+from .client.kube import APPTASKS, DEPLOYMENTS, JSON_PATCH, ApiError, Kube, failed_test, rfc3339
+from .runtime import fieldset
+from .runtime.backoff import ItemBackoff
+from .runtime.store import Cached, Store
+from .settings.config import BackoffConfig, Config
 
 log = logging.getLogger(__name__)
 Obj = dict[str, Any]
@@ -58,19 +59,6 @@ watch gap): within this grace the AppTask's DELETED event usually comes and noth
 class EventSink(Protocol):
     def record(self, regarding: Mapping[str, Any], type_: str, reason: str, action: str,
                note: str) -> None: ...
-
-
-class Outcome(StrEnum):
-    """What one reconcile did; its value is the `outcome` label of ssa_controller_applies_total
-    (SKIPPED is not counted there)."""
-
-    APPLIED = "applied"
-    UNCHANGED = "unchanged"
-    CONFLICT = "conflict"
-    DRY_RUN = "dry_run"
-    INVALID = "invalid"
-    ERROR = "error"
-    SKIPPED = "skipped"
 
 
 @dataclass(frozen=True)

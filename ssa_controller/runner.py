@@ -23,17 +23,18 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
-from . import resync
-from .backoff import TokenBucket
-from .config import Config
+from .client.kube import Kube
 from .controller import Controller
-from .events import EventRecorder
-from .health import HealthServer
-from .httpserver import ListenError
-from .kube import Kube
-from .leader import LeaderElector, default_identity
-from .metrics import Metrics
-from .refusals import CredentialRefusals
+from .runtime import resync
+from .runtime.backoff import TokenBucket
+from .runtime.events import EventRecorder
+from .runtime.leader import LeaderElector, default_identity
+from .runtime.refusals import CredentialRefusals
+from .serving import metricsserver
+from .serving.health import HealthServer
+from .serving.httpserver import ListenError
+from .serving.metrics import Metrics
+from .settings.config import Config
 
 log = logging.getLogger(__name__)
 EVENT_SOURCE = "example.com/ssa-controller"
@@ -137,7 +138,8 @@ class Process:
 
     def run(self) -> int:
         cfg = self.config
-        metrics_server = self.metrics.serve_configured(cfg.server, self.kube)
+        metrics_server = metricsserver.serve_configured(self.metrics.registry, cfg.server,
+                                                         self.kube)
         health = HealthServer(cfg.server.health_listen, cfg.server.health_port,
                               healthz={"ping": self.alive},
                               readyz={"informers": self.ready,

@@ -17,12 +17,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from ssa_controller import crds
+from ssa_controller.client.kube import ApiError, Kube
 from ssa_controller.envtest import assets
 from ssa_controller.envtest.audit import AuditLog
 from ssa_controller.envtest.controlplane import MASTERS, ControlPlane
 from ssa_controller.envtest.podsim import PodSimulator
 from ssa_controller.envtest.polling import poll_until
-from ssa_controller.kube import ApiError, Kube
 
 log = logging.getLogger(__name__)
 ROLES = ("bad", "bad-2", "ours", "ours-2", "driver")

@@ -6,14 +6,14 @@
 - podsim: a fake node that runs pods (bound, Running, Ready; not ready with InvalidImageName
   when an image reference does not parse) so Deployment readiness is real;
 - polling: poll_until, the deadline-bounded wait every test uses;
-- clients are `ssa_controller.kube.Kube` (re-exported here with `ApiError`), e.g. from
+- clients are `ssa_controller.client.kube.Kube` (re-exported here with `ApiError`), e.g. from
   `ControlPlane.client(user)`.
 Command line: `python -m ssa_controller.envtest install|start`.
 """
 
 from __future__ import annotations
 
-from ..kube import ApiError, Kube
+from ..client.kube import ApiError, Kube
 from .assets import (
     Assets,
     AssetsError,

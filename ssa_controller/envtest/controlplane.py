@@ -32,7 +32,7 @@ from typing import IO, Any
 import urllib3
 import yaml
 
-from ..kube import ApiError, Kube
+from ..client.kube import ApiError, Kube
 from .assets import Assets, AssetsError, find_assets
 from .audit import AuditLog
 from .polling import PollTimeout, poll_until
@@ -267,7 +267,7 @@ class ControlPlane:
     def client(
         self, user: str = ADMIN_USER, *, user_agent: str = "ssa-envtest", timeout: float = 10.0
     ) -> Kube:
-        """A `ssa_controller.kube.Kube` client authenticated as `user` (TLS verified)."""
+        """A `ssa_controller.client.kube.Kube` client authenticated as `user` (TLS verified)."""
         return Kube(
             self.url,
             token=self.token(user),

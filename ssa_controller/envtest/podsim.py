@@ -18,7 +18,7 @@ import threading
 from datetime import UTC, datetime
 from typing import Any
 
-from ..kube import MERGE_PATCH, ApiError, Kube, Obj, WatchStream
+from ..client.kube import MERGE_PATCH, ApiError, Kube, Obj, WatchStream
 
 log = logging.getLogger(__name__)
 

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ssa_controller.kube import APPTASKS, DEPLOYMENTS, ApiError, Kube
+from ssa_controller.client.kube import APPTASKS, DEPLOYMENTS, ApiError, Kube
 
 Obj = dict[str, Any]
 FIELD_MANAGER = "lab-bad-controller"

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import threading
 
-from ssa_controller.kube import APPTASKS, DEPLOYMENTS, ApiError
+from ssa_controller.client.kube import APPTASKS, DEPLOYMENTS, ApiError
 
 from . import _base
 

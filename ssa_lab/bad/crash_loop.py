@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 
-from ssa_controller.kube import DEPLOYMENTS, MERGE_PATCH, ApiError
+from ssa_controller.client.kube import DEPLOYMENTS, MERGE_PATCH, ApiError
 
 from . import _base
 

@@ -64,6 +64,7 @@ import goctl_build  # noqa: E402  (beside this file)
 from bench_figures import Runs, by_verb, fmt, table  # noqa: E402
 
 from ssa_controller import crds  # noqa: E402
+from ssa_controller.client.kube import APPTASKS, DEPLOYMENTS, SERVICE_ACCOUNT_DIR_ENV, Kube  # noqa: E402
 from ssa_controller.envtest import (  # noqa: E402
     ApiError,
     ControlPlane,
@@ -72,7 +73,6 @@ from ssa_controller.envtest import (  # noqa: E402
     install,
     poll_until,
 )
-from ssa_controller.kube import APPTASKS, DEPLOYMENTS, SERVICE_ACCOUNT_DIR_ENV, Kube  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 NEW_IMAGE = "nginx:1.26"
@@ -317,7 +317,10 @@ class Ours(Contender):
                   "rateLimit": {"qps": 1000, "burst": 1000},
                   "server": {"bindAddress": "127.0.0.1", "metricsPort": self.metrics_port,
                              "healthPort": 0}, "logging": {"level": "warning"}}
-        if "secureMetrics" in (self.root / "ssa_controller" / "config.py").read_text():
+        config_module = next(p for p in (self.root / "ssa_controller" / "settings" / "config.py",
+                                         self.root / "ssa_controller" / "config.py")
+                             if p.is_file())
+        if "secureMetrics" in config_module.read_text():
             config["server"]["secureMetrics"] = False  # plain http for the benchmark's scrape
         path = self.workdir / "controller.yaml"
         path.write_text(yaml.safe_dump(config))

@@ -3,9 +3,9 @@
     python tests/bench/floor.py --kubeconfig K --namespace NS [--workers 4]
 
 List then watch AppTasks in one namespace; for every generation not yet handled, one server-side
-apply of the Deployment rendered by ssa_controller.desired.render (the controller's body) and one
-status patch (ssa_controller.status.compute from the apply's answer), through
-ssa_controller.kube.Kube (keep-alive), WORKERS threads. No cache of Deployments, no ownership
+apply of the Deployment rendered by apptask.desired.render (the controller's body) and one
+status patch (ssa_controller.apptask.status.compute from the apply's answer), through
+ssa_controller.client.kube.Kube (keep-alive), WORKERS threads. No cache of Deployments, no ownership
 checks, no Events, no readiness tracking, no resync. A benchmark yardstick, not a controller.
 """
 
@@ -19,8 +19,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from ssa_controller import desired, status  # noqa: E402
-from ssa_controller.kube import APPTASKS, DEPLOYMENTS, MERGE_PATCH, Kube, rfc3339  # noqa: E402
+from ssa_controller.apptask import desired, status  # noqa: E402
+from ssa_controller.client.kube import APPTASKS, DEPLOYMENTS, MERGE_PATCH, Kube, rfc3339  # noqa: E402
 
 FIELD_MANAGER = "ssa-controller"
 

@@ -3,9 +3,9 @@
     KUBECONFIG=K BENCH_WORKERS=4 kopf run --standalone --namespace NS tests/bench/kopf_operator.py
 
 (kopf from PyPI: `pip install -e '.[bench]'`.) On an AppTask's creation or spec change: one
-server-side apply of the Deployment rendered by ssa_controller.desired.render (field manager
+server-side apply of the Deployment rendered by ssa_controller.apptask.desired.render (field manager
 "ssa-controller", force, like the controller) and one status patch computed by
-ssa_controller.status. On a change of a managed Deployment: the owner's status, patched only if
+apptask.status. On a change of a managed Deployment: the owner's status, patched only if
 it differs. Event posting is off; `max_workers` is the controller's worker count. Everything else
 is kopf's default (it records the last handled spec in an annotation: that is how kopf works).
 """
@@ -22,8 +22,8 @@ import kopf
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from ssa_controller import desired, status  # noqa: E402
-from ssa_controller.kube import APPTASKS, DEPLOYMENTS, MERGE_PATCH, Kube, rfc3339  # noqa: E402
+from ssa_controller.apptask import desired, status  # noqa: E402
+from ssa_controller.client.kube import APPTASKS, DEPLOYMENTS, MERGE_PATCH, Kube, rfc3339  # noqa: E402
 
 FIELD_MANAGER = "ssa-controller"
 kube = Kube.from_kubeconfig(os.environ.get("KUBECONFIG"), user_agent="bench-kopf")

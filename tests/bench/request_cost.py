@@ -3,7 +3,7 @@
     .venv/bin/python tests/bench/request_cost.py [--requests 2000]
 
 One local control plane (etcd, kube-apiserver v1.20.2); the same keep-alive GET of one
-ConfigMap, one request at a time, through ssa_controller.kube.Kube (ssa_controller.http1 below
+ConfigMap, one request at a time, through client.kube.Kube (client.http1 below
 it), through urllib3 alone (what Kube used before), through http.client alone, and over a bare
 TLS socket (the request written and the answer read by hand); each answer decoded as JSON.
 Prints the calling thread's CPU and the wall time per request: how much of the controller's
@@ -27,9 +27,9 @@ import urllib3
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
+from ssa_controller.client.kube import Kube  # noqa: E402
 from ssa_controller.envtest.assets import install  # noqa: E402
 from ssa_controller.envtest.controlplane import ControlPlane  # noqa: E402
-from ssa_controller.kube import Kube  # noqa: E402
 
 PATH = "/api/v1/namespaces/default/configmaps/request-cost"
 

@@ -1,5 +1,5 @@
 """The Go yardstick (tests/bench/goctl/): its apply body and status are the Python controller's
-(ssa_controller.desired.render, ssa_controller.status.compute), and its build is cached by the
+(apptask.desired.render, apptask.status.compute), and its build is cached by the
 hash of its source (tests/bench/goctl_build.py).
 
 The comparisons need the binary: skipped until `tests/bench/goctl_build.py` has built it for
@@ -19,7 +19,7 @@ import goctl_build
 import pytest
 from bench_compare import apptask
 
-from ssa_controller import desired, status
+from ssa_controller.apptask import desired, status
 
 NOW = "2024-05-06T07:08:09Z"
 EARLIER = "2024-01-02T03:04:05Z"

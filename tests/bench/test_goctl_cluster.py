@@ -18,9 +18,10 @@ from typing import Any
 import pytest
 from bench_compare import Go, apptask
 
-from ssa_controller import crds, desired
+from ssa_controller import crds
+from ssa_controller.apptask import desired
+from ssa_controller.client.kube import APPTASKS, DEPLOYMENTS
 from ssa_controller.envtest import ApiError, ControlPlane, Kube, die_with_parent, poll_until
-from ssa_controller.kube import APPTASKS, DEPLOYMENTS
 
 pytestmark = pytest.mark.cluster
 

@@ -16,8 +16,8 @@ import yaml
 from pod import PodHost, file_volumes, run_args, service_account
 from podman_cli import Podman
 
+from ssa_controller.client.kube import Kube, Resource
 from ssa_controller.envtest import ControlPlane
-from ssa_controller.kube import Kube, Resource
 
 ROOT = Path(__file__).resolve().parents[2]
 MANIFESTS = ROOT / "manifests"

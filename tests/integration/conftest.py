@@ -3,7 +3,7 @@ for a non-admin identity bound by exactly the RBAC in manifests/.
 
 - `cluster`: the session control plane with the CRD installed and manifests/rbac.yaml applied,
   its ClusterRole and Role also bound to the test users "controller" and "controller-2".
-- `admin`: an ssa_controller.kube.Kube client with the admin token.
+- `admin`: an ssa_controller.client.kube.Kube client with the admin token.
 - `controller`: a factory starting `ssa-controller run` processes; all are stopped after the test
   (their logs are printed when the test failed). With `user=None` a process gets no kubeconfig
   and finds its credentials from `env` (for example in-cluster ones); `server_url` points its
@@ -31,8 +31,8 @@ from helpers import CONTROLLER_NAMESPACE, apply_rbac, rbac_objects
 from metrics_scrape import samples
 
 from ssa_controller import crds
+from ssa_controller.client.kube import LEASES, ApiError, Kube
 from ssa_controller.envtest import ControlPlane, die_with_parent, poll_until
-from ssa_controller.kube import LEASES, ApiError, Kube
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -13,12 +13,7 @@ from typing import Any, NamedTuple
 
 import yaml
 
-from ssa_controller.config import parse_config
-from ssa_controller.controller import Controller
-from ssa_controller.envtest import ControlPlane, poll_until
-from ssa_controller.envtest.audit import AuditEvent, AuditLog, overlapping, write_spans
-from ssa_controller.events import EventRecorder
-from ssa_controller.kube import (
+from ssa_controller.client.kube import (
     APPTASKS,
     DEPLOYMENTS,
     MERGE_PATCH,
@@ -27,7 +22,12 @@ from ssa_controller.kube import (
     Kube,
     Obj,
 )
-from ssa_controller.metrics import Metrics
+from ssa_controller.controller import Controller
+from ssa_controller.envtest import ControlPlane, poll_until
+from ssa_controller.envtest.audit import AuditEvent, AuditLog, overlapping, write_spans
+from ssa_controller.runtime.events import EventRecorder
+from ssa_controller.serving.metrics import Metrics
+from ssa_controller.settings.config import parse_config
 
 MANIFESTS = Path(__file__).resolve().parents[2] / "manifests"
 CONTROLLER_NAMESPACE = "ssa-controller-system"

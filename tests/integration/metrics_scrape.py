@@ -13,8 +13,8 @@ from pathlib import Path
 
 import urllib3
 
+from ssa_controller.client.kube import Kube
 from ssa_controller.envtest import poll_until
-from ssa_controller.kube import Kube
 
 METRICS_READER = "ssa-controller-metrics-reader"
 CLUSTER_ROLE_BINDINGS = "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings"

@@ -31,10 +31,10 @@ from helpers import (
     status_of,
 )
 
+from ssa_controller.apptask.status import MESSAGE_LIMIT
+from ssa_controller.client.kube import APPTASKS, DEPLOYMENTS, MERGE_PATCH, ApiError, Kube
 from ssa_controller.envtest import ControlPlane, poll_until
 from ssa_controller.envtest.podsecurity import restricted_violations
-from ssa_controller.kube import APPTASKS, DEPLOYMENTS, MERGE_PATCH, ApiError, Kube
-from ssa_controller.status import MESSAGE_LIMIT
 
 RBAC = "/apis/rbac.authorization.k8s.io/v1"
 TOKEN_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"

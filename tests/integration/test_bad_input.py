@@ -31,9 +31,9 @@ from helpers import CONTROLLER, apptask, condition, get_deployment, scoped
 from hypothesis import HealthCheck, Phase, example, given, settings
 from hypothesis import strategies as st
 
-from ssa_controller import desired
+from ssa_controller.apptask import desired
+from ssa_controller.client.kube import APPTASKS, DEPLOYMENTS, ApiError, Kube
 from ssa_controller.envtest import poll_until
-from ssa_controller.kube import APPTASKS, DEPLOYMENTS, ApiError, Kube
 from ssa_controller.reconciler import rejected
 
 GENERATED = 45

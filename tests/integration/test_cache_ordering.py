@@ -30,9 +30,9 @@ from helpers import (
     status_of,
 )
 
+from ssa_controller.client.kube import APPTASKS, DEPLOYMENTS, Kube, Obj, WatchStream
 from ssa_controller.controller import Controller
 from ssa_controller.envtest import ControlPlane, PollTimeout, poll_until
-from ssa_controller.kube import APPTASKS, DEPLOYMENTS, Kube, Obj, WatchStream
 
 AFTERMATH = 10.0
 """Seconds during which a deleted object must stay deleted (a Deployment re-created for a

@@ -32,8 +32,8 @@ from helpers import (
     scoped,
 )
 
+from ssa_controller.client.kube import ApiError, Kube
 from ssa_controller.envtest import ControlPlane, poll_until
-from ssa_controller.kube import ApiError, Kube
 
 USER = "bob"
 """A test user with no permissions of its own: each test binds it to the role it needs."""

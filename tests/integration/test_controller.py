@@ -20,9 +20,10 @@ from helpers import (
     status_of,
 )
 
-from ssa_controller import desired, fieldset
+from ssa_controller.apptask import desired
+from ssa_controller.client.kube import APPTASKS, DEPLOYMENTS, MERGE_PATCH, ApiError, Kube
 from ssa_controller.envtest import PollTimeout, poll_until
-from ssa_controller.kube import APPTASKS, DEPLOYMENTS, MERGE_PATCH, ApiError, Kube
+from ssa_controller.runtime import fieldset
 
 
 def test_create_update_delete_converge(admin, controller, namespace, cluster):

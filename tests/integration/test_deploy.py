@@ -34,11 +34,11 @@ from helpers import (
 )
 from metrics_scrape import SECURE, metrics_reader, samples, scrape, user_subject
 
-from ssa_controller import desired
+from ssa_controller.apptask import desired
+from ssa_controller.client.kube import DEPLOYMENTS, LEASES, ApiError, Kube
 from ssa_controller.envtest import ControlPlane, poll_until
-from ssa_controller.kube import DEPLOYMENTS, LEASES, ApiError, Kube
-from ssa_controller.leader import LEADER_JITTER_FACTOR
 from ssa_controller.runner import EVENT_SOURCE
+from ssa_controller.settings.config import LEADER_JITTER_FACTOR
 
 KUBECTL = "/usr/bin/kubectl"
 

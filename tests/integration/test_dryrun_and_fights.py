@@ -25,9 +25,9 @@ from helpers import (
     unowned_deployment,
 )
 
-from ssa_controller.diff import comparable
+from ssa_controller.apptask.diff import comparable
+from ssa_controller.client.kube import APPTASKS, DEPLOYMENTS, MERGE_PATCH
 from ssa_controller.envtest import poll_until
-from ssa_controller.kube import APPTASKS, DEPLOYMENTS, MERGE_PATCH
 
 
 def run_diff(cluster, tmp_path, namespace: str, *extra: str, user: str = CONTROLLER,

@@ -22,12 +22,12 @@ from helpers import (
     usage_back_to,
 )
 
-from ssa_controller.config import parse_config
+from ssa_controller.apptask.desired import MANAGED_BY_LABEL, MANAGED_BY_VALUE
+from ssa_controller.client.kube import APPTASKS, DEPLOYMENTS, MERGE_PATCH, Kube
 from ssa_controller.controller import Controller
-from ssa_controller.desired import MANAGED_BY_LABEL, MANAGED_BY_VALUE
 from ssa_controller.envtest import poll_until
-from ssa_controller.kube import APPTASKS, DEPLOYMENTS, MERGE_PATCH, Kube
-from ssa_controller.metrics import Metrics
+from ssa_controller.serving.metrics import Metrics
+from ssa_controller.settings.config import parse_config
 from ssa_lab.scenarios import unrelated
 
 

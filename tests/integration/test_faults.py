@@ -33,10 +33,10 @@ from helpers import (
     status_of,
 )
 
-from ssa_controller import watcher
+from ssa_controller.client.kube import APPTASKS, DEPLOYMENTS, LEASES, WATCH_STALLED, ApiError, Kube
 from ssa_controller.envtest import ControlPlane, PollTimeout, poll_until
-from ssa_controller.kube import APPTASKS, DEPLOYMENTS, LEASES, WATCH_STALLED, ApiError, Kube
-from ssa_controller.store import Store
+from ssa_controller.runtime import watcher
+from ssa_controller.runtime.store import Store
 
 DEFAULT_TIMEOUTS: dict[str, Any] = {"timeouts": {}}
 """The product's default timeouts (the `controller` fixture pins a long watch timeout)."""

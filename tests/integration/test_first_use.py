@@ -29,8 +29,8 @@ from helpers import (
 )
 
 from ssa_controller import local, version
+from ssa_controller.client.kube import APPTASKS, DEPLOYMENTS, EVENTS
 from ssa_controller.envtest import poll_until
-from ssa_controller.kube import APPTASKS, DEPLOYMENTS, EVENTS
 
 OUTSIDER = "alice"
 """A test user with no permissions (an unrelated kubeconfig's identity)."""

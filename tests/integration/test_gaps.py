@@ -37,9 +37,9 @@ from helpers import (
 )
 
 from ssa_controller import crds
+from ssa_controller.client.kube import APPTASKS, DEPLOYMENTS, ApiError, Kube
 from ssa_controller.envtest import Assets, ControlPlane, poll_until
 from ssa_controller.envtest.controlplane import CONTROLLERS
-from ssa_controller.kube import APPTASKS, DEPLOYMENTS, ApiError, Kube
 
 NAMESPACE_TASKS = 20
 REQUESTS_PER_TASK_IN_TEARDOWN = 2

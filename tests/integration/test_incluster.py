@@ -23,9 +23,9 @@ from helpers import (
     status_of,
 )
 
+from ssa_controller.client.kube import SERVICE_ACCOUNT_DIR_ENV, Kube
 from ssa_controller.envtest import ControlPlane, poll_until
-from ssa_controller.kube import SERVICE_ACCOUNT_DIR_ENV, Kube
-from ssa_controller.servingcert import self_signed_pem
+from ssa_controller.serving.servingcert import self_signed_pem
 
 SERVICE_ACCOUNT = "ssa-controller"
 SERVICE_ACCOUNT_USER = f"system:serviceaccount:{CONTROLLER_NAMESPACE}:{SERVICE_ACCOUNT}"

@@ -13,12 +13,13 @@ from urllib.parse import urlsplit
 
 import pytest
 
+from ssa_controller.client.kube import EVENTS, LEASES, Kube
 from ssa_controller.envtest import ControlPlane, poll_until
-from ssa_controller.events import EventRecorder
-from ssa_controller.health import HealthServer
-from ssa_controller.kube import EVENTS, LEASES, Kube
-from ssa_controller.leader import LeaderElector, default_identity
-from ssa_controller.metrics import Metrics
+from ssa_controller.runtime.events import EventRecorder
+from ssa_controller.runtime.leader import LeaderElector, default_identity
+from ssa_controller.serving import metricsserver
+from ssa_controller.serving.health import HealthServer
+from ssa_controller.serving.metrics import Metrics
 
 LEASE = "ssa-controller"
 LEASE_DURATION, RENEW_DEADLINE, RETRY_PERIOD = 2.0, 1.5, 0.3
@@ -224,7 +225,7 @@ def test_metrics_and_probes_report_leadership(control_plane: ControlPlane, names
     metrics = Metrics()
     replica = Replica(control_plane, namespace, metrics)
     replicas.append(replica)
-    server = metrics.serve("127.0.0.1", free_port())
+    server = metricsserver.serve(metrics.registry, "127.0.0.1", free_port())
     assert server is not None
     health = HealthServer("127.0.0.1", free_port(),
                           healthz={"leader-election": replica.elector.healthy},

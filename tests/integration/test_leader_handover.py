@@ -33,8 +33,8 @@ from helpers import (
 )
 
 from ssa_controller import crds
+from ssa_controller.client.kube import LEASES, Kube
 from ssa_controller.envtest import Assets, ControlPlane, PollTimeout, poll_until
-from ssa_controller.kube import LEASES, Kube
 
 NAMESPACE = "demo"
 LEASE = "ssa-controller"

@@ -40,10 +40,10 @@ from helpers import (
 )
 from metrics_scrape import issue_certificate, metrics_reader, user_subject
 
+from ssa_controller.client.kube import Kube
 from ssa_controller.envtest import ControlPlane, PollTimeout, die_with_parent, poll_until
-from ssa_controller.httpserver import BackgroundHttpServer, QuietHandler
-from ssa_controller.kube import Kube
-from ssa_controller.servingcert import self_signed_context
+from ssa_controller.serving.httpserver import BackgroundHttpServer, QuietHandler
+from ssa_controller.serving.servingcert import self_signed_context
 
 ROOT = Path(__file__).resolve().parents[2]
 MONITORING = ROOT / "manifests" / "monitoring"

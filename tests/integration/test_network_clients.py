@@ -25,9 +25,9 @@ import pytest
 from helpers import CONTROLLER, process_usage, scoped
 from metrics_scrape import SECURE, metrics_reader, scrape, service_account_subject, user_subject
 
+from ssa_controller.client.kube import Kube
 from ssa_controller.envtest import ControlPlane
-from ssa_controller.kube import Kube
-from ssa_controller.metrics_auth import REVIEW_BURST, REVIEW_QPS
+from ssa_controller.serving.metrics_auth import REVIEW_BURST, REVIEW_QPS
 
 THREAD_SLACK = 2
 """Threads the process may gain meanwhile (an Event being posted, a watch being replaced)."""

@@ -21,8 +21,8 @@ from helpers import (
     unowned_deployment,
 )
 
+from ssa_controller.client.kube import DEPLOYMENTS, MERGE_PATCH
 from ssa_controller.envtest import poll_until
-from ssa_controller.kube import DEPLOYMENTS, MERGE_PATCH
 
 HANDOFF_MANAGER = "ssa-controller-handoff"
 

@@ -26,9 +26,17 @@ from helpers import (
     unowned_deployment,
 )
 
-from ssa_controller import desired
+from ssa_controller.apptask import desired
+from ssa_controller.client.kube import (
+    APPTASKS,
+    DEPLOYMENTS,
+    EVENTS,
+    MERGE_PATCH,
+    ApiError,
+    Kube,
+    Obj,
+)
 from ssa_controller.envtest import ControlPlane, poll_until
-from ssa_controller.kube import APPTASKS, DEPLOYMENTS, EVENTS, MERGE_PATCH, ApiError, Kube, Obj
 
 
 def phases_written(kube: HookedKube, name: str) -> list[str]:

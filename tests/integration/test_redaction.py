@@ -12,9 +12,9 @@ from pathlib import Path
 import yaml
 from helpers import CONTROLLER, apptask, put_apptask
 
+from ssa_controller.apptask.redact import MASK
+from ssa_controller.client.kube import Kube
 from ssa_controller.envtest import ControlPlane
-from ssa_controller.kube import Kube
-from ssa_controller.redact import MASK
 
 SECRET = "s3cr3t-in-an-env-value"
 

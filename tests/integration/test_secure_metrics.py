@@ -16,8 +16,8 @@ from metrics_scrape import (
     user_subject,
 )
 
+from ssa_controller.client.kube import Kube
 from ssa_controller.envtest import ControlPlane, poll_until
-from ssa_controller.kube import Kube
 
 SCRAPES = 5
 REVIEWS = ("tokenreviews", "subjectaccessreviews")

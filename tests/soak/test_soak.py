@@ -37,8 +37,8 @@ import urllib3
 import yaml
 
 from ssa_controller import crds
+from ssa_controller.client.kube import APPTASKS, DEPLOYMENTS, ApiError, Kube
 from ssa_controller.envtest import Assets, ControlPlane, die_with_parent, poll_until
-from ssa_controller.kube import APPTASKS, DEPLOYMENTS, ApiError, Kube
 
 pytestmark = [pytest.mark.soak, pytest.mark.timeout(900)]
 

@@ -1,4 +1,4 @@
-"""Unit tests for ssa_controller.adopt: moving client-side ownership to the controller
+"""Unit tests for ssa_controller.apptask.adopt: moving client-side ownership to the controller
 (migrate) and handing a released `replicas` to the hand-off manager (handoff_body)."""
 
 from __future__ import annotations
@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from ssa_controller import fieldset
-from ssa_controller.adopt import handoff_body, handoff_manager, migrate
+from ssa_controller.apptask.adopt import handoff_body, handoff_manager, migrate
+from ssa_controller.runtime import fieldset
 
 Obj = dict[str, Any]
 MANAGER = "ssa-controller"

@@ -1,4 +1,4 @@
-"""Unit tests for ssa_controller.backoff: per-key exponential backoff and the token bucket."""
+"""Unit tests for runtime.backoff: per-key exponential backoff and the token bucket."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import threading
 
 import pytest
 
-from ssa_controller.backoff import ItemBackoff, TokenBucket
+from ssa_controller.runtime.backoff import ItemBackoff, TokenBucket
 
 
 class FakeClock:

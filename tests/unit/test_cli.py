@@ -20,11 +20,12 @@ import pytest
 import yaml
 
 from ssa_controller import cli
+from ssa_controller.apptask.diff import Action, Plan
+from ssa_controller.apptask.outcomes import Outcome
 from ssa_controller.cli import diff_exit_code, diff_plans
-from ssa_controller.config import Config
-from ssa_controller.diff import Action, Plan
-from ssa_controller.kube import ApiError
-from ssa_controller.reconciler import Outcome, Result
+from ssa_controller.client.kube import ApiError
+from ssa_controller.reconciler import Result
+from ssa_controller.settings.config import Config
 
 ROOT = Path(__file__).resolve().parents[2]
 

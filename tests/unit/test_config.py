@@ -1,4 +1,4 @@
-"""Unit tests for ssa_controller.config: defaults, durations, validation messages, YAML loading."""
+"""Unit tests for settings.config: defaults, durations, validation messages, YAML loading."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from ssa_controller.config import (
+from ssa_controller.settings.config import (
     BackoffConfig,
     Config,
     ConfigError,

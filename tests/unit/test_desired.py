@@ -1,4 +1,4 @@
-"""Unit tests for ssa_controller.desired: the minimal apply body of an AppTask's Deployment."""
+"""Unit tests for apptask.desired: the minimal apply body of an AppTask's Deployment."""
 
 from __future__ import annotations
 
@@ -7,10 +7,10 @@ from typing import Any
 
 import pytest
 
-from ssa_controller import desired
-from ssa_controller.config import PodTemplateConfig
-from ssa_controller.desired import InvalidSpec
+from ssa_controller.apptask import desired
+from ssa_controller.apptask.desired import InvalidSpec
 from ssa_controller.envtest.podsecurity import restricted_violations
+from ssa_controller.settings.config import PodTemplateConfig
 
 UID = "0b9c3f0e-7d1a-4c55-9d6e-2f1b8a0c4d21"
 IMAGE = {"image": "nginx:1.25"}

@@ -1,4 +1,4 @@
-"""Property-based tests of the pure renderer (ssa_controller.desired.render), with hypothesis.
+"""Property-based tests of the pure renderer (apptask.desired.render), with hypothesis.
 
 For every AppTask, whether the CRD schema (manifests/crd.yaml) admits its spec or not, render()
 either returns an apply body or raises InvalidSpec: never another exception, which would be a
@@ -28,9 +28,9 @@ import yaml
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from ssa_controller import desired, quantity
-from ssa_controller.desired import InvalidSpec
-from ssa_controller.kube import APPLY_PATCH, encode_body
+from ssa_controller.apptask import desired, quantity
+from ssa_controller.apptask.desired import InvalidSpec
+from ssa_controller.client.kube import APPLY_PATCH, encode_body
 
 UID = "5f0c1b1e-0000-4000-8000-000000000001"
 EXAMPLES = int(os.environ.get("HYPOTHESIS_EXAMPLES", "100"))

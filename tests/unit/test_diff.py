@@ -1,4 +1,4 @@
-"""Unit tests for ssa_controller.diff: dry-run plans as RFC 6902 JSON Patches."""
+"""Unit tests for ssa_controller.apptask.diff: dry-run plans as RFC 6902 JSON Patches."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Any
 
 import jsonpatch
 
-from ssa_controller import diff
+from ssa_controller.apptask import diff
 
 Obj = dict[str, Any]
 

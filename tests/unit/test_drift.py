@@ -1,4 +1,4 @@
-"""Unit tests for ssa_controller.drift: drift of a live object from its apply body.
+"""Unit tests for ssa_controller.apptask.drift: drift of a live object from its apply body.
 
 LIVE is what a real v1.20.2 kube-apiserver returned for a server-side apply of BODY under the
 manager "ssa-controller": BODY plus server defaults, quantities canonicalised ("0.5" -> "500m",
@@ -13,7 +13,8 @@ from typing import Any
 
 import pytest
 
-from ssa_controller import desired, drift, fieldset
+from ssa_controller.apptask import desired, drift
+from ssa_controller.runtime import fieldset
 
 MANAGER = "ssa-controller"
 OWNER_UID = "0b9c3f0e-7d1a-4c55-9d6e-2f1b8a0c4d21"

@@ -9,7 +9,8 @@ from typing import Any
 
 import pytest
 
-from ssa_controller.events import (
+from ssa_controller.client.kube import MERGE_PATCH, ApiError
+from ssa_controller.runtime.events import (
     EventCorrelator,
     EventRecorder,
     PendingEvent,
@@ -17,7 +18,6 @@ from ssa_controller.events import (
     object_reference,
     truncate_note,
 )
-from ssa_controller.kube import MERGE_PATCH, ApiError
 
 NS = "team-a"
 

@@ -1,4 +1,4 @@
-"""Unit tests for ssa_controller.fieldset: apply-body paths and managedFields summaries.
+"""Unit tests for ssa_controller.runtime.fieldset: apply-body paths and managedFields summaries.
 
 The ground truth below was captured from a real v1.20.2 kube-apiserver: applying APPLIED_BODY
 under the manager "ssa-controller" recorded exactly RECORDED_FIELDS.
@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from ssa_controller import fieldset
+from ssa_controller.runtime import fieldset
 
 OWNER_UID = "11111111-1111-1111-1111-111111111111"
 CONTAINER = ("f:spec", "f:template", "f:spec", "f:containers", 'k:{"name":"app"}')

@@ -1,4 +1,4 @@
-"""Unit tests for ssa_controller.fights: take-backs, fight detection, damping and its end.
+"""Unit tests for ssa_controller.apptask.fights: take-backs, fight detection, damping and its end.
 
 Time is passed in explicitly (seconds as floats), so no clock is involved.
 """
@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from ssa_controller.fights import Fight, FightTracker
+from ssa_controller.apptask.fights import Fight, FightTracker
 
 KEY = "demo/web"
 MANAGERS = ("kubectl",)

@@ -1,4 +1,4 @@
-"""Unit tests for ssa_controller.http1 against a scripted loopback server that answers with
+"""Unit tests for ssa_controller.client.http1 against a scripted loopback server that answers with
 exactly the bytes a test gives (framings, malformed answers, closed and silent connections);
 TLS, credentials and proxies through Kube: test_kube.py; the real API server: every
 integration test."""
@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
-from ssa_controller import http1
-from ssa_controller.http1 import Pool, TransportError
+from ssa_controller.client import http1
+from ssa_controller.client.http1 import Pool, TransportError
 
 Answer = Callable[[bytes], bytes | None]
 """The bytes to answer a request with (given the request's bytes); None: close instead."""

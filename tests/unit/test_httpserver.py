@@ -1,4 +1,4 @@
-"""Unit tests for ssa_controller.httpserver: a client can hold sockets, never threads or time.
+"""Unit tests for serving.httpserver: a client can hold sockets, never threads or time.
 
 Issue 26.3: one thread per connection without a cap, no socket timeout on the plain port (300
 connections sending half a request line held 300 threads after 12 s), and TLS timing out each
@@ -16,8 +16,8 @@ from collections.abc import Callable, Iterator
 import pytest
 
 from ssa_controller.envtest import poll_until
-from ssa_controller.httpserver import BackgroundHttpServer, Limits, QuietHandler
-from ssa_controller.servingcert import ContextSource, self_signed_context
+from ssa_controller.serving.httpserver import BackgroundHttpServer, Limits, QuietHandler
+from ssa_controller.serving.servingcert import ContextSource, self_signed_context
 
 BIG = b"x" * (8 << 20)
 RELEASE, STARTED = threading.Event(), threading.Event()

@@ -21,10 +21,9 @@ from typing import Any
 import pytest
 import yaml
 
-from ssa_controller import serviceaccount
 from ssa_controller.cli import UsageError, connect
-from ssa_controller.envtest import poll_until
-from ssa_controller.kube import (
+from ssa_controller.client import serviceaccount
+from ssa_controller.client.kube import (
     KEEPALIVE,
     SERVICE_ACCOUNT_DIR_ENV,
     WATCH_STALLED,
@@ -33,6 +32,7 @@ from ssa_controller.kube import (
     Kube,
     _error_from,
 )
+from ssa_controller.envtest import poll_until
 
 Respond = Callable[["Handler"], None]
 
@@ -255,7 +255,7 @@ def test_every_server_warning_is_logged_once(serve, client, through_proxy,
     server = serve(respond)
     kube = client("http://kube.invalid:6443", proxy_url=server.url()) if through_proxy \
         else client(server.url())
-    with caplog.at_level("WARNING", logger="ssa_controller.serverwarnings"):
+    with caplog.at_level("WARNING", logger="ssa_controller.client.serverwarnings"):
         for _ in range(3):
             kube.get("/version")
     assert [r.getMessage() for r in caplog.records] == [

@@ -13,13 +13,13 @@ from typing import Any
 
 import pytest
 
-from ssa_controller.backoff import TokenBucket
-from ssa_controller.config import parse_config
+from ssa_controller.client.kube import ApiError, Kube, Obj, micro_time
 from ssa_controller.envtest import poll_until
 from ssa_controller.envtest.audit import AuditEvent, WriteSpan, overlapping, write_spans
-from ssa_controller.kube import ApiError, Kube, Obj, micro_time
-from ssa_controller.leader import Election, LeaderElector, LeaseRecord, default_identity
 from ssa_controller.runner import Process
+from ssa_controller.runtime.backoff import TokenBucket
+from ssa_controller.runtime.leader import Election, LeaderElector, LeaseRecord, default_identity
+from ssa_controller.settings.config import parse_config
 
 WALL = "2024-05-06T07:08:09.123456Z"
 LATER = "2024-05-06T07:08:19.123456Z"

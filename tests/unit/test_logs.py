@@ -11,7 +11,7 @@ from collections.abc import Iterator
 import pytest
 
 from ssa_controller import logs
-from ssa_controller.config import LoggingConfig
+from ssa_controller.settings.config import LoggingConfig
 
 
 @pytest.fixture(autouse=True)
@@ -67,7 +67,7 @@ def test_another_threads_reconcile_is_not_this_threads(
     worker = threading.Thread(target=reconcile)
     worker.start()
     inside.wait(5)
-    logging.getLogger("ssa_controller.watcher").info("a watch event")
+    logging.getLogger("ssa_controller.runtime.watcher").info("a watch event")
     leave.set()
     worker.join(5)
     (line,) = logged(capsys)

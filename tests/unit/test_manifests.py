@@ -27,8 +27,8 @@ from typing import Any
 import pytest
 import yaml
 
+from ssa_controller.apptask.status import Phase
 from ssa_controller.envtest.podsecurity import restricted_violations
-from ssa_controller.status import Phase
 
 MANIFESTS = Path(__file__).resolve().parents[2] / "manifests"
 KUSTOMIZATION = MANIFESTS / "Kustomization"
@@ -528,9 +528,9 @@ def test_configmap_settings() -> None:
 
 
 def test_configmap_controller_yaml_is_valid() -> None:
-    if importlib.util.find_spec("ssa_controller.config") is None:
-        pytest.skip("ssa_controller.config is not written yet")
-    from ssa_controller.config import parse_config
+    if importlib.util.find_spec("ssa_controller.settings.config") is None:
+        pytest.skip("ssa_controller.settings.config is not written yet")
+    from ssa_controller.settings.config import parse_config
 
     cfg = parse_config(yaml.safe_load(controller_yaml_text()))
     assert cfg.leader_election.enabled is True
@@ -892,7 +892,7 @@ def dashboard_exprs() -> list[str]:
 
 def served_metric_names() -> set[str]:
     """Every sample name the controller's /metrics serves (histograms with their suffixes)."""
-    from ssa_controller.metrics import Metrics
+    from ssa_controller.serving.metrics import Metrics
 
     suffixes = {"counter": ("_total",), "histogram": ("_bucket", "_sum", "_count"), "gauge": ("",)}
     return {family.name + suffix for family in Metrics().registry.collect()

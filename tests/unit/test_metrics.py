@@ -10,10 +10,11 @@ from collections.abc import Iterator
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from ssa_controller.health import HealthServer, aggregate, single
-from ssa_controller.metrics import Metrics
-from ssa_controller.reconciler import Outcome
-from ssa_controller.workqueue import QueueMetrics
+from ssa_controller.apptask.outcomes import Outcome
+from ssa_controller.runtime.workqueue import QueueMetrics
+from ssa_controller.serving import metricsserver
+from ssa_controller.serving.health import HealthServer, aggregate, single
+from ssa_controller.serving.metrics import Metrics
 
 CONTROLLER_RUNTIME_NAMES = [
     "controller_runtime_reconcile_total", "controller_runtime_reconcile_errors_total",
@@ -160,8 +161,8 @@ def test_two_instances_do_not_collide() -> None:
 def test_metrics_server_serves_text_format() -> None:
     metrics = Metrics()
     metrics.fight_detected()
-    assert metrics.serve("127.0.0.1", 0) is None
-    server = metrics.serve("127.0.0.1", free_port())
+    assert metricsserver.serve(metrics.registry, "127.0.0.1", 0) is None
+    server = metricsserver.serve(metrics.registry, "127.0.0.1", free_port())
     assert server is not None
     try:
         with urllib.request.urlopen(f"http://127.0.0.1:{server.port}/metrics") as response:

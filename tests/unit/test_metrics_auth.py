@@ -15,12 +15,12 @@ from typing import Any
 
 import pytest
 
-from ssa_controller.backoff import TokenBucket
-from ssa_controller.config import ServerConfig
+from ssa_controller.client.kube import ApiError
 from ssa_controller.envtest import poll_until
-from ssa_controller.kube import ApiError
-from ssa_controller.metrics import Metrics, MetricsServer
-from ssa_controller.metrics_auth import (
+from ssa_controller.runtime.backoff import TokenBucket
+from ssa_controller.serving import metricsserver
+from ssa_controller.serving.metrics import Metrics
+from ssa_controller.serving.metrics_auth import (
     ACCESS_REVIEWS,
     ALLOWED_TTL,
     DENIED_TTL,
@@ -32,7 +32,9 @@ from ssa_controller.metrics_auth import (
     UserInfo,
     bearer_token,
 )
-from ssa_controller.servingcert import self_signed_context
+from ssa_controller.serving.metricsserver import MetricsServer
+from ssa_controller.serving.servingcert import self_signed_context
+from ssa_controller.settings.config import ServerConfig
 
 
 class FakeClock:
@@ -268,7 +270,7 @@ def test_beyond_the_concurrent_reviews_a_scrape_is_503_at_once(
 
 
 class FakeKube:
-    """The part of ssa_controller.kube.Kube that KubeReviews uses."""
+    """The part of ssa_controller.client.kube.Kube that KubeReviews uses."""
 
     def __init__(self, answers: dict[str, dict[str, Any] | ApiError]) -> None:
         self.answers = answers
@@ -352,8 +354,8 @@ def free_port() -> int:
 def secure_server(reviews: FakeReviews) -> Iterator[MetricsServer]:
     metrics = Metrics()
     metrics.fight_detected()
-    server = metrics.serve("127.0.0.1", free_port(), tls=self_signed_context(),
-                           authorizer=MetricsAuthorizer(reviews))
+    server = metricsserver.serve(metrics.registry, "127.0.0.1", free_port(),
+                                 tls=self_signed_context(), authorizer=MetricsAuthorizer(reviews))
     assert server is not None
     yield server
     server.stop()
@@ -396,10 +398,10 @@ def test_https_port_does_not_answer_plain_http(secure_server: MetricsServer) -> 
 def test_serve_configured_plain_http_or_disabled() -> None:
     metrics = Metrics()
     kube: Any = None  # never used without secureMetrics
-    assert metrics.serve_configured(ServerConfig(metrics_port=0), kube) is None
-    server = metrics.serve_configured(
-        ServerConfig(bind_address="127.0.0.1", metrics_port=free_port(), secure_metrics=False),
-        kube)
+    assert metricsserver.serve_configured(metrics.registry, ServerConfig(metrics_port=0),
+                                         kube) is None
+    server = metricsserver.serve_configured(metrics.registry, ServerConfig(
+        bind_address="127.0.0.1", metrics_port=free_port(), secure_metrics=False), kube)
     assert server is not None
     try:
         with urllib.request.urlopen(f"http://127.0.0.1:{server.port}/metrics") as response:

@@ -1,4 +1,4 @@
-"""Unit tests for ssa_controller.predicates: which watch events are worth a reconcile."""
+"""Unit tests for ssa_controller.apptask.predicates: which watch events are worth a reconcile."""
 
 from __future__ import annotations
 
@@ -8,8 +8,9 @@ from typing import Any
 
 import pytest
 
-from ssa_controller import fieldset, predicates
-from ssa_controller.store import Cached
+from ssa_controller.apptask import predicates
+from ssa_controller.runtime import fieldset
+from ssa_controller.runtime.store import Cached
 
 Obj = dict[str, Any]
 OWNER_REF = {"apiVersion": "example.com/v1", "kind": "AppTask", "name": "web",

@@ -1,4 +1,4 @@
-"""Unit tests for ssa_controller.quantity (its stored values: test_desired_properties.py)."""
+"""Unit tests for apptask.quantity (its stored values: test_desired_properties.py)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from decimal import Decimal
 import pytest
 from kubernetes.utils import parse_quantity
 
-from ssa_controller import quantity
+from ssa_controller.apptask import quantity
 
 
 @pytest.mark.parametrize(("a", "b"), [

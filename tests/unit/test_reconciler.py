@@ -14,11 +14,10 @@ from typing import Any
 
 import pytest
 
-from ssa_controller import adopt, desired, diff, drift, fieldset
-from ssa_controller.backoff import ItemBackoff
-from ssa_controller.config import ApplyConfig, BackoffConfig, Config
-from ssa_controller.fights import FightTracker
-from ssa_controller.kube import JSON_PATCH, ApiError
+from ssa_controller.apptask import adopt, desired, diff, drift
+from ssa_controller.apptask.fights import FightTracker
+from ssa_controller.apptask.settle import StatusSettle
+from ssa_controller.client.kube import JSON_PATCH, ApiError
 from ssa_controller.reconciler import (
     CREATE_ONLY,
     VANISHED_GRACE,
@@ -31,8 +30,10 @@ from ssa_controller.reconciler import (
     rejected,
     transient,
 )
-from ssa_controller.settle import StatusSettle
-from ssa_controller.store import Store
+from ssa_controller.runtime import fieldset
+from ssa_controller.runtime.backoff import ItemBackoff
+from ssa_controller.runtime.store import Store
+from ssa_controller.settings.config import ApplyConfig, BackoffConfig, Config
 
 Obj = dict[str, Any]
 KEY = "demo/web"

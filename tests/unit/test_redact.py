@@ -1,4 +1,5 @@
-"""Unit tests for ssa_controller.redact: secrets kept out of output unless asked for."""
+"""Unit tests for ssa_controller.apptask.redact and client.kube.without_userinfo: secrets kept
+out of output unless asked for."""
 
 from __future__ import annotations
 
@@ -6,7 +7,8 @@ from typing import Any
 
 import pytest
 
-from ssa_controller import redact
+from ssa_controller.apptask import redact
+from ssa_controller.client import kube
 
 ENV = "/spec/template/spec/containers/0/env"
 
@@ -46,4 +48,4 @@ def test_masking_leaves_the_patch_itself_alone() -> None:
     ("proxy:3128", "proxy:3128"),
 ])
 def test_url_credentials_are_stripped(url: str, shown: str) -> None:
-    assert redact.url(url) == shown
+    assert kube.without_userinfo(url) == shown

@@ -1,9 +1,9 @@
-"""Unit tests for ssa_controller.refusals: a run of 401 answers makes /readyz fail once it has
+"""Unit tests for runtime.refusals: a run of 401 answers makes /readyz fail once it has
 lasted timeouts.request; another answer ends it."""
 
 from __future__ import annotations
 
-from ssa_controller.refusals import CredentialRefusals
+from ssa_controller.runtime.refusals import CredentialRefusals
 
 
 class Clock:

@@ -1,11 +1,11 @@
-"""Unit tests for ssa_controller.scope: which namespaces' AppTasks are reconciled."""
+"""Unit tests for ssa_controller.apptask.scope: which namespaces' AppTasks are reconciled."""
 
 from __future__ import annotations
 
 import pytest
 
-from ssa_controller.config import parse_config
-from ssa_controller.scope import NamespaceScope
+from ssa_controller.apptask.scope import NamespaceScope
+from ssa_controller.settings.config import parse_config
 
 
 def scope(environ: dict[str, str] | None = None, **config: object) -> NamespaceScope:

@@ -1,4 +1,4 @@
-"""Unit tests for ssa_controller.serviceaccount: a pod's credentials from its environment and
+"""Unit tests for ssa_controller.client.serviceaccount: a pod's credentials from its environment and
 service-account files (Kube.in_cluster over HTTPS: test_kube.py)."""
 
 from __future__ import annotations
@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from ssa_controller import serviceaccount
-from ssa_controller.serviceaccount import ServiceAccountError, Token
+from ssa_controller.client import serviceaccount
+from ssa_controller.client.serviceaccount import ServiceAccountError, Token
 
 POD = {"KUBERNETES_SERVICE_HOST": "10.96.0.1", "KUBERNETES_SERVICE_PORT": "443"}
 

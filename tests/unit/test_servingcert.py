@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from cryptography import x509
 
-from ssa_controller.servingcert import (
+from ssa_controller.serving.servingcert import (
     CERT_FILE,
     KEY_FILE,
     MountedCertificate,

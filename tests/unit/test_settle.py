@@ -1,11 +1,11 @@
-"""Unit tests for ssa_controller.settle: how long a status write waits for the Deployment
+"""Unit tests for ssa_controller.apptask.settle: how long a status write waits for the Deployment
 controller to observe an apply."""
 
 from __future__ import annotations
 
 import pytest
 
-from ssa_controller.settle import StatusSettle
+from ssa_controller.apptask.settle import StatusSettle
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""Unit tests for ssa_controller.status: phases, metav1-style conditions, idempotent status."""
+"""Unit tests for apptask.status: phases, metav1-style conditions, idempotent status."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from ssa_controller import status
-from ssa_controller.status import Sync
+from ssa_controller.apptask import status
+from ssa_controller.apptask.status import Sync
 
 T1 = "2026-01-01T00:00:00Z"
 T2 = "2026-01-01T00:05:00Z"

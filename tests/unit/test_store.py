@@ -1,13 +1,13 @@
-"""Unit tests for ssa_controller.store: the in-memory cache of one resource."""
+"""Unit tests for ssa_controller.runtime.store: the in-memory cache of one resource."""
 
 from __future__ import annotations
 
 import json
 from typing import Any
 
-from ssa_controller import fieldset
-from ssa_controller import store as store_module
-from ssa_controller.store import Cached, Store, compact, key_of
+from ssa_controller.runtime import fieldset
+from ssa_controller.runtime import store as store_module
+from ssa_controller.runtime.store import Cached, Store, compact, key_of
 
 Obj = dict[str, Any]
 MANAGED_FIELDS = [

@@ -1,4 +1,4 @@
-"""Unit tests for ssa_controller.watcher: list-then-watch, bookmarks, 410 Gone, reconnect backoff.
+"""Unit tests for runtime.watcher: list-then-watch, bookmarks, 410 Gone, reconnect backoff.
 
 The API server is replaced at the I/O boundary by a scripted stand-in that serves list pages
 and watch streams in order; the real server's behaviour is covered by the integration tests.
@@ -11,9 +11,9 @@ import threading
 from collections.abc import Iterator
 from typing import Any
 
-from ssa_controller.kube import APPTASKS, WATCH_STALLED, ApiError
-from ssa_controller.store import Cached, Store
-from ssa_controller.watcher import MISSING_CAP, STALL_GRACE, WATCH_JITTER, Watcher
+from ssa_controller.client.kube import APPTASKS, WATCH_STALLED, ApiError
+from ssa_controller.runtime.store import Cached, Store
+from ssa_controller.runtime.watcher import MISSING_CAP, STALL_GRACE, WATCH_JITTER, Watcher
 
 Obj = dict[str, Any]
 

@@ -1,4 +1,4 @@
-"""Unit tests for ssa_controller.workqueue: the stingy contract, delays, rate limiting, shutdown."""
+"""Unit tests for runtime.workqueue: the stingy contract, delays, rate limiting, shutdown."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from ssa_controller.backoff import ItemBackoff
-from ssa_controller.workqueue import NoopQueueMetrics, QueueMetrics, WorkQueue
+from ssa_controller.runtime.backoff import ItemBackoff
+from ssa_controller.runtime.workqueue import NoopQueueMetrics, QueueMetrics, WorkQueue
 
 
 class FakeClock:

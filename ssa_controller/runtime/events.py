@@ -19,8 +19,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
+from ..client.kube import EVENTS, MERGE_PATCH, ApiError, Kube, Obj, micro_time
 from .backoff import TokenBucket
-from .kube import EVENTS, MERGE_PATCH, ApiError, Kube, Obj, micro_time
 
 log = logging.getLogger(__name__)
 

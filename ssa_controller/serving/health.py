@@ -3,7 +3,7 @@
 Each endpoint aggregates named checks (callables returning True when healthy): 200 "ok"
 when all pass, else 500 listing every check as "[+]name ok" / "[-]name failed: reason
 withheld". `?verbose` lists the checks on success too, `?exclude=name` skips one, and
-/healthz/<name> runs a single check. Served by ssa_controller.httpserver, as /metrics is.
+/healthz/<name> runs a single check. Served by serving.httpserver, as /metrics is.
 """
 
 from __future__ import annotations

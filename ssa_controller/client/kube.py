@@ -37,12 +37,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, Protocol, TypeVar
-from urllib.parse import quote, urlencode, urlsplit
+from urllib.parse import quote, urlencode, urlsplit, urlunsplit
 from urllib.request import getproxies
 
 import orjson
 
-from . import http1, redact, serverwarnings, serviceaccount
+from . import http1, serverwarnings, serviceaccount
 
 APPLY_PATCH = "application/apply-patch+yaml"
 MERGE_PATCH = "application/merge-patch+json"
@@ -344,9 +344,19 @@ def _proxy_url(server: str, proxy: str | None, no_proxy: str | None) -> str | No
     scheme = urlsplit(proxy).scheme if "://" in proxy else None
     if scheme not in PROXY_SCHEMES:
         raise CredentialsError(
-            f"kubeconfig proxy-url (or proxy environment variable) {redact.url(proxy)!r}: scheme "
-            f"{scheme!r} is not supported; use an http or https proxy")
+            "kubeconfig proxy-url (or proxy environment variable) "
+            f"{without_userinfo(proxy)!r}: scheme {scheme!r} is not supported; use an http or "
+            "https proxy")
     return proxy
+
+
+def without_userinfo(text: str) -> str:
+    """`text` without the user and password of a URL (http://user:pw@proxy:3128 ->
+    http://proxy:3128)."""
+    parts = urlsplit(text)
+    if "@" not in parts.netloc:
+        return text
+    return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
 
 
 def _environment_proxy(server: str) -> str | None:

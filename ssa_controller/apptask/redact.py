@@ -1,15 +1,12 @@
-"""What the controller's output leaves out: secrets nobody asked to see. Pure.
-
-Env values (passwords and tokens often sit there) are masked in dry-run plans, in the log of a
-dry run and in `ssa-controller diff` unless `--show-values` asks for them, as `kubectl diff`
-masks a Secret's data; credentials are stripped from a URL named in an error.
+"""What a dry run's output leaves out: env values (passwords and tokens often sit there) are
+masked in dry-run plans, in the log of a dry run and in `ssa-controller diff` unless
+`--show-values` asks for them, as `kubectl diff` masks a Secret's data. Pure.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 MASK = "***"
 
@@ -34,12 +31,3 @@ def env_values(patch: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
             op = {**op, "value": _masked(op["value"], path)}
         shown.append(op)
     return shown
-
-
-def url(text: str) -> str:
-    """`text` without the user and password of a URL (http://user:pw@proxy:3128 ->
-    http://proxy:3128)."""
-    parts = urlsplit(text)
-    if "@" not in parts.netloc:
-        return text
-    return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))

@@ -46,14 +46,17 @@ from .config_errors import (
     locate,
     read_yaml,
 )
-from .leader import LEADER_JITTER_FACTOR
 
 __all__ = [
-    "ApplyConfig", "BackoffConfig", "Config", "ConfigError", "EventsConfig",
+    "LEADER_JITTER_FACTOR", "ApplyConfig", "BackoffConfig", "Config", "ConfigError", "EventsConfig",
     "FightsConfig", "LeaderElectionConfig", "LoggingConfig", "PodTemplateConfig",
     "RateLimitConfig", "ResyncConfig", "ServerConfig", "TimeoutsConfig", "load_config",
     "parse_config", "parse_duration",
 ]
+
+
+LEADER_JITTER_FACTOR = 1.2
+"""client-go's leaderelection.JitterFactor: acquire retries wait retry_period * [1, 2.2)."""
 
 
 # --------------------------------------------------------------------------- durations

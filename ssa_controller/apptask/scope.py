@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from fnmatch import fnmatchcase
 
-from .config import Config
+from ..settings.config import Config
 
 OWN_NAMESPACE_VARIABLE = "POD_NAMESPACE"
 """Set from the pod's metadata.namespace by manifests/deployment.yaml."""

@@ -22,8 +22,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from . import fieldset
-from .kube import DEPLOYMENTS, JSON_PATCH, ApiError, Kube, failed_test, rfc3339
+from ..client.kube import DEPLOYMENTS, JSON_PATCH, ApiError, Kube, failed_test, rfc3339
+from ..runtime import fieldset
 
 CLIENT_SIDE_MANAGERS = frozenset({"kubectl-client-side-apply", "before-first-apply",
                                   "kubectl-create", "kubectl"})

@@ -21,8 +21,8 @@ import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
+from ..client.kube import ApiError, Kube, Obj, Resource, WatchStream
 from . import backoff
-from .kube import ApiError, Kube, Obj, Resource, WatchStream
 from .store import Cached, Store
 
 log = logging.getLogger(__name__)

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
+from ..runtime.events import truncate_note
 from . import desired
-from .events import truncate_note
 
 MESSAGE_LIMIT = 32768
 """Bytes of a condition message (metav1.Condition's limit, the CRD's maxLength): a longer one,

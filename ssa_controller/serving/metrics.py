@@ -5,9 +5,7 @@ durations, work queue activity, leader status and REST client requests use the s
 metric names and labels; the controller's own counters are prefixed `ssa_controller_`.
 Each `Metrics` owns its registry, so several controllers in one (test) process don't
 collide; it also carries the process_* metrics (RSS, CPU, open fds) as controller-runtime's
-do. `serve()` exposes it on /metrics in the Prometheus text format, over plain HTTP or, as
-`serve_configured()` does by default, over HTTPS with each scrape authenticated and authorized
-by the API server (ssa_controller.metrics_auth).
+do. ssa_controller.serving.metricsserver serves it on /metrics.
 """
 
 from __future__ import annotations
@@ -25,15 +23,11 @@ from prometheus_client import (
     ProcessCollector,
     generate_latest,
 )
-from prometheus_client.exposition import choose_encoder
 from prometheus_client.metrics import MetricWrapperBase
 
-from . import servingcert, version
-from .config import ServerConfig
-from .httpserver import BackgroundHttpServer, QuietHandler, listening
-from .kube import APPTASKS, DEPLOYMENTS, Kube
-from .metrics_auth import KubeReviews, MetricsAuthorizer
-from .reconciler import Outcome
+from .. import version
+from ..apptask.outcomes import Outcome
+from ..client.kube import APPTASKS, DEPLOYMENTS
 
 log = logging.getLogger(__name__)
 
@@ -185,7 +179,7 @@ class Metrics:
             gauge.dec()
 
     def queue_metrics(self, name: str) -> WorkQueueMetrics:
-        """An ssa_controller.workqueue.QueueMetrics for the queue `name`."""
+        """A runtime.workqueue.QueueMetrics for the queue `name`."""
         return WorkQueueMetrics(self, name)
 
     def request_observer(self, host: str) -> Callable[[str, int, float], None]:
@@ -235,34 +229,8 @@ class Metrics:
         """The registry in the Prometheus text format."""
         return generate_latest(self.registry)
 
-    def serve(self, bind_address: str, port: int, *,
-              tls: servingcert.ContextSource | None = None,
-              authorizer: MetricsAuthorizer | None = None) -> MetricsServer | None:
-        """Serve /metrics on bind_address:port in a daemon thread; port 0 disables (None).
-        With `tls` over HTTPS; with `authorizer` only to the requests it allows. An address it
-        cannot listen on is a ListenError naming server.metricsPort."""
-        if port == 0:
-            return None
-        server = listening("server.metricsPort", bind_address, port, lambda: MetricsServer(
-            self.registry, bind_address, port, tls, authorizer))
-        log.info("serving /metrics on %s:%d (%s)", bind_address, server.port,
-                 "HTTPS, scrapes authorized by the API server" if authorizer else
-                 "HTTPS" if tls else "plain HTTP")
-        return server
-
-    def serve_configured(self, server: ServerConfig, kube: Kube) -> MetricsServer | None:
-        """Serve /metrics as `server` says: with secureMetrics over HTTPS, each scrape checked
-        by a TokenReview and a SubjectAccessReview sent with `kube`; else plain HTTP."""
-        if not server.secure_metrics or server.metrics_port == 0:
-            return self.serve(server.metrics_listen, server.metrics_port)
-        return self.serve(server.metrics_listen, server.metrics_port,
-                          tls=servingcert.context_source(server.metrics_cert_dir),
-                          authorizer=MetricsAuthorizer(
-                              KubeReviews(kube, server.metrics_token_audiences)))
-
-
 class WorkQueueMetrics:
-    """ssa_controller.workqueue.QueueMetrics backed by the workqueue_* metrics of one queue."""
+    """runtime.workqueue.QueueMetrics backed by the workqueue_* metrics of one queue."""
 
     def __init__(self, metrics: Metrics, name: str) -> None:
         self._depth = metrics.queue_depth.labels(name)
@@ -285,35 +253,3 @@ class WorkQueueMetrics:
 
     def retried(self) -> None:
         self._retries.inc()
-
-
-class MetricsServer:
-    """A started HTTP(S) server answering GET /metrics from one registry."""
-
-    def __init__(self, registry: CollectorRegistry, bind_address: str, port: int,
-                 tls: servingcert.ContextSource | None = None,
-                 authorizer: MetricsAuthorizer | None = None) -> None:
-        class Handler(QuietHandler):
-            def do_GET(self) -> None:  # noqa: N802 - stdlib name
-                path = self.path.split("?", 1)[0]
-                if path != "/metrics":
-                    self.reply(404, b"404 page not found\n", "text/plain; charset=utf-8")
-                    return
-                if authorizer is not None:
-                    decision = authorizer.check(self.headers.get("Authorization"), "get", path)
-                    if not decision.allowed:
-                        self.reply(decision.status, f"{decision.message}\n".encode(),
-                                   "text/plain; charset=utf-8")
-                        return
-                encoder, content_type = choose_encoder(self.headers.get("Accept", ""))
-                self.reply(200, encoder(registry), content_type)
-
-        self._server = BackgroundHttpServer(bind_address, port, Handler, "metrics-server", tls)
-        self._server.start()
-
-    @property
-    def port(self) -> int:
-        return self._server.port
-
-    def stop(self) -> None:
-        self._server.stop()

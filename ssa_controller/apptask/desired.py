@@ -17,8 +17,8 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from ..settings.config import PodTemplateConfig
 from . import quantity
-from .config import PodTemplateConfig
 
 API_GROUP = "example.com"
 API_VERSION = "example.com/v1"

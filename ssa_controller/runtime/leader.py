@@ -25,12 +25,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from .kube import LEASES, ApiError, Kube, Obj, micro_time
+from ..client.kube import LEASES, ApiError, Kube, Obj, micro_time
+from ..settings.config import LEADER_JITTER_FACTOR
 
 log = logging.getLogger(__name__)
-
-LEADER_JITTER_FACTOR = 1.2
-"""client-go's leaderelection.JitterFactor: acquire retries wait retry_period * [1, 2.2)."""
 
 
 class LeaderMetrics(Protocol):

@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass, field
 
-from . import backoff
+from ..runtime import backoff
 
 
 @dataclass(frozen=True)

@@ -10,8 +10,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from ..runtime.store import Cached
 from . import desired
-from .store import Cached
 
 Obj = Mapping[str, Any]
 _READINESS = ("observedGeneration", "replicas", "updatedReplicas", "readyReplicas",

@@ -14,8 +14,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from . import fieldset, quantity
-from .fieldset import Path
+from ..runtime import fieldset
+from ..runtime.fieldset import Path
+from . import quantity
 
 
 def _is_quantity_path(path: Path) -> bool:
