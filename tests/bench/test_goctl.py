@@ -94,7 +94,10 @@ DEPLOYMENTS = {
         ["bench", "rolling", "minimal", "everything", "empty"], DEPLOYMENTS)])
 def test_the_go_controller_applies_and_reports_what_the_python_controller_does(
         goctl: Path, task: dict[str, Any], state: str) -> None:
-    dep = DEPLOYMENTS[state]
+    # The Deployment as either controller finds it in its cache: controlled by the AppTask.
+    owner = desired.render(task)["metadata"]["ownerReferences"]
+    dep = {**DEPLOYMENTS[state], "metadata": {**DEPLOYMENTS[state]["metadata"],
+                                              "ownerReferences": owner}}
     answer = subprocess.run([str(goctl), "render"], check=True, capture_output=True,
                             input=json.dumps({"apptask": task, "deployment": dep, "now": NOW}),
                             text=True, timeout=30)

@@ -1,6 +1,7 @@
-// The server-side apply body of an AppTask's Deployment: what ssa_controller.desired.render
-// produces (identity, the controller ownerReference, the managed-by label, the selector, and
-// only the fields the AppTask specifies). Structs with omitempty rather than appsv1.Deployment,
+// The server-side apply body of an AppTask's Deployment: what ssa_controller.apptask.desired.render
+// produces with its default configuration (identity, the controller ownerReference with
+// blockOwnerDeletion, the managed-by label, the selector, the Pod Security Standard "restricted"
+// settings, and only the fields the AppTask specifies). Structs with omitempty rather than appsv1.Deployment,
 // whose zero values (creationTimestamp: null, strategy: {}, resources: {}, ...) an apply would
 // claim; client-go 1.20 has no apply configurations.
 package main
@@ -50,7 +51,28 @@ type applyTemplateMeta struct {
 }
 
 type applyPodSpec struct {
-	Containers []applyContainer `json:"containers"`
+	Containers                   []applyContainer `json:"containers"`
+	AutomountServiceAccountToken bool             `json:"automountServiceAccountToken"`
+	SecurityContext              podSecurity      `json:"securityContext"`
+}
+
+// The "restricted" settings of the pod and of its container (podTemplate.restricted).
+type podSecurity struct {
+	RunAsNonRoot   bool           `json:"runAsNonRoot"`
+	SeccompProfile seccompProfile `json:"seccompProfile"`
+}
+
+type seccompProfile struct {
+	Type string `json:"type"`
+}
+
+type containerSecurity struct {
+	AllowPrivilegeEscalation bool         `json:"allowPrivilegeEscalation"`
+	Capabilities             capabilities `json:"capabilities"`
+}
+
+type capabilities struct {
+	Drop []string `json:"drop"`
 }
 
 type applyContainer struct {
@@ -61,6 +83,8 @@ type applyContainer struct {
 	Env       []EnvVar   `json:"env,omitempty"`
 	Ports     []Port     `json:"ports,omitempty"`
 	Resources *Resources `json:"resources,omitempty"`
+	// restricted: no privilege escalation, no capabilities
+	SecurityContext containerSecurity `json:"securityContext"`
 }
 
 // render is the apply body of the Deployment for at.
@@ -80,14 +104,17 @@ func render(at *AppTask) ([]byte, error) {
 			Namespace: at.Namespace,
 			Labels:    map[string]string{managedByLabel: managedByValue},
 			OwnerReferences: []metav1.OwnerReference{{APIVersion: groupVersion.String(),
-				Kind: kindAppTask, Name: at.Name, UID: at.UID, Controller: &controller}},
+				Kind: kindAppTask, Name: at.Name, UID: at.UID, Controller: &controller,
+				BlockOwnerDeletion: &controller}},
 		},
 		Spec: applySpec{
 			Replicas: at.Spec.Replicas,
 			Selector: metav1.LabelSelector{MatchLabels: selector},
 			Template: applyTemplate{
 				Metadata: applyTemplateMeta{Labels: labels, Annotations: at.Spec.Annotations},
-				Spec:     applyPodSpec{Containers: []applyContainer{container(&at.Spec)}},
+				Spec: applyPodSpec{Containers: []applyContainer{container(&at.Spec)},
+					SecurityContext: podSecurity{RunAsNonRoot: true,
+						SeccompProfile: seccompProfile{Type: "RuntimeDefault"}}},
 			},
 		},
 	}
@@ -96,7 +123,8 @@ func render(at *AppTask) ([]byte, error) {
 
 func container(spec *AppTaskSpec) applyContainer {
 	c := applyContainer{Name: containerName, Image: spec.Image, Command: spec.Command,
-		Args: spec.Args, Env: spec.Env}
+		Args: spec.Args, Env: spec.Env, SecurityContext: containerSecurity{
+			Capabilities: capabilities{Drop: []string{"ALL"}}}}
 	for _, p := range spec.Ports {
 		if p.Protocol == "" {
 			p.Protocol = "TCP" // part of the list key the API server merges ports by
