@@ -369,7 +369,7 @@ class Reconciler:
         if self.teardowns.holds(key, apptask["metadata"].get("uid", "")):
             return self._skipped(key, "its namespace is being deleted")  # and it with it
         try:
-            body = desired.render(apptask, self.config.pod_template)
+            body = desired.render(apptask, self.config.pod_template, self.config.admission)
         except desired.InvalidSpec as exc:
             return self._invalid(key, apptask, Sync.invalid(str(exc)))
         cached = self.deployments.cached(key)

@@ -18,17 +18,33 @@ Path = tuple[str, ...]
 Owners = dict[tuple[str, str], frozenset[Path]]
 """(manager, operation) -> the spec and metadata paths that manager owns."""
 
-_CONTAINERS = ("spec", "template", "spec", "containers")
-# Lists the Deployment schema merges by key (x-kubernetes-list-map-keys), by their
-# location in the object (list items are "*").
-LIST_KEYS: dict[tuple[str, ...], tuple[str, ...]] = {
-    ("metadata", "ownerReferences"): ("uid",),
-    _CONTAINERS: ("name",),
-    (*_CONTAINERS, "*", "env"): ("name",),
-    (*_CONTAINERS, "*", "ports"): ("containerPort", "protocol"),
+Location = tuple[str, ...]
+"""Where a field is in an object, by name (list items are "*")."""
+_POD = ("spec", "template", "spec")
+_CONTAINERS = (*_POD, "containers")
+_OWNER_REFERENCES: dict[Location, tuple[str, ...]] = {("metadata", "ownerReferences"): ("uid",)}
+# Lists the schema merges by key (x-kubernetes-list-map-keys, or a patch merge key), by their
+# location, per kind: as kube-apiserver v1.20 serves them.
+LIST_KEYS: dict[str, dict[Location, tuple[str, ...]]] = {
+    "Deployment": {
+        **_OWNER_REFERENCES,
+        _CONTAINERS: ("name",),
+        (*_CONTAINERS, "*", "env"): ("name",),
+        (*_CONTAINERS, "*", "ports"): ("containerPort", "protocol"),
+        (*_CONTAINERS, "*", "volumeMounts"): ("mountPath",),
+        (*_POD, "volumes"): ("name",),
+        (*_POD, "imagePullSecrets"): ("name",),
+        (*_POD, "topologySpreadConstraints"): ("topologyKey", "whenUnsatisfiable"),
+    },
+    "Service": {**_OWNER_REFERENCES, ("spec", "ports"): ("port", "protocol")},
 }
-# Structs the schema declares atomic: owned as a whole.
-ATOMIC: frozenset[tuple[str, ...]] = frozenset({("spec", "selector")})
+# Structs the schema declares atomic (a LabelSelector): owned as a whole. Other atomic structs
+# in the controller's bodies sit in atomic lists, owned as a whole with their list.
+ATOMIC: dict[str, frozenset[Location]] = {
+    "Deployment": frozenset({("spec", "selector"),
+                             (*_POD, "topologySpreadConstraints", "*", "labelSelector")}),
+    "Service": frozenset(),
+}
 OWNED_ROOTS = frozenset({"f:metadata", "f:spec"})
 
 
@@ -59,15 +75,19 @@ def _child(obj: Any, name: str) -> Any:
 def leaves(body: Mapping[str, Any], live: Any = MISSING) -> dict[Path, tuple[Any, Any]]:
     """Every leaf path an apply of `body` makes its manager own (apiVersion/kind excluded), with
     the body's value there and `live`'s (MISSING where it holds none, or where two of its list
-    items share the key). One walk over the body, each live list indexed once: linear."""
+    items share the key). One walk over the body, each live list indexed once: linear. Lists
+    and structs are told apart by the schema of the body's kind (LIST_KEYS, ATOMIC; a body
+    without one is a Deployment's)."""
     found: dict[Path, tuple[Any, Any]] = {}
+    kind = body.get("kind", "Deployment")
+    list_keys, atomic = LIST_KEYS[kind], ATOMIC[kind]
 
     def walk(value: Any, other: Any, segments: Path, location: tuple[str, ...]) -> None:
-        if isinstance(value, Mapping) and location not in ATOMIC:
-            for name, child in value.items():  # an empty map owns nothing
+        if isinstance(value, Mapping) and location not in atomic:
+            for name, child in value.items():  # an empty map owns nothing (v1.20.2)
                 walk(child, _child(other, name), segments + (f"f:{name}",), location + (name,))
-        elif isinstance(value, list) and location in LIST_KEYS:
-            keys = LIST_KEYS[location]
+        elif isinstance(value, list) and location in list_keys:
+            keys = list_keys[location]
             others = _items_by_key(other, keys)
             for item in value:
                 item_segments = segments + (_key_segment(item, keys),)

@@ -348,6 +348,16 @@ def test_int_is_accepted_where_a_float_is_expected() -> None:
         ({"podTemplate": {"allowedKeys": ["a/b/c"]}}, "podTemplate.allowedKeys[0]",
          "label or annotation key"),
         ({"podTemplate": {"restricted": "yes"}}, "podTemplate.restricted", "must be a boolean"),
+        ({"admission": {"allowPrivileged": "no"}}, "admission.allowPrivileged",
+         "must be a boolean"),
+        ({"admission": {"allowedCapabilities": ["NET_ADMIN", "net admin"]}},
+         "admission.allowedCapabilities[1]", "Linux capability"),
+        ({"admission": {"allowedCapabilities": "NET_ADMIN"}}, "admission.allowedCapabilities",
+         "must be a list of capabilities"),
+        ({"admission": {"serviceAccountNames": ["Web"]}}, "admission.serviceAccountNames[0]",
+         "DNS-1123 subdomain"),
+        ({"admission": {"serviceTypes": ["ClusterIP", "Ingress"]}}, "admission.serviceTypes[1]",
+         "ClusterIP"),
     ],
 )
 def test_out_of_range_values_are_rejected(data: object, key: str, fragment: str) -> None:

@@ -27,6 +27,7 @@ from typing import Any
 import pytest
 import yaml
 
+from ssa_controller.apptask import fields
 from ssa_controller.apptask.status import Phase
 from ssa_controller.envtest.podsecurity import restricted_violations
 
@@ -301,8 +302,8 @@ def test_crd_spec_schema() -> None:
     p = spec_props()
     assert set(p) == {
         "image", "replicas", "command", "args", "env", "ports", "resources", "labels",
-        "annotations", "paused",
-    }
+        "annotations", "paused", *fields.CONTAINER, *fields.POD, *fields.DEPLOYMENT, "service",
+    }  # the workload fields' schemas: tests/unit/test_fields.py
     assert p["image"] == {**p["image"], "type": "string", "minLength": 1}
     assert p["replicas"]["type"] == "integer" and p["replicas"]["format"] == "int32"
     assert p["replicas"]["minimum"] == 0 and "default" not in p["replicas"]
@@ -356,7 +357,9 @@ def _bounds(schema: dict[str, Any], at: str) -> Iterator[tuple[str, tuple[str, i
 
 
 def test_crd_spec_bounds_every_list_map_and_string() -> None:
-    assert dict(_bounds(root_schema()["properties"]["spec"], "")) == SPEC_BOUNDS
+    bounds = dict(_bounds(root_schema()["properties"]["spec"], ""))
+    assert {k: v for k, v in bounds.items() if k in SPEC_BOUNDS} == SPEC_BOUNDS
+    assert [path for path, bound in bounds.items() if bound is None] == []
 
 
 def test_crd_ports_are_a_plain_list() -> None:
