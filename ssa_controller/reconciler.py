@@ -21,7 +21,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from .apptask import adopt, desired, diff, drift, status
+from .apptask import adopt, desired, diff, drift, status, unions
 from .apptask.fights import Fight, FightTracker
 from .apptask.outcomes import Outcome
 from .apptask.settle import StatusSettle
@@ -580,11 +580,17 @@ class Reconciler:
         live = None if cached is None else cached.obj
         create_only = live is None and self.creation.sent and checking is None
         try:
+            prepared = cached
             if cached is not None and not self.dry_run:
-                self._transfer_ownership(key, apptask, path, body, cached)
-            answer = self.kube.apply(path, _create_only(body) if create_only else body,
-                                     field_manager=self.config.field_manager,
-                                     force=self.config.apply.force, dry_run=self.dry_run)
+                prepared = self._transfer_ownership(key, apptask, path, body, cached)
+            if prepared is not cached and prepared is not None and not drift.compute(
+                    body, prepared.obj, fieldset.applied_by(prepared.owners,
+                                                            self.config.field_manager)):
+                answer = prepared.obj  # a removal was the whole change: nothing to apply
+            else:
+                answer = self.kube.apply(path, _create_only(body) if create_only else body,
+                                         field_manager=self.config.field_manager,
+                                         force=self.config.apply.force, dry_run=self.dry_run)
         except ApiError as exc:
             if create_only and exc.status == 409:
                 self.creation.honoured()
@@ -632,10 +638,12 @@ class Reconciler:
         return self._apply(key, apptask, body, None, generation, False, checking=refusal)
 
     def _transfer_ownership(self, key: str, apptask: Obj, path: str, body: Obj,
-                            live: Cached) -> None:
+                            live: Cached) -> Cached:
         """Before the apply: adopt a Deployment this AppTask does not control yet (only once a
-        dry-run shows the apply is accepted), and hand off a released `replicas` so that the
-        apply does not remove it."""
+        dry-run shows the apply is accepted), hand off a released `replicas` so that the
+        apply does not remove it, take over the union members the body switches from so that
+        the apply removes them, and remove whole the probes it stops setting (unions.py).
+        Returns the Deployment as the last of these writes left it."""
         manager = self.config.field_manager
         if not status.controls(apptask, live.obj):
             adopt.take_over_client_side_fields(self.kube, live.obj, body, manager,
@@ -647,6 +655,19 @@ class Reconciler:
             log.info("%s: handed %s over to %s", key,
                      drift.fields_text(handoff),
                      adopt.handoff_manager(manager))
+        takeover = unions.takeover(body, live.obj, live.owners, manager)
+        if takeover is not None:  # so that the apply removes the members it switches from
+            live = self.deployments.record_write(self.kube.apply(
+                path, takeover, field_manager=manager, force=self.config.apply.force))
+            log.info("%s: took over %s to switch from them", key, ", ".join(
+                fieldset.display(p) for p in unions.leftovers(body, takeover)))
+        removal = unions.removal(body, live.obj, live.owners, manager)
+        if removal is None:
+            return live
+        log.info("%s: removing %s whole", key, ", ".join(
+            op["path"] for op in removal if op["op"] == "remove"))
+        return self.deployments.record_write(adopt.guarded_patch(
+            self.kube, live.obj, removal, "a struct was removed whole", manager))
 
     def _apply_failed(self, key: str, apptask: Obj, live: Obj | None, generation: int,
                       exc: ApiError) -> Result:

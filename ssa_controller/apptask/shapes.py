@@ -95,8 +95,13 @@ class Int(Shape):
 
     def openapi(self) -> dict[str, Any]:
         wide = self.minimum < INT32[0] or self.maximum > INT32[1]
-        return {"type": "integer", "format": "int64" if wide else "int32",
-                "minimum": self.minimum, "maximum": self.maximum}
+        schema: dict[str, Any] = {"type": "integer", "format": "int64" if wide else "int32"}
+        # kube-apiserver v1.20 reads a bound as a float: 2^63-1 overflows to -2^63
+        if self.minimum != INT64[0]:
+            schema["minimum"] = self.minimum
+        if self.maximum != INT64[1]:
+            schema["maximum"] = self.maximum
+        return schema
 
 
 @dataclass(frozen=True)
