@@ -119,7 +119,7 @@ def admitted(schema: dict[str, Any]) -> st.SearchStrategy[Any]:
         return st.text(st.characters(codec="utf-8", exclude_categories=["Cs"]),
                        min_size=schema.get("minLength", 0), max_size=min(schema["maxLength"], 40))
     if kind == "integer":
-        return st.integers(schema["minimum"], schema["maximum"])
+        return st.integers(schema.get("minimum", -(2**63)), schema.get("maximum", 2**63 - 1))
     if kind == "boolean":
         return st.booleans()
     if kind == "array":
