@@ -133,7 +133,7 @@ def _add_install_crds(sub: Any) -> None:
 
 def _add_lab(sub: Any) -> None:
     sub.add_parser("lab", add_help=False, help=f"{LAB_HELP}; see lab --help", description=(
-        "The failure-mode lab (README, Failure-mode lab): its options are its own, "
+        "The failure-mode lab (docs/lab.md): its options are its own, "
         "`ssa-controller lab --help` lists them."))
 
 

@@ -39,9 +39,9 @@ WATCH_JITTER = 1.5
 """A watch's server-side timeout is `watch_timeout` times a random factor in [1, WATCH_JITTER)."""
 STALL_GRACE = 10.0
 """How long after its server-side timeout a watch may take to end before it counts as stalled.
-kube-apiserver v1.20.2 sends nothing on an idle watch (measured: no bookmark in 200 s), so the
-server ending the watch on time is the only sign of life of a quiet connection: a stall is noticed
-at most watch_timeout * WATCH_JITTER + STALL_GRACE seconds after the watch began."""
+kube-apiserver v1.20.2 sends nothing on an idle watch (no bookmark), so the server ending the
+watch on time is the only sign of life of a quiet connection: a stall is noticed at most
+watch_timeout * WATCH_JITTER + STALL_GRACE seconds after the watch began."""
 
 
 _ERRNO = re.compile(r"\[Errno -?\d+\] ([^'\")\]]+)")
