@@ -31,8 +31,8 @@ retries, so its order is only about that of the applies."""
 
 
 class StatusSettle:
-    """Per AppTask key, the apply still unobserved by the Deployment controller, and when that
-    controller last observed one of them."""
+    """When the Deployment controller last observed one of the controller's applies, and how
+    long after the apply; each object's unobserved apply is kept by the caller (its memory)."""
 
     def __init__(self, settle: float = SETTLE, settle_max: float = SETTLE_MAX,
                  backlog_max: float = BACKLOG_MAX) -> None:
@@ -40,28 +40,18 @@ class StatusSettle:
         """0 where nothing will come back to write the status later (one-pass runs)."""
         self.settle_max = settle_max
         self.backlog_max = backlog_max
-        self._applied_at: dict[str, float] = {}
-        """When the controller applied each Deployment the Deployment controller has not yet
-        been seen to observe."""
         self._progress_at: float | None = None
-        """When the Deployment controller was last seen observing one of those applies."""
+        """When the Deployment controller was last seen observing one of the applies."""
         self._lag = 0.0
         """How long after its apply the Deployment controller observed that one."""
 
-    def applied(self, key: str, now: float) -> None:
-        """The controller applied the Deployment of `key`."""
-        self._applied_at[key] = now
+    def observed(self, applied_at: float, now: float) -> None:
+        """The Deployment controller has observed the apply made at `applied_at`."""
+        self._progress_at, self._lag = now, now - applied_at
 
-    def hold(self, key: str, observed: bool, now: float) -> float:
-        """Seconds to hold the status write of `key` (0: write now), given whether the
-        Deployment controller has `observed` the Deployment's current generation."""
-        applied_at = self._applied_at.get(key)
-        if applied_at is None:
-            return 0.0
-        if observed:
-            del self._applied_at[key]
-            self._progress_at, self._lag = now, now - applied_at
-            return 0.0
+    def hold(self, applied_at: float, now: float) -> float:
+        """Seconds to hold the status write after an apply made at `applied_at` that the
+        Deployment controller has not observed yet (0: write now)."""
         if self.settle <= 0:
             return 0.0
         waited = now - applied_at
@@ -75,10 +65,3 @@ class StatusSettle:
         if waited >= limit:
             return 0.0
         return min(limit - waited, max(self.settle, due - waited))
-
-    def forget(self, key: str) -> None:
-        """The AppTask is deleted."""
-        self._applied_at.pop(key, None)
-
-    def __len__(self) -> int:
-        return len(self._applied_at)

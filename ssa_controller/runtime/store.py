@@ -1,4 +1,4 @@
-"""Caches the objects of one resource in memory as plain dicts, keyed by "namespace/name".
+"""Caches the objects of one resource in memory as plain dicts, keyed by ObjectKey.
 
 Who writes what:
 - The watcher is the only writer of the *watched* state (`put`, `delete`, `replace`). Every
@@ -30,15 +30,9 @@ from sys import intern
 from typing import Any
 
 from . import fieldset
+from .objectkey import ObjectKey
 
 Obj = dict[str, Any]
-
-
-def key_of(obj: Mapping[str, Any]) -> str:
-    meta = obj["metadata"]
-    return f"{meta.get('namespace', '')}/{meta['name']}"
-
-
 SHARED_STRING_MAX = 64
 """Strings up to this length are interned in the cache (see compact)."""
 DELETED_MEMORY = 4096
@@ -130,25 +124,25 @@ class Store:
     def __init__(self, with_owners: bool = False) -> None:
         self._with_owners = with_owners
         self._lock = threading.Lock()
-        self._watched: dict[str, Cached] = {}
+        self._watched: dict[ObjectKey, Cached] = {}
         # Write answers newer than the watched version of their key; each entry is removed as
         # soon as the watch delivers that version or a newer one, or the object goes away.
-        self._written: dict[str, Cached] = {}
+        self._written: dict[ObjectKey, Cached] = {}
         # The revision at which the watch (or a relist) last showed each deleted key gone.
-        self._deleted: OrderedDict[str, int] = OrderedDict()
+        self._deleted: OrderedDict[ObjectKey, int] = OrderedDict()
 
-    def cached(self, key: str) -> Cached | None:
+    def cached(self, key: ObjectKey) -> Cached | None:
         """The newest known version with its owners: a recorded write answer ahead of the
         watch, else the watched one."""
         with self._lock:
             return self._written.get(key) or self._watched.get(key)
 
-    def get(self, key: str) -> Obj | None:
+    def get(self, key: ObjectKey) -> Obj | None:
         """The newest known version of the object (see cached)."""
         record = self.cached(key)
         return None if record is None else record.obj
 
-    def keys(self) -> list[str]:
+    def keys(self) -> list[ObjectKey]:
         """The keys of the watched objects."""
         with self._lock:
             return list(self._watched)
@@ -167,7 +161,7 @@ class Store:
     def put(self, obj: Obj) -> Change:
         """Store a watched object; return (old, new) as last delivered by the watch."""
         new = self.record(obj)
-        key = key_of(obj)
+        key = ObjectKey.of(obj)
         with self._lock:
             old = self._watched.get(key)
             self._watched[key] = new
@@ -176,7 +170,7 @@ class Store:
         return old, new
 
     def delete(self, obj: Mapping[str, Any]) -> Change:
-        key = key_of(obj)
+        key = ObjectKey.of(obj)
         with self._lock:
             old = self._watched.pop(key, None)
             self._written.pop(key, None)
@@ -186,7 +180,7 @@ class Store:
     def record(self, obj: Obj) -> Cached:
         """The cached form of an object as the API server sent it (for `replace`), sharing what
         did not change with the version known before."""
-        return Cached.of(obj, self._with_owners, self.cached(key_of(obj)))
+        return Cached.of(obj, self._with_owners, self.cached(ObjectKey.of(obj)))
 
     def replace(self, records: Iterable[Cached], resource_version: str,
                 namespace: str | None = None) -> list[Change]:
@@ -194,20 +188,19 @@ class Store:
         taken at `resource_version`; return (old, new) for every listed object and (old, None)
         for every vanished one. A write answer newer than the list is kept. The caller makes
         records page by page, so that a large list is never held twice, raw and cached."""
-        fresh = {key_of(r.obj): r for r in records}
+        fresh = {ObjectKey.of(r.obj): r for r in records}
         listed_at = {"metadata": {"resourceVersion": resource_version}}
-        prefix = f"{namespace}/" if namespace else ""
         with self._lock:
             vanished = [o for k, o in self._watched.items()
-                        if k.startswith(prefix) and k not in fresh]
+                        if namespace in (None, k.namespace) and k not in fresh]
             changes: list[Change] = [(self._watched.get(k), o) for k, o in fresh.items()]
             for old in vanished:
-                del self._watched[key_of(old.obj)]
-                self._bury(key_of(old.obj), listed_at)
+                del self._watched[ObjectKey.of(old.obj)]
+                self._bury(ObjectKey.of(old.obj), listed_at)
             self._watched.update(fresh)
             for key in fresh:
                 self._deleted.pop(key, None)
-            for key in [k for k in self._written if k.startswith(prefix)]:
+            for key in [k for k in self._written if namespace in (None, k.namespace)]:
                 listed = fresh.get(key)
                 self._catch_up(key, listed_at if listed is None else listed.obj)
         return changes + [(old, None) for old in vanished]
@@ -219,7 +212,7 @@ class Store:
         unless the watch has shown a newer version, or the object deleted since; return its
         record."""
         new = self.record(obj)
-        key = key_of(obj)
+        key = ObjectKey.of(obj)
         with self._lock:
             known = self._written.get(key) or self._watched.get(key)
             if known is not None:
@@ -231,7 +224,7 @@ class Store:
                 self._written[key] = new
         return new
 
-    def _bury(self, key: str, seen: Mapping[str, Any]) -> None:
+    def _bury(self, key: ObjectKey, seen: Mapping[str, Any]) -> None:
         """Remember (lock held) that the watch showed `key` gone as of `seen`'s revision."""
         revision = _revision(seen)
         if revision is None:
@@ -241,7 +234,7 @@ class Store:
         if len(self._deleted) > DELETED_MEMORY:
             self._deleted.popitem(last=False)
 
-    def _catch_up(self, key: str, seen: Mapping[str, Any]) -> None:
+    def _catch_up(self, key: ObjectKey, seen: Mapping[str, Any]) -> None:
         """Drop the write answer of `key` once `seen` (lock held) is as new as it."""
         written = self._written.get(key)
         if written is not None and not newer(written.obj, seen):

@@ -7,9 +7,11 @@ from typing import Any
 
 from ssa_controller.runtime import fieldset
 from ssa_controller.runtime import store as store_module
-from ssa_controller.runtime.store import Cached, Store, compact, key_of
+from ssa_controller.runtime.objectkey import ObjectKey
+from ssa_controller.runtime.store import Cached, Store, compact
 
 Obj = dict[str, Any]
+WEB = ObjectKey("demo", "web")
 MANAGED_FIELDS = [
     {"manager": "ssa-controller", "operation": "Apply", "apiVersion": "apps/v1",
      "time": "2026-01-01T00:00:00Z", "fieldsType": "FieldsV1",
@@ -29,15 +31,16 @@ def obj(name: str = "web", namespace: str = "demo", rv: str = "10", uid: str = "
 
 
 def names(store: Store) -> list[str]:
-    return sorted(store.keys())
+    return sorted(str(key) for key in store.keys())
 
 
 # --------------------------------------------------------------------------- basics
 
 
-def test_key_of_is_namespace_slash_name() -> None:
-    assert key_of(obj()) == "demo/web"
-    assert key_of({"metadata": {"name": "cluster-wide"}}) == "/cluster-wide"
+def test_an_objects_key_is_its_namespace_and_name_shown_namespace_slash_name() -> None:
+    assert ObjectKey.of(obj()) == WEB
+    assert str(ObjectKey.of(obj())) == f"{ObjectKey.of(obj())}" == "demo/web"
+    assert str(ObjectKey.of({"metadata": {"name": "cluster-wide"}})) == "/cluster-wide"
 
 
 def test_put_get_keys_and_delete() -> None:
@@ -46,8 +49,8 @@ def test_put_get_keys_and_delete() -> None:
     store.put(obj("b"))
     assert names(store) == ["demo/a", "demo/b"]
     assert len(store) == 2
-    assert store.get("demo/a")["metadata"]["name"] == "a"
-    assert store.get("demo/missing") is None
+    assert store.get(ObjectKey("demo", "a"))["metadata"]["name"] == "a"
+    assert store.get(ObjectKey("demo", "missing")) is None
     old, new = store.delete(obj("a"))
     assert old is not None and old.obj["metadata"]["name"] == "a"
     assert new is None
@@ -70,10 +73,10 @@ def test_put_returns_the_cached_object_before_and_after() -> None:
 def test_managed_fields_are_not_cached() -> None:
     store = Store()
     store.put(obj())
-    cached = store.get("demo/web")
+    cached = store.get(WEB)
     assert "managedFields" not in cached["metadata"]
     assert cached["metadata"]["resourceVersion"] == "10"
-    assert store.cached("demo/web").owners == {}  # kept only by a store made with_owners
+    assert store.cached(WEB).owners == {}  # kept only by a store made with_owners
 
 
 def listed(store: Store, *objs: dict[str, Any]) -> list[Cached]:
@@ -118,8 +121,8 @@ def test_a_new_version_takes_the_unchanged_parts_of_the_one_before() -> None:
 def test_the_ownership_summary_is_kept_beside_the_object() -> None:
     store = Store(with_owners=True)
     store.put(obj())
-    cached = store.cached("demo/web")
-    assert cached is not None and cached.obj == compact(obj()) == store.get("demo/web")
+    cached = store.cached(WEB)
+    assert cached is not None and cached.obj == compact(obj()) == store.get(WEB)
     assert cached.owners == fieldset.owners(MANAGED_FIELDS)
     assert cached.owners == {("ssa-controller", "Apply"): {("f:spec", "f:replicas")}}
 
@@ -139,7 +142,7 @@ def test_put_takes_a_re_created_object_whatever_its_resource_version() -> None:
     store = Store()
     store.put(obj(rv="12", uid="u-1"))
     store.put(obj(rv="5", uid="u-2"))
-    assert store.get("demo/web")["metadata"]["uid"] == "u-2"
+    assert store.get(WEB)["metadata"]["uid"] == "u-2"
 
 
 # --------------------------------------------------------------------------- write answers
@@ -149,11 +152,11 @@ def test_a_write_answer_is_read_until_the_watch_delivers_it() -> None:
     store = Store()
     store.put(obj(rv="10", replicas=1))
     store.record_write(obj(rv="11", replicas=2))
-    assert store.get("demo/web")["spec"] == {"replicas": 2}
+    assert store.get(WEB)["spec"] == {"replicas": 2}
     assert store.pending_writes() == 1
     store.put(obj(rv="11", replicas=2))
     assert store.pending_writes() == 0
-    assert store.get("demo/web")["metadata"]["resourceVersion"] == "11"
+    assert store.get(WEB)["metadata"]["resourceVersion"] == "11"
 
 
 def test_a_write_answer_never_hides_a_watched_change() -> None:
@@ -171,14 +174,14 @@ def test_a_write_answer_never_hides_a_watched_change() -> None:
     old, new = store.put(user_update)
     assert old is not None and new is not None
     assert (old.obj["metadata"]["generation"], new.obj["metadata"]["generation"]) == (1, 2)
-    assert store.get("demo/web")["metadata"]["resourceVersion"] == "12"
+    assert store.get(WEB)["metadata"]["resourceVersion"] == "12"
 
 
 def test_an_older_write_answer_is_ignored() -> None:
     store = Store()
     store.put(obj(rv="12", replicas=3))
     store.record_write(obj(rv="11", replicas=2))
-    assert store.get("demo/web")["spec"] == {"replicas": 3}
+    assert store.get(WEB)["spec"] == {"replicas": 3}
     assert store.pending_writes() == 0
 
 
@@ -186,13 +189,13 @@ def test_unparsable_resource_versions_never_count_as_newer() -> None:
     store = Store()
     store.put(obj(rv="b", replicas=1))
     store.record_write(obj(rv="c", replicas=2))
-    assert store.get("demo/web")["spec"] == {"replicas": 1}
+    assert store.get(WEB)["spec"] == {"replicas": 1}
 
 
 def test_a_write_answer_of_an_object_not_watched_yet_is_read() -> None:
     store = Store(with_owners=True)
     store.record_write(obj())
-    cached = store.cached("demo/web")
+    cached = store.cached(WEB)
     assert cached is not None and "managedFields" not in cached.obj["metadata"]
     assert cached.owners == fieldset.owners(MANAGED_FIELDS)
     assert store.keys() == []
@@ -203,7 +206,7 @@ def test_delete_drops_the_write_answer_too() -> None:
     store.put(obj(rv="10"))
     store.record_write(obj(rv="11"))
     store.delete(obj(rv="12"))
-    assert store.get("demo/web") is None and store.pending_writes() == 0
+    assert store.get(WEB) is None and store.pending_writes() == 0
 
 
 def test_a_write_answer_arriving_after_the_watch_showed_the_deletion_is_not_recorded() -> None:
@@ -213,7 +216,7 @@ def test_a_write_answer_arriving_after_the_watch_showed_the_deletion_is_not_reco
     store.put(obj(rv="10"))
     store.delete(obj(rv="12"))
     store.record_write(obj(rv="11"))
-    assert store.get("demo/web") is None and store.pending_writes() == 0
+    assert store.get(WEB) is None and store.pending_writes() == 0
 
 
 def test_a_write_answer_newer_than_the_deletion_is_read() -> None:
@@ -222,7 +225,7 @@ def test_a_write_answer_newer_than_the_deletion_is_read() -> None:
     store.put(obj(rv="10"))
     store.delete(obj(rv="12"))
     store.record_write(obj(rv="13", uid="u-2"))
-    assert store.get("demo/web")["metadata"]["uid"] == "u-2"
+    assert store.get(WEB)["metadata"]["uid"] == "u-2"
 
 
 def test_the_watch_showing_the_object_again_lifts_its_deletion() -> None:
@@ -232,7 +235,7 @@ def test_the_watch_showing_the_object_again_lifts_its_deletion() -> None:
     store.delete(obj(rv="14", uid="u-2"))
     store.put(obj(rv="16", uid="u-3"))
     store.record_write(obj(rv="17", uid="u-3", replicas=2))
-    assert store.get("demo/web")["spec"] == {"replicas": 2}
+    assert store.get(WEB)["spec"] == {"replicas": 2}
 
 
 def test_a_relist_that_finds_an_object_gone_counts_as_its_deletion() -> None:
@@ -240,9 +243,9 @@ def test_a_relist_that_finds_an_object_gone_counts_as_its_deletion() -> None:
     store.put(obj("gone", rv="10"))
     store.replace([], "20")
     store.record_write(obj("gone", rv="15"))
-    assert store.get("demo/gone") is None
+    assert store.get(ObjectKey("demo", "gone")) is None
     store.record_write(obj("gone", rv="21", uid="u-2"))
-    assert store.get("demo/gone") is not None
+    assert store.get(ObjectKey("demo", "gone")) is not None
 
 
 def test_deletions_are_remembered_up_to_a_bound(monkeypatch) -> None:
@@ -256,7 +259,7 @@ def test_deletions_are_remembered_up_to_a_bound(monkeypatch) -> None:
 
 
 def names_read(store: Store, *wanted: str) -> list[str]:
-    return [name for name in wanted if store.get(f"demo/{name}") is not None]
+    return [name for name in wanted if store.get(ObjectKey("demo", name)) is not None]
 
 
 # --------------------------------------------------------------------------- replace
@@ -267,7 +270,7 @@ def test_replace_reports_listed_and_vanished_objects() -> None:
     store.put(obj("kept", rv="1", replicas=1))
     store.put(obj("gone", rv="2"))
     changes = store.replace(listed(store, obj("kept", rv="3", replicas=2), obj("new", rv="4")), "5")
-    by_key = {key_of((new or old).obj): (old, new)  # type: ignore[union-attr]
+    by_key = {str(ObjectKey.of((new or old).obj)): (old, new)  # type: ignore[union-attr]
               for old, new in changes}
     assert set(by_key) == {"demo/kept", "demo/gone", "demo/new"}
     old, new = by_key["demo/kept"]
@@ -276,7 +279,7 @@ def test_replace_reports_listed_and_vanished_objects() -> None:
     assert by_key["demo/gone"][1] is None
     assert by_key["demo/new"][0] is None
     assert names(store) == ["demo/kept", "demo/new"]
-    assert "managedFields" not in store.get("demo/new")["metadata"]
+    assert "managedFields" not in store.get(ObjectKey("demo", "new"))["metadata"]
 
 
 def test_replace_in_a_namespace_leaves_other_namespaces_alone() -> None:
@@ -287,7 +290,7 @@ def test_replace_in_a_namespace_leaves_other_namespaces_alone() -> None:
     store.put(obj("a", namespace="other"))
     changes = store.replace(listed(store, obj("a", namespace="demo", rv="20")), "20",
                             namespace="demo")
-    assert sorted((key_of((new or old).obj), new is None)  # type: ignore[union-attr]
+    assert sorted((str(ObjectKey.of((new or old).obj)), new is None)  # type: ignore[union-attr]
                   for old, new in changes) == [
         ("demo/a", False), ("demo/b", True)]
     assert names(store) == ["demo/a", "demo2/a", "other/a"]
@@ -306,7 +309,7 @@ def test_a_relist_never_moves_reads_backwards() -> None:
     store.put(obj("web", rv="10", replicas=1))
     store.record_write(obj("web", rv="15", replicas=2))
     store.replace(listed(store, obj("web", rv="10", replicas=1)), "14")
-    assert store.get("demo/web")["spec"] == {"replicas": 2}
+    assert store.get(WEB)["spec"] == {"replicas": 2}
 
 
 def test_a_relist_drops_answers_of_objects_deleted_since() -> None:
@@ -314,5 +317,5 @@ def test_a_relist_drops_answers_of_objects_deleted_since() -> None:
     store.record_write(obj("gone", rv="15"))
     store.record_write(obj("later", rv="25"))
     store.replace([], "20")
-    assert store.get("demo/gone") is None
-    assert store.get("demo/later") is not None
+    assert store.get(ObjectKey("demo", "gone")) is None
+    assert store.get(ObjectKey("demo", "later")) is not None
