@@ -6,6 +6,8 @@ object, whose FightState it keeps as the reconciler keeps it in the object's mem
 
 from __future__ import annotations
 
+import sys
+
 import pytest
 
 from ssa_controller.apptask.fights import Fight, FightState, FightTracker
@@ -186,3 +188,10 @@ def test_after_a_fight_ends_a_new_one_is_reported_again(tracker: Tracked) -> Non
     rounds = [apply_then_take_back(tracker, 50.0 + t) for t in range(THRESHOLD)]
     assert rounds[:-1] == [None] * (THRESHOLD - 1)
     assert rounds[-1] == Fight(MANAGERS, FIELDS, THRESHOLD)
+
+
+def test_the_history_of_an_applied_object_stays_small() -> None:
+    """Every AppTask the controller applied keeps a FightState in its memory: at 20,000 of them
+    an empty deque each (760 bytes) was 15 MB."""
+    state = Tracked().rules.applied(None, 1, 0.0)
+    assert sys.getsizeof(state) + sys.getsizeof(state.takebacks) <= 200
