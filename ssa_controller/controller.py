@@ -21,7 +21,7 @@ from .apptask.scope import NamespaceScope
 from .client.kube import APPTASKS, DEPLOYMENTS, ApiError, Kube
 from .reconciler import EventSink, Reconciler, Result, item_backoff
 from .runtime.objectkey import ObjectKey
-from .runtime.store import Cached, Store
+from .runtime.store import Cached, Writer
 from .runtime.watcher import Watcher
 from .runtime.workqueue import WorkQueue
 from .serving.metrics import Metrics
@@ -39,8 +39,8 @@ class Controller:
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.config = config
         self.metrics = metrics
-        self.apptasks = Store()
-        self.deployments = Store(with_owners=True)
+        apptasks, deployments = Writer(), Writer(with_owners=True)  # held by the watches alone
+        self.apptasks, self.deployments = apptasks.store, deployments.store
         metrics.count_cached_objects("apptasks", self.apptasks.__len__)
         metrics.count_cached_objects("deployments", self.deployments.__len__)
         self.queue: WorkQueue[ObjectKey] = WorkQueue(item_backoff(config.backoff), clock=clock,
@@ -48,7 +48,8 @@ class Controller:
         self.fights = FightTracker(config.fights.threshold, config.fights.window,
                                    config.fights.backoff_base, config.fights.backoff_cap)
         self.reconciler = Reconciler(config, kube, self.apptasks, self.deployments,
-                                     self.fights, events, clock=clock)
+                                     self.fights, events, apptask_answers=apptasks.answers,
+                                     deployment_answers=deployments.answers, clock=clock)
         self.plans: dict[ObjectKey, diff.Plan] = {}
         """The latest dry-run plan per AppTask (dry-run mode only)."""
         self._stopping = threading.Event()
@@ -58,9 +59,9 @@ class Controller:
         namespaces = config.namespaces or (None,)
         timeout = config.timeouts.watch
         self.watchers = [
-            *(Watcher(kube, APPTASKS, self.apptasks, self._on_apptask, namespace=ns,
+            *(Watcher(kube, APPTASKS, apptasks, self._on_apptask, namespace=ns,
                       watch_timeout=timeout, metrics=metrics) for ns in namespaces),
-            *(Watcher(kube, DEPLOYMENTS, self.deployments, self._on_deployment, namespace=ns,
+            *(Watcher(kube, DEPLOYMENTS, deployments, self._on_deployment, namespace=ns,
                       label_selector=MANAGED_SELECTOR, watch_timeout=timeout, metrics=metrics)
               for ns in namespaces),
         ]

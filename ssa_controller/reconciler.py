@@ -32,7 +32,7 @@ from .memory import Memories, Memory
 from .runtime import fieldset
 from .runtime.backoff import ItemBackoff
 from .runtime.objectkey import ObjectKey
-from .runtime.store import Cached, Store
+from .runtime.store import Cached, Store, WriteAnswers
 from .settings.config import BackoffConfig, Config
 
 log = logging.getLogger(__name__)
@@ -212,13 +212,17 @@ class Reconciler:
     """Turns one AppTask key into at most one apply and one status patch."""
 
     def __init__(self, config: Config, kube: Kube, apptasks: Store, deployments: Store,
-                 fights: FightTracker, events: EventSink,
-                 clock: Callable[[], float] = time.monotonic,
+                 fights: FightTracker, events: EventSink, *, apptask_answers: WriteAnswers,
+                 deployment_answers: WriteAnswers, clock: Callable[[], float] = time.monotonic,
                  wallclock: Callable[[], str] = rfc3339) -> None:
+        """`apptasks`, `deployments`: the caches, read-only; `*_answers`: where the answers of
+        the reconciler's own writes (status patches, applies) go into them."""
         self.config = config
         self.kube = kube
         self.apptasks = apptasks
         self.deployments = deployments
+        self.apptask_answers = apptask_answers
+        self.deployment_answers = deployment_answers
         self.fights = fights
         self.rejections = Rejections(item_backoff(config.backoff))
         self.events = events
@@ -497,7 +501,7 @@ class Reconciler:
             return Result(Outcome.DRY_RUN if plan.changes else Outcome.UNCHANGED, plan=plan)
         # The answer is the Deployment as this apply left it, in sync with the body: its watch
         # event (the same version) costs no comparison.
-        memory.in_sync = _comparison(apptask, self.deployments.record_write(answer),
+        memory.in_sync = _comparison(apptask, self.deployment_answers.record_write(answer),
                                      self.config.field_manager)
         memory.fight = self.fights.applied(memory.fight, generation, self.clock())
         what = restored or ("created" if live is None else "configured")
@@ -616,7 +620,7 @@ class Reconciler:
                 return result  # what is there now comes with its own watch events
             log.warning("%s: status patch failed: %s", key, exc)
             return dataclasses.replace(result, error=_first_error(result.error, exc))
-        self.apptasks.record_write(answer)
+        self.apptask_answers.record_write(answer)
         memory.status_at = self.clock()
         log.info("%s: status updated (phase %s)", key, wanted["phase"])
         return dataclasses.replace(result, status_updated=True)

@@ -34,7 +34,7 @@ from ssa_controller.reconciler import (
 from ssa_controller.runtime import fieldset
 from ssa_controller.runtime.backoff import ItemBackoff
 from ssa_controller.runtime.objectkey import ObjectKey
-from ssa_controller.runtime.store import Store
+from ssa_controller.runtime.store import Writer
 from ssa_controller.settings.config import ApplyConfig, BackoffConfig, Config
 
 Obj = dict[str, Any]
@@ -257,12 +257,15 @@ class Harness:
     def __init__(self, config: Config | None = None) -> None:
         self.now = 1000.0
         self.kube = RecordingKube()
-        self.apptasks, self.deployments = Store(), Store(with_owners=True)
+        self.apptask_cache, self.deployment_cache = Writer(), Writer(with_owners=True)
+        self.apptasks, self.deployments = self.apptask_cache.store, self.deployment_cache.store
         self.fights = FightTracker(threshold=2, window=60.0, backoff_base=10.0, backoff_cap=80.0)
         self.events = RecordingEvents()
         self.reconciler = Reconciler(
             config or Config(backoff=BackoffConfig(base=BASE, factor=2.0, cap=CAP, jitter=0.0)),
             self.kube, self.apptasks, self.deployments, self.fights, self.events,  # type: ignore[arg-type]
+            apptask_answers=self.apptask_cache.answers,
+            deployment_answers=self.deployment_cache.answers,
             clock=lambda: self.now, wallclock=lambda: "2026-01-01T00:00:00Z")
         self.reconciler.settling.settle = 0.0
 
@@ -276,14 +279,14 @@ class Harness:
 
     def watched(self, task: Obj) -> None:
         """The AppTask watch delivers `task` (the controller's handler: its memory is made)."""
-        self.apptasks.put(task)
+        self.apptask_cache.put(task)
         self.reconciler.memories.seen(ObjectKey.of(task), task)
 
     def deleted(self, task: Obj) -> None:
         """The AppTask watch shows `task` deleted (its memory is dropped)."""
         gone = copy.deepcopy(task)  # as the DELETED event brings it: at the deletion's revision
         gone["metadata"]["resourceVersion"] = self.kube.next_revision()
-        self.apptasks.delete(gone)
+        self.apptask_cache.delete(gone)
         self.reconciler.memories.seen(ObjectKey.of(gone), None)
 
     def memory(self) -> Memory:
@@ -305,7 +308,7 @@ class Harness:
 
     def deployment_changed(self, live: Obj) -> None:
         live["metadata"]["resourceVersion"] = self.kube.next_revision()
-        self.deployments.put(live)
+        self.deployment_cache.put(live)
 
     def reconcile(self, after: float = 0.0):  # noqa: ANN201 - a Result
         self.now += after
@@ -605,7 +608,7 @@ def test_the_controllers_own_apply_and_the_deployment_controllers_update_cost_no
     harness = Harness()
     harness.given(apptask(replicas=2))
     assert harness.reconcile().outcome == "applied"
-    harness.deployments.put(harness.kube.applied)  # the watch delivers the apply's answer
+    harness.deployment_cache.put(harness.kube.applied)  # the watch delivers the apply's answer
     assert harness.reconcile().outcome == "unchanged"
     observed = copy.deepcopy(harness.kube.applied)  # then the Deployment controller's update
     observed["status"] = {"observedGeneration": 1, "replicas": 2}
@@ -773,11 +776,11 @@ def test_a_status_write_replaces_the_status_of_this_apptask_only() -> None:
 def test_a_deployment_back_within_the_grace_gives_the_next_disappearance_its_grace() -> None:
     harness = Harness()
     live = converged(harness)
-    harness.deployments.delete(live)
+    harness.deployment_cache.delete(live)
     assert harness.reconcile().requeue_after == VANISHED_GRACE
     harness.deployment_changed(live)  # back, e.g. a relist after a watch gap
     assert harness.reconcile(after=VANISHED_GRACE / 2).outcome == "unchanged"
-    harness.deployments.delete(live)
+    harness.deployment_cache.delete(live)
     gone_again = harness.reconcile(after=10.0)
     assert (harness.kube.kinds(), gone_again.requeue_after) == ([], VANISHED_GRACE)
 
@@ -793,7 +796,7 @@ def test_a_server_refusing_the_create_only_precondition_gets_read_then_apply() -
     assert harness.kube.kinds() == ["create", "get", "apply", "status"]
     assert (first.outcome, first.error, first.precondition_dropped) == ("applied", None, True)
     harness.deleted(harness.kube.apptask)
-    harness.deployments.delete(harness.kube.applied)
+    harness.deployment_cache.delete(harness.kube.applied)
     harness.given(apptask())  # created again: its Deployment too
     again = harness.reconcile()
     assert harness.kube.kinds() == ["get", "apply", "status"]

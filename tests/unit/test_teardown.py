@@ -113,7 +113,7 @@ def test_a_deployment_deleted_by_hand_is_recreated_after_the_grace() -> None:
     result = harness.reconcile(after=VANISHED_GRACE / 2)
     assert writes(harness)[:1] == ["apply"] and result.outcome == "applied"
     # The next disappearance waits the grace again.
-    harness.deployments.delete(deployment(apptask()))
+    harness.deployment_cache.delete(deployment(apptask()))
     assert harness.reconcile(after=60.0).requeue_after == VANISHED_GRACE
 
 
