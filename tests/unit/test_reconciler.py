@@ -618,7 +618,7 @@ def test_the_controllers_own_apply_and_the_deployment_controllers_update_cost_no
         ("f:status", "f:observedGeneration"), ("f:status", "f:replicas")}), "Update"))
     harness.deployment_changed(observed)
     assert harness.reconcile().outcome == "unchanged"
-    assert (harness.kube.kinds(), compared) == ([], [])
+    assert (harness.kube.kinds(), compared) == (["status"], [])  # its Ready message moved
     rival = copy.deepcopy(observed)  # a later change is still compared, and undone
     rival["spec"]["replicas"] = 5
     rival["metadata"]["generation"] = 2
@@ -630,25 +630,64 @@ def test_the_controllers_own_apply_and_the_deployment_controllers_update_cost_no
     assert (harness.kube.kinds()[:1], compared) == (["apply"], [KEY])
 
 
-def test_a_status_write_waits_for_the_deployment_controller_while_it_makes_progress() -> None:
-    harness = Harness()
-    harness.reconciler.settling = StatusSettle(settle=2.0, settle_max=30.0)
-    harness.given(apptask())
+def settling(harness: Harness) -> Harness:
+    """`harness` with the status settle of a running controller (2 s)."""
+    harness.reconciler.settling = StatusSettle(settle=2.0)
+    return harness
+
+
+def observed(harness: Harness) -> None:
+    """The Deployment controller observes the last apply (0 replicas: Ready at once)."""
+    seen = copy.deepcopy(harness.kube.applied)
+    seen["status"] = {"observedGeneration": seen["metadata"]["generation"]}
+    harness.deployment_changed(seen)
+
+
+def written_status(harness: Harness) -> tuple[Any, ...]:
+    """(observedGeneration, phase, the Ready condition's status and reason) as written."""
+    st = harness.apptasks.get(KEY)["status"]
+    ready = {c["type"]: c for c in st["conditions"]}["Ready"]
+    return st["observedGeneration"], st["phase"], ready["status"], ready["reason"]
+
+
+def test_a_change_the_deployment_controller_keeps_up_with_costs_one_status_write() -> None:
+    harness = settling(Harness())
+    harness.given(apptask(replicas=0))
     held = harness.reconcile()
     assert (harness.kube.kinds(), held.requeue_after) == (["create"], 2.0)
-    # meanwhile the Deployment controller observes another AppTask's apply: it is working
-    harness.reconciler.settling.observed(harness.now, harness.now + 1.5)
-    stretched = harness.reconcile(after=2.0)
-    assert (harness.kube.kinds(), stretched.requeue_after) == ([], 2.0)
-    # it shows no progress for 2 s: the status (progressing) is written now
-    written = harness.reconcile(after=2.0)
-    assert (harness.kube.kinds(), written.status_updated) == (["status"], True)
+    observed(harness)  # its watch event enqueues the AppTask
+    assert harness.reconcile(after=0.5).status_updated and harness.kube.kinds() == ["status"]
+    assert written_status(harness) == (1, "Ready", "True", "DeploymentReady")
+
+
+def test_past_the_settle_the_generation_is_reported_and_readiness_follows() -> None:
+    """Issue 25: observedGeneration says the controller acted on the generation; whether the
+    result is ready is the Ready condition's, written once the Deployment controller saw it."""
+    harness = settling(Harness())
+    harness.given(apptask(replicas=0))
+    harness.reconcile()
+    assert harness.reconcile(after=2.0).status_updated and harness.kube.kinds() == ["status"]
+    assert written_status(harness) == (1, "Progressing", "False", "DeploymentProgressing")
+    observed(harness)
+    assert harness.reconcile(after=60.0).status_updated and harness.kube.kinds() == ["status"]
+    assert written_status(harness) == (1, "Ready", "True", "DeploymentReady")
+    harness.reconcile(after=1.0)
+    assert harness.kube.kinds() == []
+
+
+def test_while_the_deployment_controller_lags_beyond_the_settle_the_status_does_not_wait(
+        ) -> None:
+    harness = settling(Harness())
+    harness.reconciler.settling.observed(harness.now - 40.0, harness.now)  # 40 s behind
+    harness.given(apptask(replicas=0))
+    written = harness.reconcile(after=1.0)
+    assert (harness.kube.kinds(), written.requeue_after) == (["create", "status"], None)
+    assert written_status(harness) == (1, "Progressing", "False", "DeploymentProgressing")
 
 
 def test_a_status_write_waits_no_longer_than_the_settle_without_a_deployment_controller(
         ) -> None:
-    harness = Harness()
-    harness.reconciler.settling = StatusSettle(settle=2.0, settle_max=30.0)
+    harness = settling(Harness())
     harness.given(apptask())
     assert harness.reconcile().requeue_after == 2.0
     assert harness.reconcile(after=1.5).requeue_after == pytest.approx(0.5)
