@@ -33,6 +33,9 @@ class Memory:
     in_sync: tuple[Any, ...] | None = None
     """The last comparison of the rendered body with the live Deployment that found them in
     sync (see reconciler._comparison)."""
+    status_basis: tuple[Any, ...] | None = None
+    """What the status last found current was computed from (see reconciler._status_basis):
+    while it holds, the status needs no computing."""
     applied_at: float | None = None
     """When the controller applied a Deployment the Deployment controller has not yet been seen
     to observe (see apptask.settle)."""

@@ -194,6 +194,17 @@ def _comparison(apptask: Obj, live: Cached, manager: str) -> tuple[Any, ...]:
             live_meta.get("ownerReferences"), fieldset.applied_by(live.owners, manager))
 
 
+def _status_basis(apptask: Obj, deployment: Obj | None, sync: Sync) -> tuple[Any, ...] | None:
+    """What status.compute's answer depends on (its clock only stamps conditions that change):
+    the AppTask's version (its spec and its status), the Deployment's, the sync. None when a
+    resourceVersion is missing (then it cannot tell versions apart)."""
+    version = apptask["metadata"].get("resourceVersion")
+    live = None if deployment is None else deployment["metadata"].get("resourceVersion")
+    if version is None or (deployment is not None and live is None):
+        return None
+    return version, live, sync
+
+
 def _was_synced(apptask: Obj) -> bool:
     """Whether the status says the Deployment held this generation of the spec (Synced, or
     since then fought over): a difference now is another writer's change."""
@@ -262,20 +273,24 @@ class Reconciler:
     def _reconcile(self, memory: Memory, apptask: Obj) -> Result:
         if memory.closing:
             return self._skipped(memory.key, "its namespace is being deleted")  # and it with it
-        try:
-            body = desired.render(apptask, self.config.pod_template)
-        except desired.InvalidSpec as exc:
-            return self._invalid(memory, apptask, Sync.invalid(str(exc)))
         cached = self.deployments.cached(memory.key)
         live = None if cached is None else cached.obj
-        rejection = memory.rejection
+        rejection = memory.rejection  # (a generation is refused only once it rendered)
         if rejection is not None and rejection.generation != _generation(apptask):
             memory.rejection = rejection = None  # a new generation is tried at once
         if rejection is not None and (retry_in := rejection.wait(live, self.clock())) > 0:
             return self._finish(memory, apptask, live, Sync.rejected(rejection.message),
                                 Result(Outcome.INVALID, requeue_after=retry_in),
                                 plan_action=diff.Action.INVALID)
-        if not apptask.get("spec", {}).get("paused"):
+        paused = apptask.get("spec", {}).get("paused")
+        if not paused and cached is not None and self._still_in_sync(memory, apptask, cached):
+            memory.vanished_at = None  # (it is there)
+            return self._unchanged(memory, apptask, cached.obj)
+        try:
+            body = desired.render(apptask, self.config.pod_template)
+        except desired.InvalidSpec as exc:
+            return self._invalid(memory, apptask, Sync.invalid(str(exc)))
+        if not paused:
             return self._reconcile_deployment(memory, apptask, body, cached)
         if self.dry_run:  # the plan shows what would happen once it is unpaused
             result = self._reconcile_deployment(memory, apptask, body, cached)
@@ -307,6 +322,19 @@ class Reconciler:
             return self._skipped(memory.key, f"Deployment {live['metadata']['name']} is being "
                                  "deleted; it is created again once it is gone")
         return self._converge_unless_foreign(memory, apptask, body, cached)
+
+    def _still_in_sync(self, memory: Memory, apptask: Obj, cached: Cached) -> bool:
+        """Whether the comparison that last found the Deployment in sync still holds: then
+        nothing needs rendering or comparing (a resync over converged AppTasks). It was made
+        of a Deployment this AppTask controls; one being deleted is not in sync."""
+        return memory.in_sync is not None and "deletionTimestamp" not in cached.obj["metadata"] \
+            and memory.in_sync == _comparison(apptask, cached, self.config.field_manager)
+
+    def _unchanged(self, memory: Memory, apptask: Obj, live: Obj) -> Result:
+        """The Deployment matches the spec: the status may have news (readiness, a fight)."""
+        log.debug("%s: unchanged", memory.key)
+        return self._finish(memory, apptask, live, *self._calm_or_fight(
+            memory, _generation(apptask), memory.key.name, Result(Outcome.UNCHANGED)))
 
     def _paused(self, memory: Memory, apptask: Obj, body: Obj, cached: Cached | None) -> Result:
         """spec.paused: nothing is sent but the status, which says whether the Deployment
@@ -416,9 +444,7 @@ class Reconciler:
                 body, live, fieldset.applied_by(owners, manager))
             if not found:
                 memory.in_sync = signature
-                log.debug("%s: unchanged", memory.key)
-                return self._finish(memory, apptask, live, *self._calm_or_fight(
-                    memory, generation, body["metadata"]["name"], Result(Outcome.UNCHANGED)))
+                return self._unchanged(memory, apptask, live)
             if found.taken:
                 fight_found = self._took_back(memory, apptask, generation, owners, found, now)
                 if _was_synced(apptask):  # so someone else changed what was applied
@@ -604,8 +630,12 @@ class Reconciler:
         settle = self._settling(memory, deployment)
         if settle > 0 and sync.ok:
             return dataclasses.replace(result, requeue_after=settle)
+        basis = _status_basis(apptask, deployment, sync)
+        if basis is not None and memory.status_basis == basis:
+            return result  # computed from the same versions: still current
         wanted = status.compute(apptask, deployment, sync, self.wallclock())
         if status.patch_for(apptask.get("status"), wanted) is None:
+            memory.status_basis = basis
             return result
         hold = self._status_hold(memory, apptask.get("status"), wanted)
         if hold > 0:

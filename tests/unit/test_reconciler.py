@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from ssa_controller.apptask import adopt, desired, diff, drift
+from ssa_controller.apptask import adopt, desired, diff, drift, status
 from ssa_controller.apptask.fights import FightTracker
 from ssa_controller.apptask.rejections import Rejections, deployment_version
 from ssa_controller.apptask.settle import StatusSettle
@@ -628,6 +628,42 @@ def test_the_controllers_own_apply_and_the_deployment_controllers_update_cost_no
     harness.deployment_changed(rival)
     assert harness.reconcile().outcome == "applied"
     assert (harness.kube.kinds()[:1], compared) == (["apply"], [KEY])
+
+
+def test_a_resync_over_a_converged_apptask_renders_nothing_and_computes_no_status(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 25, section 4: while the remembered comparison holds, the desired Deployment is
+    not rendered; while the AppTask's and the Deployment's versions are those the status was
+    found current for, the status is not computed."""
+    calls: list[str] = []
+
+    def counted(module: Any, name: str) -> None:
+        original = getattr(module, name)
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            calls.append(name)
+            return original(*args, **kwargs)
+        monkeypatch.setattr(module, name, call)
+    harness = Harness()
+    task = apptask(replicas=0)
+    moved = deployment(task, replicas=0)  # the Deployment controller's next update: status
+    moved["status"]["conditions"] = [{"type": "Available", "status": "True"}]
+    harness.given(task, deployment(task, replicas=0))
+    counted(desired, "render")
+    counted(status, "compute")
+    assert harness.reconcile().status_updated and calls == ["render", "compute"]
+    calls.clear()
+    assert harness.reconcile().outcome == "unchanged"  # the status written: found current
+    assert calls == ["compute"]
+    calls.clear()
+    for _ in range(3):  # resyncs
+        assert harness.reconcile(after=300.0).outcome == "unchanged"
+    assert (calls, harness.kube.kinds()) == ([], [])
+    harness.deployment_changed(moved)
+    assert harness.reconcile().outcome == "unchanged" and calls == ["compute"]
+    calls.clear()
+    harness.given(apptask(generation=2, replicas=0, image="nginx:1.27"))
+    assert harness.reconcile().outcome == "applied" and calls[:1] == ["render"]
 
 
 def settling(harness: Harness) -> Harness:
