@@ -33,9 +33,10 @@ class Phase(StrEnum):
     PAUSED = "Paused"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Sync:
-    """How the controller's last attempt to apply the Deployment went."""
+    """How the controller's last attempt to apply the Deployment went (each AppTask's memory
+    keeps the last one its status was found current for: slots, no __dict__)."""
 
     ok: bool
     reason: str

@@ -274,3 +274,9 @@ def test_condition_messages_are_cut_to_what_the_api_accepts() -> None:
     assert conditions(st)["Synced"]["message"] == "é" * 16384
     st = status.compute(apptask(), None, Sync.conflicted("ApplyConflict", "x" * 40000), T1)
     assert conditions(st)["Conflict"]["message"] == "x" * 32768
+
+
+def test_a_sync_holds_no_dict() -> None:
+    """Each AppTask's memory keeps the Sync its status was last found current for: at 20,000
+    AppTasks a __dict__ each (296 bytes) would be 6 MB."""
+    assert not hasattr(Sync.synced("web"), "__dict__")
