@@ -20,6 +20,7 @@ from .apptask.diff import DIFFERS, Action, Plan, render_text
 from .client.kube import ApiError, CredentialsError, Kube
 from .reconciler import Result
 from .runner import Process
+from .runtime.objectkey import ObjectKey
 from .serving.httpserver import ListenError
 from .settings.config import Config, ConfigError, load_config, parse_config
 
@@ -266,10 +267,10 @@ def _diff(args: argparse.Namespace) -> int:
     return diff_exit_code(plans)
 
 
-def diff_plans(results: Mapping[str, Result]) -> list[Plan]:
+def diff_plans(results: Mapping[ObjectKey, Result]) -> list[Plan]:
     """A plan for every AppTask of a dry-run pass: a reconcile that crashed has none, and is an
     error."""
-    return [result.plan or Plan(key, Action.ERROR, detail=str(result.error))
+    return [result.plan or Plan(str(key), Action.ERROR, detail=str(result.error))
             for key, result in results.items()]
 
 
