@@ -4,8 +4,8 @@ Why not urllib3: one GET against the local API server costs the client 690-1,030
 through urllib3, 400-540 µs through http.client alone (its header parsing goes through the
 email package) and 150-190 µs when the request is written and the answer read over the TLS
 socket directly (tests/bench/request_cost.py), and the controller sends three such requests
-per change and reads every watch event. Only requests through a proxy take urllib3 (see
-proxied).
+per change and reads every watch event. Requests through a proxy take urllib3 (see
+urllib3transport).
 
 What is spoken is what the API server speaks: a request with a Content-Length body; an answer
 with a status line, headers, and a body framed by Content-Length, by chunked transfer coding
@@ -14,9 +14,11 @@ no compression, no `Expect: 100-continue`. A connection that failed in any way i
 reused; an idle pooled connection that the server closed (readable with no request sent) is
 replaced before it is used. Every request is bounded by a timeout per read and, if given, a
 total deadline that covers it all: the connect, the TLS handshake, the send (nothing is sent
-once it has passed) and every read to the last byte. A streamed answer (a watch) is read piece
-by piece as it arrives, can be aborted from another thread, and its connection is closed when
-it ends, never pooled again.
+once it has passed) and every read to the last byte, however slowly the server drips it (each
+receive is bounded by the time left). A streamed answer (a watch) is opened within its deadline,
+then read piece by piece as it arrives, can be aborted from another thread, and its connection
+is closed when it ends, never pooled again. `Pool` implements the transport interface
+(transport.Transport).
 """
 
 from __future__ import annotations
@@ -27,21 +29,18 @@ import select
 import socket
 import ssl
 import threading
-import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
+
+from .transport import READ_SIZE, Response, SocketOption, TransportError, within
 
 MAX_LINE = 65536
 """The longest status or header line accepted."""
 MAX_HEADERS = 256
-READ_SIZE = 65536
-"""The most read at once from a body that runs to the end of its connection."""
 NO_BODY_STATUSES = frozenset({204, 304})
 _CHUNK_SIZE = re.compile(rb"[0-9A-Fa-f]{1,16}")
 """A chunk size as Go's net/http reads it: hex digits only (no sign, prefix or underscore), at
 most 16 of them."""
-SocketOption = tuple[int, int, int]
 
 
 def authority(host: str, port: int | str | None = None) -> str:
@@ -51,36 +50,33 @@ def authority(host: str, port: int | str | None = None) -> str:
     return bracketed if port is None else f"{bracketed}:{port}"
 
 
-class TransportError(Exception):
-    """The request did not get a whole answer: connect, TLS, timeout, or a malformed reply."""
+class _BoundedReceive(io.RawIOBase):
+    """A socket's bytes, each receive bounded by the read timeout and by the time left before
+    the deadline, if there is one: a server that drips its answer byte by byte cannot stretch a
+    read past the deadline."""
 
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.timeout = 0.0
+        self.deadline: float | None = None
 
-def time_left(deadline: float) -> float:
-    """Seconds left before `deadline` (a time.monotonic() value); TransportError if none."""
-    left = deadline - time.monotonic()
-    if left <= 0:
-        raise TransportError("the request's deadline passed")
-    return left
+    def readable(self) -> bool:
+        return True
 
-
-def _within(timeout: float, deadline: float | None) -> float:
-    """`timeout`, cut to the time left before `deadline` if there is one."""
-    return timeout if deadline is None else min(timeout, time_left(deadline))
-
-
-@dataclass(frozen=True)
-class Response:
-    status: int
-    headers: Mapping[str, str]
-    """Header names in lower case; a header sent more than once has its values joined by ", "
-    (RFC 9110, 5.3)."""
-    data: bytes
+    def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
+        self.sock.settimeout(within(self.timeout, self.deadline))
+        return self.sock.recv_into(buffer)
 
 
 class _Connection:
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
-        self.reader = sock.makefile("rb")
+        self._receive = _BoundedReceive(sock)
+        self.reader = io.BufferedReader(self._receive, READ_SIZE)
+
+    def bound(self, read_timeout: float, deadline: float | None) -> None:
+        """Bound each read from now on by `read_timeout` and, if given, `deadline`."""
+        self._receive.timeout, self._receive.deadline = read_timeout, deadline
 
     def dropped(self) -> bool:
         """Whether the idle connection has something to read: the server closed it (or sent
@@ -100,22 +96,13 @@ class _Connection:
 
 
 class _Reader:
-    """Reads one answer from a connection whose socket timeout is `read_timeout`; with a
-    deadline, each read is bounded by the time left as well."""
+    """Reads one answer from a connection, each read bounded as the connection says."""
 
-    def __init__(self, connection: _Connection, read_timeout: float,
-                 deadline: float | None) -> None:
-        self._sock, self._file = connection.sock, connection.reader
-        self._read_timeout, self._deadline = read_timeout, deadline
-
-    def _armed(self) -> io.BufferedReader:
-        """The connection's reader, its next read bounded by the deadline if there is one."""
-        if self._deadline is not None:
-            self._sock.settimeout(_within(self._read_timeout, self._deadline))
-        return self._file
+    def __init__(self, connection: _Connection) -> None:
+        self._file = connection.reader
 
     def line(self) -> bytes:
-        line = self._armed().readline(MAX_LINE + 1)
+        line = self._file.readline(MAX_LINE + 1)
         if not line:
             raise TransportError("the server closed the connection")
         if not line.endswith(b"\n"):
@@ -124,7 +111,7 @@ class _Reader:
         return line
 
     def exactly(self, size: int) -> bytes:
-        data = self._armed().read(size)
+        data = self._file.read(size)
         if len(data) != size:
             raise TransportError(f"the connection ended {size - len(data)} bytes before the "
                                  "end of the body")
@@ -132,7 +119,7 @@ class _Reader:
 
     def some(self) -> bytes:
         """What has arrived (waiting for at least a byte); b"" at the end of the connection."""
-        return self._armed().read1(READ_SIZE)
+        return self._file.read1(READ_SIZE)
 
 
 def _head(reader: _Reader) -> tuple[int, bool, dict[str, str]]:
@@ -271,15 +258,17 @@ class Pool:
         self._checkin(connection, reusable=keep and framed)
         return Response(status, answer_headers, data)
 
-    def stream(self, method: str, target: str, headers: Mapping[str, str],
-               timeout: float) -> Stream:
-        """Send one request and read the answer's head; its body is read from the Stream as
-        it arrives (a watch). `timeout` bounds each read. Raises TransportError."""
-        connection = self._checkout(None)
+    def stream(self, method: str, target: str, headers: Mapping[str, str], timeout: float,
+               deadline: float | None = None) -> Stream:
+        """Send one request and read the answer's head, by `deadline` if given; its body is
+        read from the Stream as it arrives (a watch), each read bounded by `timeout`. Raises
+        TransportError."""
+        connection = self._checkout(deadline)
         with _closed_on_failure(connection):
             reader, status, _, answer_headers = self._exchange(
-                connection, method, target, headers, None, timeout, None)
+                connection, method, target, headers, None, timeout, deadline)
             pieces, _ = _pieces(reader, method, status, answer_headers)
+            connection.bound(timeout, None)
         return Stream(connection, status, answer_headers, pieces)
 
     def _exchange(self, connection: _Connection, method: str, target: str,
@@ -288,9 +277,10 @@ class Pool:
         """Send the request (not once the deadline passed); the answer's reader, status,
         whether the connection may carry another request, and headers."""
         head = _request_head(method, target, self._host_header, headers, body)
-        connection.sock.settimeout(_within(timeout, deadline))
+        connection.sock.settimeout(within(timeout, deadline))
         connection.sock.sendall(head + body if body else head)
-        reader = _Reader(connection, timeout, deadline)
+        connection.bound(timeout, deadline)
+        reader = _Reader(connection)
         return (reader, *_head(reader))
 
     def _checkout(self, deadline: float | None) -> _Connection:
@@ -307,7 +297,7 @@ class Pool:
         timeout and both by the deadline."""
         try:
             sock = socket.create_connection(
-                self._address, timeout=_within(self._connect_timeout, deadline))
+                self._address, timeout=within(self._connect_timeout, deadline))
         except OSError as exc:
             raise TransportError(f"cannot connect to {self._host_header}: {exc}") from exc
         try:
@@ -316,7 +306,7 @@ class Pool:
             if self._make_tls is not None:
                 if self._tls is None:
                     self._tls = self._make_tls()
-                sock.settimeout(_within(self._connect_timeout, deadline))
+                sock.settimeout(within(self._connect_timeout, deadline))
                 sock = self._tls.wrap_socket(sock, server_hostname=self._server_hostname)
         except (OSError, TransportError) as exc:  # ssl.SSLError is an OSError
             sock.close()

@@ -31,7 +31,9 @@ from helpers import CONTROLLER_NAMESPACE, apply_rbac, rbac_objects
 from metrics_scrape import samples
 
 from ssa_controller import crds
-from ssa_controller.client.kube import LEASES, ApiError, Kube
+from ssa_controller.client.kube import Kube
+from ssa_controller.client.resources import LEASES
+from ssa_controller.client.wire import ApiError
 from ssa_controller.envtest import ControlPlane, die_with_parent, poll_until
 
 ROOT = Path(__file__).resolve().parents[2]

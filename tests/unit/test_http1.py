@@ -15,7 +15,8 @@ from typing import Any
 import pytest
 
 from ssa_controller.client import http1
-from ssa_controller.client.http1 import Pool, TransportError
+from ssa_controller.client.http1 import Pool
+from ssa_controller.client.transport import TransportError
 
 Answer = Callable[[bytes], bytes | None]
 """The bytes to answer a request with (given the request's bytes); None: close instead."""

@@ -23,15 +23,12 @@ import yaml
 
 from ssa_controller.cli import UsageError, connect
 from ssa_controller.client import serviceaccount
-from ssa_controller.client.kube import (
-    KEEPALIVE,
-    SERVICE_ACCOUNT_DIR_ENV,
-    WATCH_STALLED,
-    ApiError,
-    CredentialsError,
-    Kube,
-    _error_from,
-)
+from ssa_controller.client.credentials import SERVICE_ACCOUNT_DIR_ENV, CredentialsError
+from ssa_controller.client.kube import Kube
+from ssa_controller.client.pools import KEEPALIVE
+from ssa_controller.client.watch import WATCH_STALLED
+from ssa_controller.client.wire import ApiError
+from ssa_controller.client.wire import error_from as _error_from
 from ssa_controller.envtest import poll_until
 
 Respond = Callable[["Handler"], None]

@@ -17,7 +17,7 @@ import pytest
 from ssa_controller.apptask import adopt, desired, diff, drift
 from ssa_controller.apptask.fights import FightTracker
 from ssa_controller.apptask.settle import StatusSettle
-from ssa_controller.client.kube import JSON_PATCH, ApiError
+from ssa_controller.client.wire import JSON_PATCH, ApiError
 from ssa_controller.reconciler import (
     CREATE_ONLY,
     VANISHED_GRACE,

@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 from test_reconciler import KEY, Harness, apptask, deployment
 
-from ssa_controller.client.kube import ApiError
+from ssa_controller.client.wire import ApiError
 from ssa_controller.reconciler import VANISHED_GRACE, Teardowns, namespace_closed
 
 TERMINATING_BODY = {
