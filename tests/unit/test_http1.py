@@ -257,6 +257,50 @@ def test_a_server_dripping_its_answer_is_cut_at_the_deadline(script, pool_for) -
     assert time.monotonic() - started < 2.0
 
 
+@pytest.mark.parametrize("where", ["head", "body"])
+def test_a_server_dripping_bytes_faster_than_the_read_timeout_is_cut_at_the_deadline(
+        pool_for, where) -> None:
+    """A byte every 50 ms never trips the 5 s read timeout: each receive is bounded by the time
+    left before the deadline, so the whole answer is."""
+    answer = (b"HTTP/1.1 200 OK\r\nX-Slow: " + b"x" * 100 + b"\r\n" if where == "head" else
+              b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n" + b"x" * 100)
+    done = threading.Event()
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        def drip() -> None:
+            conn, _ = listener.accept()
+            with conn:
+                conn.recv(65536)
+                for byte in answer:
+                    if done.wait(0.05):
+                        return
+                    try:
+                        conn.sendall(bytes([byte]))
+                    except OSError:
+                        return
+        thread = threading.Thread(target=drip, daemon=True)
+        thread.start()
+        started = time.monotonic()
+        try:
+            with pytest.raises(TransportError):
+                get(pool_for(listener.getsockname()[1]), timeout=5.0, deadline=started + 0.5)
+            assert time.monotonic() - started < 2.0
+        finally:
+            done.set()
+            thread.join(5)
+
+
+@pytest.mark.parametrize("answer", [
+    b"HTTP/1.1 200 OK\r\nContent-Length: 99999999999999999999999\r\n\r\n{}",
+    b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nffffffffffffffff\r\n{}",
+])
+def test_a_body_longer_than_memory_is_a_transport_error(script, pool_for, answer) -> None:
+    """Read in pieces: a Content-Length or chunk size no buffer can hold is not asked of one
+    (OverflowError, MemoryError) but read until the connection ends."""
+    server = script(answer, CLOSE)
+    with pytest.raises(TransportError, match="bytes before the end of the body"):
+        get(pool_for(server))
+
+
 def test_a_tls_handshake_that_never_ends_is_cut_at_the_deadline(pool_for) -> None:
     """A server that accepts and never speaks TLS: the request fails at its deadline, not at the
     connect timeout, and no byte of it is sent (only the client's TLS hello arrives)."""
