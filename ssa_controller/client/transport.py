@@ -9,8 +9,9 @@ an HTTP(S) proxy, or when `client.transport: urllib3` asks for it). Its contract
   with a `deadline` (a time.monotonic() value), all of it (connect, TLS handshake, send, every
   read) by that deadline; nothing is sent once the deadline has passed.
 - `stream` sends one request and reads the answer's head, bounded the same way; its body is then
-  read piece by piece as it arrives (a watch), each read bounded by `timeout` alone. A streamed
-  answer's connection is never reused.
+  read piece by piece as it arrives (a watch), each read bounded by `timeout` alone. Its
+  connection is closed when the stream is closed, aborted or fails (http1 closes it at the
+  body's end too; urllib3 pools it again).
 - Every failure to get a whole answer (connect, TLS, timeout, a malformed or cut answer) raises
   TransportError; a connection that failed in any way is closed, never reused. An answer of any
   status is an answer: the caller decides what a status means. Redirects are not followed.
