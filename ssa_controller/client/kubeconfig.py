@@ -45,7 +45,7 @@ class _Authorization:
 
     def __call__(self) -> str | None:
         with self._lock:
-            credential = self._cfg.get_api_key_with_prefix("BearerToken", alias="authorization")
+            credential = self._cfg.get_api_key_with_prefix("BearerToken")
         return authorization_header(credential)
 
 
