@@ -5,11 +5,13 @@ integration test."""
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import ssl
 import threading
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import pytest
@@ -257,36 +259,52 @@ def test_a_server_dripping_its_answer_is_cut_at_the_deadline(script, pool_for) -
     assert time.monotonic() - started < 2.0
 
 
+@contextmanager
+def paced(*pieces: tuple[float, bytes]) -> Iterator[int]:
+    """The port of a server that answers a request with each piece after its pause (seconds),
+    then keeps the connection open until the test ends."""
+    done = threading.Event()
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        def serve() -> None:
+            conn, _ = listener.accept()
+            with conn:
+                conn.recv(65536)
+                for pause, data in pieces:
+                    if done.wait(pause):
+                        return
+                    try:
+                        conn.sendall(data)
+                    except OSError:
+                        return
+                done.wait(30)
+        thread = threading.Thread(target=serve, daemon=True)
+        thread.start()
+        try:
+            yield int(listener.getsockname()[1])
+        finally:
+            done.set()
+            thread.join(5)
+
+
+def dripping(answer: bytes, at_once: int = 0) -> contextlib.AbstractContextManager[int]:
+    """paced(): `answer`'s first `at_once` bytes, then the rest a byte every 50 ms, never
+    silent long enough to trip a read timeout."""
+    return paced((0.0, answer[:at_once]), *((0.05, bytes([byte])) for byte in answer[at_once:]))
+
+
 @pytest.mark.parametrize("where", ["head", "body"])
 def test_a_server_dripping_bytes_faster_than_the_read_timeout_is_cut_at_the_deadline(
         pool_for, where) -> None:
     """A byte every 50 ms never trips the 5 s read timeout: each receive is bounded by the time
     left before the deadline, so the whole answer is."""
+    head = b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n"
     answer = (b"HTTP/1.1 200 OK\r\nX-Slow: " + b"x" * 100 + b"\r\n" if where == "head" else
-              b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n" + b"x" * 100)
-    done = threading.Event()
-    with socket.create_server(("127.0.0.1", 0)) as listener:
-        def drip() -> None:
-            conn, _ = listener.accept()
-            with conn:
-                conn.recv(65536)
-                for byte in answer:
-                    if done.wait(0.05):
-                        return
-                    try:
-                        conn.sendall(bytes([byte]))
-                    except OSError:
-                        return
-        thread = threading.Thread(target=drip, daemon=True)
-        thread.start()
+              head + b"x" * 100)
+    with dripping(answer, 0 if where == "head" else len(head)) as port:
         started = time.monotonic()
-        try:
-            with pytest.raises(TransportError):
-                get(pool_for(listener.getsockname()[1]), timeout=5.0, deadline=started + 0.5)
-            assert time.monotonic() - started < 2.0
-        finally:
-            done.set()
-            thread.join(5)
+        with pytest.raises(TransportError):
+            get(pool_for(port), timeout=5.0, deadline=started + 0.5)
+        assert time.monotonic() - started < 2.0
 
 
 @pytest.mark.parametrize("answer", [

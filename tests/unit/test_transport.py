@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 import test_http1
-from test_http1 import CLOSE, Script, chunk, ok
+from test_http1 import CLOSE, Script, chunk, dripping, ok, paced
 
 from ssa_controller.client import http1
 from ssa_controller.client.pools import TRANSPORTS, transport_factory
@@ -49,33 +49,9 @@ def get(transport: Transport, timeout: float = 5.0, deadline: float | None = Non
                              deadline)
 
 
-@pytest.fixture
-def silent() -> Iterator[Callable[[bytes], int]]:
-    """silent(head) -> the port of a server that reads a request, sends `head` (maybe
-    nothing), then says nothing more while the connection stays open."""
-    listeners: list[socket.socket] = []
-    done = threading.Event()
-
-    def start(head: bytes) -> int:
-        listener = socket.create_server(("127.0.0.1", 0))
-        listeners.append(listener)
-
-        def serve() -> None:
-            try:
-                conn, _ = listener.accept()
-            except OSError:
-                return
-            with conn:
-                conn.recv(65536)
-                conn.sendall(head)
-                done.wait(30)
-        threading.Thread(target=serve, daemon=True).start()
-        return int(listener.getsockname()[1])
-
-    yield start
-    done.set()
-    for listener in listeners:
-        listener.close()
+def silence(_: bytes) -> None:
+    """A scripted answer: nothing for 3 s (longer than any deadline here), then a close."""
+    time.sleep(3.0)
 
 
 def test_the_factory_makes_the_named_transport() -> None:
@@ -90,19 +66,24 @@ def test_the_factory_makes_the_named_transport() -> None:
         made("h2")
 
 
-def test_connections_are_kept_alive_and_reused(script, transport_for) -> None:
-    server = script(ok(b'{"n":1}'), ok(b'{"n":2}'), ok(b'{"n":3}'))
+def test_a_connection_carries_request_after_request(script, transport_for) -> None:
+    server = script(ok(b'{"put":true}'), ok(b'{"get":true}'))
     transport = transport_for(server)
-    assert [get(transport).data for _ in range(3)] == [b'{"n":1}', b'{"n":2}', b'{"n":3}']
+    put = transport.request("PUT", "/apis/x?fieldManager=m", {"Content-Type": "application/json"},
+                            b'{"a":1}', 5.0, time.monotonic() + 5.0)
+    assert (put.status, put.data, get(transport).data) == (200, b'{"put":true}', b'{"get":true}')
     assert server.connections == 1
+    assert server.requests[0].startswith(b"PUT /apis/x?fieldManager=m HTTP/1.1\r\n")
+    assert server.requests[0].endswith(b'\r\n\r\n{"a":1}')
+    assert server.requests[1].startswith(b"GET /version HTTP/1.1\r\n")
 
 
 def test_header_names_are_lower_case_and_repeated_values_joined(script, transport_for) -> None:
-    server = script(b'HTTP/1.1 429 Too Many Requests\r\nWarning: 299 - "first, with a comma"\r\n'
-                    b'Retry-After: 3\r\nwarning: 299 - "second"\r\nContent-Length: 2\r\n\r\n{}')
+    server = script(b'HTTP/1.1 503 Service Unavailable\r\nWARNING: 299 - "a, b"\r\nX-Kept: 1\r\n'
+                    b'Warning: 299 - "c"\r\nContent-Length: 0\r\n\r\n')
     answer = get(transport_for(server))
-    assert (answer.status, answer.headers["retry-after"], answer.data) == (429, "3", b"{}")
-    assert answer.headers["warning"] == '299 - "first, with a comma", 299 - "second"'
+    assert (answer.status, answer.headers["x-kept"], answer.data) == (503, "1", b"")
+    assert answer.headers["warning"] == '299 - "a, b", 299 - "c"'
 
 
 def test_chunked_bodies_interim_answers_and_bodies_to_the_end_are_read(
@@ -133,8 +114,8 @@ def test_a_malformed_answer_is_a_transport_error_and_its_connection_dropped(
     assert get(transport).data == b"fresh"
 
 
-def test_a_silent_server_fails_the_request_at_its_deadline(silent, transport_for) -> None:
-    transport = transport_for(silent(b""))
+def test_a_silent_server_fails_the_request_at_its_deadline(script, transport_for) -> None:
+    transport = transport_for(script(silence))
     started = time.monotonic()
     with pytest.raises(TransportError):
         get(transport, timeout=10.0, deadline=started + 0.5)
@@ -155,10 +136,10 @@ def test_a_refused_connection_is_a_transport_error(transport_for) -> None:
             get(transport_for(sock.getsockname()[1]))
 
 
-def test_a_stream_is_opened_by_its_deadline(silent, transport_for) -> None:
+def test_a_stream_is_opened_by_its_deadline(script, transport_for) -> None:
     """A watch the server never answers fails when its opening's deadline passes, not after
     the (longer) read timeout of its body."""
-    transport = transport_for(silent(b""))
+    transport = transport_for(script(silence))
     started = time.monotonic()
     with pytest.raises(TransportError):
         transport.stream("GET", "/watch", {}, 10.0, started + 0.5)
@@ -167,38 +148,19 @@ def test_a_stream_is_opened_by_its_deadline(silent, transport_for) -> None:
 
 def test_a_streamed_body_is_read_as_it_arrives_past_the_opening_deadline(
         transport_for) -> None:
-    """Once the head is read, the body's reads are bounded by the read timeout alone: a quiet
-    watch outlives its opening's deadline."""
-    listener = socket.create_server(("127.0.0.1", 0))
-    more = threading.Event()
-
-    def serve() -> None:
-        conn, _ = listener.accept()
-        with conn:
-            conn.recv(65536)
-            conn.sendall(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" + chunk(b"a\n"))
-            more.wait(5)
-            time.sleep(1.0)  # past the opening's deadline: the stream must not fail
-            conn.sendall(chunk(b"b\n") + b"0\r\n\r\n")
-            conn.recv(1)
-
-    server = threading.Thread(target=serve, daemon=True)
-    server.start()
-    try:
-        stream = transport_for(listener.getsockname()[1]).stream(
-            "GET", "/watch", {}, 5.0, time.monotonic() + 0.5)
-        pieces = stream.chunks()
-        assert (stream.status, next(pieces)) == (200, b"a\n")
-        more.set()
-        assert b"".join(pieces) == b"b\n"
-    finally:
-        more.set()
-        listener.close()
+    """Once the head is read, the body's reads are bounded by the read timeout alone: a watch
+    quiet for longer than its opening's deadline goes on."""
+    head = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+    with paced((0.0, head + chunk(b"a\n")), (1.0, chunk(b"b\n") + b"0\r\n\r\n")) as port:
+        stream = transport_for(port).stream("GET", "/watch", {}, 5.0, time.monotonic() + 0.5)
+        assert (stream.status, stream.read()) == (200, b"a\nb\n")
 
 
-def test_abort_ends_a_read_blocked_in_another_thread(silent, transport_for) -> None:
-    port = silent(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" + chunk(b"a\n"))
-    stream = transport_for(port).stream("GET", "/watch", {}, 30.0, time.monotonic() + 5.0)
+def test_abort_ends_a_read_blocked_in_another_thread(script, transport_for) -> None:
+    """The server sends a watch's head and first event, then nothing (Script waits for a next
+    request that never comes)."""
+    server = script(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" + chunk(b"a\n"))
+    stream = transport_for(server).stream("GET", "/watch", {}, 30.0, time.monotonic() + 5.0)
     seen: list[bytes] = []
     ended: list[BaseException | None] = []
 
@@ -225,29 +187,9 @@ def test_abort_ends_a_read_blocked_in_another_thread(silent, transport_for) -> N
                             "left when the request was sent, not the whole answer")),
 ], indirect=True)
 def test_a_server_dripping_its_body_is_cut_at_the_deadline(transport_for) -> None:
-    answer = b"HTTP/1.1 200 OK\r\nContent-Length: 60\r\n\r\n" + b"x" * 60
-    done = threading.Event()
-    with socket.create_server(("127.0.0.1", 0)) as listener:
-        def drip() -> None:
-            conn, _ = listener.accept()
-            with conn:
-                conn.recv(65536)
-                conn.sendall(answer[:-60])
-                for byte in answer[-60:]:
-                    if done.wait(0.05):
-                        return
-                    try:
-                        conn.sendall(bytes([byte]))
-                    except OSError:
-                        return
-        thread = threading.Thread(target=drip, daemon=True)
-        thread.start()
+    head = b"HTTP/1.1 200 OK\r\nContent-Length: 60\r\n\r\n"
+    with dripping(head + b"x" * 60, len(head)) as port:
         started = time.monotonic()
-        try:
-            with pytest.raises(TransportError):
-                get(transport_for(listener.getsockname()[1]), timeout=5.0,
-                    deadline=started + 0.5)
-            assert time.monotonic() - started < 2.0
-        finally:
-            done.set()
-            thread.join(5)
+        with pytest.raises(TransportError):
+            get(transport_for(port), timeout=5.0, deadline=started + 0.5)
+        assert time.monotonic() - started < 2.0
