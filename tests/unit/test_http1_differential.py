@@ -43,14 +43,18 @@ class Answerer:
     def __init__(self) -> None:
         self.answers: queue.Queue[bytes] = queue.Queue()
         self.listener = socket.create_server(("127.0.0.1", 0))
+        self.listener.settimeout(0.05)
         self.port = int(self.listener.getsockname()[1])
+        self.stopped = threading.Event()
         self.thread = threading.Thread(target=self._serve, daemon=True)
         self.thread.start()
 
     def _serve(self) -> None:
-        while True:
+        while not self.stopped.is_set():
             try:
                 conn, _ = self.listener.accept()
+            except TimeoutError:
+                continue
             except OSError:
                 return
             with conn:
@@ -66,8 +70,9 @@ class Answerer:
                 conn.recv(1)  # until the client closes: all it sent is read, so no RST
 
     def stop(self) -> None:
-        self.listener.close()
+        self.stopped.set()
         self.thread.join(5)
+        self.listener.close()
 
 
 @pytest.fixture(scope="module")
