@@ -18,7 +18,9 @@ from .apptask import desired, diff, predicates
 from .apptask.fights import FightTracker
 from .apptask.outcomes import Outcome
 from .apptask.scope import NamespaceScope
-from .client.kube import APPTASKS, DEPLOYMENTS, ApiError, Kube
+from .client.kube import Kube
+from .client.resources import APPTASKS, DEPLOYMENTS
+from .client.wire import ApiError
 from .reconciler import EventSink, Reconciler, Result, item_backoff
 from .runtime.objectkey import ObjectKey
 from .runtime.store import Cached, Writer

@@ -27,7 +27,9 @@ from .apptask.outcomes import Outcome
 from .apptask.rejections import Rejections
 from .apptask.settle import StatusSettle
 from .apptask.status import Sync
-from .client.kube import APPTASKS, DEPLOYMENTS, JSON_PATCH, ApiError, Kube, failed_test, rfc3339
+from .client.kube import Kube
+from .client.resources import APPTASKS, DEPLOYMENTS
+from .client.wire import JSON_PATCH, ApiError, failed_test, rfc3339
 from .memory import Memories, Memory
 from .runtime import fieldset
 from .runtime.backoff import ItemBackoff

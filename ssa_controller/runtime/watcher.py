@@ -19,9 +19,12 @@ import re
 import threading
 import time
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Protocol
 
-from ..client.kube import ApiError, Kube, Obj, Resource, WatchStream
+from ..client.kube import Kube
+from ..client.resources import ListOptions, Obj, Resource
+from ..client.watch import WatchStream
+from ..client.wire import ApiError
 from . import backoff
 from .store import Cached, Writer
 
@@ -138,12 +141,12 @@ class Watcher:
         """Fill the cache with one list, without watching (one-pass runs)."""
         self._relist()
 
-    def _params(self) -> dict[str, Any]:
+    def _params(self) -> ListOptions:
         return {"labelSelector": self.label_selector}
 
     def _relist(self) -> str:
         records: list[Cached] = []
-        params = {**self._params(), "limit": LIST_PAGE}
+        params: ListOptions = {**self._params(), "limit": LIST_PAGE}
         while True:
             try:
                 page = self.kube.list(self.resource.path(self.namespace), params)

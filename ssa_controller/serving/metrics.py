@@ -27,7 +27,7 @@ from prometheus_client.metrics import MetricWrapperBase
 
 from .. import version
 from ..apptask.outcomes import Outcome
-from ..client.kube import APPTASKS, DEPLOYMENTS
+from ..client.resources import APPTASKS, DEPLOYMENTS
 
 log = logging.getLogger(__name__)
 

@@ -31,7 +31,7 @@ sys.path.insert(0, str(ROOT))
 from bench_compare import apptask  # noqa: E402  (beside this file)
 
 from ssa_controller.apptask import desired, status  # noqa: E402
-from ssa_controller.client.kube import ApiError  # noqa: E402
+from ssa_controller.client.wire import ApiError  # noqa: E402
 from ssa_controller.controller import Controller  # noqa: E402
 from ssa_controller.runtime import fieldset  # noqa: E402
 from ssa_controller.serving.metrics import Metrics  # noqa: E402

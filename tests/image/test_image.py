@@ -33,7 +33,9 @@ from metrics_scrape import samples
 from pod import container, http_probe, pod_spec, quantity_value
 from podman_cli import Podman
 
-from ssa_controller.client.kube import LEASES, ApiError, Kube
+from ssa_controller.client.kube import Kube
+from ssa_controller.client.resources import LEASES
+from ssa_controller.client.wire import ApiError
 from ssa_controller.envtest import PollTimeout, poll_until
 from ssa_controller.settings.config import parse_config
 

@@ -30,7 +30,9 @@ from helpers import (
     status_of,
 )
 
-from ssa_controller.client.kube import APPTASKS, DEPLOYMENTS, Kube, Obj, WatchStream
+from ssa_controller.client.kube import Kube
+from ssa_controller.client.resources import APPTASKS, DEPLOYMENTS, Obj
+from ssa_controller.client.watch import WatchStream
 from ssa_controller.controller import Controller
 from ssa_controller.envtest import ControlPlane, PollTimeout, poll_until
 from ssa_controller.runtime.objectkey import ObjectKey

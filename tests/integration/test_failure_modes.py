@@ -23,7 +23,9 @@ from helpers import (
 )
 
 from ssa_controller.apptask.desired import MANAGED_BY_LABEL, MANAGED_BY_VALUE
-from ssa_controller.client.kube import APPTASKS, DEPLOYMENTS, MERGE_PATCH, Kube
+from ssa_controller.client.kube import Kube
+from ssa_controller.client.resources import APPTASKS, DEPLOYMENTS
+from ssa_controller.client.wire import MERGE_PATCH
 from ssa_controller.controller import Controller
 from ssa_controller.envtest import poll_until
 from ssa_controller.runtime.objectkey import ObjectKey

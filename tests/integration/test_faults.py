@@ -33,7 +33,10 @@ from helpers import (
     status_of,
 )
 
-from ssa_controller.client.kube import APPTASKS, DEPLOYMENTS, LEASES, WATCH_STALLED, ApiError, Kube
+from ssa_controller.client.kube import Kube
+from ssa_controller.client.resources import APPTASKS, DEPLOYMENTS, LEASES
+from ssa_controller.client.watch import WATCH_STALLED
+from ssa_controller.client.wire import ApiError
 from ssa_controller.envtest import ControlPlane, PollTimeout, poll_until
 from ssa_controller.runtime import watcher
 from ssa_controller.runtime.store import Writer

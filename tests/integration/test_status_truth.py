@@ -21,7 +21,8 @@ from typing import Any
 
 from helpers import CONTROLLER, apptask, condition, put_apptask, scoped
 
-from ssa_controller.client.kube import APPTASKS, DEPLOYMENTS, MERGE_PATCH
+from ssa_controller.client.resources import APPTASKS, DEPLOYMENTS
+from ssa_controller.client.wire import MERGE_PATCH
 from ssa_controller.envtest import ControlPlane, poll_until
 
 LAG = 6.0

@@ -30,7 +30,7 @@ from hypothesis import strategies as st
 
 from ssa_controller.apptask import desired, quantity
 from ssa_controller.apptask.desired import InvalidSpec
-from ssa_controller.client.kube import APPLY_PATCH, encode_body
+from ssa_controller.client.wire import APPLY_PATCH, encode_body
 
 UID = "5f0c1b1e-0000-4000-8000-000000000001"
 EXAMPLES = int(os.environ.get("HYPOTHESIS_EXAMPLES", "100"))

@@ -19,7 +19,7 @@ from ssa_controller.apptask import adopt, desired, diff, drift, status
 from ssa_controller.apptask.fights import FightTracker
 from ssa_controller.apptask.rejections import Rejections, deployment_version
 from ssa_controller.apptask.settle import StatusSettle
-from ssa_controller.client.kube import JSON_PATCH, ApiError
+from ssa_controller.client.wire import JSON_PATCH, ApiError
 from ssa_controller.memory import Memory
 from ssa_controller.reconciler import (
     CREATE_ONLY,

@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 from test_reconciler import Harness, apptask, deployment
 
-from ssa_controller.client.kube import ApiError
+from ssa_controller.client.wire import ApiError
 from ssa_controller.reconciler import VANISHED_GRACE, namespace_closed
 from ssa_controller.runtime.objectkey import ObjectKey
 

@@ -11,7 +11,9 @@ import threading
 from collections.abc import Iterator
 from typing import Any
 
-from ssa_controller.client.kube import APPTASKS, WATCH_STALLED, ApiError
+from ssa_controller.client.resources import APPTASKS
+from ssa_controller.client.watch import WATCH_STALLED
+from ssa_controller.client.wire import ApiError
 from ssa_controller.runtime.objectkey import ObjectKey
 from ssa_controller.runtime.store import Cached, Writer
 from ssa_controller.runtime.watcher import MISSING_CAP, STALL_GRACE, WATCH_JITTER, Watcher
