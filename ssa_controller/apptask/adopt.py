@@ -22,7 +22,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from ..client.kube import DEPLOYMENTS, JSON_PATCH, ApiError, Kube, failed_test, rfc3339
+from ..client.kube import Kube
+from ..client.resources import DEPLOYMENTS
+from ..client.wire import JSON_PATCH, ApiError, failed_test, rfc3339
 from ..runtime import fieldset
 
 CLIENT_SIDE_MANAGERS = frozenset({"kubectl-client-side-apply", "before-first-apply",

@@ -48,8 +48,8 @@ from .config_errors import (
 )
 
 __all__ = [
-    "LEADER_JITTER_FACTOR", "ApplyConfig", "BackoffConfig", "Config", "ConfigError", "EventsConfig",
-    "FightsConfig", "LeaderElectionConfig", "LoggingConfig", "PodTemplateConfig",
+    "LEADER_JITTER_FACTOR", "ApplyConfig", "BackoffConfig", "ClientConfig", "Config", "ConfigError",
+    "EventsConfig", "FightsConfig", "LeaderElectionConfig", "LoggingConfig", "PodTemplateConfig",
     "RateLimitConfig", "ResyncConfig", "ServerConfig", "TimeoutsConfig", "load_config",
     "parse_config", "parse_duration",
 ]
@@ -226,6 +226,14 @@ class TimeoutsConfig(_Section):
     watch: Seconds = Field(30.0, ge=1.0)
 
 
+class ClientConfig(_Section):
+    """The API client: which transport carries its requests (`builtin`: its own keep-alive
+    HTTP/1.1 client, which speaks to no proxy, so that through a proxy urllib3 carries them
+    anyway; `urllib3`: urllib3, with or without a proxy). See docs/client.md."""
+
+    transport: Literal["builtin", "urllib3"] = "builtin"
+
+
 class ApplyConfig(_Section):
     """Server-side apply options."""
 
@@ -395,6 +403,7 @@ class Config(_Section):
     backoff: BackoffConfig = BackoffConfig()
     rate_limit: RateLimitConfig = RateLimitConfig()
     timeouts: TimeoutsConfig = TimeoutsConfig()
+    client: ClientConfig = ClientConfig()
     apply: ApplyConfig = ApplyConfig()
     fights: FightsConfig = FightsConfig()
     leader_election: LeaderElectionConfig = LeaderElectionConfig()

@@ -22,7 +22,8 @@ import pytest
 import yaml
 from helpers import CONTROLLER_NAMESPACE, MANIFESTS, apptask, put_apptask, rbac_path, status_of
 
-from ssa_controller.client.kube import ApiError, Kube
+from ssa_controller.client.kube import Kube
+from ssa_controller.client.wire import ApiError
 from ssa_controller.envtest import poll_until
 
 KUBECTL = "/usr/bin/kubectl"

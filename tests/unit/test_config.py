@@ -568,3 +568,12 @@ def test_errors_without_a_file_keep_their_format() -> None:
     err = rejects({"workers": 0})
     assert (err.source, err.line, err.column) == (None, None, None)
     assert str(err) == "invalid config key 'workers': must be between 1 and 64, got 0"
+
+
+@pytest.mark.parametrize("transport", ["builtin", "urllib3"])
+def test_client_transport_names_one_of_the_clients_transports(transport: str) -> None:
+    assert parse_config({}).client.transport == "builtin"
+    assert parse_config({"client": {"transport": transport}}).client.transport == transport
+    err = rejects({"client": {"transport": "h2"}})
+    assert (err.key, err.message) == ("client.transport",
+                                      "must be one of builtin, urllib3; got string ('h2')")

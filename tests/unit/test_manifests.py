@@ -33,6 +33,8 @@ from ssa_controller.envtest.podsecurity import restricted_violations
 
 MANIFESTS = Path(__file__).resolve().parents[2] / "manifests"
 KUSTOMIZATION = MANIFESTS / "Kustomization"
+RUNBOOKS = "docs/operations.md"
+"""Where the alerts' runbooks are, relative to the repository root."""
 NAMESPACE = "ssa-controller-system"
 SERVICE_ACCOUNT = "ssa-controller"
 
@@ -988,12 +990,12 @@ def test_prometheus_is_bound_to_the_metrics_reader_role() -> None:
 def test_alerts_are_the_listed_ones_with_summary_description_and_runbook() -> None:
     rules = alert_rules()
     assert {r["alert"] for r in rules} == ALERTS and len(rules) == len(ALERTS)
-    readme = (MANIFESTS.parent / "README.md").read_text()
+    runbooks = (MANIFESTS.parent / RUNBOOKS).read_text()
     for rule in rules:
         assert set(rule) <= {"alert", "expr", "for", "labels", "annotations"}, rule["alert"]
         assert rule["labels"]["severity"] in {"critical", "warning", "info"}
         assert set(rule["annotations"]) == {"summary", "description"}, rule["alert"]
-        assert f"`{rule['alert']}`" in readme, f"no runbook for {rule['alert']} in README.md"
+        assert f"`{rule['alert']}`" in runbooks, f"no runbook for {rule['alert']} in {RUNBOOKS}"
         if "for" in rule:
             go_duration_seconds(rule["for"])
 
