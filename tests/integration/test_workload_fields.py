@@ -17,7 +17,8 @@ from hypothesis import strategies as st
 from workload_fields import ENV_FROM_FIELD, SAMPLES, Sample, at, where
 
 from ssa_controller.apptask import desired, drift, fields, quantity
-from ssa_controller.client.kube import APPTASKS, DEPLOYMENTS, MERGE_PATCH, ApiError
+from ssa_controller.client.resources import APPTASKS, DEPLOYMENTS
+from ssa_controller.client.wire import MERGE_PATCH, ApiError
 from ssa_controller.envtest import PollTimeout
 from ssa_controller.runtime import fieldset
 from ssa_controller.settings.config import AdmissionConfig
