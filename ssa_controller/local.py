@@ -50,7 +50,7 @@ def read_sample(path: Path) -> Sample:
         raise SampleError(f"{path}: not valid YAML: {exc}") from None
     for number, obj in enumerate(documents, 1):
         kind = obj.get("kind") if isinstance(obj, Mapping) else None
-        if kind not in SAMPLE_KINDS:
+        if not isinstance(kind, str) or kind not in SAMPLE_KINDS:
             raise SampleError(f"{path}: document {number}: kind {kind!r}: --local applies "
                               f"only {', '.join(SAMPLE_KINDS)}")
         meta = obj.get("metadata")

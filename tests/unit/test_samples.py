@@ -138,6 +138,7 @@ def test_the_realistic_sample_shows_what_a_real_workload_needs() -> None:
      "document 1: kind 'Service': --local applies only AppTask, ConfigMap, Secret"),
     ("kind: ConfigMap\nmetadata: {name: a, namespace: demo}\n---\n- a list\n",
      "document 2: kind None"),
+    ("kind: [AppTask]\n", "document 1: kind ['AppTask']"),
     ("kind: AppTask\nmetadata: {name: a}\n",
      "document 1: metadata.name and metadata.namespace are required"),
 ])
