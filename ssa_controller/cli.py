@@ -93,7 +93,7 @@ def _add_run(sub: Any) -> None:
     _connection(run)
     run.add_argument("--local", action="store_true", help=(
         "start a local control plane (etcd, kube-apiserver, kube-controller-manager, a pod "
-        "simulator) with the CRD and config/sample-apptask.yaml, and run on it (never on a "
+        "simulator) with the CRD and the samples of config/samples/, and run on it (never on a "
         "kubeconfig's cluster); Ctrl-C stops everything"))
     run.add_argument("--once", action="store_true", help="one full pass, then exit (0, or 1 if "
                      "a reconcile failed)")
@@ -203,9 +203,13 @@ def _connected(args: argparse.Namespace, config: Config) -> Iterator[Kube]:
             raise UsageError("--local runs on a control plane of its own: it takes no "
                              "--kubeconfig or --context")
         from . import local
+        try:
+            samples = local.samples()
+        except local.SampleError as exc:
+            raise UsageError(str(exc)) from exc
         namespaces = ((config.leader_election.namespace,) if config.leader_election.enabled
                       else ())
-        with local.cluster(namespaces) as kubeconfig:
+        with local.cluster(namespaces, samples) as kubeconfig:
             plane = Kube.from_kubeconfig(str(kubeconfig), transport=config.client.transport)
             plane.origin = "the local control plane"
             yield plane

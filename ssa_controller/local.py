@@ -1,30 +1,69 @@
 """A local cluster for `ssa-controller run --local`: the envtest control plane (etcd,
 kube-apiserver, kube-controller-manager), the pod simulator, the CRD, the leader-election
-namespace and the sample AppTask."""
+namespace and the samples (config/samples/)."""
 
 from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import yaml
 
 from . import crds
 from .client.kube import Kube
-from .client.resources import APPTASKS
+from .client.resources import APPTASKS, Resource
 from .client.wire import ApiError
 from .envtest import assets
 from .envtest.controlplane import ControlPlane
 from .envtest.podsim import PodSimulator
 
 log = logging.getLogger(__name__)
-SAMPLE = Path(__file__).resolve().parent.parent / "config" / "sample-apptask.yaml"
+SAMPLES = Path(__file__).resolve().parent.parent / "config" / "samples"
 SAMPLE_MANAGER = "kubectl"
-"""The sample is applied as `kubectl apply --server-side -f config/sample-apptask.yaml` applies
-it (kubectl's field manager), so that doing so later, changed, takes it over without conflict."""
+"""The samples are applied as `kubectl apply --server-side -f config/samples/` applies them
+(kubectl's field manager), so that doing so later, changed, takes them over without conflict."""
+SAMPLE_KINDS = {"AppTask": APPTASKS, "ConfigMap": Resource("v1", "configmaps"),
+                "Secret": Resource("v1", "secrets")}
+"""What a sample may hold: AppTasks and the objects they read."""
+
+
+class SampleError(ValueError):
+    """A sample file --local cannot apply; the message names the file and the problem."""
+
+
+class Sample(NamedTuple):
+    """A sample file and its objects, in the file's order."""
+
+    path: Path
+    objects: list[dict[str, Any]]
+
+
+def read_sample(path: Path) -> Sample:
+    """The objects of a sample file; SampleError when it is not YAML, or holds an object of
+    another kind or without a name and a namespace."""
+    try:
+        documents = [d for d in yaml.safe_load_all(path.read_text()) if d is not None]
+    except yaml.YAMLError as exc:
+        raise SampleError(f"{path}: not valid YAML: {exc}") from None
+    for number, obj in enumerate(documents, 1):
+        kind = obj.get("kind") if isinstance(obj, Mapping) else None
+        if not isinstance(kind, str) or kind not in SAMPLE_KINDS:
+            raise SampleError(f"{path}: document {number}: kind {kind!r}: --local applies "
+                              f"only {', '.join(SAMPLE_KINDS)}")
+        meta = obj.get("metadata")
+        if not (isinstance(meta, Mapping) and meta.get("name") and meta.get("namespace")):
+            raise SampleError(f"{path}: document {number}: metadata.name and "
+                              "metadata.namespace are required")
+    return Sample(path, documents)
+
+
+def samples(folder: Path | None = None) -> list[Sample]:
+    """The YAML files of `folder` (config/samples/), read, in the order `kubectl apply -f
+    FOLDER` applies them (by name); SampleError for the first that cannot be applied."""
+    return [read_sample(path) for path in sorted((folder or SAMPLES).glob("*.yaml"))]
 
 
 def _ensure_namespace(kube: Kube, name: str) -> None:
@@ -35,14 +74,15 @@ def _ensure_namespace(kube: Kube, name: str) -> None:
             raise
 
 
-def apply_sample(kube: Kube, sample: Mapping[str, Any]) -> None:
-    """Create the sample AppTask (and its namespace) as kubectl's server-side apply would."""
-    meta = sample["metadata"]
-    _ensure_namespace(kube, meta["namespace"])
-    kube.apply(APPTASKS.path(meta["namespace"], meta["name"]), dict(sample),
-               field_manager=SAMPLE_MANAGER, force=True)
-    log.info("applied the sample AppTask %s/%s as `kubectl apply --server-side -f %s` would",
-             meta["namespace"], meta["name"], SAMPLE.relative_to(SAMPLE.parent.parent))
+def apply_sample(kube: Kube, objects: Sequence[Mapping[str, Any]]) -> None:
+    """Create or update a sample's objects (and their namespaces) in order, as kubectl's
+    server-side apply would."""
+    for namespace in dict.fromkeys(obj["metadata"]["namespace"] for obj in objects):
+        _ensure_namespace(kube, namespace)
+    for obj in objects:
+        meta = obj["metadata"]
+        kube.apply(SAMPLE_KINDS[obj["kind"]].path(meta["namespace"], meta["name"]), dict(obj),
+                   field_manager=SAMPLE_MANAGER, force=True)
 
 
 def _started(plane: ControlPlane, simulator: PodSimulator) -> str:
@@ -55,8 +95,10 @@ def _started(plane: ControlPlane, simulator: PodSimulator) -> str:
 
 
 @contextlib.contextmanager
-def cluster(namespaces: tuple[str, ...], workdir: Path | None = None) -> Iterator[Path]:
-    """Start a local control plane ready for the controller; yield its admin kubeconfig."""
+def cluster(namespaces: tuple[str, ...], applied: Sequence[Sample] = (),
+            workdir: Path | None = None) -> Iterator[Path]:
+    """Start a local control plane ready for the controller, the `applied` samples on it; yield
+    its admin kubeconfig."""
     log.info("--local: starting a local control plane (etcd, kube-apiserver, "
              "kube-controller-manager and a pod simulator)")
     found = assets.install(log=log.info)
@@ -68,8 +110,11 @@ def cluster(namespaces: tuple[str, ...], workdir: Path | None = None) -> Iterato
             crds.install(kube)
             for namespace in namespaces:
                 _ensure_namespace(kube, namespace)
-            if SAMPLE.is_file():
-                apply_sample(kube, yaml.safe_load(SAMPLE.read_text()))
+            for sample in applied:
+                apply_sample(kube, sample.objects)
+                log.info("applied %s as `kubectl apply --server-side -f` would: %s", sample.path,
+                         ", ".join(f"{o['kind']} {o['metadata']['namespace']}/"
+                                   f"{o['metadata']['name']}" for o in sample.objects))
             log.info("local control plane ready in %s: %s; export KUBECONFIG=%s", plane.workdir,
                      _started(plane, simulator), plane.kubeconfig)
             yield plane.kubeconfig

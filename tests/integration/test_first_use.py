@@ -1,18 +1,22 @@
 """What a user meets first, against the real API server and through the real entry point
 (`python -m ssa_controller`): the status of a paused AppTask and of one whose Deployment is
 someone else's, what `run` says at start and which flags it takes, refused credentials, what
-`--local` connects to and what it starts.
+`--local` connects to and what it starts, the samples it runs to Ready.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
+import signal
 import subprocess
 import sys
+from collections import Counter
 from pathlib import Path
 
+import pytest
 import yaml
 from conftest import ROOT, free_port
 from helpers import (
@@ -29,8 +33,13 @@ from helpers import (
 )
 
 from ssa_controller import local, version
+from ssa_controller.apptask import desired, drift
+from ssa_controller.client.kube import Kube
 from ssa_controller.client.resources import APPTASKS, DEPLOYMENTS, EVENTS
 from ssa_controller.envtest import poll_until
+from ssa_controller.envtest.audit import AuditLog
+from ssa_controller.runtime import fieldset
+from ssa_controller.settings.config import load_config
 
 OUTSIDER = "alice"
 """A test user with no permissions (an unrelated kubeconfig's identity)."""
@@ -147,25 +156,90 @@ def test_local_starts_its_own_control_plane_whatever_kubeconfig_exists(cluster, 
     for started in ("etcd http://127.0.0.1:", "kube-apiserver https://127.0.0.1:",
                     "kube-controller-manager (pid ", "the pod simulator"):
         assert started in ready, ready
-    assert "one pass over 1 AppTasks: 0 failed" in log, log[-3000:]
+    assert "one pass over 2 AppTasks: 0 failed" in log, log[-3000:]
 
 
-def test_the_sample_is_created_as_its_comment_says(admin, namespace, cluster, tmp_path):
-    """As `kubectl apply --server-side -f config/sample-apptask.yaml`: applying it so again,
-    changed, takes it over without a conflict or a warning."""
-    assert "`kubectl apply --server-side -f\n# config/sample-apptask.yaml`" in (
-        local.SAMPLE.read_text())
-    sample = yaml.safe_load(local.SAMPLE.read_text())
-    sample["metadata"]["namespace"] = namespace
-    local.apply_sample(admin, sample)
-    sample["spec"]["image"] = "nginx:1.27"
-    changed = tmp_path / "sample.yaml"
-    changed.write_text(yaml.safe_dump(sample))
+CONTROLLER_YAML = ROOT / "config" / "controller.yaml"
+
+
+def ready_and_synced(kube: Kube, namespace: str, name: str) -> dict | None:
+    """The AppTask once its status says Ready and Synced of its current generation."""
+    live = kube.get(APPTASKS.path(namespace, name))
+    status = live.get("status", {})
+    verdicts = [(condition(status, c).get("status"), condition(status, c).get("reason"))
+                for c in ("Ready", "Synced")]
+    current = status.get("observedGeneration") == live["metadata"]["generation"]
+    return live if current and status.get("phase") == "Ready" and verdicts == [
+        ("True", "DeploymentReady"), ("True", "Synced")] else None
+
+
+def assert_samples_converge(kubeconfig: Path) -> None:
+    """Every AppTask of config/samples/ Ready and Synced on the cluster of `kubeconfig`, its
+    Deployment holding exactly what it renders under config/controller.yaml, applied once."""
+    settings = load_config(CONTROLLER_YAML)
+    tasks = [obj["metadata"] for sample in local.samples() for obj in sample.objects
+             if obj["kind"] == "AppTask"]
+    assert len(tasks) == 2
+    kube = Kube.from_kubeconfig(str(kubeconfig))
+    try:
+        for meta in tasks:
+            namespace, name = meta["namespace"], meta["name"]
+            live = poll_until(lambda n=namespace, m=name: ready_and_synced(kube, n, m),
+                              timeout=120, message=f"{namespace}/{name} Ready and Synced")
+            body = desired.render(live, settings.pod_template, settings.admission)
+            deployment = kube.get(DEPLOYMENTS.path(namespace, name))
+            owned = fieldset.applied_by(fieldset.owners(deployment["metadata"]["managedFields"]),
+                                        settings.field_manager)
+            assert owned == fieldset.body_paths(body), name
+            assert not drift.compute(body, deployment, owned), name
+    finally:
+        kube.close()
+    applies = Counter(e.name for e in AuditLog(kubeconfig.parent / "audit.log").select(
+        user_agent="ssa-controller", verb="patch", resource="deployments")
+        if e.subresource is None)
+    assert applies == {meta["name"]: 1 for meta in tasks}
+
+
+def test_local_runs_every_sample_to_ready_with_one_apply_each(controller, assets):
+    """The README's `run --config config/controller.yaml --local` (its ports aside, so that
+    tests run side by side): every AppTask of config/samples/ is Ready and Synced for its
+    generation, its Deployment holds exactly what the AppTask renders (the controller owns the
+    body's fields, nothing drifts: values the server defaulted are no change), with one apply
+    each; Ctrl-C stops everything and leaves nothing behind."""
+    config = {k: v for k, v in yaml.safe_load(CONTROLLER_YAML.read_text()).items()
+              if k != "server"}
+    process = controller(config, user=None, args=("--local",), ready=False,
+                         env={"KUBEBUILDER_ASSETS": str(assets.folder)})
+    try:
+        process.wait_ready(timeout=300)
+        kubeconfig = Path(re.findall(r"export KUBECONFIG=(\S+)", process.log())[-1])
+        assert_samples_converge(kubeconfig)
+    finally:
+        stopped = process.stop(signal.SIGINT, timeout=60)  # its work folder goes, even so
+    assert stopped == 0, process.log()[-3000:]
+    assert not kubeconfig.parent.exists()
+
+
+@pytest.mark.parametrize("sample", local.samples(), ids=lambda sample: sample.path.name)
+def test_each_sample_is_created_as_its_comment_says(admin, namespace, cluster, tmp_path, sample):
+    """As `kubectl apply --server-side -f config/samples/NAME`: applying it so again, changed,
+    takes it over without a conflict or a warning."""
+    comment = " ".join(line.lstrip("# ") for line in sample.path.read_text().splitlines()
+                       if line.startswith("#"))
+    assert f"`kubectl apply --server-side -f config/samples/{sample.path.name}`" in comment
+    objects = [{**obj, "metadata": {**obj["metadata"], "namespace": namespace}}
+               for obj in sample.objects]
+    local.apply_sample(admin, objects)
+    [task] = [obj for obj in objects if obj["kind"] == "AppTask"]
+    task["spec"]["image"] = "nginx:1.27"
+    changed = tmp_path / sample.path.name
+    changed.write_text(yaml.safe_dump_all(objects))
     result = subprocess.run(["kubectl", "--kubeconfig", str(cluster.kubeconfig), "apply",
                              "--server-side", "-f", str(changed)], capture_output=True,
                             text=True, timeout=60)
     assert (result.returncode, result.stderr) == (0, ""), result.stderr
-    assert get_apptask(admin, namespace, "hello")["spec"]["image"] == "nginx:1.27"
+    assert get_apptask(admin, namespace, task["metadata"]["name"])["spec"]["image"] == \
+        "nginx:1.27"
 
 
 def notes(admin, namespace: str, name: str) -> set[str]:
