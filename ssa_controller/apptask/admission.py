@@ -10,13 +10,18 @@ schema at all: fields.py.)
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 from ..settings.config import AdmissionConfig
 from .shapes import InvalidSpec
 
 DEFAULT = AdmissionConfig()
+RUNTIME_DEFAULT_CAPABILITIES = (
+    "AUDIT_WRITE", "CHOWN", "DAC_OVERRIDE", "FOWNER", "FSETID", "KILL", "MKNOD",
+    "NET_BIND_SERVICE", "NET_RAW", "SETFCAP", "SETGID", "SETPCAP", "SETUID", "SYS_CHROOT")
+"""What containerd and Docker give a container that drops none: a drop list without ALL keeps
+those it does not name."""
 
 
 def _capability(name: str) -> str:
@@ -36,6 +41,17 @@ def _as_root(context: Mapping[str, Any], field: str) -> Iterator[tuple[str, str]
         yield f"{field}.runAsUser", "0"
 
 
+def _check_kept(drop: Iterable[str], allowed: set[str], rules: AdmissionConfig) -> None:
+    """A drop list without ALL keeps the runtime's other default capabilities: as many added."""
+    dropped = {_capability(c) for c in drop}
+    kept = [c for c in RUNTIME_DEFAULT_CAPABILITIES if c not in dropped and c not in allowed]
+    if "ALL" not in dropped and kept:
+        raise InvalidSpec("securityContext.capabilities.drop",
+                          f"without ALL keeps {', '.join(kept)} of the runtime's defaults, which "
+                          f"are not allowed (admission.allowedCapabilities: "
+                          f"{_listed(rules.allowed_capabilities)})")
+
+
 def check_pod(pod: Mapping[str, Any], rules: AdmissionConfig = DEFAULT) -> None:
     """Raise InvalidSpec for the first thing the rendered pod spec `pod` (of the one container,
     the restricted defaults merged in) asks for that the rules do not allow."""
@@ -48,11 +64,14 @@ def check_pod(pod: Mapping[str, Any], rules: AdmissionConfig = DEFAULT) -> None:
         raise InvalidSpec("securityContext.allowPrivilegeEscalation",
                           "true is not allowed (admission.allowPrivilegeEscalation: false)")
     allowed = {_capability(c) for c in rules.allowed_capabilities}
-    for name in (context.get("capabilities") or {}).get("add") or ():
+    capabilities = context.get("capabilities") or {}
+    for name in capabilities.get("add") or ():
         if _capability(name) not in allowed:
             raise InvalidSpec("securityContext.capabilities.add",
                               f"{name!r} is not allowed (admission.allowedCapabilities: "
                               f"{_listed(rules.allowed_capabilities)})")
+    if "drop" in capabilities:
+        _check_kept(capabilities["drop"] or (), allowed, rules)
     if not rules.allow_run_as_root:
         for field, value in (*_as_root(context, "securityContext"),
                              *_as_root(pod.get("securityContext") or {}, "podSecurityContext")):

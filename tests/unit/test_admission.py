@@ -39,6 +39,13 @@ REFUSED = [
      "spec.securityContext.capabilities.add: 'NET_BIND_SERVICE' is not allowed "
      "(admission.allowedCapabilities: none)",
      AdmissionConfig(allowed_capabilities=("NET_BIND_SERVICE", "CAP_SYS_ADMIN"))),
+    ({"securityContext": {"capabilities": {"drop": ["NET_RAW"]}}},
+     "spec.securityContext.capabilities.drop: without ALL keeps AUDIT_WRITE, CHOWN, "
+     "DAC_OVERRIDE, FOWNER, FSETID, KILL, MKNOD, NET_BIND_SERVICE, SETFCAP, SETGID, SETPCAP, "
+     "SETUID, SYS_CHROOT of the runtime's defaults, which are not allowed "
+     "(admission.allowedCapabilities: none)",
+     AdmissionConfig(allowed_capabilities=admission.RUNTIME_DEFAULT_CAPABILITIES[:8]
+                     + admission.RUNTIME_DEFAULT_CAPABILITIES[9:])),
     ({"securityContext": {"runAsNonRoot": False}},
      "spec.securityContext.runAsNonRoot: false is not allowed (admission.allowRunAsRoot: false)",
      AdmissionConfig(allow_run_as_root=True)),
@@ -83,6 +90,12 @@ def test_capabilities_compare_without_case_or_the_cap_prefix() -> None:
                    rules=rules)
     assert "is not allowed" in str(refusal(
         {"securityContext": {"capabilities": {"add": ["NET_BIND_SERVICE", "NET_RAW"]}}}, rules))
+
+
+def test_a_drop_list_with_all_keeps_nothing_whatever_else_it_names() -> None:
+    desired.render(apptask(securityContext={"capabilities": {"drop": ["NET_RAW", "all"]}}))
+    desired.render(apptask(securityContext={"capabilities": {"drop": ["ALL"]}}),
+                   PodTemplateConfig(restricted=False))
 
 
 def test_a_service_type_the_rules_leave_out_is_refused() -> None:

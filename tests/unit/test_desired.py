@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from workload_fields import ENV_FROM_FIELD, SAMPLES, at, where
 
-from ssa_controller.apptask import desired, fields
+from ssa_controller.apptask import admission, desired, fields
 from ssa_controller.apptask.desired import InvalidSpec
 from ssa_controller.envtest.podsecurity import restricted_violations
 from ssa_controller.settings.config import AdmissionConfig, PodTemplateConfig
@@ -188,7 +188,8 @@ def test_the_restricted_settings_lie_under_the_specs_security_context_fields() -
 def test_the_spec_may_override_a_restricted_setting_the_rules_allow() -> None:
     body = desired.render(apptask({**IMAGE, "securityContext": {"capabilities": {"drop": []}},
                                    "podSecurityContext": {"runAsNonRoot": False}}),
-                          rules=ALLOWED)
+                          rules=AdmissionConfig(allow_run_as_root=True, allowed_capabilities=(
+                              admission.RUNTIME_DEFAULT_CAPABILITIES)))
     assert body["spec"]["template"]["spec"]["securityContext"]["runAsNonRoot"] is False
     assert container(body)["securityContext"]["capabilities"] == {"drop": []}
 
