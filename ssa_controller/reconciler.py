@@ -304,8 +304,10 @@ class Reconciler:
     def __init__(self, config: Config, kube: Kube, apptasks: Store, deployments: Store,
                  fights: FightTracker, events: EventSink,
                  clock: Callable[[], float] = time.monotonic,
-                 wallclock: Callable[[], str] = rfc3339) -> None:
+                 wallclock: Callable[[], str] = rfc3339, shard: str | None = None) -> None:
         self.config = config
+        self.shard = shard
+        """The shard this process is, with sharding (its name labels what it applies)."""
         self.kube = kube
         self.apptasks = apptasks
         self.deployments = deployments
@@ -369,7 +371,7 @@ class Reconciler:
         if self.teardowns.holds(key, apptask["metadata"].get("uid", "")):
             return self._skipped(key, "its namespace is being deleted")  # and it with it
         try:
-            body = desired.render(apptask, self.config.pod_template)
+            body = desired.render(apptask, self.config.pod_template, self.shard)
         except desired.InvalidSpec as exc:
             return self._invalid(key, apptask, Sync.invalid(str(exc)))
         cached = self.deployments.cached(key)
