@@ -88,6 +88,8 @@ class Controller:
     def _on_apptask(self, old: Cached | None, new: Cached | None) -> None:
         key = key_of((new or old).obj)  # type: ignore[union-attr]
         drain = self.shard is not None and self.shard.marked(key, old, new)
+        if self.shard is not None and self.shard.moved_in(old, new):
+            self.reconciler.found_elsewhere(key)
         if drain or predicates.apptask_changed(old, new):
             if not self._in_scope(key):
                 return

@@ -339,6 +339,12 @@ class Reconciler:
         is 0 where nothing will come back to write the status later (one-pass runs): then
         statuses are neither held for the rollout nor coalesced."""
 
+    def found_elsewhere(self, key: str) -> None:
+        """The Deployment of `key` may exist outside the cache (with sharding: the AppTask moved
+        in, and its Deployment carries the label of the shard it comes from): read it before
+        applying, rather than try to create it."""
+        self._uncached.add(key)
+
     def forget(self, key: str) -> None:
         """Drop everything kept about a deleted AppTask."""
         self.fights.forget(key)

@@ -109,6 +109,14 @@ class Shard:
             self._marks.setdefault(key, self._clock())
         return True
 
+    @staticmethod
+    def moved_in(old: Cached | None, new: Cached | None) -> bool:
+        """Whether this change brings an AppTask that had a Deployment (its status names one)
+        into this shard's cache: that Deployment carries the label of the shard it comes from,
+        so this shard's cache does not hold it."""
+        return old is None and new is not None and \
+            bool(new.obj.get("status", {}).get("deploymentName"))
+
     def forget(self, key: str) -> None:
         with self._lock:
             self._marks.pop(key, None)

@@ -51,7 +51,7 @@ RELEASED_LEASE_TTL = 60.0
 started names a Lease of its own)."""
 CHECK_EVERY = 30.0
 """The ring is checked at least this often while leading (released Leases to delete)."""
-WORKERS = 2
+WORKERS = 4
 
 
 class SharderMetrics(Protocol):

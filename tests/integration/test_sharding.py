@@ -1,0 +1,373 @@
+"""Sharding (issue 22) on a control plane of its own, each replica with its own identity
+(controller, controller-2, -3, -4, bound by manifests/rbac.yaml), so that the audit log tells
+them apart.
+
+The scenario: three replicas share APPTASKS AppTasks, each caching its share (1/3 +/- 15%) and
+exactly the ones the ring gives it; a fourth joins and about a quarter move to it, each drained
+by its shard before it is assigned again; one replica is killed (SIGKILL) and its AppTasks move
+to the others, without a drain, and converge within a lease duration + 5 s. Over the whole run,
+the audit log against the history of the AppTasks' labels (a watch of the test's own) shows
+every reconcile write (Deployment applies, AppTask status) coming from the shard the AppTask was
+assigned to at that moment, no AppTask written by two identities within a second, every label
+write but a shard's acknowledgement coming from the leader (the sharder), and every move from a
+live shard acknowledged by it before the AppTask was assigned again.
+"""
+
+from __future__ import annotations
+
+import re
+import signal
+import threading
+import time
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import pytest
+import urllib3
+from helpers import CONTROLLER_NAMESPACE, apply_rbac, apptask, put_apptask, rbac_objects
+
+from ssa_controller import crds
+from ssa_controller.apptask.desired import SHARD_LABEL
+from ssa_controller.client.kube import APPTASKS, DEPLOYMENTS, LEASES, Kube
+from ssa_controller.envtest import Assets, ControlPlane, poll_until
+from ssa_controller.envtest.audit import AuditEvent
+from ssa_controller.runtime.sharding.ring import Ring
+from ssa_controller.runtime.store import Cached, Store, key_of
+from ssa_controller.runtime.watcher import Watcher, start_all
+from ssa_controller.sharded import DRAIN_LABEL, RING_LABEL
+
+USERS = ("controller", "controller-2", "controller-3", "controller-4")
+NAMESPACE = "sharded"
+LEASE = "ssa-controller"
+LEASE_DURATION, RENEW_DEADLINE, RETRY_PERIOD = 8, 6, 1
+APPTASKS_COUNT = 900
+"""Enough that each shard's share of uniformly hashed uids stays within 15% of a third
+(3.2 standard deviations; the ring's partitions are split evenly, +/- 1 of 1024)."""
+CONFIG = {"namespaces": [NAMESPACE], "sharding": {"enabled": True},
+          "leaderElection": {"enabled": True, "namespace": CONTROLLER_NAMESPACE,
+                             "leaseName": LEASE, "leaseDuration": f"{LEASE_DURATION}s",
+                             "renewDeadline": f"{RENEW_DEADLINE}s",
+                             "retryPeriod": f"{RETRY_PERIOD}s"},
+          "rateLimit": {"qps": 500, "burst": 500}, "workers": 8}
+CONVERGE = 120.0
+"""How long the first convergence and the join may take on a loaded 2-core machine."""
+
+Process = Any
+"""conftest.ControllerProcess (conftest modules are not importable by name)."""
+
+
+@pytest.fixture(scope="module")
+def plane(assets: Assets, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlane]:
+    """A control plane without kube-controller-manager (Deployments are never rolled out, so
+    statuses settle without readiness churn), with the CRD, the controller namespace, the test
+    namespace and the manifests' RBAC bound to the four users."""
+    with ControlPlane(tmp_path_factory.mktemp("sharding"), users={u: () for u in USERS},
+                      assets=assets) as plane:
+        admin = plane.client(user_agent="tests")
+        crds.install(admin)
+        for name in (CONTROLLER_NAMESPACE, NAMESPACE):
+            admin.create("/api/v1/namespaces", {"metadata": {"name": name}})
+        apply_rbac(admin, with_users(rbac_objects(), USERS))
+        admin.close()
+        yield plane
+
+
+def with_users(objects: list[dict[str, Any]], users: tuple[str, ...]) -> list[dict[str, Any]]:
+    """The RBAC objects with every binding's subjects extended to `users`."""
+    for obj in objects:
+        if obj["kind"] in ("ClusterRoleBinding", "RoleBinding"):
+            known = {s["name"] for s in obj["subjects"]}
+            obj["subjects"] += [{"kind": "User", "apiGroup": "rbac.authorization.k8s.io",
+                                 "name": user} for user in users if user not in known]
+    return objects
+
+
+@pytest.fixture
+def padmin(plane: ControlPlane) -> Iterator[Kube]:
+    kube = plane.client(user_agent="tests", timeout=30.0)
+    yield kube
+    kube.close()
+
+
+# --------------------------------------------------------------------------- observing
+
+
+def shard_of(process: Process) -> str:
+    """The shard name a process serves (from ssa_controller_shard_info)."""
+    for key in process.metrics():
+        found = re.match(r'ssa_controller_shard_info\{.*shard="([^"]+)"', key)
+        if found:
+            return found.group(1)
+    raise AssertionError(f"{process.user} serves no ssa_controller_shard_info")
+
+
+def cached(process: Process, resource: str) -> int:
+    return int(process.metric(f'ssa_controller_cached_objects{{resource="{resource}"}}'))
+
+
+def leaders(processes: list[Process]) -> list[Process]:
+    return [p for p in processes
+            if p.metric(f'leader_election_master_status{{name="{LEASE}"}}') == 1.0]
+
+
+def live_shards(admin: Kube) -> set[str]:
+    """The shard Leases of the ring held by the shard they name."""
+    leases = admin.list(LEASES.path(CONTROLLER_NAMESPACE),
+                        {"labelSelector": f"{RING_LABEL}={LEASE}"})["items"]
+    return {lease["metadata"]["name"] for lease in leases
+            if lease["spec"].get("holderIdentity") == lease["metadata"]["name"]}
+
+
+class Observed:
+    """The AppTasks and Deployments of the namespace as watches of the test's own see them, and
+    the history of every AppTask's (shard, drained) labels."""
+
+    def __init__(self, admin: Kube) -> None:
+        self.history: dict[str, list[tuple[str | None, bool]]] = defaultdict(list)
+        self.apptasks, self.deployments = Store(), Store()
+        self._stop = threading.Event()
+        self._watchers = [
+            Watcher(admin, APPTASKS, self.apptasks, self._changed, namespace=NAMESPACE,
+                    watch_timeout=3600),
+            Watcher(admin, DEPLOYMENTS, self.deployments, lambda old, new: None,
+                    namespace=NAMESPACE, watch_timeout=3600)]
+        self._threads = start_all(self._watchers, self._stop)
+
+    def _changed(self, old: Cached | None, new: Cached | None) -> None:
+        if new is None:
+            return
+        labels = new.obj["metadata"].get("labels") or {}
+        state = (labels.get(SHARD_LABEL), DRAIN_LABEL in labels)
+        states = self.history[key_of(new.obj)]
+        if not states or states[-1] != state:
+            states.append(state)
+
+    def converged(self, live: set[str], names: set[str]) -> dict[str, str] | None:
+        """{AppTask name: shard} once every AppTask is assigned to a live shard, its Deployment
+        carries that shard's label, and its status describes its generation (None: not yet)."""
+        found = {}
+        for key in self.apptasks.keys():
+            item, deployment = self.apptasks.get(key), self.deployments.get(key)
+            assert item is not None
+            labels = item["metadata"].get("labels") or {}
+            shard = labels.get(SHARD_LABEL)
+            if (shard not in live or DRAIN_LABEL in labels or deployment is None
+                    or deployment["metadata"]["labels"].get(SHARD_LABEL) != shard
+                    or item.get("status", {}).get("observedGeneration") != 1):
+                return None
+            found[item["metadata"]["name"]] = shard
+        return found if set(found) == names else None
+
+    def __enter__(self) -> Observed:
+        assert all(w.synced.wait(30) for w in self._watchers)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        for watcher in self._watchers:
+            watcher.interrupt()
+        for thread in self._threads:
+            thread.join(10)
+
+
+@dataclass(frozen=True)
+class Owned:
+    """One period of an AppTask's assignment: its shard from the write that labelled it."""
+
+    shard: str | None
+    drained: bool
+    since: datetime
+
+
+def assignment_periods(history: dict[str, list[tuple[str | None, bool]]],
+                       label_writes: dict[str, list[AuditEvent]]) -> dict[str, list[Owned]]:
+    """Each AppTask's assignment periods: the k-th label state the watch saw after its
+    creation, from the k-th accepted label write (from its receipt, as the server logged it:
+    it commits before it completes, and a shard may act on the commit before the completion is
+    logged)."""
+    periods = {}
+    for key, seen in history.items():
+        states = seen[1:] if seen[0] == (None, False) else seen  # created unassigned
+        writes = label_writes.get(key, [])
+        assert len(writes) == len(states), (key, states, [(w.user, w.timestamp) for w in writes])
+        periods[key] = [Owned(shard, drained, write.received)
+                        for (shard, drained), write in zip(states, writes, strict=True)]
+    return periods
+
+
+def owner_at(periods: list[Owned], moment: datetime) -> Owned | None:
+    current = None
+    for period in periods:
+        if period.since <= moment:
+            current = period
+    return current
+
+
+# --------------------------------------------------------------------------- the scenario
+
+
+def as_the_ring_says(admin: Kube, assignment: dict[str, str]) -> None:
+    """Every AppTask is labelled with the shard the ring of the live shards gives its uid."""
+    ring = Ring(live_shards(admin))
+    wrong = {item["metadata"]["name"] for item in admin.list(APPTASKS.path(NAMESPACE))["items"]
+             if ring.owner(item["metadata"]["uid"]) != assignment[item["metadata"]["name"]]}
+    assert not wrong, f"not where the ring puts them: {sorted(wrong)[:10]}"
+
+
+def caches_hold_their_share(processes: list[Process], assignment: dict[str, str],
+                            tolerance: float | None) -> None:
+    """Each process caches exactly its shard's AppTasks and their Deployments, and (with a
+    `tolerance`) within that fraction of an equal share."""
+    counts = Counter(assignment.values())
+    for process in processes:
+        shard = shard_of(process)
+        poll_until(lambda p=process, s=shard: cached(p, "apptasks") == counts[s]
+                   and cached(p, "deployments") == counts[s], timeout=10,
+                   message=f"{process.user} caching the {counts[shard]} AppTasks of {shard}")
+        if tolerance is not None:
+            share = len(assignment) / len(processes)
+            assert abs(counts[shard] - share) <= tolerance * share, (process.user, counts)
+
+
+def test_replicas_share_the_apptasks_and_hand_them_over_one_writer_at_a_time(
+        plane: ControlPlane, padmin: Kube, controller: Callable[..., Process]) -> None:
+    admin = padmin
+    mark = plane.audit.mark()
+    first = [controller(CONFIG, user=user, plane=plane) for user in USERS[:3]]
+    poll_until(lambda: len(live_shards(admin)) == 3 and all(
+        p.metric("ssa_controller_ring_shards") == 3 for p in first), timeout=30,
+        message="three live shards, seen by every replica", ignore=(urllib3.exceptions.HTTPError,))
+    shards = {p.user: shard_of(p) for p in first}
+    (leader,) = leaders(first)
+    names = {f"task-{i}" for i in range(APPTASKS_COUNT)}
+
+    with Observed(admin) as seen:
+        # three replicas: every AppTask assigned and converged, each cache its share
+        started = time.monotonic()
+        with ThreadPoolExecutor(4) as pool:
+            list(pool.map(lambda n: put_apptask(admin, apptask(n, NAMESPACE)), sorted(names)))
+        before = poll_until(lambda: seen.converged(live_shards(admin), names),
+                            timeout=CONVERGE, interval=1,
+                            message="every AppTask assigned, applied and reported")
+        print(f"{APPTASKS_COUNT} AppTasks converged on 3 shards in "
+              f"{time.monotonic() - started:.1f}s: {Counter(before.values())}")
+        as_the_ring_says(admin, before)
+        caches_hold_their_share(first, before, tolerance=0.15)
+
+        # a fourth joins: about a quarter move to it, each drained by its shard first
+        writes_before = sharder_writes(leader)
+        fourth = controller(CONFIG, user=USERS[3], plane=plane)
+        shards[fourth.user] = shard_of(fourth)
+        started = time.monotonic()
+        after = poll_until(lambda: (found := seen.converged(live_shards(admin), names)) and
+                           shards[fourth.user] in found.values() and found, timeout=CONVERGE,
+                           interval=1, message="the AppTasks rebalanced onto four shards")
+        joined = time.monotonic() - started
+        moved = {n for n in names if before[n] != after[n]}
+        print(f"the fourth shard took {len(moved)} AppTasks in {joined:.1f}s")
+        destinations = Counter(after[n] for n in moved)
+        # the ring's bounded loads move a few partitions between the others too
+        assert destinations[shards[fourth.user]] >= 0.9 * len(moved), destinations
+        assert abs(len(moved) - APPTASKS_COUNT / 4) <= 0.15 * APPTASKS_COUNT / 4, len(moved)
+        as_the_ring_says(admin, after)
+        caches_hold_their_share([*first, fourth], after, tolerance=None)
+        grown = poll_until(lambda: (w := sharder_writes(leader))["drain"] - writes_before["drain"]
+                           >= len(moved) and w, timeout=10, message="drains counted")
+        assert grown["drain"] - writes_before["drain"] == len(moved)
+        assert grown["move"] == writes_before["move"]
+        assert sum(p.metric("ssa_controller_shard_drains_total") for p in first) == len(moved)
+
+        # one (not the leader) is killed: its AppTasks move at once after its lease expires
+        victim = next(p for p in first if p is not leader)
+        lost = {n for n, shard in after.items() if shard == shards[victim.user]}
+        victim.stop(signal.SIGKILL)
+        killed = time.monotonic()
+        final = poll_until(lambda: (found := seen.converged(live_shards(admin), names)) and
+                           shards[victim.user] not in found.values() and found,
+                           timeout=LEASE_DURATION + 5, interval=0.25,
+                           message="the killed shard's AppTasks moved and converged")
+        print(f"{len(lost)} AppTasks of the killed shard moved and converged in "
+              f"{time.monotonic() - killed:.1f}s")
+        changed = {n for n in names if final[n] != after[n]}
+        # the ring's bounded loads move a few partitions between the others too
+        assert lost <= changed and len(changed - lost) <= 0.05 * APPTASKS_COUNT, changed - lost
+        as_the_ring_says(admin, final)
+        survivors = [p for p in (*first, fourth) if p is not victim]
+        caches_hold_their_share(survivors, final, tolerance=None)
+        moves = poll_until(lambda: (w := sharder_writes(leader))["move"] - grown["move"]
+                           >= len(lost) and w, timeout=10, message="moves counted")
+        assert moves["move"] - grown["move"] == len(lost)
+        history = dict(seen.history)
+
+    check_the_audit_log(plane, mark, history, shards, leader.user, victim.user)
+
+
+def sharder_writes(process: Process) -> dict[str, float]:
+    return {move: process.metric(f'ssa_controller_sharder_writes_total{{move="{move}"}}')
+            for move in ("assign", "drain", "move")}
+
+
+def check_the_audit_log(plane: ControlPlane, mark: int,
+                        history: dict[str, list[tuple[str | None, bool]]],
+                        shards: dict[str, str], sharder: str, victim: str) -> None:
+    """See the module's docstring; `victim`: the user of the killed replica."""
+    events = [e for e in plane.audit.select(mark, namespace=NAMESPACE, writes=True)
+              if e.user in USERS]
+    label_writes: dict[str, list[AuditEvent]] = defaultdict(list)
+    work: dict[str, list[AuditEvent]] = defaultdict(list)
+    # in the order they were received: every label write carries the resourceVersion it was
+    # decided on, so it was sent after the write before it committed (their completions may be
+    # logged in the other order)
+    for event in sorted(events, key=lambda e: e.received):
+        key = f"{NAMESPACE}/{event.name}"
+        if event.resource == "apptasks" and event.subresource is None:
+            if event.code is not None and event.code < 400:
+                label_writes[key].append(event)
+        elif (event.resource, event.subresource) in (("deployments", None),
+                                                     ("apptasks", "status")):
+            work[key].append(event)
+    periods = assignment_periods(history, label_writes)
+
+    # every label write the sharder's (assign, drain, move), but the acknowledgement of a drain
+    # by the shard drained; a move from one shard to another (without a drain) only off the
+    # killed one
+    wrong = []
+    for key, owned in periods.items():
+        for before, after, write in zip([None, *owned[:-1]], owned, label_writes[key],
+                                        strict=True):
+            if after.shard is None:
+                fine = before is not None and before.drained and \
+                    shards[write.user] == before.shard
+            else:
+                fine = write.user == sharder and (
+                    before is None or before.shard in (None, after.shard, shards[victim]))
+            if not fine:
+                wrong.append(f"{key}: " + "; ".join(
+                    f"{o.shard} {'drained ' if o.drained else ''}by {w.user} at "
+                    f"{w.received.time()}" for o, w in zip(owned, label_writes[key],
+                                                           strict=True)))
+                break
+    assert not wrong, "label writes out of turn:\n" + "\n".join(wrong)
+
+    # every reconcile write from the shard the AppTask was assigned to then
+    strays = []
+    for key, writes in work.items():
+        for write in writes:
+            for moment in (write.received, write.timestamp):
+                period = owner_at(periods[key], moment)
+                if period is None or period.shard != shards[write.user]:
+                    strays.append((key, write.user, write.verb, write.target, moment, period))
+    assert not strays, f"writes by a shard the AppTask was not assigned to: {strays[:5]}"
+
+    # no AppTask written by two identities within a second of each other
+    close = []
+    for key, writes in work.items():
+        ordered = sorted(writes, key=lambda e: e.received)
+        for a, b in zip(ordered, ordered[1:], strict=False):
+            if a.user != b.user and (b.received - a.timestamp).total_seconds() < 1.0:
+                close.append((key, a.user, a.timestamp, b.user, b.received))
+    assert not close, f"written by two identities within a second: {close[:5]}"
