@@ -16,6 +16,7 @@ live shard acknowledged by it before the AppTask was assigned again.
 from __future__ import annotations
 
 import re
+import secrets
 import signal
 import threading
 import time
@@ -24,21 +25,38 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
 import urllib3
-from helpers import CONTROLLER_NAMESPACE, apply_rbac, apptask, put_apptask, rbac_objects
+from helpers import (
+    CONTROLLER_NAMESPACE,
+    HookedKube,
+    apply_rbac,
+    apptask,
+    container,
+    controller_client,
+    get_deployment,
+    in_process,
+    put_apptask,
+    rbac_objects,
+)
 
 from ssa_controller import crds
 from ssa_controller.apptask.desired import SHARD_LABEL
-from ssa_controller.client.kube import APPTASKS, DEPLOYMENTS, LEASES, Kube
+from ssa_controller.client.kube import APPTASKS, DEPLOYMENTS, LEASES, MERGE_PATCH, Kube
 from ssa_controller.envtest import Assets, ControlPlane, poll_until
 from ssa_controller.envtest.audit import AuditEvent
+from ssa_controller.runtime.backoff import ItemBackoff
+from ssa_controller.runtime.leader import LeaseRecord
+from ssa_controller.runtime.sharding.members import State
 from ssa_controller.runtime.sharding.ring import Ring
+from ssa_controller.runtime.sharding.sharder import Sharder
 from ssa_controller.runtime.store import Cached, Store, key_of
 from ssa_controller.runtime.watcher import Watcher, start_all
-from ssa_controller.sharded import DRAIN_LABEL, RING_LABEL
+from ssa_controller.serving.metrics import Metrics
+from ssa_controller.sharded import DRAIN_LABEL, LABELS, RING_LABEL
 
 USERS = ("controller", "controller-2", "controller-3", "controller-4")
 NAMESPACE = "sharded"
@@ -53,6 +71,7 @@ CONFIG = {"namespaces": [NAMESPACE], "sharding": {"enabled": True},
                              "renewDeadline": f"{RENEW_DEADLINE}s",
                              "retryPeriod": f"{RETRY_PERIOD}s"},
           "rateLimit": {"qps": 500, "burst": 500}, "workers": 8}
+WALL, LATER = "2024-05-06T07:08:09.123456Z", "2024-05-06T07:08:19.123456Z"
 CONVERGE = 120.0
 """How long the first convergence and the join may take on a loaded 2-core machine."""
 
@@ -371,3 +390,132 @@ def check_the_audit_log(plane: ControlPlane, mark: int,
             if a.user != b.user and (b.received - a.timestamp).total_seconds() < 1.0:
                 close.append((key, a.user, a.timestamp, b.user, b.received))
     assert not close, f"written by two identities within a second: {close[:5]}"
+
+
+# --------------------------------------------------------------------------- races
+
+
+@pytest.fixture
+def space(plane: ControlPlane, request: pytest.FixtureRequest) -> Iterator[str]:
+    """A fresh namespace on the module's control plane, and a ring (leader Lease) of its own."""
+    name = f"{request.node.name.split('[')[0][5:30].replace('_', '-')}-{secrets.token_hex(3)}"
+    admin = plane.client(user_agent="tests")
+    admin.create("/api/v1/namespaces", {"metadata": {"name": name}})
+    yield name
+    admin.delete(f"/api/v1/namespaces/{name}")
+    admin.close()
+
+
+def labelled(name: str, namespace: str, labels: dict[str, str]) -> dict[str, Any]:
+    task = apptask(name, namespace)
+    task["metadata"]["labels"] = labels
+    return task
+
+
+def labels_of(admin: Kube, namespace: str, name: str) -> dict[str, str]:
+    found: dict[str, str] = admin.get(APPTASKS.path(namespace, name))["metadata"].get(
+        "labels") or {}
+    return found
+
+
+def acknowledgements(kube: HookedKube, name: str) -> list[tuple[str, str, Any]]:
+    """The label patches `kube` sent on the AppTask `name` (not its status)."""
+    return [w for w in kube.writes
+            if w[0] == "PATCH" and w[1].endswith(f"/apptasks/{name}")]
+
+
+def test_a_drain_waits_for_the_reconcile_in_flight(plane: ControlPlane, padmin: Kube,
+                                                   space: str, tmp_path: Path) -> None:
+    """The drain mark arrives while the shard's apply of the AppTask is in flight: the
+    acknowledgement goes out only after that reconcile finished, and nothing after it."""
+    kube = controller_client(plane, tmp_path)
+    shard = "shard-a"
+    put_apptask(padmin, labelled("held", space, {SHARD_LABEL: shard}))
+    entered, release = threading.Event(), threading.Event()
+
+    def hold(send: Callable[[], Any]) -> Any:
+        entered.set()
+        assert release.wait(30)
+        return send()
+    kube.hook(lambda method, path, _: method == "PATCH" and path.endswith("/deployments/held"),
+              hold)
+    with in_process(kube, space, shard=shard) as controller:
+        poll_until(entered.is_set, timeout=10, message="the apply in flight")
+        padmin.patch(APPTASKS.path(space, "held"),
+                     {"metadata": {"labels": {DRAIN_LABEL: "true"}}}, MERGE_PATCH)
+        key = f"{space}/held"
+        poll_until(lambda: DRAIN_LABEL in (controller.apptasks.get(key) or {}).get(
+            "metadata", {}).get("labels", {}), timeout=10, message="the drain mark cached")
+        assert acknowledgements(kube, "held") == []  # the reconcile still runs
+        release.set()
+        poll_until(lambda: SHARD_LABEL not in labels_of(padmin, space, "held"), timeout=10,
+                   message="the drain acknowledged")
+        about = [w[:2] for w in kube.writes if "/held" in w[1]]
+        assert about[-1] == ("PATCH", APPTASKS.path(space, "held")), about
+        assert ("PATCH", DEPLOYMENTS.path(space, "held")) in about[:-1], about
+        assert DRAIN_LABEL not in labels_of(padmin, space, "held")
+        assert controller.metrics.registry.get_sample_value(
+            "ssa_controller_shard_drains_total") == 1
+
+
+def test_an_acknowledgement_that_races_a_change_is_sent_again(
+        plane: ControlPlane, padmin: Kube, space: str, tmp_path: Path) -> None:
+    """The AppTask changes between the shard's read and its acknowledgement: the
+    acknowledgement (preconditioned on the version read) is refused and sent again, and the
+    drained shard never applies the change."""
+    kube = controller_client(plane, tmp_path)
+    shard = "shard-a"
+    put_apptask(padmin, labelled("raced", space, {SHARD_LABEL: shard}))
+
+    def change_first(send: Callable[[], Any]) -> Any:
+        padmin.patch(APPTASKS.path(space, "raced"), {"spec": {"image": "nginx:1.26"}},
+                     MERGE_PATCH)
+        return send()
+    with in_process(kube, space, shard=shard):
+        poll_until(lambda: get_deployment(padmin, space, "raced"), timeout=10,
+                   message="the Deployment applied")
+        kube.hook(lambda method, path, _: method == "PATCH"
+                  and path == APPTASKS.path(space, "raced"), change_first)
+        padmin.patch(APPTASKS.path(space, "raced"),
+                     {"metadata": {"labels": {DRAIN_LABEL: "true"}}}, MERGE_PATCH)
+        poll_until(lambda: SHARD_LABEL not in labels_of(padmin, space, "raced"), timeout=10,
+                   message="the drain acknowledged")
+        assert len(acknowledgements(kube, "raced")) == 2
+    found = get_deployment(padmin, space, "raced")
+    assert found is not None and container(found)["image"] == "nginx:1.25"
+
+
+def test_a_shard_is_fenced_only_once_a_fresh_read_shows_its_lease_unrenewed(
+        plane: ControlPlane, padmin: Kube, space: str, tmp_path: Path) -> None:
+    """The sharder's view says a shard's Lease went unrenewed for its duration (a stalled
+    watch), but the Lease was renewed: read afresh, it is left alone. Unrenewed for a duration
+    after that read, it is fenced (written released), so that its AppTasks may move."""
+    now = [1000.0]
+    ring = f"ring-{secrets.token_hex(3)}"
+    kube = controller_client(plane, tmp_path, Kube)
+    metrics = Metrics()
+    sharder = Sharder(kube, APPTASKS, LABELS, lease_namespace=CONTROLLER_NAMESPACE,
+                      ring={RING_LABEL: ring}, lease_duration=5, namespaces=[space],
+                      accept=lambda key: True, field_manager="tests", period=60,
+                      backoff=ItemBackoff(0.5, 2, 5, 0), metrics=metrics.sharding(ring, "me"),
+                      clock=lambda: now[0])
+    path = LEASES.path(CONTROLLER_NAMESPACE, f"victim-{ring}")
+    name = f"victim-{ring}"
+    lease = padmin.create(LEASES.path(CONTROLLER_NAMESPACE), {
+        "metadata": {"name": name, "labels": {RING_LABEL: ring}},
+        "spec": LeaseRecord(name, 5, WALL, WALL, 0).to_spec()})
+    try:
+        sharder.members.observe(name, LeaseRecord.from_lease(lease), now[0])  # then stalled
+        padmin.update(path, {**lease, "spec": LeaseRecord(name, 5, WALL, LATER, 0).to_spec()})
+        now[0] += 5
+        assert sharder.members.due(now[0]) == [name]
+        sharder._check_ring()
+        assert padmin.get(path)["spec"]["holderIdentity"] == name  # renewed: left alone
+        assert sharder.members.state(name, now[0]) is State.LIVE
+        now[0] += 5
+        sharder._check_ring()
+        assert padmin.get(path)["spec"]["holderIdentity"] == ""  # unrenewed since: fenced
+        assert sharder.members.state(name, now[0]) is State.DEAD
+    finally:
+        padmin.delete(path)
+        kube.close()

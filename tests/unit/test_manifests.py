@@ -161,6 +161,10 @@ def test_expected_objects_are_present() -> None:
             ("ClusterRole", "ssa-controller-metrics-reader"),
             ("Role", "ssa-controller-leader-election"),
             ("RoleBinding", "ssa-controller-leader-election"),
+            ("ClusterRole", "ssa-controller-sharding"),
+            ("ClusterRoleBinding", "ssa-controller-sharding"),
+            ("Role", "ssa-controller-shard-leases"),
+            ("RoleBinding", "ssa-controller-shard-leases"),
             ("ConfigMap", "ssa-controller-config"),
             ("NetworkPolicy", "ssa-controller"),
             ("Deployment", "ssa-controller"),
@@ -716,15 +720,21 @@ def test_the_namespaced_component_binds_the_controller_in_its_namespaces_only(
     assert [b["roleRef"]["name"] for b in by_kind["ClusterRoleBinding"]] == [
         "ssa-controller-metrics-auth"]  # reviews are cluster-scoped, nothing else is
     config = yaml.safe_load(next(c for c in by_kind["ConfigMap"])["data"]["controller.yaml"])
-    bound = sorted(b["metadata"]["namespace"] for b in by_kind["RoleBinding"]
-                   if b["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io",
-                                       "kind": "ClusterRole", "name": "ssa-controller"})
-    assert bound == sorted(config["namespaces"])
-    [lease_role] = by_kind["Role"]
-    assert lease_role["rules"] == [
+    for role in ("ssa-controller", "ssa-controller-sharding"):
+        bound = sorted(b["metadata"]["namespace"] for b in by_kind["RoleBinding"]
+                       if b["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io",
+                                           "kind": "ClusterRole", "name": role})
+        assert bound == sorted(config["namespaces"]), role
+    roles = {r["metadata"]["name"]: r for r in by_kind["Role"]}
+    assert roles["ssa-controller-leader-election"]["rules"] == [
         {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["create"]},
         {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"],
          "resourceNames": [config["leaderElection"]["leaseName"]], "verbs": ["get", "update"]}]
+    # with sharding, the shard Leases (named after the replicas) of the controller's namespace
+    assert roles["ssa-controller-shard-leases"]["rules"] == [
+        {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"],
+         "verbs": ["get", "update", "list", "watch", "delete"]}]
+    assert {r["metadata"]["namespace"] for r in roles.values()} == {NAMESPACE}
     base = yaml.safe_load(controller_yaml_text())
     del config["namespaces"], config["leaderElection"]["leaseName"]
     assert config == base  # the rest as the base has it

@@ -210,15 +210,17 @@ def test_released_leases_are_removable_after_the_grace() -> None:
     assert members.removable(160.0, grace=60) == ["a"]
 
 
-def test_the_next_deadline_is_the_earliest_live_or_missing_one() -> None:
+def test_the_next_deadline_is_the_earliest_live_missing_or_removable_one() -> None:
     members = Members(lease_duration=15)
-    assert members.next_deadline(0.0) is None
+    assert members.next_deadline(0.0, grace=60) is None
     members.observe("a", held("a", duration=10), now=100.0)
     members.notice("ghost", now=98.0)
-    assert members.next_deadline(101.0) == pytest.approx(9.0)
-    assert members.next_deadline(109.0) == pytest.approx(1.0)
-    assert members.next_deadline(110.0) == pytest.approx(3.0)  # a is due now
-    assert members.next_deadline(113.0) is None
+    members.observe("gone", held("gone").released(WALL), now=90.0)
+    assert members.next_deadline(101.0, grace=60) == pytest.approx(9.0)
+    assert members.next_deadline(109.0, grace=60) == pytest.approx(1.0)
+    assert members.next_deadline(110.0, grace=60) == pytest.approx(3.0)  # a is due now
+    assert members.next_deadline(113.0, grace=60) == pytest.approx(37.0)  # gone's removal
+    assert members.next_deadline(150.0, grace=60) is None
 
 
 # --------------------------------------------------------------------------- labels

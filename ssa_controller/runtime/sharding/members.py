@@ -98,14 +98,22 @@ class Members:
         return sorted(n for n in self._leases
                       if (deadline := self._deadline(n)) is not None and now >= deadline)
 
+    def _released(self) -> dict[str, float]:
+        """The Leases held by nobody, and when each was seen released."""
+        seen = {name: observation.seen for name, observation in self._leases.items()}
+        return {name: since for name, (record, since) in seen.items()
+                if record is not None and not record.holder}
+
     def removable(self, now: float, grace: float) -> list[str]:
         """The shards whose Lease has been released (held by nobody) for `grace` seconds: their
         objects have moved long since, and a Lease per replica ever started would pile up."""
-        return sorted(n for n, o in self._leases.items()
-                      if (r := o.seen[0]) is not None and not r.holder and now >= o.seen[1] + grace)
+        return sorted(n for n, since in self._released().items() if now >= since + grace)
 
-    def next_deadline(self, now: float) -> float | None:
-        """Seconds until the next LIVE or missing shard's time is up (None: none pending)."""
+    def next_deadline(self, now: float, grace: float) -> float | None:
+        """Seconds until the next LIVE or missing shard's time is up, or the next released
+        Lease becomes removable after `grace` (None: nothing pending)."""
         pending = [d - now for n in self._leases
                    if (d := self._deadline(n)) is not None and d > now]
+        pending += [since + grace - now for since in self._released().values()
+                    if since + grace > now]
         return min(pending, default=None)

@@ -12,7 +12,7 @@ sharder runs). Only while leading does it write, from a work queue and its own t
   shard that is due (see members) is read afresh and, if still unrenewed or missing, fenced: its
   Lease written released (preconditioned on the version read), so it is DEAD from then on
   whatever a stalled watch showed. When the live set changes or a shard dies, a rebalance
-  follows. Released Leases are deleted RELEASED_LEASE_TTL later.
+  follows. Released Leases are deleted RELEASED_LEASES_KEPT lease durations later.
 - the rebalance's key (REBALANCE): lists every assigned object (paged) and plans, for those
   whose shard is not the ring's owner, a drain (the shard LIVE) or a move (DEAD); also every
   `period` seconds, for whatever a failure left behind.
@@ -46,11 +46,11 @@ log = logging.getLogger(__name__)
 RING = "ring"
 REBALANCE = "rebalance"
 """The queue keys of the ring's check and of the rebalance (object keys hold a '/')."""
-RELEASED_LEASE_TTL = 60.0
-"""How long a released shard Lease stays before the sharder deletes it (each replica ever
-started names a Lease of its own)."""
+RELEASED_LEASES_KEPT = 4
+"""A released shard Lease is deleted this many lease durations after its release (each replica
+ever started names a Lease of its own): long after its objects moved."""
 CHECK_EVERY = 30.0
-"""The ring is checked at least this often while leading (released Leases to delete)."""
+"""The ring is checked at least this often while leading."""
 WORKERS = 4
 
 
@@ -106,6 +106,8 @@ class Sharder:
         self.clock = clock
         self.wall_clock = wall_clock
         self.members = Members(lease_duration)
+        self.kept = RELEASED_LEASES_KEPT * lease_duration
+        """How long a released Lease stays."""
         self.leases = Store()
         self.unassigned = Store()
         self.queue = WorkQueue(backoff, clock=clock, metrics=metrics.queue())
@@ -238,9 +240,9 @@ class Sharder:
                 self._ring = Ring(live)
             died = dead - self._dead
             self._dead = dead
-            removable = self.members.removable(now, RELEASED_LEASE_TTL)
+            removable = self.members.removable(now, self.kept)
             waiting = list(self._waiting) if changed else []
-            later = self.members.next_deadline(now)
+            later = self.members.next_deadline(now, self.kept)
         if changed:
             self._ring_changed(live)
         if changed or died:
