@@ -33,19 +33,24 @@ import urllib3
 from helpers import (
     CONTROLLER_NAMESPACE,
     HookedKube,
+    allowed,
     apply_rbac,
     apptask,
     container,
     controller_client,
     get_deployment,
     in_process,
+    manifest_roles,
     put_apptask,
     rbac_objects,
+    rbac_path,
+    rule_triples,
+    without,
 )
 
 from ssa_controller import crds
 from ssa_controller.apptask.desired import SHARD_LABEL
-from ssa_controller.client.kube import APPTASKS, DEPLOYMENTS, LEASES, MERGE_PATCH, Kube
+from ssa_controller.client.kube import APPTASKS, DEPLOYMENTS, LEASES, MERGE_PATCH, ApiError, Kube
 from ssa_controller.envtest import Assets, ControlPlane, poll_until
 from ssa_controller.envtest.audit import AuditEvent
 from ssa_controller.runtime.backoff import ItemBackoff
@@ -519,3 +524,163 @@ def test_a_shard_is_fenced_only_once_a_fresh_read_shows_its_lease_unrenewed(
     finally:
         padmin.delete(path)
         kube.close()
+
+
+# --------------------------------------------------------------------------- least privilege
+
+
+FAST = {"leaseDuration": "3s", "renewDeadline": "2s", "retryPeriod": "500ms"}
+"""Lease timings of the sharding job: a released shard Lease is deleted 12 s after."""
+STEP_TIMEOUT = 15.0
+
+
+class ShardingJob:
+    """One compact sharded run that needs every permission sharding adds: a shard syncs the
+    ring's view (its Leases listed and watched), the sharder assigns a new AppTask within a
+    second (a label patch), a second shard joins and AppTasks are drained to it (label patches
+    by the sharder and by the first shard, which acknowledges), the second one stops (SIGTERM:
+    its Lease released) and its AppTasks move back, and its released Lease is deleted.
+
+    Each step raises AssertionError naming what failed; every poll also fails at once if a
+    controller process exits."""
+
+    def __init__(self, admin: Kube, start: Callable[..., Process], plane: ControlPlane,
+                 namespace: str) -> None:
+        self.admin, self.start, self.plane, self.namespace = admin, start, plane, namespace
+        self.ring = f"ring-{secrets.token_hex(3)}"
+        self.processes: list[Process] = []
+
+    def config(self) -> dict[str, Any]:
+        return {"namespaces": [self.namespace], "sharding": {"enabled": True},
+                "leaderElection": {"enabled": True, "namespace": CONTROLLER_NAMESPACE,
+                                   "leaseName": self.ring, **FAST}}
+
+    def step(self, what: str, check: Callable[[], Any], timeout: float = STEP_TIMEOUT) -> Any:
+        def probe() -> Any:
+            for process in self.processes:
+                code = process.proc.poll()
+                if code is not None and process.user == "controller":
+                    raise AssertionError(f"{what}: the controller exited with code {code}:\n"
+                                         f"{process.log()[-1500:]}")
+            return check()
+        return poll_until(probe, timeout=timeout, interval=0.1, message=what,
+                          ignore=(ApiError, urllib3.exceptions.HTTPError))
+
+    def where(self) -> dict[str, str | None]:
+        """{AppTask name: its shard}, once each Deployment carries its AppTask's shard label
+        and no drain is pending (else empty)."""
+        tasks = self.admin.list(APPTASKS.path(self.namespace))["items"]
+        deployments = {d["metadata"]["name"]: d["metadata"]["labels"].get(SHARD_LABEL)
+                       for d in self.admin.list(DEPLOYMENTS.path(self.namespace))["items"]}
+        found = {}
+        for task in tasks:
+            labels = task["metadata"].get("labels") or {}
+            name = task["metadata"]["name"]
+            if DRAIN_LABEL in labels or deployments.get(name) != labels.get(SHARD_LABEL):
+                return {}
+            found[name] = labels.get(SHARD_LABEL)
+        return found
+
+    def run(self) -> None:
+        admin, namespace = self.admin, self.namespace
+        first = self.start(self.config(), user="controller", plane=self.plane, ready=False)
+        self.processes.append(first)
+        self.step("caches synced (/readyz)",
+                  lambda: first.get(first.health_port, "/readyz")[0] == 200)
+        one = shard_of(first)
+
+        mark = self.plane.audit.mark()
+        put_apptask(admin, apptask("solo", namespace))
+        self.step("a new AppTask assigned",
+                  lambda: labels_of(admin, namespace, "solo").get(SHARD_LABEL) == one)
+        (created,) = self.plane.audit.select(mark, resource="apptasks", name="solo",
+                                             user="admin", writes=True)
+        (assigned,) = [e for e in self.plane.audit.select(mark, resource="apptasks",
+                                                          name="solo", writes=True)
+                       if e.user == "controller" and e.subresource is None]
+        took = (assigned.received - created.timestamp).total_seconds()
+        assert took < 1.0, f"a new AppTask assigned within a second: took {took:.2f}s"
+
+        names = {"solo", *(f"task-{i}" for i in range(11))}
+        for name in sorted(names - {"solo"}):
+            put_apptask(admin, apptask(name, namespace))
+        self.step("AppTasks converged on the first shard",
+                  lambda: self.where().keys() == names and set(self.where().values()) == {one})
+
+        second = self.start(self.config(), user="controller-2", plane=self.plane, ready=False)
+        self.processes.append(second)
+        two = self.step("the second shard named", lambda: shard_of(second))
+        self.step("AppTasks drained to the second shard",
+                  lambda: set(self.where().values()) == {one, two})
+        assert second.stop(signal.SIGTERM) == 0, second.log()[-1500:]
+        self.step("the second shard's AppTasks moved back",
+                  lambda: set(self.where().values()) == {one})
+        self.step("the released shard Lease deleted",
+                  lambda: not admin.list(LEASES.path(CONTROLLER_NAMESPACE), {
+                      "fieldSelector": f"metadata.name={two}"})["items"], timeout=30)
+
+
+@pytest.mark.sharding
+def test_the_sharding_rbac_is_enough_for_the_whole_job(
+        plane: ControlPlane, padmin: Kube, controller: Callable[..., Process],
+        space: str) -> None:
+    mark = plane.audit.mark()
+    ShardingJob(padmin, controller, plane, space).run()
+    refused = [e for e in plane.audit.select(mark) if e.user in USERS and e.code == 403]
+    assert not refused, f"requests refused: {[(e.verb, e.target) for e in refused]}"
+
+
+def test_sharding_rbac_names_every_group_resource_and_verb() -> None:
+    roles = manifest_roles(sharding=True)
+    assert {(role["kind"], name) for name, role in roles.items()} == {
+        ("ClusterRole", "ssa-controller-sharding"), ("Role", "ssa-controller-shard-leases")}
+    assert set(rule_triples(sharding=True)) == {
+        ("ssa-controller-sharding", "example.com", "apptasks", "patch"),
+        *(("ssa-controller-shard-leases", "coordination.k8s.io", "leases", verb)
+          for verb in ("list", "watch", "delete"))}
+    assert roles["ssa-controller-shard-leases"]["metadata"]["namespace"] == CONTROLLER_NAMESPACE
+    for role in roles.values():
+        for rule in role["rules"]:
+            assert not rule.get("resourceNames") and not any(
+                "*" in item for key in ("apiGroups", "resources", "verbs") for item in rule[key])
+
+
+SHARDING_FAILURE = {
+    ("example.com", "apptasks", "patch"): "a new AppTask assigned",
+    ("coordination.k8s.io", "leases", "list"): "caches synced",
+    ("coordination.k8s.io", "leases", "delete"): "the released shard Lease deleted",
+}
+"""Where the sharding job fails without each of the rules sharding adds (without `watch` on
+Leases, the ring knows only the shards its first list found: the job fails at the first AppTask
+or at the second shard, as the list came before or after the first shard's Lease)."""
+
+
+@pytest.mark.sharding
+@pytest.mark.parametrize("name,group,resource,verb", rule_triples(sharding=True),
+                         ids=[f"{n}:{r}.{g}:{v}" for n, g, r, v in rule_triples(sharding=True)])
+def test_every_sharding_rule_is_needed(plane: ControlPlane, padmin: Kube,
+                                       controller: Callable[..., Process], space: str,
+                                       name: str, group: str, resource: str, verb: str) -> None:
+    role = with_users([manifest_roles(sharding=True)[name]], USERS)[0]
+    scope = role["metadata"].get("namespace") or space
+    job = ShardingJob(padmin, controller, plane, space)
+    padmin.apply(rbac_path(role), without(role, group, resource, verb), field_manager="tests",
+                 force=True)
+    try:
+        poll_until(lambda: not allowed(padmin, "controller", scope, group, resource, verb),
+                   timeout=10, message=f"{verb} {resource} revoked from user controller")
+        try:
+            job.run()
+        except AssertionError as exc:
+            failure = str(exc)
+        else:
+            pytest.fail(f"the sharding job passed without {verb} on {resource} ({group}): the "
+                        "rule is unnecessary, remove it from manifests/rbac.yaml")
+    finally:
+        for process in job.processes:
+            process.stop(signal.SIGKILL)
+        padmin.apply(rbac_path(role), role, field_manager="tests", force=True)
+        poll_until(lambda: allowed(padmin, "controller", scope, group, resource, verb),
+                   timeout=10, message=f"{verb} {resource} restored")
+    expected = SHARDING_FAILURE.get((group, resource, verb))
+    assert expected is None or expected in failure, failure
