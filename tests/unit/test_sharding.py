@@ -1,17 +1,22 @@
 """Sharding's pure parts: the hash (FNV-1a 64 test vectors), the ring's partitions (balance,
 moves on joins and leaves, KEP-5866 ranges), the shards' liveness from their Leases as observed,
-and the label protocol (what the sharder writes, what a shard does)."""
+and the label protocol (what the sharder writes, what a shard does); and a sharded process's
+wiring (its watches, which Lease its workers and its sharder follow, the release order)."""
 
 from __future__ import annotations
 
 import random
 import re
+import threading
 import uuid
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from ssa_controller.client.kube import Kube
+from ssa_controller.runner import Process
 from ssa_controller.runtime.leader import LeaseRecord
 from ssa_controller.runtime.sharding.labels import Action, Move, ShardLabels, Verdict
 from ssa_controller.runtime.sharding.members import Members, State
@@ -22,6 +27,7 @@ from ssa_controller.runtime.sharding.ring import (
     fnv1a64,
     partition_of,
 )
+from ssa_controller.settings.config import parse_config
 from ssa_controller.sharded import LABELS, shard_name
 
 WALL = "2024-05-06T07:08:09.123456Z"
@@ -307,3 +313,70 @@ def test_shard_names_keep_the_host_and_differ_per_process() -> None:
 
 def test_the_apptask_labels_are_the_controllers_own() -> None:
     assert LABELS == ShardLabels("apptasks.example.com/shard", "apptasks.example.com/drain")
+
+
+# --------------------------------------------------------------------------- the process
+
+
+def sharded_process(**config: Any) -> Process:
+    return Process(parse_config({"sharding": {"enabled": True},
+                                 "shutdownGracePeriod": "200ms", **config}),
+                   Kube("https://127.0.0.1:9"), identity="host_6b9c2f0e-3a1d-4e8b")
+
+
+class Elector:
+    def __init__(self, name: str, order: list[str], leading: bool = True) -> None:
+        self.name, self.order, self.is_leader = name, order, leading
+
+    def release(self) -> bool:
+        self.order.append(self.name)
+        return True
+
+
+def test_a_sharded_process_watches_its_share_only() -> None:
+    process = sharded_process(namespaces=["team-a"])
+    name = shard_name("host_6b9c2f0e-3a1d-4e8b")
+    assert process.shard_name == name and process.sharder is not None
+    selectors = sorted(w.label_selector or "" for w in process.controller.watchers)
+    assert selectors == [f"app.kubernetes.io/managed-by=ssa-controller,"
+                         f"apptasks.example.com/shard={name}",
+                         f"apptasks.example.com/shard={name}"]
+    assert process.controller.reconciler.shard == name
+    assert sorted(w.label_selector or "" for w in process.sharder.watchers) == [
+        "!apptasks.example.com/shard", "apptasks.example.com/ring=ssa-controller"]
+    assert process._shard_elector().name == name
+
+
+@pytest.mark.parametrize("config", [{"sharding": {"enabled": False}}, {"dryRun": True}])
+def test_without_sharding_or_in_a_dry_run_a_process_sees_every_apptask(
+        config: dict[str, Any]) -> None:
+    process = sharded_process(**config)
+    assert process.shard_name is None and process.sharder is None
+    assert all(w.label_selector in (None, "app.kubernetes.io/managed-by=ssa-controller")
+               for w in process.controller.watchers)
+
+
+def test_workers_follow_the_shard_lease_and_the_sharder_the_leader_lease() -> None:
+    process = sharded_process()
+    order: list[str] = []
+    process.shard_elector = Elector("shard", order, leading=False)  # type: ignore[assignment]
+    process.elector = Elector("leader", order)  # type: ignore[assignment]
+    assert not process.may_lead() and process.may_shard()
+    process.shard_elector.is_leader = True  # type: ignore[union-attr]
+    process.elector.is_leader = False  # type: ignore[union-attr]
+    assert process.may_lead() and not process.may_shard()
+
+
+@pytest.mark.parametrize(("busy", "released"), [(0.05, ["shard", "leader"]), (5.0, [])])
+def test_the_shard_lease_is_released_first_once_workers_and_sharder_finished(
+        busy: float, released: list[str]) -> None:
+    process = sharded_process()
+    order: list[str] = []
+    process.shard_elector = Elector("shard", order)  # type: ignore[assignment]
+    process.elector = Elector("leader", order)  # type: ignore[assignment]
+    done = threading.Event()
+    process.sharding = [threading.Thread(target=done.wait, args=(busy,), daemon=True)]
+    process.sharding[0].start()
+    process.shutdown()  # with a grace period of 200 ms
+    done.set()
+    assert order == released
