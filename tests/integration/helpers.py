@@ -91,14 +91,14 @@ def kubectl(cluster: ControlPlane, *args: str,
                           input=stdin, capture_output=True, text=True, timeout=60, check=True)
 
 
-def rbac_objects() -> list[dict[str, Any]]:
-    """manifests/rbac.yaml, with the bindings' subjects extended to the test users."""
+def rbac_objects(users: tuple[str, ...] = TEST_USERS) -> list[dict[str, Any]]:
+    """manifests/rbac.yaml, with the bindings' subjects extended to `users` (the test users)."""
     objects = [o for o in yaml.safe_load_all((MANIFESTS / "rbac.yaml").read_text()) if o]
     for obj in objects:
         if obj["kind"] in ("ClusterRoleBinding", "RoleBinding"):
             obj["subjects"] = obj.get("subjects", []) + [
                 {"kind": "User", "apiGroup": "rbac.authorization.k8s.io", "name": user}
-                for user in TEST_USERS]
+                for user in users]
     return objects
 
 

@@ -95,19 +95,9 @@ def plane(assets: Assets, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
         crds.install(admin)
         for name in (CONTROLLER_NAMESPACE, NAMESPACE):
             admin.create("/api/v1/namespaces", {"metadata": {"name": name}})
-        apply_rbac(admin, with_users(rbac_objects(), USERS))
+        apply_rbac(admin, rbac_objects(USERS))
         admin.close()
         yield plane
-
-
-def with_users(objects: list[dict[str, Any]], users: tuple[str, ...]) -> list[dict[str, Any]]:
-    """The RBAC objects with every binding's subjects extended to `users`."""
-    for obj in objects:
-        if obj["kind"] in ("ClusterRoleBinding", "RoleBinding"):
-            known = {s["name"] for s in obj["subjects"]}
-            obj["subjects"] += [{"kind": "User", "apiGroup": "rbac.authorization.k8s.io",
-                                 "name": user} for user in users if user not in known]
-    return objects
 
 
 @pytest.fixture
@@ -661,7 +651,7 @@ or at the second shard, as the list came before or after the first shard's Lease
 def test_every_sharding_rule_is_needed(plane: ControlPlane, padmin: Kube,
                                        controller: Callable[..., Process], space: str,
                                        name: str, group: str, resource: str, verb: str) -> None:
-    role = with_users([manifest_roles(sharding=True)[name]], USERS)[0]
+    role = manifest_roles(sharding=True)[name]
     scope = role["metadata"].get("namespace") or space
     job = ShardingJob(padmin, controller, plane, space)
     padmin.apply(rbac_path(role), without(role, group, resource, verb), field_manager="tests",

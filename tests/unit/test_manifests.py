@@ -857,13 +857,18 @@ METRICS_JOB = "ssa-controller-metrics"
 ALERTS = {
     "SsaControllerReconcileErrors", "SsaControllerFightDetected", "SsaControllerWorkQueueGrowing",
     "SsaControllerNoLeader", "SsaControllerWatchRelists", "SsaControllerRejectedSpecs",
+    "SsaControllerAppTasksUnassigned",
 }
 PANELS = [
     "Reconciles by result", "Reconcile errors", "Reconcile duration", "Work queue depth",
     "Work queue latency", "Work queue adds and retries", "Applies by outcome",
     "Fights and conflicts", "API requests by code and verb", "API request latency",
     "Cached objects", "Memory (RSS)", "Leader", "Watch restarts and relists",
+    "Sharding (sharding.enabled)", "AppTasks per shard", "Shard label writes", "Drain time",
+    "Unassigned AppTasks",
 ]
+ROW = "row"
+"""A dashboard row: a title over the panels below it, no query of its own."""
 METRIC_NAME = re.compile(
     r"\b((?:controller_runtime|workqueue|rest_client|leader_election|ssa_controller|process)_[a-z_]+)"
 )
@@ -897,15 +902,19 @@ def alert_rules() -> list[dict[str, Any]]:
 
 def dashboard_exprs() -> list[str]:
     panels = json.loads(DASHBOARD.read_text())["panels"]
-    return [target["expr"] for panel in panels for target in panel["targets"]]
+    return [target["expr"] for panel in panels if panel["type"] != ROW
+            for target in panel["targets"]]
 
 
 def served_metric_names() -> set[str]:
-    """Every sample name the controller's /metrics serves (histograms with their suffixes)."""
+    """Every sample name the controller's /metrics serves (histograms with their suffixes), a
+    sharded process's included."""
     from ssa_controller.serving.metrics import Metrics
 
+    metrics = Metrics()
+    metrics.sharding("ring", "shard")
     suffixes = {"counter": ("_total",), "histogram": ("_bucket", "_sum", "_count"), "gauge": ("",)}
-    return {family.name + suffix for family in Metrics().registry.collect()
+    return {family.name + suffix for family in metrics.registry.collect()
             for suffix in suffixes[family.type]}
 
 
@@ -995,12 +1004,13 @@ def test_prometheus_is_bound_to_the_metrics_reader_role() -> None:
 def test_alerts_are_the_listed_ones_with_summary_description_and_runbook() -> None:
     rules = alert_rules()
     assert {r["alert"] for r in rules} == ALERTS and len(rules) == len(ALERTS)
-    readme = (MANIFESTS.parent / "README.md").read_text()
+    readme = "".join(p.read_text() for p in (MANIFESTS.parent / "README.md",
+                                              *sorted((MANIFESTS.parent / "docs").glob("*.md"))))
     for rule in rules:
         assert set(rule) <= {"alert", "expr", "for", "labels", "annotations"}, rule["alert"]
         assert rule["labels"]["severity"] in {"critical", "warning", "info"}
         assert set(rule["annotations"]) == {"summary", "description"}, rule["alert"]
-        assert f"`{rule['alert']}`" in readme, f"no runbook for {rule['alert']} in README.md"
+        assert f"`{rule['alert']}`" in readme, f"no runbook for {rule['alert']} in the docs"
         if "for" in rule:
             go_duration_seconds(rule["for"])
 
@@ -1032,6 +1042,9 @@ def test_dashboard_panels_and_variables() -> None:
     ids = [p["id"] for p in dashboard["panels"]]
     assert len(ids) == len(set(ids))
     for panel in dashboard["panels"]:
+        if panel["type"] == ROW:
+            assert not panel.get("targets") and panel["gridPos"]["w"] == 24
+            continue
         assert panel["datasource"] == {"type": "prometheus", "uid": "${datasource}"}
         assert panel["targets"] and panel.get("description")
         for target in panel["targets"]:
