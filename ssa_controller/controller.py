@@ -2,7 +2,9 @@
 
 Data flows one way: watch event -> store -> predicate -> key enqueued -> worker -> reconcile
 -> apply / status patch -> Result -> the one outcome switch (error: rate-limited retry;
-requeue_after: forget the backoff, add after the delay; success: forget).
+requeue_after: forget the backoff, add after the delay; success: forget). With sharding, the
+watches select this shard's AppTasks and Deployments, and its gate (sharded.Shard) comes
+before each reconcile.
 """
 
 from __future__ import annotations

@@ -2,7 +2,8 @@
 
 The body holds only what the controller owns: identity, the owner reference (the controller
 reference with blockOwnerDeletion, as controller-runtime's SetControllerReference makes it), the
-managed-by label, the selector, the Pod Security Standard "restricted" settings
+managed-by label (with sharding, the shard label too: `child_metadata`, every child's), the
+selector, the Pod Security Standard "restricted" settings
 (`podTemplate.restricted`), and exactly the fields the AppTask specifies. No nulls, no empty
 values, no other defaults the user did not ask for (a port's protocol is always sent: it is part
 of the list key the API server merges ports by, and the CRD defaults it to TCP anyway). Creating

@@ -2,13 +2,15 @@
 
 Only the leader reconciles. `Election` is the pure decision logic of client-go's
 tools/leaderelection `tryAcquireOrRenew`: it remembers the last lease record it observed
-and the LOCAL clock reading at which that record last changed, and judges expiry by that
-local time plus the record's leaseDurationSeconds, never by the timestamps in the record
-(so clock skew between replicas does not matter). `LeaderElector` does the I/O: it gets,
+and the LOCAL clock reading at which that record last changed (`Observation`, which the
+sharder's view of the shard Leases uses too), and judges expiry by that local time plus the
+record's leaseDurationSeconds, never by the timestamps in the record (so clock skew between
+replicas does not matter). `LeaderElector` does the I/O: it gets,
 creates and updates the Lease through `Kube`, with optimistic concurrency (a PUT carries
 the resourceVersion it read, so a 409 means another candidate won the race). Every lease
 request is bounded by the time left before the deadline of its attempt (connect + read), so
-a slow or unreachable server cannot hold a renewal past the renew deadline.
+a slow or unreachable server cannot hold a renewal past the renew deadline. A Lease may carry
+labels (a shard Lease names its ring so).
 """
 
 from __future__ import annotations
