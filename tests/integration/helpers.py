@@ -151,6 +151,30 @@ def allowed(admin: Kube, user: str, namespace: str, group: str, resource: str,
     return bool(admin.create(SAR_PATH, review)["status"].get("allowed"))
 
 
+def failure_without(admin: Kube, role: dict[str, Any], rule: tuple[str, str, str], scope: str,
+                    run: Callable[[], object], stop: Callable[[], object],
+                    unneeded: str) -> str:
+    """How `run` fails (its AssertionError's text) once `role` no longer grants the (group,
+    resource, verb) `rule` to the user "controller" in `scope`; `stop` ends what it started; the
+    role is restored after. Passing means the rule is not needed: AssertionError `unneeded`."""
+    group, resource, verb = rule
+    admin.apply(rbac_path(role), without(role, group, resource, verb), field_manager="tests",
+                force=True)
+    try:
+        poll_until(lambda: not allowed(admin, CONTROLLER, scope, group, resource, verb),
+                   timeout=10, message=f"{verb} {resource} revoked from user {CONTROLLER}")
+        try:
+            run()
+        except AssertionError as exc:
+            return str(exc)
+        raise AssertionError(unneeded)
+    finally:
+        stop()
+        admin.apply(rbac_path(role), role, field_manager="tests", force=True)
+        poll_until(lambda: allowed(admin, CONTROLLER, scope, group, resource, verb),
+                   timeout=10, message=f"{verb} {resource} restored")
+
+
 def rbac_path(obj: dict[str, Any]) -> str:
     plural = obj["kind"].lower() + "s"
     namespace = obj["metadata"].get("namespace")

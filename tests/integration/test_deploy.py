@@ -24,6 +24,7 @@ from helpers import (
     condition,
     container,
     controller_writes,
+    failure_without,
     get_deployment,
     manifest_roles,
     put_apptask,
@@ -33,7 +34,6 @@ from helpers import (
     rule_triples,
     status_of,
     unowned_deployment,
-    without,
 )
 from metrics_scrape import SECURE, metrics_reader, samples, scrape, user_subject
 
@@ -505,26 +505,12 @@ only need to make it fail somewhere)."""
 def test_every_rule_is_needed(admin, controller, namespace, cluster, lease_name, reader_token,
                               name, group, resource, verb):
     role = manifest_roles()[name]
-    scope = role["metadata"].get("namespace") or namespace
     job = WholeJob(admin, controller, namespace, lease_name, reader_token)
-    admin.apply(rbac_path(role), without(role, group, resource, verb), field_manager="tests",
-                force=True)
-    try:
-        poll_until(lambda: not allowed(admin, "controller", scope, group, resource, verb),
-                   timeout=10, message=f"{verb} {resource} revoked from user controller")
-        try:
-            job.run()
-        except AssertionError as exc:
-            failure = str(exc)
-        else:
-            pytest.fail(f"the controller did its whole job without {verb} on {resource} "
-                        f"({group}): the rule is unnecessary, remove it from manifests/rbac.yaml")
-    finally:
-        if job.process is not None:
-            job.process.stop(signal.SIGKILL)
-        admin.apply(rbac_path(role), role, field_manager="tests", force=True)
-        poll_until(lambda: allowed(admin, "controller", scope, group, resource, verb),
-                   timeout=10, message=f"{verb} {resource} restored")
+    failure = failure_without(
+        admin, role, (group, resource, verb), role["metadata"].get("namespace") or namespace,
+        job.run, lambda: job.process is not None and job.process.stop(signal.SIGKILL),
+        f"the controller did its whole job without {verb} on {resource} ({group}): the rule "
+        "is unnecessary, remove it from manifests/rbac.yaml")
     expected = EXPECTED_FAILURE.get((group, resource, verb))
     assert expected is None or expected in failure, \
         f"without {verb} {resource}: expected '{expected}' to fail, got: {failure}"

@@ -33,19 +33,17 @@ import urllib3
 from helpers import (
     CONTROLLER_NAMESPACE,
     HookedKube,
-    allowed,
     apply_rbac,
     apptask,
     container,
     controller_client,
+    failure_without,
     get_deployment,
     in_process,
     manifest_roles,
     put_apptask,
     rbac_objects,
-    rbac_path,
     rule_triples,
-    without,
 )
 
 from ssa_controller import crds
@@ -652,25 +650,11 @@ def test_every_sharding_rule_is_needed(plane: ControlPlane, padmin: Kube,
                                        controller: Callable[..., Process], space: str,
                                        name: str, group: str, resource: str, verb: str) -> None:
     role = manifest_roles(sharding=True)[name]
-    scope = role["metadata"].get("namespace") or space
     job = ShardingJob(padmin, controller, plane, space)
-    padmin.apply(rbac_path(role), without(role, group, resource, verb), field_manager="tests",
-                 force=True)
-    try:
-        poll_until(lambda: not allowed(padmin, "controller", scope, group, resource, verb),
-                   timeout=10, message=f"{verb} {resource} revoked from user controller")
-        try:
-            job.run()
-        except AssertionError as exc:
-            failure = str(exc)
-        else:
-            pytest.fail(f"the sharding job passed without {verb} on {resource} ({group}): the "
-                        "rule is unnecessary, remove it from manifests/rbac.yaml")
-    finally:
-        for process in job.processes:
-            process.stop(signal.SIGKILL)
-        padmin.apply(rbac_path(role), role, field_manager="tests", force=True)
-        poll_until(lambda: allowed(padmin, "controller", scope, group, resource, verb),
-                   timeout=10, message=f"{verb} {resource} restored")
+    failure = failure_without(
+        padmin, role, (group, resource, verb), role["metadata"].get("namespace") or space,
+        job.run, lambda: [p.stop(signal.SIGKILL) for p in job.processes],
+        f"the sharding job passed without {verb} on {resource} ({group}): the rule is "
+        "unnecessary, remove it from manifests/rbac.yaml")
     expected = SHARDING_FAILURE.get((group, resource, verb))
     assert expected is None or expected in failure, failure
