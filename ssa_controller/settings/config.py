@@ -386,9 +386,16 @@ class Config(_Section):
 
     @model_validator(mode="after")
     def _sharding_needs_a_leader(self) -> Config:
-        if self.sharding.enabled and not self.leader_election.enabled:
+        if not self.sharding.enabled:
+            return self
+        if not self.leader_election.enabled:
             raise Invalid("needs leaderElection.enabled: true (the leader assigns the AppTasks "
                           "to the shards), got false", at=("sharding", "enabled"))
+        name = self.leader_election.lease_name
+        if len(name) > 63:
+            raise Invalid("needs a leaderElection.leaseName of at most 63 characters (it is the "
+                          f"label value naming the ring of the shard Leases), got {len(name)}",
+                          at=("sharding", "enabled"))
         return self
 
     def with_overrides(self, changes: Mapping[str, Any]) -> Config:

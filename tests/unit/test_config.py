@@ -340,6 +340,8 @@ def test_int_is_accepted_where_a_float_is_expected() -> None:
         ({"sharding": {"enabled": True}, "leaderElection": {"enabled": False}},
          "sharding.enabled", "needs leaderElection.enabled: true"),
         ({"sharding": {"enabled": "yes"}}, "sharding.enabled", "must be"),
+        ({"sharding": {"enabled": True}, "leaderElection": {"leaseName": "a" * 64}},
+         "sharding.enabled", "leaseName of at most 63 characters"),
         ({"ignoredNamespaces": ["kube-*", "Kube_*"]}, "ignoredNamespaces[1]",
          "namespace name or pattern"),
         ({"ignoredNamespaces": "kube-*"}, "ignoredNamespaces",
