@@ -17,9 +17,13 @@ from typing import Any
 
 from . import crds, logs, version
 from .apptask.diff import DIFFERS, Action, Plan, render_text
-from .client.kube import ApiError, CredentialsError, Kube
+from .client.credentials import CredentialsError
+from .client.kube import Kube
+from .client.pools import BUILTIN
+from .client.wire import ApiError
 from .reconciler import Result
 from .runner import Process
+from .runtime.objectkey import ObjectKey
 from .serving.httpserver import ListenError
 from .settings.config import Config, ConfigError, load_config, parse_config
 
@@ -133,7 +137,7 @@ def _add_install_crds(sub: Any) -> None:
 
 def _add_lab(sub: Any) -> None:
     sub.add_parser("lab", add_help=False, help=f"{LAB_HELP}; see lab --help", description=(
-        "The failure-mode lab (README, Failure-mode lab): its options are its own, "
+        "The failure-mode lab (docs/lab.md): its options are its own, "
         "`ssa-controller lab --help` lists them."))
 
 
@@ -174,17 +178,19 @@ def run_config(args: argparse.Namespace) -> Config:
     return _config(args.config, overrides)
 
 
-def connect(kubeconfig: str | None, context: str | None) -> Kube | None:
+def connect(kubeconfig: str | None, context: str | None,
+            transport: str = BUILTIN) -> Kube | None:
     """A client from the usual places, in controller-runtime's order (--kubeconfig, $KUBECONFIG,
-    in-cluster service account, ~/.kube/config), or None if none. Credentials found but not
-    usable (an absent kubeconfig, an unsupported field) are a UsageError naming the problem."""
+    in-cluster service account, ~/.kube/config), or None if none, its requests carried by
+    `transport` (client.transport). Credentials found but not usable (an absent kubeconfig, an
+    unsupported field) are a UsageError naming the problem."""
     try:
         if kubeconfig or os.environ.get("KUBECONFIG"):
-            return Kube.from_kubeconfig(kubeconfig, context)
+            return Kube.from_kubeconfig(kubeconfig, context, transport=transport)
         if os.environ.get("KUBERNETES_SERVICE_HOST"):
-            return Kube.in_cluster()
+            return Kube.in_cluster(transport=transport)
         if (Path.home() / ".kube" / "config").is_file():
-            return Kube.from_kubeconfig(None, context)
+            return Kube.from_kubeconfig(None, context, transport=transport)
     except CredentialsError as exc:
         raise UsageError(str(exc)) from exc
     return None
@@ -202,11 +208,11 @@ def _connected(args: argparse.Namespace, config: Config) -> Iterator[Kube]:
         namespaces = ((config.leader_election.namespace,) if config.leader_election.enabled
                       else ())
         with local.cluster(namespaces) as kubeconfig:
-            plane = Kube.from_kubeconfig(str(kubeconfig))
+            plane = Kube.from_kubeconfig(str(kubeconfig), transport=config.client.transport)
             plane.origin = "the local control plane"
             yield plane
         return
-    kube = connect(args.kubeconfig, args.context)
+    kube = connect(args.kubeconfig, args.context, config.client.transport)
     if kube is None:
         hint = ", or --local for a local control plane" if hasattr(args, "local") else ""
         raise UsageError(f"no kubeconfig or in-cluster config found (use --kubeconfig{hint})")
@@ -268,10 +274,10 @@ def _diff(args: argparse.Namespace) -> int:
     return diff_exit_code(plans)
 
 
-def diff_plans(results: Mapping[str, Result]) -> list[Plan]:
+def diff_plans(results: Mapping[ObjectKey, Result]) -> list[Plan]:
     """A plan for every AppTask of a dry-run pass: a reconcile that crashed has none, and is an
     error."""
-    return [result.plan or Plan(key, Action.ERROR, detail=str(result.error))
+    return [result.plan or Plan(str(key), Action.ERROR, detail=str(result.error))
             for key, result in results.items()]
 
 

@@ -20,9 +20,12 @@ from .apptask import desired, diff, predicates
 from .apptask.fights import FightTracker
 from .apptask.outcomes import Outcome
 from .apptask.scope import NamespaceScope
-from .client.kube import APPTASKS, DEPLOYMENTS, ApiError, Kube
+from .client.kube import Kube
+from .client.resources import APPTASKS, DEPLOYMENTS
+from .client.wire import ApiError
 from .reconciler import EventSink, Reconciler, Result, item_backoff
-from .runtime.store import Cached, Store, key_of
+from .runtime.objectkey import ObjectKey
+from .runtime.store import Cached, Writer
 from .runtime.watcher import Watcher, start_all
 from .runtime.workqueue import WorkQueue
 from .serving.metrics import Metrics
@@ -43,20 +46,21 @@ class Controller:
         """`membership`: with sharding, the shard this process is (its AppTasks only)."""
         self.config = config
         self.metrics = metrics
-        self.apptasks = Store()
-        self.deployments = Store(with_owners=True)
-        self.shard = None if membership is None else Shard(membership, kube, self.apptasks,
-                                                           config.field_manager, clock)
+        apptasks, deployments = Writer(), Writer(with_owners=True)  # held by the watches alone
+        self.apptasks, self.deployments = apptasks.store, deployments.store
+        self.shard = None if membership is None else Shard(
+            membership, kube, self.apptasks, apptasks.answers, config.field_manager, clock)
         metrics.count_cached_objects("apptasks", self.apptasks.__len__)
         metrics.count_cached_objects("deployments", self.deployments.__len__)
-        self.queue = WorkQueue(item_backoff(config.backoff), clock=clock,
-                               metrics=metrics.queue_metrics(NAME))
+        self.queue: WorkQueue[ObjectKey] = WorkQueue(item_backoff(config.backoff), clock=clock,
+                                                     metrics=metrics.queue_metrics(NAME))
         self.fights = FightTracker(config.fights.threshold, config.fights.window,
                                    config.fights.backoff_base, config.fights.backoff_cap)
         self.reconciler = Reconciler(config, kube, self.apptasks, self.deployments,
-                                     self.fights, events, clock=clock,
+                                     self.fights, events, apptask_answers=apptasks.answers,
+                                     deployment_answers=deployments.answers, clock=clock,
                                      shard=None if membership is None else membership.name)
-        self.plans: dict[str, diff.Plan] = {}
+        self.plans: dict[ObjectKey, diff.Plan] = {}
         """The latest dry-run plan per AppTask (dry-run mode only)."""
         self._stopping = threading.Event()
         self.scope = NamespaceScope.of(config, os.environ)
@@ -67,20 +71,20 @@ class Controller:
         mine = None if self.shard is None else self.shard.selector
         managed = MANAGED_SELECTOR if mine is None else f"{MANAGED_SELECTOR},{mine}"
         self.watchers = [
-            *(Watcher(kube, APPTASKS, self.apptasks, self._on_apptask, namespace=ns,
+            *(Watcher(kube, APPTASKS, apptasks, self._on_apptask, namespace=ns,
                       label_selector=mine, watch_timeout=timeout, metrics=metrics)
               for ns in namespaces),
-            *(Watcher(kube, DEPLOYMENTS, self.deployments, self._on_deployment, namespace=ns,
+            *(Watcher(kube, DEPLOYMENTS, deployments, self._on_deployment, namespace=ns,
                       label_selector=managed, watch_timeout=timeout, metrics=metrics)
               for ns in namespaces),
         ]
 
     # -- event handlers: they only enqueue ------------------------------------------------
 
-    def _in_scope(self, key: str) -> bool:
+    def _in_scope(self, key: ObjectKey) -> bool:
         """Whether the AppTask `key` is reconciled (see scope.py); an ignored namespace is
         logged the first time."""
-        namespace = key.split("/", 1)[0]
+        namespace = key.namespace
         why = self.scope.ignores(namespace)
         if why is not None and namespace not in self._ignoring:
             self._ignoring.add(namespace)
@@ -88,13 +92,14 @@ class Controller:
         return why is None
 
     def _on_apptask(self, old: Cached | None, new: Cached | None) -> None:
-        key = key_of((new or old).obj)  # type: ignore[union-attr]
+        key = ObjectKey.of((new or old).obj)  # type: ignore[union-attr]
         drain = self.shard is not None and self.shard.marked(key, old, new)
-        if self.shard is not None and self.shard.moved_in(old, new):
-            self.reconciler.found_elsewhere(key)
         if drain or predicates.apptask_changed(old, new):
             if not self._in_scope(key):
                 return
+            self.reconciler.memories.seen(key, None if new is None else new.obj)
+            if self.shard is not None and new is not None and self.shard.moved_in(old, new):
+                self.reconciler.found_elsewhere(key, new.obj)
             if new is None:
                 log.info("%s: AppTask %s", key, "deleted; its Deployment goes by garbage "
                          "collection" if self.shard is None else "gone from this shard "
@@ -109,9 +114,8 @@ class Controller:
             if key is not None and self._in_scope(key):
                 self.queue.add(key)
 
-    def _forget(self, key: str) -> None:
+    def _forget(self, key: ObjectKey) -> None:
         self.queue.forget(key)
-        self.reconciler.forget(key)
         self.plans.pop(key, None)
         if self.shard is not None:
             self.shard.forget(key)
@@ -171,7 +175,7 @@ class Controller:
             finally:
                 self.queue.done(key)
 
-    def process(self, key: str) -> Result:
+    def process(self, key: ObjectKey) -> Result:
         """Reconcile one key and requeue it as its Result says."""
         started = time.monotonic()
         with logs.reconciling(NAME, key):
@@ -182,11 +186,11 @@ class Controller:
                 result = Result(Outcome.ERROR, error=_as_api_error(exc))
         self._requeue(key, result)
         if result.plan is not None:
-            self._remember_plan(result.plan)
+            self._remember_plan(key, result.plan)
         self._count(result, time.monotonic() - started)
         return result
 
-    def _reconcile(self, key: str) -> Result:
+    def _reconcile(self, key: ObjectKey) -> Result:
         """Reconcile the AppTask `key`, unless it is not (or no longer) this shard's."""
         left = None if self.shard is None else self.shard.gate(key)
         if left is None:
@@ -209,7 +213,7 @@ class Controller:
         if result.precondition_dropped:
             self.metrics.create_precondition_fallback()
 
-    def _requeue(self, key: str, result: Result) -> None:
+    def _requeue(self, key: ObjectKey, result: Result) -> None:
         """The one outcome switch."""
         if result.error is not None:
             self.queue.add_rate_limited(key, at_least=result.error.retry_after or 0.0)
@@ -219,16 +223,16 @@ class Controller:
         else:
             self.queue.forget(key)
 
-    def _remember_plan(self, plan: diff.Plan) -> None:
-        if self.plans.get(plan.key) != plan:
-            self.plans[plan.key] = plan
+    def _remember_plan(self, key: ObjectKey, plan: diff.Plan) -> None:
+        if self.plans.get(key) != plan:
+            self.plans[key] = plan
             shown = plan.shown(self.config.show_values)
             log.info("dry-run %s%s", diff.headline(shown),
                      "".join(f"; {diff.render_op(op)}" for op in shown.patch))
 
     # -- one pass (--once, diff) -------------------------------------------------------------
 
-    def run_once(self) -> dict[str, Result]:
+    def run_once(self) -> dict[ObjectKey, Result]:
         """List everything, then reconcile every AppTask once, in this thread (no watches);
         the results by key, in key order. Statuses are written at once, failures included, and
         a vanished Deployment is re-created at once: no later reconcile will come."""

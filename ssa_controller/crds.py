@@ -9,7 +9,9 @@ from typing import Any
 
 import yaml
 
-from .client.kube import CRDS, ApiError, Kube
+from .client.kube import Kube
+from .client.resources import CRDS
+from .client.wire import ApiError
 
 FIELD_MANAGER = "ssa-controller-install"
 IMAGE_CRD = Path("/usr/share/ssa-controller/crd.yaml")

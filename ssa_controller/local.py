@@ -13,7 +13,9 @@ from typing import Any
 import yaml
 
 from . import crds
-from .client.kube import APPTASKS, ApiError, Kube
+from .client.kube import Kube
+from .client.resources import APPTASKS
+from .client.wire import ApiError
 from .envtest import assets
 from .envtest.controlplane import ControlPlane
 from .envtest.podsim import PodSimulator

@@ -17,6 +17,7 @@ import uuid
 from collections.abc import Iterator, Mapping
 from contextvars import ContextVar
 
+from .runtime.objectkey import ObjectKey
 from .settings.config import LoggingConfig
 
 OBJECT = "object"
@@ -24,14 +25,13 @@ OBJECT = "object"
 _reconciling: ContextVar[Mapping[str, str] | None] = ContextVar("reconciling", default=None)
 
 
-def about(controller: str, key: str) -> dict[str, dict[str, str]]:
-    """`extra=` for a line about the object `key` (namespace/name)."""
-    namespace, _, name = key.rpartition("/")
-    return {OBJECT: {"controller": controller, "namespace": namespace, "name": name}}
+def about(controller: str, key: ObjectKey) -> dict[str, dict[str, str]]:
+    """`extra=` for a line about the object `key`."""
+    return {OBJECT: {"controller": controller, "namespace": key.namespace, "name": key.name}}
 
 
 @contextlib.contextmanager
-def reconciling(controller: str, key: str) -> Iterator[None]:
+def reconciling(controller: str, key: ObjectKey) -> Iterator[None]:
     """Lines logged in the block (in this thread) are about `key`, in a new reconcile."""
     token = _reconciling.set({**about(controller, key)[OBJECT], "reconcileID": str(uuid.uuid4())})
     try:

@@ -21,15 +21,20 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from .apptask import adopt, desired, diff, drift, status
+from .apptask import adopt, desired, diff, drift, status, unions
 from .apptask.fights import Fight, FightTracker
 from .apptask.outcomes import Outcome
+from .apptask.rejections import Rejections
 from .apptask.settle import StatusSettle
 from .apptask.status import Sync
-from .client.kube import APPTASKS, DEPLOYMENTS, JSON_PATCH, ApiError, Kube, failed_test, rfc3339
+from .client.kube import Kube
+from .client.resources import APPTASKS, DEPLOYMENTS
+from .client.wire import JSON_PATCH, ApiError, failed_test, rfc3339
+from .memory import Memories, Memory
 from .runtime import fieldset
-from .runtime.backoff import ItemBackoff
-from .runtime.store import Cached, Store
+from .runtime.backoff import ItemBackoff, K
+from .runtime.objectkey import ObjectKey
+from .runtime.store import Cached, Store, WriteAnswers
 from .settings.config import BackoffConfig, Config
 
 log = logging.getLogger(__name__)
@@ -155,101 +160,8 @@ class CreatePrecondition:
         return first
 
 
-class Teardowns:
-    """Namespaces the server said are closed (being terminated), with the AppTasks that were in
-    them then: those are skipped without a request until their deletion is seen. Nothing can be
-    created in a terminating namespace, so an AppTask with another uid proves the namespace was
-    re-created and is reconciled as usual. Pure."""
-
-    def __init__(self) -> None:
-        self._members: dict[str, dict[str, str]] = {}
-        """namespace -> {key: uid} of the AppTasks cached when the refusal came."""
-
-    def record(self, namespace: str, members: Mapping[str, str]) -> None:
-        self._members[namespace] = dict(members)
-
-    def holds(self, key: str, uid: str) -> bool:
-        """Whether the AppTask `key` with `uid` is in a namespace known to be closing."""
-        return self._members.get(key.split("/", 1)[0], {}).get(key) == uid
-
-    def forget(self, key: str) -> None:
-        """The AppTask is deleted; a namespace with none left is forgotten."""
-        namespace = key.split("/", 1)[0]
-        members = self._members.get(namespace)
-        if members is not None:
-            members.pop(key, None)
-            if not members:
-                del self._members[namespace]
-
-    def __len__(self) -> int:
-        return len(self._members)
-
-
-@dataclass(frozen=True)
-class _Rejection:
-    """A refused apply: of which generation, against which Deployment, when to try again."""
-
-    generation: int
-    deployment: tuple[str, int] | None
-    message: str
-    retry_at: float
-
-
-def deployment_version(deployment: Mapping[str, Any] | None) -> tuple[str, int] | None:
-    """What a refused apply is remembered against: the cached Deployment's uid and generation
-    (None: not cached). Re-creating the Deployment or changing its spec changes it."""
-    if deployment is None:
-        return None
-    meta = deployment["metadata"]
-    return str(meta.get("uid", "")), int(meta.get("generation", 0))
-
-
-class Rejections:
-    """Generations the API server refused, and when to try each again. A refusal is not always
-    about the spec (an admission webhook, an immutable field of an adopted Deployment), so a
-    refused generation is retried with per-key capped exponential backoff, and at once when its
-    Deployment changes. Decides from memory alone: a resync sends no request before the retry is
-    due. Pure; the time is passed in."""
-
-    def __init__(self, backoff: ItemBackoff) -> None:
-        self._backoff = backoff
-        self._rejections: dict[str, _Rejection] = {}
-
-    def record(self, key: str, generation: int, deployment: Mapping[str, Any] | None,
-               message: str, now: float) -> float:
-        """The apply of `generation` was refused with `message`; returns the seconds until the
-        next try."""
-        delay = self._backoff.when(key)
-        self._rejections[key] = _Rejection(generation, deployment_version(deployment), message,
-                                           now + delay)
-        return delay
-
-    def waiting(self, key: str, generation: int, deployment: Mapping[str, Any] | None,
-                now: float) -> tuple[str, float] | None:
-        """(the refusal's message, seconds left) while the refused `generation` must wait; None
-        when it may be applied: nothing refused, a new generation, the Deployment changed, or
-        the retry is due."""
-        rejection = self._rejections.get(key)
-        if rejection is None:
-            return None
-        if rejection.generation != generation:
-            self.forget(key)
-            return None
-        if rejection.deployment != deployment_version(deployment) or now >= rejection.retry_at:
-            return None
-        return rejection.message, rejection.retry_at - now
-
-    def forget(self, key: str) -> None:
-        """After an accepted apply, and when the AppTask is deleted."""
-        self._rejections.pop(key, None)
-        self._backoff.forget(key)
-
-    def __len__(self) -> int:
-        return len(self._rejections)
-
-
-def item_backoff(config: BackoffConfig) -> ItemBackoff:
-    """A per-key backoff as `backoff.*` configures it."""
+def item_backoff(config: BackoffConfig) -> ItemBackoff[K]:
+    """A per-key backoff as `backoff.*` configures it (keys of the type the caller asks for)."""
     return ItemBackoff(config.base, config.factor, config.cap, config.jitter)
 
 
@@ -284,6 +196,17 @@ def _comparison(apptask: Obj, live: Cached, manager: str) -> tuple[Any, ...]:
             live_meta.get("ownerReferences"), fieldset.applied_by(live.owners, manager))
 
 
+def _status_basis(apptask: Obj, deployment: Obj | None, sync: Sync) -> tuple[Any, ...] | None:
+    """What status.compute's answer depends on (its clock only stamps conditions that change):
+    the AppTask's version (its spec and its status), the Deployment's, the sync. None when a
+    resourceVersion is missing (then it cannot tell versions apart)."""
+    version = apptask["metadata"].get("resourceVersion")
+    live = None if deployment is None else deployment["metadata"].get("resourceVersion")
+    if version is None or (deployment is not None and live is None):
+        return None
+    return version, live, sync
+
+
 def _was_synced(apptask: Obj) -> bool:
     """Whether the status says the Deployment held this generation of the spec (Synced, or
     since then fought over): a difference now is another writer's change."""
@@ -302,35 +225,31 @@ class Reconciler:
     """Turns one AppTask key into at most one apply and one status patch."""
 
     def __init__(self, config: Config, kube: Kube, apptasks: Store, deployments: Store,
-                 fights: FightTracker, events: EventSink,
-                 clock: Callable[[], float] = time.monotonic,
+                 fights: FightTracker, events: EventSink, *, apptask_answers: WriteAnswers,
+                 deployment_answers: WriteAnswers, clock: Callable[[], float] = time.monotonic,
                  wallclock: Callable[[], str] = rfc3339, shard: str | None = None) -> None:
+        """`apptasks`, `deployments`: the caches, read-only; `*_answers`: where the answers of
+        the reconciler's own writes (status patches, applies) go into them; `shard`: the shard
+        this process is, with sharding (its name labels what it applies)."""
         self.config = config
         self.shard = shard
-        """The shard this process is, with sharding (its name labels what it applies)."""
         self.kube = kube
         self.apptasks = apptasks
         self.deployments = deployments
+        self.apptask_answers = apptask_answers
+        self.deployment_answers = deployment_answers
         self.fights = fights
         self.rejections = Rejections(item_backoff(config.backoff))
         self.events = events
         self.clock = clock
         self.wallclock = wallclock
-        self._status_at: dict[str, float] = {}
-        """When the controller last wrote each AppTask's status (for status_min_interval)."""
-        self._in_sync: dict[str, tuple[Any, ...]] = {}
-        """The last comparison (see _comparison) that found the Deployment in sync, per key."""
-        self._uncached: set[str] = set()
-        """Keys whose Deployment the create-only apply found existing outside the cache."""
+        self.memories = Memories()
+        """What is remembered about each AppTask between its reconciles; the controller's
+        AppTask event handler makes and drops each Memory (Memories.seen)."""
         self.status_min_interval = STATUS_MIN_INTERVAL
-        self.teardowns = Teardowns()
         self.creation = CreatePrecondition()
-        self._vanished: dict[str, float] = {}
-        """When a Deployment the AppTask had was first found missing (see vanished_grace)."""
         self.vanished_grace = VANISHED_GRACE
         """0 in one-pass runs, where no later reconcile would re-create the Deployment."""
-        self._failing_since: dict[str, float] = {}
-        """When each AppTask failing with transient errors first failed (see transient())."""
         self.degraded_after = config.backoff.degraded_after
         """How long transient failures last before the status says Degraded; 0 in one-pass
         runs, where no retry follows."""
@@ -339,169 +258,176 @@ class Reconciler:
         is 0 where nothing will come back to write the status later (one-pass runs): then
         statuses are neither held for the rollout nor coalesced."""
 
-    def found_elsewhere(self, key: str) -> None:
-        """The Deployment of `key` may exist outside the cache (with sharding: the AppTask moved
-        in, and its Deployment carries the label of the shard it comes from): read it before
-        applying, rather than try to create it."""
-        self._uncached.add(key)
-
-    def forget(self, key: str) -> None:
-        """Drop everything kept about a deleted AppTask."""
-        self.fights.forget(key)
-        self.rejections.forget(key)
-        self.settling.forget(key)
-        self._status_at.pop(key, None)
-        self._in_sync.pop(key, None)
-        self._uncached.discard(key)
-        self.teardowns.forget(key)
-        self._vanished.pop(key, None)
-        self._failing_since.pop(key, None)
+    def found_elsewhere(self, key: ObjectKey, apptask: Mapping[str, Any]) -> None:
+        """The Deployment of `apptask` may exist outside the cache (with sharding: the AppTask
+        moved in, and its Deployment carries the label of the shard it comes from): read it
+        before applying, rather than try to create it."""
+        self.memories.of(key, apptask).uncached = True
 
     @property
     def dry_run(self) -> bool:
         return self.config.dry_run
 
-    def reconcile(self, key: str) -> Result:
-        result = self._reconcile(key)
+    def reconcile(self, key: ObjectKey) -> Result:
+        apptask = self.apptasks.get(key)
+        if apptask is None or "deletionTimestamp" in apptask["metadata"]:
+            return self._skipped(key, "the AppTask is being deleted")
+        memory = self.memories.of(key, apptask)
+        result = self._reconcile(memory, apptask)
         failing = result.outcome is Outcome.ERROR and result.error is not None \
             and transient(result.error)
         if not failing:  # the run of transient failures, if any, is over
-            self._failing_since.pop(key, None)
+            memory.failing_since = None
         return result
 
-    def _reconcile(self, key: str) -> Result:
-        apptask = self.apptasks.get(key)
-        if apptask is None or "deletionTimestamp" in apptask["metadata"]:
-            self.forget(key)
-            return self._skipped(key, "the AppTask is being deleted")
-        if self.teardowns.holds(key, apptask["metadata"].get("uid", "")):
-            return self._skipped(key, "its namespace is being deleted")  # and it with it
-        try:
-            body = desired.render(apptask, self.config.pod_template, self.shard)
-        except desired.InvalidSpec as exc:
-            return self._invalid(key, apptask, Sync.invalid(str(exc)))
-        cached = self.deployments.cached(key)
+    def _reconcile(self, memory: Memory, apptask: Obj) -> Result:
+        if memory.closing:
+            return self._skipped(memory.key, "its namespace is being deleted")  # and it with it
+        cached = self.deployments.cached(memory.key)
         live = None if cached is None else cached.obj
-        waiting = self.rejections.waiting(key, _generation(apptask), live, self.clock())
-        if waiting is not None:
-            message, retry_in = waiting
-            return self._finish(key, apptask, live, Sync.rejected(message),
+        rejection = memory.rejection  # (a generation is refused only once it rendered)
+        if rejection is not None and rejection.generation != _generation(apptask):
+            memory.rejection = rejection = None  # a new generation is tried at once
+        if rejection is not None and (retry_in := rejection.wait(live, self.clock())) > 0:
+            return self._finish(memory, apptask, live, Sync.rejected(rejection.message),
                                 Result(Outcome.INVALID, requeue_after=retry_in),
                                 plan_action=diff.Action.INVALID)
-        if not apptask.get("spec", {}).get("paused"):
-            return self._reconcile_deployment(key, apptask, body, cached)
+        paused = apptask.get("spec", {}).get("paused")
+        if not paused and cached is not None and self._still_in_sync(memory, apptask, cached):
+            memory.vanished_at = None  # (it is there)
+            return self._unchanged(memory, apptask, cached.obj)
+        try:
+            body = desired.render(apptask, self.config.pod_template, self.config.admission,
+                                  self.shard)
+        except desired.InvalidSpec as exc:
+            return self._invalid(memory, apptask, Sync.invalid(str(exc)))
+        if not paused:
+            return self._reconcile_deployment(memory, apptask, body, cached)
         if self.dry_run:  # the plan shows what would happen once it is unpaused
-            result = self._reconcile_deployment(key, apptask, body, cached)
+            result = self._reconcile_deployment(memory, apptask, body, cached)
             return dataclasses.replace(result, plan=result.plan and result.plan.paused())
-        return self._paused(key, apptask, body, cached)
+        return self._paused(memory, apptask, body, cached)
 
-    def _reconcile_deployment(self, key: str, apptask: Obj, body: Obj,
+    def _reconcile_deployment(self, memory: Memory, apptask: Obj, body: Obj,
                               cached: Cached | None) -> Result:
         """From the cached Deployment, or its absence, to the apply."""
         live = None if cached is None else cached.obj
         if live is None:
-            wait = self._vanished_wait(key, apptask)
+            wait = self._vanished_wait(memory, apptask)
             if wait > 0:
-                return self._skipped(key, "its Deployment vanished; it is created again unless "
-                                     "the AppTask's deletion is seen first", requeue_after=wait)
+                return self._skipped(memory.key, "its Deployment vanished; it is created again "
+                                     "unless the AppTask's deletion is seen first",
+                                     requeue_after=wait)
         else:  # there (again): a later disappearance waits its whole grace
-            self._vanished.pop(key, None)
-        if live is None and (key in self._uncached or not self.creation.sent):
+            memory.vanished_at = None
+        if live is None and (memory.uncached or not self.creation.sent):
             try:  # known to exist without our label, or creations read first: read it
-                cached = self._fetch(key)
+                cached = self._fetch(memory.key)
             except ApiError as exc:
-                return self._failed(key, apptask, None, exc)
+                return self._failed(memory, apptask, None, exc)
             if cached is None:
-                self._uncached.discard(key)
+                memory.uncached = False
             live = None if cached is None else cached.obj
         if live is not None and "deletionTimestamp" in live["metadata"]:
             # its DELETED event enqueues the AppTask again
-            return self._skipped(key, f"Deployment {live['metadata']['name']} is being deleted; "
-                                 "it is created again once it is gone")
-        return self._converge_unless_foreign(key, apptask, body, cached)
+            return self._skipped(memory.key, f"Deployment {live['metadata']['name']} is being "
+                                 "deleted; it is created again once it is gone")
+        return self._converge_unless_foreign(memory, apptask, body, cached)
 
-    def _paused(self, key: str, apptask: Obj, body: Obj, cached: Cached | None) -> Result:
+    def _still_in_sync(self, memory: Memory, apptask: Obj, cached: Cached) -> bool:
+        """Whether the comparison that last found the Deployment in sync still holds: then
+        nothing needs rendering or comparing (a resync over converged AppTasks). It was made
+        of a Deployment this AppTask controls; one being deleted is not in sync."""
+        return memory.in_sync is not None and "deletionTimestamp" not in cached.obj["metadata"] \
+            and memory.in_sync == _comparison(apptask, cached, self.config.field_manager)
+
+    def _unchanged(self, memory: Memory, apptask: Obj, live: Obj) -> Result:
+        """The Deployment matches the spec: the status may have news (readiness, a fight)."""
+        log.debug("%s: unchanged", memory.key)
+        return self._finish(memory, apptask, live, *self._calm_or_fight(
+            memory, _generation(apptask), memory.key.name, Result(Outcome.UNCHANGED)))
+
+    def _paused(self, memory: Memory, apptask: Obj, body: Obj, cached: Cached | None) -> Result:
         """spec.paused: nothing is sent but the status, which says whether the Deployment
         matches the spec all the same (from the cache)."""
         if cached is None:
-            return self._finish(key, apptask, None, Sync.paused(False), Result(Outcome.SKIPPED))
+            return self._finish(memory, apptask, None, Sync.paused(False),
+                                Result(Outcome.SKIPPED))
         in_sync = False
         if status.controls(apptask, cached.obj):
             found = drift.compute(body, cached.obj, fieldset.applied_by(
                 cached.owners, self.config.field_manager))
             in_sync = not (found.changed or found.stale)
-        return self._finish(key, apptask, cached.obj, Sync.paused(in_sync),
+        return self._finish(memory, apptask, cached.obj, Sync.paused(in_sync),
                             Result(Outcome.SKIPPED))
 
-    def _skipped(self, key: str, why: str, requeue_after: float | None = None) -> Result:
+    def _skipped(self, key: ObjectKey, why: str, requeue_after: float | None = None) -> Result:
         """Nothing to do now; in dry-run the plan says why."""
-        plan = diff.Plan(key, diff.Action.SKIPPED, detail=why) if self.dry_run else None
+        plan = diff.Plan(str(key), diff.Action.SKIPPED, detail=why) if self.dry_run else None
         return Result(Outcome.SKIPPED, requeue_after=requeue_after, plan=plan)
 
-    def _vanished_wait(self, key: str, apptask: Obj) -> float:
+    def _vanished_wait(self, memory: Memory, apptask: Obj) -> float:
         """Seconds to wait before re-creating a Deployment the AppTask had (0: go ahead)."""
         if not apptask.get("status", {}).get("deploymentName"):
             return 0.0  # never had one: create it at once
         now = self.clock()
-        since = self._vanished.setdefault(key, now)
-        if now >= since + self.vanished_grace:
-            del self._vanished[key]
+        if memory.vanished_at is None:
+            memory.vanished_at = now
+        if now >= memory.vanished_at + self.vanished_grace:
+            memory.vanished_at = None
             return 0.0
-        return since + self.vanished_grace - now
+        return memory.vanished_at + self.vanished_grace - now
 
-    def _namespace_closed(self, key: str, exc: ApiError) -> Result:
+    def _namespace_closed(self, memory: Memory, exc: ApiError) -> Result:
         """The namespace is being torn down: skip its AppTasks until their deletion is seen; no
         status write, no Event, no retry (none of them could succeed)."""
-        namespace = key.split("/", 1)[0]
-        prefix = f"{namespace}/"
-        members = {k: str(task["metadata"].get("uid", "")) for k in self.apptasks.keys()
-                   if k.startswith(prefix) and (task := self.apptasks.get(k)) is not None}
-        self.teardowns.record(namespace, members)
+        namespace = memory.key.namespace
+        closing = self.memories.close_namespace(namespace)
         log.info("%s: namespace %s is being deleted; its %d AppTasks wait for their deletion "
-                 "(%s)", key, namespace, len(members), exc.message)
-        return self._skipped(key, "its namespace is being deleted")
+                 "(%s)", memory.key, namespace, closing, exc.message)
+        return self._skipped(memory.key, "its namespace is being deleted")
 
-    def _found_uncached(self, key: str, apptask: Obj, body: Obj) -> Result:
+    def _found_uncached(self, memory: Memory, apptask: Obj, body: Obj) -> Result:
         """The create-only apply found a Deployment the cache does not hold (one without the
         managed-by label: someone else's, or ours with the label removed). Read it once and
         decide as for a cached one: refuse, adopt, or converge. Later tries read it first."""
-        self._uncached.add(key)
+        memory.uncached = True
         try:
-            cached = self._fetch(key)
+            cached = self._fetch(memory.key)
         except ApiError as exc:
-            return self._failed(key, apptask, None, exc)
+            return self._failed(memory, apptask, None, exc)
         if cached is None or "deletionTimestamp" in cached.obj["metadata"]:  # retry: created next
-            return self._failed(key, apptask, None, ApiError(
+            return self._failed(memory, apptask, None, ApiError(
                 409, "Conflict", f"Deployment {body['metadata']['name']} is being deleted; "
                 "it is created again once it is gone"))
-        return self._converge_unless_foreign(key, apptask, body, cached)
+        return self._converge_unless_foreign(memory, apptask, body, cached)
 
-    def _fetch(self, key: str) -> Cached | None:
+    def _fetch(self, key: ObjectKey) -> Cached | None:
         """The Deployment when the cache has none (it may exist without our label)."""
-        namespace, name = key.split("/", 1)
         try:
-            return self.deployments.record(self.kube.get(DEPLOYMENTS.path(namespace, name)))
+            return self.deployments.record(self.kube.get(DEPLOYMENTS.path(key.namespace,
+                                                                          key.name)))
         except ApiError as exc:
             if exc.status == 404:
                 return None
             raise
 
-    def _converge_unless_foreign(self, key: str, apptask: Obj, body: Obj,
+    def _converge_unless_foreign(self, memory: Memory, apptask: Obj, body: Obj,
                                  cached: Cached | None) -> Result:
         """Converge, unless the Deployment is one this AppTask does not control and may not
         adopt."""
         if cached is not None and not status.controls(apptask, cached.obj):
-            refusal = self._refuse_foreign(key, apptask, cached.obj)
+            refusal = self._refuse_foreign(memory, apptask, cached.obj)
             if refusal is not None:
                 return refusal
-        return self._converge(key, apptask, body, cached)
+        return self._converge(memory, apptask, body, cached)
 
-    def _refuse_foreign(self, key: str, apptask: Obj, live: Obj) -> Result | None:
+    def _refuse_foreign(self, memory: Memory, apptask: Obj, live: Obj) -> Result | None:
         """None when a Deployment this AppTask does not control may be adopted, else why not."""
         name = live["metadata"]["name"]
         ref = desired.controller_ref(live)
         if ref is not None:
-            return self._failed(key, apptask, live, ApiError(
+            return self._failed(memory, apptask, live, ApiError(
                 409, "OwnedByPreviousAppTask",
                 f"Deployment {name} is controlled by an earlier AppTask {ref.get('name')} "
                 f"(uid {ref.get('uid')}); waiting for its garbage collection"))
@@ -512,10 +438,11 @@ class Reconciler:
         else:
             message = (f"Deployment {name} exists and is not managed by this AppTask; "
                        "set apply.adoptExisting: true to adopt it")
-        return self._report(key, apptask, live, Sync.conflicted("DeploymentExists", message),
+        return self._report(memory, apptask, live, Sync.conflicted("DeploymentExists", message),
                             Result(Outcome.CONFLICT), diff.Action.CONFLICT, action="Adopt")
 
-    def _converge(self, key: str, apptask: Obj, body: Obj, cached: Cached | None) -> Result:
+    def _converge(self, memory: Memory, apptask: Obj, body: Obj, cached: Cached | None
+                  ) -> Result:
         manager = self.config.field_manager
         generation = _generation(apptask)
         now = self.clock()
@@ -524,46 +451,44 @@ class Reconciler:
         if cached is not None:
             live, owners = cached.obj, cached.owners
             signature = _comparison(apptask, cached, manager)
-            found = None if self._in_sync.get(key) == signature else drift.compute(
+            found = None if memory.in_sync == signature else drift.compute(
                 body, live, fieldset.applied_by(owners, manager))
             if not found:
-                self._in_sync[key] = signature
-                log.debug("%s: unchanged", key)
-                return self._finish(key, apptask, live, *self._calm_or_fight(
-                    key, generation, body["metadata"]["name"], Result(Outcome.UNCHANGED)))
+                memory.in_sync = signature
+                return self._unchanged(memory, apptask, live)
             if found.taken:
-                fight_found = self._took_back(key, apptask, generation, owners, found, now)
+                fight_found = self._took_back(memory, apptask, generation, owners, found, now)
                 if _was_synced(apptask):  # so someone else changed what was applied
                     restored = drift.restored(
                         found.taken, body, live,
                         fieldset.taken_by_others(owners, manager, found.taken), UNKNOWN_WRITER)
-            delay = self.fights.apply_delay(key, generation, now)
+            delay = self.fights.apply_delay(memory.fight, generation, now)
             if delay > 0:
-                fight = self.fights.fight(key, generation, now)
+                fight = self.fights.fight(memory.fight, generation, now)
                 assert fight is not None
-                return self._finish(key, apptask, live, self._fight_sync(fight),
+                return self._finish(memory, apptask, live, self._fight_sync(fight),
                                     Result(Outcome.CONFLICT, requeue_after=delay,
                                            fight_detected=fight_found),
                                     plan_action=diff.Action.CONFLICT)
-        return self._apply(key, apptask, body, cached, generation, fight_found, restored)
+        return self._apply(memory, apptask, body, cached, generation, fight_found, restored)
 
-    def _took_back(self, key: str, apptask: Obj, generation: int, owners: fieldset.Owners,
-                   found: drift.Drift, now: float) -> bool:
+    def _took_back(self, memory: Memory, apptask: Obj, generation: int,
+                   owners: fieldset.Owners, found: drift.Drift, now: float) -> bool:
         takers = fieldset.taken_by_others(owners, self.config.field_manager, found.taken)
         managers = tuple(sorted(takers)) or (UNKNOWN_WRITER,)
         fields = tuple(fieldset.display(p) for p in found.taken)
-        fight = self.fights.took_back(key, generation, managers, fields, now)
+        fight = self.fights.took_back(memory.fight, generation, managers, fields, now)
         if fight is None:
             return False
         message = self._fight_sync(fight).message
-        log.warning("%s: fight detected: %s", key, message)
+        log.warning("%s: fight detected: %s", memory.key, message)
         self._event(apptask, "Warning", "FieldFight", "Apply", message)
         return True
 
-    def _calm_or_fight(self, key: str, generation: int, name: str,
+    def _calm_or_fight(self, memory: Memory, generation: int, name: str,
                        result: Result) -> tuple[Sync, Result]:
         """Synced, or, while a fight lasts, its Conflict and a look again once it may end."""
-        fight = self.fights.fight(key, generation, self.clock())
+        fight = self.fights.fight(memory.fight, generation, self.clock())
         if fight is None:
             return Sync.synced(name), result
         return self._fight_sync(fight), dataclasses.replace(
@@ -576,30 +501,36 @@ class Reconciler:
             f"{', '.join(fight.managers)} keeps taking back {', '.join(fight.fields)} "
             f"({fight.takebacks} take-backs); re-applying with growing backoff")
 
-    def _apply(self, key: str, apptask: Obj, body: Obj, cached: Cached | None, generation: int,
-               fight_found: bool, restored: str = "",
+    def _apply(self, memory: Memory, apptask: Obj, body: Obj, cached: Cached | None,
+               generation: int, fight_found: bool, restored: str = "",
                checking: ApiError | None = None) -> Result:
         """Apply `body` (`restored`: what it takes back from other writers, to say so): a
         Deployment the cache does not hold under the CREATE_ONLY precondition while the server
         takes it, unless this apply is `checking` a create-only apply's refusal (see
         CreatePrecondition)."""
-        namespace, name = key.split("/", 1)
-        path = DEPLOYMENTS.path(namespace, name)
+        key = memory.key
+        path = DEPLOYMENTS.path(key.namespace, key.name)
         live = None if cached is None else cached.obj
         create_only = live is None and self.creation.sent and checking is None
         try:
+            prepared = cached
             if cached is not None and not self.dry_run:
-                self._transfer_ownership(key, apptask, path, body, cached)
-            answer = self.kube.apply(path, _create_only(body) if create_only else body,
-                                     field_manager=self.config.field_manager,
-                                     force=self.config.apply.force, dry_run=self.dry_run)
+                prepared = self._transfer_ownership(key, apptask, path, body, cached)
+            if prepared is not cached and prepared is not None and not drift.compute(
+                    body, prepared.obj, fieldset.applied_by(prepared.owners,
+                                                            self.config.field_manager)):
+                answer = prepared.obj  # a removal was the whole change: nothing to apply
+            else:
+                answer = self.kube.apply(path, _create_only(body) if create_only else body,
+                                         field_manager=self.config.field_manager,
+                                         force=self.config.apply.force, dry_run=self.dry_run)
         except ApiError as exc:
             if create_only and exc.status == 409:
                 self.creation.honoured()
-                return self._found_uncached(key, apptask, body)
+                return self._found_uncached(memory, apptask, body)
             if create_only and self.creation.suspect(exc):
-                return self._read_then_create(key, apptask, body, generation, exc)
-            return self._apply_failed(key, apptask, live, generation, exc)
+                return self._read_then_create(memory, apptask, body, generation, exc)
+            return self._apply_failed(memory, apptask, live, generation, exc)
         if create_only:
             self.creation.honoured()
         dropped = checking is not None and self.creation.refused()
@@ -607,43 +538,45 @@ class Reconciler:
             log.warning("the API server refuses create-only applies (%s): from now on a "
                         "Deployment is read before it is created, and applied without the "
                         "precondition", checking)
-        self.rejections.forget(key)
+        memory.rejection = None
         if self.dry_run:
-            plan = diff.plan(key, live, answer)
+            plan = diff.plan(str(key), live, answer)
             return Result(Outcome.DRY_RUN if plan.changes else Outcome.UNCHANGED, plan=plan)
         # The answer is the Deployment as this apply left it, in sync with the body: its watch
         # event (the same version) costs no comparison.
-        self._in_sync[key] = _comparison(apptask, self.deployments.record_write(answer),
-                                         self.config.field_manager)
-        self.fights.applied(key, generation, self.clock())
+        memory.in_sync = _comparison(apptask, self.deployment_answers.record_write(answer),
+                                     self.config.field_manager)
+        memory.fight = self.fights.applied(memory.fight, generation, self.clock())
         what = restored or ("created" if live is None else "configured")
         log.info("%s: applied Deployment (%s)", key, what)
-        self._event(apptask, "Normal", "Applied", "Apply",
-                    f"Deployment {name}: {restored}" if restored else f"Deployment {name} {what}")
+        self._event(apptask, "Normal", "Applied", "Apply", f"Deployment {key.name}: {restored}"
+                    if restored else f"Deployment {key.name} {what}")
         if _rollout_unobserved(answer):
-            self.settling.applied(key, self.clock())
-        return self._finish(key, apptask, self.deployments.get(key), *self._calm_or_fight(
-            key, generation, name, Result(Outcome.APPLIED, fight_detected=fight_found,
-                                          precondition_dropped=dropped)))
+            memory.applied_at = self.clock()
+        return self._finish(memory, apptask, self.deployments.get(key), *self._calm_or_fight(
+            memory, generation, key.name, Result(Outcome.APPLIED, fight_detected=fight_found,
+                                                 precondition_dropped=dropped)))
 
-    def _read_then_create(self, key: str, apptask: Obj, body: Obj, generation: int,
+    def _read_then_create(self, memory: Memory, apptask: Obj, body: Obj, generation: int,
                           refusal: ApiError) -> Result:
         """The create-only apply was refused with `refusal`, perhaps for its precondition: read
         the Deployment, then apply without the precondition (see CreatePrecondition)."""
         try:
-            cached = self._fetch(key)
+            cached = self._fetch(memory.key)
         except ApiError as exc:
-            return self._failed(key, apptask, None, exc)
+            return self._failed(memory, apptask, None, exc)
         if cached is not None:  # there after all, outside the cache: judged as such
-            self._uncached.add(key)
-            return self._converge_unless_foreign(key, apptask, body, cached)
-        return self._apply(key, apptask, body, None, generation, False, checking=refusal)
+            memory.uncached = True
+            return self._converge_unless_foreign(memory, apptask, body, cached)
+        return self._apply(memory, apptask, body, None, generation, False, checking=refusal)
 
-    def _transfer_ownership(self, key: str, apptask: Obj, path: str, body: Obj,
-                            live: Cached) -> None:
+    def _transfer_ownership(self, key: ObjectKey, apptask: Obj, path: str, body: Obj,
+                            live: Cached) -> Cached:
         """Before the apply: adopt a Deployment this AppTask does not control yet (only once a
-        dry-run shows the apply is accepted), and hand off a released `replicas` so that the
-        apply does not remove it."""
+        dry-run shows the apply is accepted), hand off a released `replicas` so that the
+        apply does not remove it, take over the union members the body switches from so that
+        the apply removes them, and remove whole the probes it stops setting (unions.py).
+        Returns the Deployment as the last of these writes left it."""
         manager = self.config.field_manager
         if not status.controls(apptask, live.obj):
             adopt.take_over_client_side_fields(self.kube, live.obj, body, manager,
@@ -655,99 +588,126 @@ class Reconciler:
             log.info("%s: handed %s over to %s", key,
                      drift.fields_text(handoff),
                      adopt.handoff_manager(manager))
+        takeover = unions.takeover(body, live.obj, live.owners, manager)
+        if takeover is not None:  # so that the apply removes the members it switches from
+            live = self.deployment_answers.record_write(self.kube.apply(
+                path, takeover, field_manager=manager, force=self.config.apply.force))
+            log.info("%s: took over %s to switch from them", key, ", ".join(
+                fieldset.display(p) for p in unions.leftovers(body, takeover)))
+        removal = unions.removal(body, live.obj, live.owners, manager)
+        if removal is None:
+            return live
+        log.info("%s: removing %s whole", key, ", ".join(
+            op["path"] for op in removal if op["op"] == "remove"))
+        return self.deployment_answers.record_write(adopt.guarded_patch(
+            self.kube, live.obj, removal, "a struct was removed whole", manager))
 
-    def _apply_failed(self, key: str, apptask: Obj, live: Obj | None, generation: int,
+    def _apply_failed(self, memory: Memory, apptask: Obj, live: Obj | None, generation: int,
                       exc: ApiError) -> Result:
         if exc.reason == adopt.RACED:  # a lost race, not a problem to report: tried again
-            log.info("%s: %s; trying again", key, exc.message)
+            log.info("%s: %s; trying again", memory.key, exc.message)
             return Result(Outcome.CONFLICT, error=exc)
         if namespace_closed(exc):
-            return self._namespace_closed(key, exc)
+            return self._namespace_closed(memory, exc)
         if exc.status == 409:
             message = f"apply conflicts with {conflict_summary(exc)}"
-            return self._report(key, apptask, live, Sync.conflicted("ApplyConflict", message),
+            return self._report(memory, apptask, live, Sync.conflicted("ApplyConflict", message),
                                 Result(Outcome.CONFLICT, error=exc), diff.Action.CONFLICT)
         if rejected(exc):
             message = exc.message or str(exc)
-            retry_in = self.rejections.record(key, generation, self.deployments.get(key),
-                                              message, self.clock())
-            return self._invalid(key, apptask, Sync.rejected(message), retry_in)
-        return self._failed(key, apptask, live, exc)
+            now = self.clock()
+            memory.rejection = self.rejections.refused(
+                memory.rejection, generation, self.deployments.get(memory.key), message, now)
+            return self._invalid(memory, apptask, Sync.rejected(message),
+                                 memory.rejection.retry_at - now)
+        return self._failed(memory, apptask, live, exc)
 
-    def _invalid(self, key: str, apptask: Obj, sync: Sync,
+    def _invalid(self, memory: Memory, apptask: Obj, sync: Sync,
                  retry_in: float | None = None) -> Result:
-        return self._report(key, apptask, self.deployments.get(key), sync,
+        return self._report(memory, apptask, self.deployments.get(memory.key), sync,
                             Result(Outcome.INVALID, requeue_after=retry_in), diff.Action.INVALID)
 
-    def _report(self, key: str, apptask: Obj, live: Obj | None, sync: Sync, result: Result,
-                plan_action: diff.Action, action: str = "Apply") -> Result:
+    def _report(self, memory: Memory, apptask: Obj, live: Obj | None, sync: Sync,
+                result: Result, plan_action: diff.Action, action: str = "Apply") -> Result:
         """Finish with a problem that a person should see: logged and posted as a Warning
         Event when it first shows in the status, not again on every retry or resync."""
-        result = self._finish(key, apptask, live, sync, result, plan_action=plan_action)
+        result = self._finish(memory, apptask, live, sync, result, plan_action=plan_action)
         if result.status_updated:
-            log.warning("%s: %s: %s", key, sync.reason, sync.message)
+            log.warning("%s: %s: %s", memory.key, sync.reason, sync.message)
             self._event(apptask, "Warning", sync.reason, action, sync.message)
         return result
 
-    def _failed(self, key: str, apptask: Obj, live: Obj | None, exc: ApiError) -> Result:
-        log.warning("%s: error: %s", key, exc)
-        if transient(exc) and not self.dry_run and self._failing_for(key) < self.degraded_after:
+    def _failed(self, memory: Memory, apptask: Obj, live: Obj | None, exc: ApiError) -> Result:
+        log.warning("%s: error: %s", memory.key, exc)
+        if transient(exc) and not self.dry_run and \
+                self._failing_for(memory) < self.degraded_after:
             return Result(Outcome.ERROR, error=exc)  # retried; the status is left as it is
-        return self._finish(key, apptask, live, Sync.failed(str(exc)),
+        return self._finish(memory, apptask, live, Sync.failed(str(exc)),
                             Result(Outcome.ERROR, error=exc), plan_action=diff.Action.ERROR)
 
-    def _failing_for(self, key: str) -> float:
+    def _failing_for(self, memory: Memory) -> float:
         """Seconds since the AppTask's current run of transient failures began."""
         now = self.clock()
-        return now - self._failing_since.setdefault(key, now)
+        if memory.failing_since is None:
+            memory.failing_since = now
+        return now - memory.failing_since
 
-    def _finish(self, key: str, apptask: Obj, deployment: Obj | None, sync: Sync,
+    def _finish(self, memory: Memory, apptask: Obj, deployment: Obj | None, sync: Sync,
                 result: Result, plan_action: diff.Action | None = None) -> Result:
         """Write the status if it changed (never in dry-run); attach the plan in dry-run."""
         if self.dry_run:
-            plan = diff.Plan(key, plan_action or diff.Action.UNCHANGED,
+            plan = diff.Plan(str(memory.key), plan_action or diff.Action.UNCHANGED,
                              detail=sync.message if plan_action else "")
             return dataclasses.replace(result, plan=plan)
-        settle = self._settling(key, deployment)
+        settle = self._settling(memory, deployment)
         if settle > 0 and sync.ok:
             return dataclasses.replace(result, requeue_after=settle)
+        basis = _status_basis(apptask, deployment, sync)
+        if basis is not None and memory.status_basis == basis:
+            return result  # computed from the same versions: still current
         wanted = status.compute(apptask, deployment, sync, self.wallclock())
         if status.patch_for(apptask.get("status"), wanted) is None:
+            memory.status_basis = basis
             return result
-        hold = self._status_hold(key, apptask.get("status"), wanted)
+        hold = self._status_hold(memory, apptask.get("status"), wanted)
         if hold > 0:
             return dataclasses.replace(result, requeue_after=min(
                 hold, result.requeue_after or hold))
-        namespace, name = key.split("/", 1)
+        key = memory.key
         try:
-            answer = self.kube.patch(APPTASKS.path(namespace, name, "status"),
+            answer = self.kube.patch(APPTASKS.path(key.namespace, key.name, "status"),
                                      _status_write(apptask, wanted), JSON_PATCH)
         except ApiError as exc:
             if exc.status == 404 or failed_test(exc):  # deleted (and maybe created again):
                 return result  # what is there now comes with its own watch events
             log.warning("%s: status patch failed: %s", key, exc)
             return dataclasses.replace(result, error=_first_error(result.error, exc))
-        self.apptasks.record_write(answer)
-        self._status_at[key] = self.clock()
+        self.apptask_answers.record_write(answer)
+        memory.status_at = self.clock()
         log.info("%s: status updated (phase %s)", key, wanted["phase"])
         return dataclasses.replace(result, status_updated=True)
 
-    def _status_hold(self, key: str, current: Obj | None, wanted: Obj) -> float:
+    def _status_hold(self, memory: Memory, current: Obj | None, wanted: Obj) -> float:
         """Seconds to hold a status write that only reports progress, so that one AppTask's
         status is written at most once per status_min_interval during a rollout (0: write now).
         A new generation, phase or condition status is written at once."""
-        written = self._status_at.get(key)
+        written = memory.status_at
         if self.settling.settle <= 0 or written is None or not status.progress_only(current,
                                                                                  wanted):
             return 0.0
         return max(0.0, written + self.status_min_interval - self.clock())
 
-    def _settling(self, key: str, deployment: Obj | None) -> float:
+    def _settling(self, memory: Memory, deployment: Obj | None) -> float:
         """Seconds to hold the status write while the Deployment controller has not yet
         observed the controller's last apply (0: write now)."""
-        if deployment is None:
+        if deployment is None or memory.applied_at is None:
             return 0.0
-        return self.settling.hold(key, not _rollout_unobserved(deployment), self.clock())
+        now = self.clock()
+        if _rollout_unobserved(deployment):
+            return self.settling.hold(memory.applied_at, now)
+        self.settling.observed(memory.applied_at, now)
+        memory.applied_at = None
+        return 0.0
 
     def _event(self, apptask: Obj, type_: str, reason: str, action: str, note: str) -> None:
         if not self.dry_run:

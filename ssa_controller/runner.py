@@ -93,7 +93,7 @@ class Process:
         if membership is not None:
             scope = self.controller.scope
             self.sharder = sharder(
-                self.config, self.kube, lambda key: scope.ignores(key.split("/", 1)[0]) is None,
+                self.config, self.kube, lambda key: scope.ignores(key.namespace) is None,
                 sharding, self.metrics)
         self.elector: LeaderElector | None = None
         self.shard_elector: LeaderElector | None = None

@@ -29,12 +29,15 @@ from typing import Any, Protocol
 
 from .apptask import desired
 from .apptask.outcomes import Outcome
-from .client.kube import APPTASKS, MERGE_PATCH, ApiError, Kube
+from .client.kube import Kube
+from .client.resources import APPTASKS
+from .client.wire import MERGE_PATCH, ApiError
 from .reconciler import Result, item_backoff
+from .runtime.objectkey import ObjectKey
 from .runtime.sharding.labels import ShardLabels, Verdict
 from .runtime.sharding.ring import fnv1a64
 from .runtime.sharding.sharder import Sharder, SharderMetrics
-from .runtime.store import Cached, Store
+from .runtime.store import Cached, Store, WriteAnswers
 from .runtime.watcher import WatchMetrics
 from .settings.config import Config
 
@@ -82,15 +85,19 @@ class Shard:
     """One shard's gate on the AppTasks in its cache (see the module's docstring)."""
 
     def __init__(self, membership: Membership, kube: Kube, apptasks: Store,
-                 field_manager: str, clock: Callable[[], float] = time.monotonic) -> None:
+                 apptask_answers: WriteAnswers, field_manager: str,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        """`apptasks`: the shard's cache, read-only; `apptask_answers`: where the answers of its
+        acknowledgements go into it."""
         self.name = membership.name
         self._metrics = membership.metrics
         self._kube = kube
         self._apptasks = apptasks
+        self._answers = apptask_answers
         self._params = {"fieldManager": field_manager}
         self._clock = clock
         self._lock = threading.Lock()
-        self._marks: dict[str, float] = {}
+        self._marks: dict[ObjectKey, float] = {}
         """When each drain mark not yet acknowledged reached the cache."""
 
     @property
@@ -98,7 +105,7 @@ class Shard:
         """The label selector of this shard's AppTasks and Deployments."""
         return LABELS.selector(self.name)
 
-    def marked(self, key: str, old: Cached | None, new: Cached | None) -> bool:
+    def marked(self, key: ObjectKey, old: Cached | None, new: Cached | None) -> bool:
         """Whether this change of the AppTask `key` brings it a drain mark (it must be worked
         at once)."""
         if new is None or LABELS.verdict(_labels(new), self.name) is not Verdict.DRAIN:
@@ -117,11 +124,11 @@ class Shard:
         return old is None and new is not None and \
             bool(new.obj.get("status", {}).get("deploymentName"))
 
-    def forget(self, key: str) -> None:
+    def forget(self, key: ObjectKey) -> None:
         with self._lock:
             self._marks.pop(key, None)
 
-    def gate(self, key: str) -> Result | None:
+    def gate(self, key: ObjectKey) -> Result | None:
         """None: the AppTask is this shard's to reconcile (or gone: the reconciler forgets it);
         else the Result of leaving it (acknowledging its drain first): the caller forgets it
         unless the acknowledgement failed (then it is retried)."""
@@ -136,11 +143,10 @@ class Shard:
         self.forget(key)
         return Result(Outcome.SKIPPED)
 
-    def _acknowledge(self, key: str, apptask: Mapping[str, Any]) -> Result:
-        namespace, name = key.split("/", 1)
+    def _acknowledge(self, key: ObjectKey, apptask: Mapping[str, Any]) -> Result:
         version = str(apptask["metadata"].get("resourceVersion", ""))
         try:
-            answer = self._kube.patch(APPTASKS.path(namespace, name),
+            answer = self._kube.patch(APPTASKS.path(key.namespace, key.name),
                                       LABELS.acknowledgement(version), MERGE_PATCH, self._params)
         except ApiError as exc:
             if exc.status == 404:
@@ -148,7 +154,7 @@ class Shard:
                 return Result(Outcome.SKIPPED)
             log.info("%s: acknowledging its drain failed (%s); trying again", key, exc)
             return Result(Outcome.ERROR, error=exc)
-        self._apptasks.record_write(answer)
+        self._answers.record_write(answer)
         with self._lock:
             marked = self._marks.pop(key, None)
         seconds = 0.0 if marked is None else self._clock() - marked
@@ -158,7 +164,7 @@ class Shard:
         return Result(Outcome.SKIPPED)
 
 
-def sharder(config: Config, kube: Kube, accept: Callable[[str], bool],
+def sharder(config: Config, kube: Kube, accept: Callable[[ObjectKey], bool],
             metrics: SharderMetrics, watch_metrics: WatchMetrics) -> Sharder:
     """The sharder of the AppTasks `accept` takes, in the configured namespaces."""
     election = config.leader_election

@@ -18,7 +18,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ssa_controller.client.kube import APPTASKS, DEPLOYMENTS, LEASES, MERGE_PATCH, ApiError, Kube
+from ssa_controller.client.kube import Kube
+from ssa_controller.client.resources import APPTASKS, DEPLOYMENTS, LEASES
+from ssa_controller.client.wire import MERGE_PATCH, ApiError
 from ssa_controller.envtest.audit import overlapping, write_spans
 from ssa_controller.envtest.polling import PollTimeout, poll_until
 

@@ -17,7 +17,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from ssa_controller import crds
-from ssa_controller.client.kube import ApiError, Kube
+from ssa_controller.client.kube import Kube
+from ssa_controller.client.wire import ApiError
 from ssa_controller.envtest import assets
 from ssa_controller.envtest.audit import AuditLog
 from ssa_controller.envtest.controlplane import MASTERS, ControlPlane

@@ -22,7 +22,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from ..client.kube import DEPLOYMENTS, JSON_PATCH, ApiError, Kube, failed_test, rfc3339
+from ..client.kube import Kube
+from ..client.resources import DEPLOYMENTS
+from ..client.wire import JSON_PATCH, ApiError, failed_test, rfc3339
 from ..runtime import fieldset
 
 CLIENT_SIDE_MANAGERS = frozenset({"kubectl-client-side-apply", "before-first-apply",
@@ -89,17 +91,28 @@ def take_over_client_side_fields(kube: Kube, live: Mapping[str, Any], body: dict
                       fieldset.body_paths(body), manager, "apps/v1", rfc3339())
     if entries is None:
         return
-    version = current["metadata"]["resourceVersion"]
+    guarded_patch(kube, current, [
+        {"op": "test", "path": "/metadata/resourceVersion",
+         "value": current["metadata"]["resourceVersion"]},
+        {"op": "replace", "path": "/metadata/managedFields", "value": entries},
+    ], "its ownership was moved")
+
+
+def guarded_patch(kube: Kube, live: Mapping[str, Any], operations: list[dict[str, Any]],
+                  what: str, field_manager: str | None = None) -> dict[str, Any]:
+    """Send a JSON patch to the Deployment `live` whose operations test what they rely on
+    (its resourceVersion first); a failed test means it changed since it was read, a lost race
+    raised as ApiError(409, RACED) (`what` says what was being done), to be tried again."""
+    meta = live["metadata"]
+    params = None if field_manager is None else {"fieldManager": field_manager}
     try:
-        kube.patch(path, [
-            {"op": "test", "path": "/metadata/resourceVersion", "value": version},
-            {"op": "replace", "path": "/metadata/managedFields", "value": entries},
-        ], JSON_PATCH)
+        return kube.patch(DEPLOYMENTS.path(meta["namespace"], meta["name"]), operations,
+                          JSON_PATCH, params)
     except ApiError as exc:
-        if not failed_test(exc):  # managedFields exist (entries came from them): it applies
+        if not failed_test(exc):
             raise
         raise ApiError(409, RACED, f"Deployment {meta['name']} changed after it was read "
-                       f"(resourceVersion {version}) while its ownership was moved",
+                       f"(resourceVersion {meta['resourceVersion']}) while {what}",
                        exc.body) from exc
 
 

@@ -9,7 +9,10 @@ values, no other defaults the user did not ask for (a port's protocol is always 
 of the list key the API server merges ports by, and the CRD defaults it to TCP anyway). Creating
 an AppTask must not give more than creating such a Deployment: label and annotation keys that
 Kubernetes, service meshes or agents act on (`podTemplate.reservedKeys`, `allowedKeys`) are
-refused as InvalidSpec.
+refused as InvalidSpec. The workload fields (probes, volumes, scheduling, strategy...) are
+copied where the Deployment has them once their shapes are checked (fields.py), the restricted
+settings under the spec's own securityContext fields, and the pod is held to the `admission`
+rules (admission.py).
 """
 
 from __future__ import annotations
@@ -18,8 +21,10 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from ..settings.config import PodTemplateConfig
-from . import quantity
+from ..settings.config import AdmissionConfig, PodTemplateConfig
+from . import admission, fields
+from .shapes import InvalidSpec as InvalidSpec
+from .shapes import Shape, expect, is_quantity
 
 API_GROUP = "example.com"
 API_VERSION = "example.com/v1"
@@ -32,7 +37,6 @@ SHARD_LABEL = "apptasks.example.com/shard"
 every child it renders (so that a shard's watches select its share only)."""
 CONTAINER_NAME = "app"
 PROTOCOLS = ("TCP", "UDP", "SCTP")
-_INT64 = (-(2**63), 2**63 - 1)
 _LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
 KUBERNETES_PREFIXES = ("kubernetes.io/", "k8s.io/")
 """Reserved for Kubernetes' own components, with their subdomains (node-role.kubernetes.io,
@@ -59,29 +63,16 @@ def _restricted_container() -> dict[str, Any]:
                                 "capabilities": {"drop": ["ALL"]}}}
 
 
-class InvalidSpec(ValueError):
-    """The AppTask's spec cannot be rendered; retrying cannot fix it."""
-
-    def __init__(self, field: str, message: str) -> None:
-        super().__init__(f"spec.{field}: {message}" if field else message)
-        self.field = field
-
-
-def _expect(condition: bool, field: str, message: str) -> None:
-    if not condition:
-        raise InvalidSpec(field, message)
-
-
 def _string_list(spec: Mapping[str, Any], field: str) -> list[str]:
     value = spec.get(field) or []
-    _expect(isinstance(value, list) and all(isinstance(v, str) for v in value), field,
+    expect(isinstance(value, list) and all(isinstance(v, str) for v in value), field,
             "must be a list of strings")
     return list(value)
 
 
 def _string_map(spec: Mapping[str, Any], field: str) -> dict[str, str]:
     value = spec.get(field) or {}
-    _expect(isinstance(value, Mapping) and all(isinstance(k, str) and isinstance(v, str)
+    expect(isinstance(value, Mapping) and all(isinstance(k, str) and isinstance(v, str)
                                                for k, v in value.items()), field,
             "must be a map of strings to strings")
     return dict(value)
@@ -89,34 +80,37 @@ def _string_map(spec: Mapping[str, Any], field: str) -> dict[str, str]:
 
 def _list(spec: Mapping[str, Any], field: str) -> list[Any]:
     value = spec.get(field) or []
-    _expect(isinstance(value, list), field, "must be a list")
+    expect(isinstance(value, list), field, "must be a list")
     return list(value)
 
 
-def _env(spec: Mapping[str, Any]) -> list[dict[str, str]]:
-    rendered: list[dict[str, str]] = []
+def _env(spec: Mapping[str, Any]) -> list[dict[str, Any]]:
+    rendered: list[dict[str, Any]] = []
     names: set[str] = set()
     for i, item in enumerate(_list(spec, "env")):
         name = item.get("name") if isinstance(item, Mapping) else None
         if not isinstance(name, str) or not name:
             raise InvalidSpec(f"env[{i}].name", "is required")
-        _expect(name not in names, f"env[{i}].name", f"duplicate name {name!r}")
+        expect(name not in names, f"env[{i}].name", f"duplicate name {name!r}")
         names.add(name)
         value = item.get("value", "")
-        _expect(isinstance(value, str), f"env[{i}].value", "must be a string")
-        rendered.append({"name": name, "value": value} if value else {"name": name})
+        expect(isinstance(value, str), f"env[{i}].value", "must be a string")
+        entry: dict[str, Any] = {"name": name, "value": value} if value else {"name": name}
+        if item.get("valueFrom") is not None:
+            entry["valueFrom"] = fields.ENV_SOURCE.check(item["valueFrom"], f"env[{i}].valueFrom")
+        rendered.append(entry)
     return rendered
 
 
 def _ports(spec: Mapping[str, Any]) -> list[dict[str, Any]]:
     rendered: list[dict[str, Any]] = []
     for i, item in enumerate(_list(spec, "ports")):
-        _expect(isinstance(item, Mapping), f"ports[{i}]", "must be an object")
+        expect(isinstance(item, Mapping), f"ports[{i}]", "must be an object")
         port = item.get("containerPort")
-        _expect(isinstance(port, int) and not isinstance(port, bool) and 1 <= port <= 65535,
+        expect(isinstance(port, int) and not isinstance(port, bool) and 1 <= port <= 65535,
                 f"ports[{i}].containerPort", "must be an integer in 1..65535")
         protocol = item.get("protocol") or "TCP"
-        _expect(protocol in PROTOCOLS, f"ports[{i}].protocol", f"must be one of {PROTOCOLS}")
+        expect(protocol in PROTOCOLS, f"ports[{i}].protocol", f"must be one of {PROTOCOLS}")
         entry: dict[str, Any] = {"containerPort": port, "protocol": protocol}
         if item.get("name"):
             entry["name"] = item["name"]
@@ -154,50 +148,66 @@ def _keys(spec: Mapping[str, Any], field: str, template: PodTemplateConfig) -> d
     value = _string_map(spec, field)
     for key in sorted(value):
         why = _refusal(key, template)
-        _expect(why is None, field, f"key {key!r} {why}")
+        expect(why is None, field, f"key {key!r} {why}")
     return value
-
-
-def _quantity(amount: Any) -> bool:
-    """Whether the API server reads `amount` as a quantity (as JSON, it reads an integer beyond
-    64 bits as a float)."""
-    in_range = isinstance(amount, str) or isinstance(amount, int) and \
-        _INT64[0] <= amount <= _INT64[1]
-    return in_range and quantity.parse(amount) is not None
 
 
 def _resources(spec: Mapping[str, Any]) -> dict[str, dict[str, str | int]]:
     value = spec.get("resources") or {}
-    _expect(isinstance(value, Mapping), "resources", "must be an object")
+    expect(isinstance(value, Mapping), "resources", "must be an object")
     rendered: dict[str, dict[str, str | int]] = {}
     for kind in ("requests", "limits"):
         amounts = value.get(kind) or {}
-        _expect(isinstance(amounts, Mapping), f"resources.{kind}", "must be a map")
+        expect(isinstance(amounts, Mapping), f"resources.{kind}", "must be a map")
         for name, amount in amounts.items():
-            _expect(_quantity(amount), f"resources.{kind}.{name}",
+            expect(is_quantity(amount), f"resources.{kind}.{name}",
                     f"{amount!r} is not a quantity")
         if amounts:
             rendered[kind] = dict(amounts)
     unknown = set(value) - {"requests", "limits"}
-    _expect(not unknown, "resources", f"unknown fields {sorted(unknown)}")
+    expect(not unknown, "resources", f"unknown fields {sorted(unknown)}")
     return rendered
+
+
+def _set(spec: Mapping[str, Any], shapes: Mapping[str, Shape]) -> dict[str, Any]:
+    """The spec's fields among `shapes` that are set (null and empty values are not), checked."""
+    return {name: shape.check(spec[name], name) for name, shape in shapes.items()
+            if spec.get(name) not in (None, "", [], {})}
+
+
+def _over(defaults: Mapping[str, Any], spec: Mapping[str, Any]) -> dict[str, Any]:
+    """The spec's fields over the defaults, objects merged key by key."""
+    merged = dict(defaults)
+    for name, value in spec.items():
+        default = defaults.get(name)
+        both = isinstance(value, Mapping) and isinstance(default, Mapping)
+        merged[name] = _over(default, value) if both else value  # type: ignore[arg-type]
+    return merged
 
 
 def _container(spec: Mapping[str, Any], restricted: bool) -> dict[str, Any]:
     image = spec.get("image")
-    _expect(isinstance(image, str) and bool(image.strip()), "image", "is required")
+    expect(isinstance(image, str) and bool(image.strip()), "image", "is required")
     container: dict[str, Any] = {"name": CONTAINER_NAME, "image": image}
     for field, value in (("command", _string_list(spec, "command")),
                          ("args", _string_list(spec, "args")), ("env", _env(spec)),
                          ("ports", _ports(spec)), ("resources", _resources(spec))):
         if value:
             container[field] = value
-    return {**container, **_restricted_container()} if restricted else container
+    container.update(_set(spec, fields.CONTAINER))
+    return _over(_restricted_container(), container) if restricted else container
+
+
+def _pod(spec: Mapping[str, Any], restricted: bool) -> dict[str, Any]:
+    pod: dict[str, Any] = {"containers": [_container(spec, restricted)]}
+    pod.update((fields.POD_NAMES.get(name, name), value)
+               for name, value in _set(spec, fields.POD).items())
+    return _over(_restricted_pod(), pod) if restricted else pod
 
 
 def _replicas(spec: Mapping[str, Any]) -> int | None:
     replicas = spec.get("replicas")
-    _expect(replicas is None or (isinstance(replicas, int) and not isinstance(replicas, bool)
+    expect(replicas is None or (isinstance(replicas, int) and not isinstance(replicas, bool)
                                  and 0 <= replicas <= 2**31 - 1),
             "replicas", "must be a non-negative integer")
     return replicas
@@ -217,11 +227,12 @@ def child_metadata(apptask: Mapping[str, Any], shard: str | None = None) -> dict
 
 
 def render(apptask: Mapping[str, Any], template: PodTemplateConfig = DEFAULT_TEMPLATE,
-           shard: str | None = None) -> dict[str, Any]:
-    """The apply body of the Deployment for `apptask` under the `podTemplate` settings, applied
-    by the shard `shard` (None: no sharding); raises InvalidSpec."""
+           rules: AdmissionConfig = admission.DEFAULT, shard: str | None = None
+           ) -> dict[str, Any]:
+    """The apply body of the Deployment for `apptask` under the `podTemplate` settings and the
+    `admission` rules, applied by the shard `shard` (None: no sharding); raises InvalidSpec."""
     name = apptask["metadata"]["name"]
-    _expect(len(name) <= 63 and bool(_LABEL_VALUE.match(name)), "",
+    expect(len(name) <= 63 and bool(_LABEL_VALUE.match(name)), "",
             f"metadata.name {name!r} must be a valid label value (at most 63 characters)")
     spec = apptask.get("spec")
     if not isinstance(spec, Mapping):
@@ -237,10 +248,10 @@ def render(apptask: Mapping[str, Any], template: PodTemplateConfig = DEFAULT_TEM
     if replicas is not None:
         deployment_spec["replicas"] = replicas
     deployment_spec["selector"] = {"matchLabels": selector}
-    pod: dict[str, Any] = {"containers": [_container(spec, template.restricted)]}
-    deployment_spec["template"] = {"metadata": template_meta,
-                                   "spec": {**pod, **_restricted_pod()} if template.restricted
-                                   else pod}
+    pod = _pod(spec, template.restricted)
+    admission.check_pod(pod, rules)
+    deployment_spec["template"] = {"metadata": template_meta, "spec": pod}
+    deployment_spec.update(_set(spec, fields.DEPLOYMENT))
     return {"apiVersion": "apps/v1", "kind": "Deployment",
             "metadata": child_metadata(apptask, shard), "spec": deployment_spec}
 

@@ -18,18 +18,37 @@ from ..runtime import fieldset
 from ..runtime.fieldset import Path
 from . import quantity
 
+QUANTITY_FIELDS = frozenset({"f:sizeLimit", "f:divisor"})
+"""Fields holding a quantity, besides the amounts of resources' requests and limits."""
+
 
 def _is_quantity_path(path: Path) -> bool:
-    return len(path) >= 2 and path[-2] in ("f:requests", "f:limits") and "f:resources" in path
+    return bool(path) and path[-1] in QUANTITY_FIELDS or len(path) >= 2 and \
+        path[-2] in ("f:requests", "f:limits") and "f:resources" in path
+
+
+def _zero(value: Any) -> bool:
+    """Whether `value` is what the API server leaves out of an object it returns (omitempty:
+    false, 0, "", empty lists and maps): set so, a field is owned but never seen."""
+    return value in (None, "", [], {}) or type(value) in (bool, int) and value == 0
 
 
 def _same(path: Path, wanted: Any, live: Any) -> bool:
+    """Whether the live value holds what the body set at `path`. Values the server fills in
+    (defaults in an atomic list's items or struct) and zero values it leaves out are no
+    difference; quantities compare by the value the server stores ("1000m" is "1")."""
     if live is fieldset.MISSING:
-        return False
+        return bool(path) and path[-1] != "." and _zero(wanted)
     if _is_quantity_path(path):
         return quantity.stored(wanted) == quantity.stored(live)
     if path and path[-1] == ".":
         return True
+    if isinstance(wanted, Mapping) and isinstance(live, Mapping):
+        return all(_same(path + (f"f:{name}",), value, live.get(name, fieldset.MISSING))
+                   for name, value in wanted.items())
+    if isinstance(wanted, list) and isinstance(live, list):
+        return len(wanted) == len(live) and all(
+            _same(path, w, v) for w, v in zip(wanted, live, strict=True))
     return bool(wanted == live)
 
 

@@ -11,8 +11,7 @@ AppTask's generation changes (a new spec is applied at once, never held by the d
 
 from __future__ import annotations
 
-from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from ..runtime import backoff
 
@@ -26,13 +25,17 @@ class Fight:
     takebacks: int
 
 
-@dataclass
-class _State:
+@dataclass(slots=True)
+class FightState:
+    """The take-back history of one object (kept in its memory), for one generation."""
+
     generation: int
     applied_at: float
     intact: bool = True
     """No take-back seen since the last apply."""
-    takebacks: deque[float] = field(default_factory=deque)
+    takebacks: tuple[float, ...] = ()
+    """When the take-backs within the window came (a tuple: an empty deque would cost 760 bytes
+    per object applied)."""
     fighting: bool = False
     damped_applies: int = 0
     last_takeback: float = 0.0
@@ -41,7 +44,8 @@ class _State:
 
 
 class FightTracker:
-    """Per-object take-back history; thread-safety is the caller's (one worker per key)."""
+    """The rules over one object's FightState (None: never applied); the caller keeps the
+    state, and its thread-safety (one worker per object)."""
 
     def __init__(self, threshold: int, window: float, backoff_base: float,
                  backoff_cap: float) -> None:
@@ -49,61 +53,48 @@ class FightTracker:
         self.window = window
         self.backoff_base = backoff_base
         self.backoff_cap = backoff_cap
-        self._states: dict[str, _State] = {}
 
-    def applied(self, key: str, generation: int, now: float) -> None:
-        """The controller applied the object for `generation`."""
-        state = self._states.get(key)
+    def applied(self, state: FightState | None, generation: int, now: float) -> FightState:
+        """The controller applied the object for `generation`; returns the state to keep."""
         if state is None or state.generation != generation:
-            self._states[key] = _State(generation=generation, applied_at=now)
-            return
+            return FightState(generation=generation, applied_at=now)
         state.intact = True
         state.applied_at = now
         if state.fighting:
             state.damped_applies += 1
+        return state
 
-    def took_back(self, key: str, generation: int, managers: tuple[str, ...],
+    def took_back(self, state: FightState | None, generation: int, managers: tuple[str, ...],
                   fields: tuple[str, ...], now: float) -> Fight | None:
         """Drift seen on fields applied for `generation`; returns the fight if this makes one
         (only the first time, so it is reported once)."""
-        state = self._states.get(key)
         if state is None or state.generation != generation or not state.intact:
             return None
         state.intact = False
         state.last_takeback = now
         state.managers, state.fields = managers, fields
-        state.takebacks.append(now)
-        while state.takebacks and state.takebacks[0] < now - self.window:
-            state.takebacks.popleft()
+        state.takebacks = (*(t for t in state.takebacks if t >= now - self.window), now)
         if not state.fighting and len(state.takebacks) >= self.threshold:
             state.fighting = True
-            return self.fight(key, generation, now)
+            return self.fight(state, generation, now)
         return None
 
-    def fight(self, key: str, generation: int, now: float) -> Fight | None:
-        """The ongoing fight over `key` at `generation`, if any (ending it once the other writer
-        stopped); a fight over an earlier generation is no fight over this one."""
-        state = self._states.get(key)
+    def fight(self, state: FightState | None, generation: int, now: float) -> Fight | None:
+        """The ongoing fight at `generation`, if any (ending it once the other writer stopped);
+        a fight over an earlier generation is no fight over this one."""
         if state is None or not state.fighting or state.generation != generation:
             return None
         if state.intact and now - max(state.applied_at, state.last_takeback) >= self.window:
             state.fighting = False
             state.damped_applies = 0
-            state.takebacks.clear()
+            state.takebacks = ()
             return None
         return Fight(state.managers, state.fields, len(state.takebacks))
 
-    def apply_delay(self, key: str, generation: int, now: float) -> float:
-        """Seconds to wait before the controller may re-apply `key` at `generation` (0: go
-        ahead; always 0 for a generation the fight was not over)."""
-        state = self._states.get(key)
-        if state is None or self.fight(key, generation, now) is None:
+    def apply_delay(self, state: FightState | None, generation: int, now: float) -> float:
+        """Seconds to wait before the controller may re-apply at `generation` (0: go ahead;
+        always 0 for a generation the fight was not over)."""
+        if state is None or self.fight(state, generation, now) is None:
             return 0.0
         delay = backoff.exponential(self.backoff_base, 2.0, self.backoff_cap, state.damped_applies)
         return max(0.0, state.applied_at + delay - now)
-
-    def forget(self, key: str) -> None:
-        self._states.pop(key, None)
-
-    def __len__(self) -> int:
-        return len(self._states)

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from ..runtime.objectkey import ObjectKey
 from ..runtime.store import Cached
 from . import desired
 
@@ -46,10 +47,10 @@ def deployment_changed(old: Cached | None, new: Cached | None) -> bool:
     return _deployment_view(old) != _deployment_view(new)
 
 
-def owner_key(deployment: Obj) -> str | None:
+def owner_key(deployment: Obj) -> ObjectKey | None:
     """The key of the AppTask that controls a Deployment, if any."""
     ref = desired.controller_ref(deployment)
     if ref is None:
         return None
-    return f"{deployment['metadata'].get('namespace', '')}/{ref['name']}"
+    return ObjectKey(deployment["metadata"].get("namespace", ""), ref["name"])
 

@@ -1,84 +1,48 @@
 """How long an AppTask's status write waits for the Deployment controller to observe an apply.
 
-After an apply that changed a Deployment's spec, the status is written once the Deployment
-controller has observed the new generation (its status update enqueues the AppTask again,
-usually within milliseconds): one status write per change instead of two (progressing, then
-ready). The wait is bounded, so that a status shows the new generation soon after its apply
-even when no Deployment controller runs: `settle` seconds, stretched up to `settle_max` only
-while the Deployment controller is seen working through the controller's applies (it observed
-one within the last `settle` seconds), as under a burst of thousands of changes, where it falls
-behind by tens of seconds but is alive. Behind by more than that, it works through the applies
-in about the order they were made: its lag (how long after its apply it observed the last one)
-says whether it has reached this apply yet. Until it has, with a margin, the status waits on,
-up to `backlog_max`; past it, the status is written. Such a wait is not polled every `settle`
-seconds (thousands of keys wait at once): the observation enqueues the AppTask anyway (its
-Deployment's watch event), so the hold runs until the apply is due; a Deployment controller
-that stops meanwhile is noticed then. Pure; times are passed in.
+`observedGeneration` is the controller's statement that it acted on a generation; whether the
+result is ready is the `Ready` condition's. After an apply that changed a Deployment's spec, the
+status write waits at most `settle` seconds for the Deployment controller to observe the new
+generation (its status update enqueues the AppTask again, usually within milliseconds), so that
+a change it keeps up with costs one status write (current generation, readiness known), not two.
+Past the wait, or at once when the wait cannot pay (the Deployment controller is seen working
+through older applies more than `settle` seconds late, as under a backlog of thousands of
+changes), the status says the generation was acted on and `Ready` waits for the Deployment
+controller; its observation (the Deployment's watch event) brings the readiness write. Bounded
+by seconds whatever the Deployment controller does. Pure; times are passed in.
 """
 
 from __future__ import annotations
 
 SETTLE = 2.0
-"""Seconds a status write waits for the Deployment controller when it shows no progress."""
-SETTLE_MAX = 30.0
-"""Seconds a status write waits while the Deployment controller shows progress."""
-BACKLOG_MAX = 300.0
-"""Seconds a status write waits at most while the Deployment controller, showing progress, has
-not reached its apply yet."""
-LAG_MARGIN = 0.25
-"""The share of the Deployment controller's lag added to it: it runs several workers and
-retries, so its order is only about that of the applies."""
+"""Seconds a status write waits at most for the Deployment controller to observe an apply."""
 
 
 class StatusSettle:
-    """Per AppTask key, the apply still unobserved by the Deployment controller, and when that
-    controller last observed one of them."""
+    """When the Deployment controller last observed one of the controller's applies, and how
+    long after the apply; each object's unobserved apply is kept by the caller (its memory).
+    Thread-safe: the observation is one value, replaced whole."""
 
-    def __init__(self, settle: float = SETTLE, settle_max: float = SETTLE_MAX,
-                 backlog_max: float = BACKLOG_MAX) -> None:
+    def __init__(self, settle: float = SETTLE) -> None:
         self.settle = settle
         """0 where nothing will come back to write the status later (one-pass runs)."""
-        self.settle_max = settle_max
-        self.backlog_max = backlog_max
-        self._applied_at: dict[str, float] = {}
-        """When the controller applied each Deployment the Deployment controller has not yet
-        been seen to observe."""
-        self._progress_at: float | None = None
-        """When the Deployment controller was last seen observing one of those applies."""
-        self._lag = 0.0
-        """How long after its apply the Deployment controller observed that one."""
+        self._seen: tuple[float, float] | None = None
+        """(when, how long after its apply) the Deployment controller last observed an apply."""
 
-    def applied(self, key: str, now: float) -> None:
-        """The controller applied the Deployment of `key`."""
-        self._applied_at[key] = now
+    def observed(self, applied_at: float, now: float) -> None:
+        """The Deployment controller has observed the apply made at `applied_at`."""
+        self._seen = (now, now - applied_at)
 
-    def hold(self, key: str, observed: bool, now: float) -> float:
-        """Seconds to hold the status write of `key` (0: write now), given whether the
-        Deployment controller has `observed` the Deployment's current generation."""
-        applied_at = self._applied_at.get(key)
-        if applied_at is None:
-            return 0.0
-        if observed:
-            del self._applied_at[key]
-            self._progress_at, self._lag = now, now - applied_at
-            return 0.0
-        if self.settle <= 0:
-            return 0.0
+    def lagging(self, now: float) -> bool:
+        """Whether the Deployment controller is seen observing applies `settle` seconds or more
+        after they were made (an observation within the last `settle` seconds says so)."""
+        seen = self._seen
+        return seen is not None and now - seen[0] < self.settle and seen[1] >= self.settle
+
+    def hold(self, applied_at: float, now: float) -> float:
+        """Seconds to hold the status write after an apply made at `applied_at` that the
+        Deployment controller has not observed yet (0: write now)."""
         waited = now - applied_at
-        if waited < self.settle:
-            return self.settle - waited
-        progressing = self._progress_at is not None and now - self._progress_at < self.settle
-        if not progressing:
+        if waited >= self.settle or self.lagging(now):
             return 0.0
-        due = self._lag * (1 + LAG_MARGIN) + self.settle
-        limit = max(self.settle_max, min(self.backlog_max, due))
-        if waited >= limit:
-            return 0.0
-        return min(limit - waited, max(self.settle, due - waited))
-
-    def forget(self, key: str) -> None:
-        """The AppTask is deleted."""
-        self._applied_at.pop(key, None)
-
-    def __len__(self) -> int:
-        return len(self._applied_at)
+        return self.settle - waited

@@ -33,9 +33,10 @@ class Phase(StrEnum):
     PAUSED = "Paused"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Sync:
-    """How the controller's last attempt to apply the Deployment went."""
+    """How the controller's last attempt to apply the Deployment went (each AppTask's memory
+    keeps the last one its status was found current for: slots, no __dict__)."""
 
     ok: bool
     reason: str
@@ -93,15 +94,18 @@ def _ready(apptask: Mapping[str, Any],
     spec, st = deployment.get("spec", {}), deployment.get("status", {})
     desired = int(spec.get("replicas", 1))
     ready = int(st.get("readyReplicas", 0))
+    generation = int(deployment["metadata"].get("generation", 0))
+    observed = int(st.get("observedGeneration", 0))
+    if observed < generation:  # what it says is about an earlier spec (as kubectl rollout status)
+        return (False, "DeploymentProgressing", f"waiting for the Deployment controller to "
+                f"observe generation {generation} (observed: {observed})", ready)
     for cond in st.get("conditions") or ():
         if cond.get("type") == "ReplicaFailure" and cond.get("status") == "True" \
                 or cond.get("type") == "Progressing" and cond.get("status") == "False":
             return False, str(cond.get("reason", cond["type"])), str(cond.get("message", "")), ready
-    generation = int(deployment["metadata"].get("generation", 0))
-    observed = int(st.get("observedGeneration", 0)) >= generation
     updated, available = int(st.get("updatedReplicas", 0)), int(st.get("availableReplicas", 0))
     total = int(st.get("replicas", 0))
-    if observed and updated >= desired and available >= desired and total == updated:
+    if updated >= desired and available >= desired and total == updated:
         return True, "DeploymentReady", f"{ready}/{desired} replicas ready", ready
     message = f"{ready}/{desired} replicas ready, {updated} updated"
     return False, "DeploymentProgressing", message, ready

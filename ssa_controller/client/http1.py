@@ -4,8 +4,8 @@ Why not urllib3: one GET against the local API server costs the client 690-1,030
 through urllib3, 400-540 µs through http.client alone (its header parsing goes through the
 email package) and 150-190 µs when the request is written and the answer read over the TLS
 socket directly (tests/bench/request_cost.py), and the controller sends three such requests
-per change and reads every watch event. Only requests through a proxy take urllib3 (see
-proxied).
+per change and reads every watch event. Requests through a proxy take urllib3 (see
+urllib3transport).
 
 What is spoken is what the API server speaks: a request with a Content-Length body; an answer
 with a status line, headers, and a body framed by Content-Length, by chunked transfer coding
@@ -14,9 +14,11 @@ no compression, no `Expect: 100-continue`. A connection that failed in any way i
 reused; an idle pooled connection that the server closed (readable with no request sent) is
 replaced before it is used. Every request is bounded by a timeout per read and, if given, a
 total deadline that covers it all: the connect, the TLS handshake, the send (nothing is sent
-once it has passed) and every read to the last byte. A streamed answer (a watch) is read piece
-by piece as it arrives, can be aborted from another thread, and its connection is closed when
-it ends, never pooled again.
+once it has passed) and every read to the last byte, however slowly the server drips it (each
+receive is bounded by the time left). A streamed answer (a watch) is opened within its deadline,
+then read piece by piece as it arrives, can be aborted from another thread, and its connection
+is closed when it ends, never pooled again. `Pool` implements the transport interface
+(transport.Transport).
 """
 
 from __future__ import annotations
@@ -27,21 +29,26 @@ import select
 import socket
 import ssl
 import threading
-import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
+
+from .transport import READ_SIZE, Response, SocketOption, TransportError, within
 
 MAX_LINE = 65536
 """The longest status or header line accepted."""
 MAX_HEADERS = 256
-READ_SIZE = 65536
-"""The most read at once from a body that runs to the end of its connection."""
 NO_BODY_STATUSES = frozenset({204, 304})
+_STATUS_LINE = re.compile(rb"HTTP/1\.([0-9]) ([0-9]{3})(?: [^\x00\n\r\x0b\x0c]*)?")
+"""A status line as RFC 9112 and h11 read it (a reason phrase optional, without NUL or line
+breaks), of HTTP/1.x only."""
+_FIELD = re.compile(rb"([-!#$%&'*+.^_`|~0-9A-Za-z]+):[ \t]*((?:[^\x00\s]+(?:[ \t]+[^\x00\s]+)*)?)"
+                    rb"[ \t]*")
+"""A header (or trailer) line: a token, a colon, and a value of visible characters (bytes past
+ASCII too) and inner spaces or tabs, whitespace around it dropped (RFC 9110 5.5; h11's rule)."""
 _CHUNK_SIZE = re.compile(rb"[0-9A-Fa-f]{1,16}")
 """A chunk size as Go's net/http reads it: hex digits only (no sign, prefix or underscore), at
 most 16 of them."""
-SocketOption = tuple[int, int, int]
+_DIGITS = re.compile(r"[0-9]+")
 
 
 def authority(host: str, port: int | str | None = None) -> str:
@@ -51,36 +58,33 @@ def authority(host: str, port: int | str | None = None) -> str:
     return bracketed if port is None else f"{bracketed}:{port}"
 
 
-class TransportError(Exception):
-    """The request did not get a whole answer: connect, TLS, timeout, or a malformed reply."""
+class _BoundedReceive(io.RawIOBase):
+    """A socket's bytes, each receive bounded by the read timeout and by the time left before
+    the deadline, if there is one: a server that drips its answer byte by byte cannot stretch a
+    read past the deadline."""
 
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.timeout = 0.0
+        self.deadline: float | None = None
 
-def time_left(deadline: float) -> float:
-    """Seconds left before `deadline` (a time.monotonic() value); TransportError if none."""
-    left = deadline - time.monotonic()
-    if left <= 0:
-        raise TransportError("the request's deadline passed")
-    return left
+    def readable(self) -> bool:
+        return True
 
-
-def _within(timeout: float, deadline: float | None) -> float:
-    """`timeout`, cut to the time left before `deadline` if there is one."""
-    return timeout if deadline is None else min(timeout, time_left(deadline))
-
-
-@dataclass(frozen=True)
-class Response:
-    status: int
-    headers: Mapping[str, str]
-    """Header names in lower case; a header sent more than once has its values joined by ", "
-    (RFC 9110, 5.3)."""
-    data: bytes
+    def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
+        self.sock.settimeout(within(self.timeout, self.deadline))
+        return self.sock.recv_into(buffer)
 
 
 class _Connection:
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
-        self.reader = sock.makefile("rb")
+        self._receive = _BoundedReceive(sock)
+        self.reader = io.BufferedReader(self._receive, READ_SIZE)
+
+    def bound(self, read_timeout: float, deadline: float | None) -> None:
+        """Bound each read from now on by `read_timeout` and, if given, `deadline`."""
+        self._receive.timeout, self._receive.deadline = read_timeout, deadline
 
     def dropped(self) -> bool:
         """Whether the idle connection has something to read: the server closed it (or sent
@@ -100,88 +104,117 @@ class _Connection:
 
 
 class _Reader:
-    """Reads one answer from a connection whose socket timeout is `read_timeout`; with a
-    deadline, each read is bounded by the time left as well."""
+    """Reads one answer from a connection, each read bounded as the connection says."""
 
-    def __init__(self, connection: _Connection, read_timeout: float,
-                 deadline: float | None) -> None:
-        self._sock, self._file = connection.sock, connection.reader
-        self._read_timeout, self._deadline = read_timeout, deadline
+    def __init__(self, connection: _Connection) -> None:
+        self._file = connection.reader
 
-    def _armed(self) -> io.BufferedReader:
-        """The connection's reader, its next read bounded by the deadline if there is one."""
-        if self._deadline is not None:
-            self._sock.settimeout(_within(self._read_timeout, self._deadline))
-        return self._file
-
-    def line(self) -> bytes:
-        line = self._armed().readline(MAX_LINE + 1)
+    def line(self, *, crlf: bool = False) -> bytes:
+        """The next line, its line ending (LF or CR LF; with `crlf`, CR LF only) dropped."""
+        line = self._file.readline(MAX_LINE + 1)
         if not line:
             raise TransportError("the server closed the connection")
         if not line.endswith(b"\n"):
             raise TransportError("the connection ended mid-line" if len(line) <= MAX_LINE
                                  else "a line of the answer is too long")
-        return line
+        if line.endswith(b"\r\n"):
+            return line[:-2]
+        if crlf:
+            raise TransportError(f"a line not ended by CR LF: {line[:80]!r}")
+        return line[:-1]
 
-    def exactly(self, size: int) -> bytes:
-        data = self._armed().read(size)
-        if len(data) != size:
-            raise TransportError(f"the connection ended {size - len(data)} bytes before the "
-                                 "end of the body")
-        return data
+    def crlf(self) -> bool:
+        """Whether the next two bytes are CR LF."""
+        return self._file.read(2) == b"\r\n"
+
+    def pieces(self, size: int) -> Iterator[bytes]:
+        """The next `size` bytes, in pieces of at most READ_SIZE."""
+        left = size
+        while left:
+            data = self._file.read(min(left, READ_SIZE))
+            if not data:
+                raise TransportError(f"the connection ended {left} bytes before the end of "
+                                     "the body")
+            left -= len(data)
+            yield data
 
     def some(self) -> bytes:
         """What has arrived (waiting for at least a byte); b"" at the end of the connection."""
-        return self._armed().read1(READ_SIZE)
+        return self._file.read1(READ_SIZE)
+
+
+def _fields(reader: _Reader) -> dict[str, str]:
+    """The header (or trailer) lines up to the blank line that ends them: names in lower case,
+    the values of a repeated header joined by ", ", a folded line (obs-fold) joined to the line
+    before by a space (RFC 9112 5.2)."""
+    lines: list[bytes] = []
+    for _ in range(MAX_HEADERS + 1):
+        line = reader.line()
+        if not line:
+            break
+        if line[:1] in (b" ", b"\t"):
+            if not lines:
+                raise TransportError(f"a folded line before any header: {line[:80]!r}")
+            lines[-1] += b" " + line.lstrip(b" \t")
+        else:
+            lines.append(line)
+    else:
+        raise TransportError(f"more than {MAX_HEADERS} header lines")
+    fields: dict[str, str] = {}
+    for line in lines:
+        found = _FIELD.fullmatch(line)
+        if found is None:
+            raise TransportError(f"malformed header line: {line[:80]!r}")
+        key, text = found[1].lower().decode("latin-1"), found[2].decode("latin-1")
+        fields[key] = f"{fields[key]}, {text}" if key in fields else text
+    return fields
 
 
 def _head(reader: _Reader) -> tuple[int, bool, dict[str, str]]:
     """The status, whether the connection may carry another request, and the headers (1xx
-    interim answers skipped)."""
+    interim answers skipped; a 101 refused: no request asks to switch protocols)."""
     while True:
         status_line = reader.line()
-        version, _, rest = status_line.partition(b" ")
-        code = rest[:3]
-        if not version.startswith(b"HTTP/1.") or not code.isdigit():
+        found = _STATUS_LINE.fullmatch(status_line)
+        if found is None:
             raise TransportError(f"not an HTTP/1.x status line: {status_line[:80]!r}")
-        headers: dict[str, str] = {}
-        for _ in range(MAX_HEADERS):
-            line = reader.line()
-            if line in (b"\r\n", b"\n"):
-                break
-            name, colon, value = line.partition(b":")
-            if not colon:
-                raise TransportError(f"malformed header line: {line[:80]!r}")
-            key, text = name.strip().lower().decode("latin-1"), value.strip().decode("latin-1")
-            headers[key] = f"{headers[key]}, {text}" if key in headers else text
-        else:
-            raise TransportError(f"more than {MAX_HEADERS} header lines")
-        status = int(code)
-        if not 100 <= status < 200:
+        status = int(found[2])
+        if status < 100 or status == 101:
+            raise TransportError(f"an answer of status {status}")
+        headers = _fields(reader)
+        if status >= 200:
             tokens = headers.get("connection", "").lower()
-            keep = "close" not in tokens and (version == b"HTTP/1.1" or "keep-alive" in tokens)
+            keep = "close" not in tokens and (found[1] != b"0" or "keep-alive" in tokens)
             return status, keep, headers
 
 
 def _chunks(reader: _Reader) -> Iterator[bytes]:
-    """A chunked body's chunks (trailers read and dropped)."""
+    """A chunked body's pieces (trailers read, checked and dropped). A chunk size line ends
+    with CR LF, optional whitespace before it only after a size without extension (h11's
+    rule); a chunk's data ends with CR LF (Go's)."""
     while True:
-        size_text = reader.line().split(b";", 1)[0].rstrip()
+        line = reader.line(crlf=True)
+        size_text, semicolon, _ = line.partition(b";")
+        if not semicolon:
+            size_text = size_text.rstrip(b" \t")
         if not _CHUNK_SIZE.fullmatch(size_text):
             raise TransportError(f"malformed chunk size: {size_text[:20]!r}")
         size = int(size_text, 16)
         if size == 0:
-            while reader.line() not in (b"\r\n", b"\n"):  # trailers
-                pass
+            _fields(reader)
             return
-        yield reader.exactly(size)
-        if reader.line() not in (b"\r\n", b"\n"):
+        yield from reader.pieces(size)
+        if not reader.crlf():
             raise TransportError("a chunk is longer than its size")
 
 
-def _sized(reader: _Reader, size: int) -> Iterator[bytes]:
-    if size:
-        yield reader.exactly(size)
+def _content_length(value: str) -> int:
+    """A Content-Length, given once or repeated with the same value (RFC 9110 8.6)."""
+    lengths = {length.strip() for length in value.split(",")}
+    length = lengths.pop()
+    if lengths or not _DIGITS.fullmatch(length):
+        raise TransportError(f"malformed Content-Length: {value[:20]!r}")
+    return int(length)
 
 
 def _until_closed(reader: _Reader) -> Iterator[bytes]:
@@ -192,16 +225,19 @@ def _until_closed(reader: _Reader) -> Iterator[bytes]:
 def _pieces(reader: _Reader, method: str, status: int,
             headers: Mapping[str, str]) -> tuple[Iterator[bytes], bool]:
     """The body's pieces, read as they are iterated, and whether the body is framed (False: it
-    runs to the end of the connection)."""
+    runs to the end of the connection). Only the chunked transfer coding is spoken; the framing
+    headers must be sound even where no body follows."""
+    coding = headers.get("transfer-encoding")
+    if coding is not None and coding.lower() != "chunked":
+        raise TransportError(f"unsupported Transfer-Encoding: {coding[:40]!r}")
+    length = headers.get("content-length")
+    size = None if length is None else _content_length(length)
     if method == "HEAD" or status in NO_BODY_STATUSES:
         return iter(()), True
-    if "chunked" in headers.get("transfer-encoding", "").lower():
+    if coding is not None:
         return _chunks(reader), True
-    length = headers.get("content-length")
-    if length is not None:
-        if not length.isdigit():
-            raise TransportError(f"malformed Content-Length: {length[:20]!r}")
-        return _sized(reader, int(length)), True
+    if size is not None:
+        return reader.pieces(size), True
     return _until_closed(reader), False
 
 
@@ -271,15 +307,17 @@ class Pool:
         self._checkin(connection, reusable=keep and framed)
         return Response(status, answer_headers, data)
 
-    def stream(self, method: str, target: str, headers: Mapping[str, str],
-               timeout: float) -> Stream:
-        """Send one request and read the answer's head; its body is read from the Stream as
-        it arrives (a watch). `timeout` bounds each read. Raises TransportError."""
-        connection = self._checkout(None)
+    def stream(self, method: str, target: str, headers: Mapping[str, str], timeout: float,
+               deadline: float | None = None) -> Stream:
+        """Send one request and read the answer's head, by `deadline` if given; its body is
+        read from the Stream as it arrives (a watch), each read bounded by `timeout`. Raises
+        TransportError."""
+        connection = self._checkout(deadline)
         with _closed_on_failure(connection):
             reader, status, _, answer_headers = self._exchange(
-                connection, method, target, headers, None, timeout, None)
+                connection, method, target, headers, None, timeout, deadline)
             pieces, _ = _pieces(reader, method, status, answer_headers)
+            connection.bound(timeout, None)
         return Stream(connection, status, answer_headers, pieces)
 
     def _exchange(self, connection: _Connection, method: str, target: str,
@@ -288,9 +326,10 @@ class Pool:
         """Send the request (not once the deadline passed); the answer's reader, status,
         whether the connection may carry another request, and headers."""
         head = _request_head(method, target, self._host_header, headers, body)
-        connection.sock.settimeout(_within(timeout, deadline))
+        connection.sock.settimeout(within(timeout, deadline))
         connection.sock.sendall(head + body if body else head)
-        reader = _Reader(connection, timeout, deadline)
+        connection.bound(timeout, deadline)
+        reader = _Reader(connection)
         return (reader, *_head(reader))
 
     def _checkout(self, deadline: float | None) -> _Connection:
@@ -307,7 +346,7 @@ class Pool:
         timeout and both by the deadline."""
         try:
             sock = socket.create_connection(
-                self._address, timeout=_within(self._connect_timeout, deadline))
+                self._address, timeout=within(self._connect_timeout, deadline))
         except OSError as exc:
             raise TransportError(f"cannot connect to {self._host_header}: {exc}") from exc
         try:
@@ -316,7 +355,7 @@ class Pool:
             if self._make_tls is not None:
                 if self._tls is None:
                     self._tls = self._make_tls()
-                sock.settimeout(_within(self._connect_timeout, deadline))
+                sock.settimeout(within(self._connect_timeout, deadline))
                 sock = self._tls.wrap_socket(sock, server_hostname=self._server_hostname)
         except (OSError, TransportError) as exc:  # ssl.SSLError is an OSError
             sock.close()

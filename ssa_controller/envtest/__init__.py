@@ -13,7 +13,8 @@ Command line: `python -m ssa_controller.envtest install|start`.
 
 from __future__ import annotations
 
-from ..client.kube import ApiError, Kube
+from ..client.kube import Kube
+from ..client.wire import ApiError
 from .assets import (
     Assets,
     AssetsError,

@@ -32,7 +32,8 @@ from typing import IO, Any
 import urllib3
 import yaml
 
-from ..client.kube import ApiError, Kube
+from ..client.kube import Kube
+from ..client.wire import ApiError
 from .assets import Assets, AssetsError, find_assets
 from .audit import AuditLog
 from .polling import PollTimeout, poll_until

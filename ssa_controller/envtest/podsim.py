@@ -18,7 +18,10 @@ import threading
 from datetime import UTC, datetime
 from typing import Any
 
-from ..client.kube import MERGE_PATCH, ApiError, Kube, Obj, WatchStream
+from ..client.kube import Kube
+from ..client.resources import Obj
+from ..client.watch import WatchStream
+from ..client.wire import MERGE_PATCH, ApiError
 
 log = logging.getLogger(__name__)
 

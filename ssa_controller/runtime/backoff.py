@@ -12,7 +12,10 @@ from __future__ import annotations
 import random
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
+from typing import Generic, TypeVar
+
+K = TypeVar("K", bound=Hashable)
 
 
 def exponential(base: float, factor: float, cap: float, failures: int) -> float:
@@ -23,7 +26,7 @@ def exponential(base: float, factor: float, cap: float, failures: int) -> float:
         return cap
 
 
-class ItemBackoff:
+class ItemBackoff(Generic[K]):
     """Per-key exponential backoff: min(cap, base * factor**failures), jittered.
 
     The jitter scales the delay by a random factor in (1 - jitter, 1]: it only ever
@@ -50,14 +53,20 @@ class ItemBackoff:
         self._cap = cap
         self._jitter = jitter
         self._rng = rng if rng is not None else random.Random()
-        self._failures: dict[str, int] = {}
+        self._failures: dict[K, int] = {}
         self._lock = threading.Lock()
 
-    def when(self, key: str) -> float:
+    def when(self, key: K) -> float:
         """The delay before the next retry of `key`; counts one more failure for it."""
         with self._lock:
             failures = self._failures.get(key, 0)
             self._failures[key] = failures + 1
+        return self.jittered(failures)
+
+    def jittered(self, failures: int) -> float:
+        """The delay after `failures` previous failures, jittered (for a caller that counts
+        the failures itself)."""
+        with self._lock:
             scale = 1.0 - self._jitter * self._rng.random()
         return self.delay(failures) * scale
 
@@ -65,12 +74,12 @@ class ItemBackoff:
         """The un-jittered delay after `failures` previous failures."""
         return exponential(self._base, self._factor, self._cap, failures)
 
-    def forget(self, key: str) -> None:
+    def forget(self, key: K) -> None:
         """Reset the failure count of `key` (after a success, or when the key is gone)."""
         with self._lock:
             self._failures.pop(key, None)
 
-    def failures(self, key: str) -> int:
+    def failures(self, key: K) -> int:
         with self._lock:
             return self._failures.get(key, 0)
 

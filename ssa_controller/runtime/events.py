@@ -19,7 +19,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from ..client.kube import EVENTS, MERGE_PATCH, ApiError, Kube, Obj, micro_time
+from ..client.kube import Kube
+from ..client.resources import EVENTS, Obj
+from ..client.wire import MERGE_PATCH, ApiError, micro_time
 from .backoff import TokenBucket
 
 log = logging.getLogger(__name__)

@@ -9,6 +9,7 @@ Pure: no I/O.
 
 from __future__ import annotations
 
+import copy
 import json
 import sys
 from collections.abc import Iterable, Mapping
@@ -18,17 +19,33 @@ Path = tuple[str, ...]
 Owners = dict[tuple[str, str], frozenset[Path]]
 """(manager, operation) -> the spec and metadata paths that manager owns."""
 
-_CONTAINERS = ("spec", "template", "spec", "containers")
-# Lists the Deployment schema merges by key (x-kubernetes-list-map-keys), by their
-# location in the object (list items are "*").
-LIST_KEYS: dict[tuple[str, ...], tuple[str, ...]] = {
-    ("metadata", "ownerReferences"): ("uid",),
-    _CONTAINERS: ("name",),
-    (*_CONTAINERS, "*", "env"): ("name",),
-    (*_CONTAINERS, "*", "ports"): ("containerPort", "protocol"),
+Location = tuple[str, ...]
+"""Where a field is in an object, by name (list items are "*")."""
+_POD = ("spec", "template", "spec")
+_CONTAINERS = (*_POD, "containers")
+_OWNER_REFERENCES: dict[Location, tuple[str, ...]] = {("metadata", "ownerReferences"): ("uid",)}
+# Lists the schema merges by key (x-kubernetes-list-map-keys, or a patch merge key), by their
+# location, per kind: as kube-apiserver v1.20 serves them.
+LIST_KEYS: dict[str, dict[Location, tuple[str, ...]]] = {
+    "Deployment": {
+        **_OWNER_REFERENCES,
+        _CONTAINERS: ("name",),
+        (*_CONTAINERS, "*", "env"): ("name",),
+        (*_CONTAINERS, "*", "ports"): ("containerPort", "protocol"),
+        (*_CONTAINERS, "*", "volumeMounts"): ("mountPath",),
+        (*_POD, "volumes"): ("name",),
+        (*_POD, "imagePullSecrets"): ("name",),
+        (*_POD, "topologySpreadConstraints"): ("topologyKey", "whenUnsatisfiable"),
+    },
+    "Service": {**_OWNER_REFERENCES, ("spec", "ports"): ("port", "protocol")},
 }
-# Structs the schema declares atomic: owned as a whole.
-ATOMIC: frozenset[tuple[str, ...]] = frozenset({("spec", "selector")})
+# Structs the schema declares atomic (a LabelSelector): owned as a whole. Other atomic structs
+# in the controller's bodies sit in atomic lists, owned as a whole with their list.
+ATOMIC: dict[str, frozenset[Location]] = {
+    "Deployment": frozenset({("spec", "selector"),
+                             (*_POD, "topologySpreadConstraints", "*", "labelSelector")}),
+    "Service": frozenset(),
+}
 OWNED_ROOTS = frozenset({"f:metadata", "f:spec"})
 
 
@@ -37,7 +54,8 @@ MISSING: Any = object()
 _DUPLICATE: Any = object()
 
 
-def _key_segment(item: Mapping[str, Any], keys: tuple[str, ...]) -> str:
+def key_segment(item: Mapping[str, Any], keys: tuple[str, ...]) -> str:
+    """The path segment of a keyed list's item: 'k:{"name":"app"}'."""
     return "k:" + json.dumps({k: item[k] for k in keys}, separators=(",", ":"))
 
 
@@ -47,7 +65,7 @@ def _items_by_key(items: Any, keys: tuple[str, ...]) -> dict[str, Any]:
     found: dict[str, Any] = {}
     for item in items if isinstance(items, list) else ():
         if isinstance(item, Mapping) and all(k in item for k in keys):
-            segment = _key_segment(item, keys)
+            segment = key_segment(item, keys)
             found[segment] = _DUPLICATE if segment in found else item
     return found
 
@@ -59,18 +77,22 @@ def _child(obj: Any, name: str) -> Any:
 def leaves(body: Mapping[str, Any], live: Any = MISSING) -> dict[Path, tuple[Any, Any]]:
     """Every leaf path an apply of `body` makes its manager own (apiVersion/kind excluded), with
     the body's value there and `live`'s (MISSING where it holds none, or where two of its list
-    items share the key). One walk over the body, each live list indexed once: linear."""
+    items share the key). One walk over the body, each live list indexed once: linear. Lists
+    and structs are told apart by the schema of the body's kind (LIST_KEYS, ATOMIC; a body
+    without one is a Deployment's)."""
     found: dict[Path, tuple[Any, Any]] = {}
+    kind = body.get("kind", "Deployment")
+    list_keys, atomic = LIST_KEYS[kind], ATOMIC[kind]
 
     def walk(value: Any, other: Any, segments: Path, location: tuple[str, ...]) -> None:
-        if isinstance(value, Mapping) and location not in ATOMIC:
-            for name, child in value.items():  # an empty map owns nothing
+        if isinstance(value, Mapping) and location not in atomic:
+            for name, child in value.items():  # an empty map owns nothing (v1.20.2)
                 walk(child, _child(other, name), segments + (f"f:{name}",), location + (name,))
-        elif isinstance(value, list) and location in LIST_KEYS:
-            keys = LIST_KEYS[location]
+        elif isinstance(value, list) and location in list_keys:
+            keys = list_keys[location]
             others = _items_by_key(other, keys)
             for item in value:
-                item_segments = segments + (_key_segment(item, keys),)
+                item_segments = segments + (key_segment(item, keys),)
                 live_item = others.get(item_segments[-1], MISSING)
                 if live_item is _DUPLICATE:
                     live_item = MISSING
@@ -92,6 +114,68 @@ def leaves(body: Mapping[str, Any], live: Any = MISSING) -> dict[Path, tuple[Any
 def body_paths(body: Mapping[str, Any]) -> frozenset[Path]:
     """Every leaf path an apply of `body` makes its manager own (apiVersion/kind excluded)."""
     return frozenset(leaves(body))
+
+
+def extract(live: Mapping[str, Any], paths: Iterable[Path]) -> dict[str, Any]:
+    """An apply body holding the live object's values at `paths` (a path to a struct copies it
+    whole), as client-go's managedfields.ExtractInto makes one from a manager's fields: applied,
+    it changes no value. Paths the live object does not hold are left out."""
+    meta = live["metadata"]
+    body: dict[str, Any] = {"apiVersion": live["apiVersion"], "kind": live["kind"],
+                            "metadata": {"name": meta["name"], "namespace": meta["namespace"]}}
+    for path in sorted(paths):
+        _copy(live, body, path)
+    return body
+
+
+def _item(items: Any, segment: str) -> Any:
+    """The one item of a live list a 'k:' segment names, or MISSING."""
+    key = json.loads(segment[2:])
+    found = [item for item in items if isinstance(item, Mapping)
+             and all(item.get(k) == v for k, v in key.items())] \
+        if isinstance(items, list) else []
+    return found[0] if len(found) == 1 else MISSING
+
+
+def value_at(obj: Any, path: Path) -> Any:
+    """The value at a fieldsV1 path of an object (MISSING where it holds none)."""
+    for segment in path:
+        if segment == ".":
+            break
+        obj = _item(obj, segment) if segment.startswith("k:") else _child(obj, segment[2:])
+        if obj is MISSING:
+            break
+    return obj
+
+
+def _copy(live: Any, target: Any, path: Path) -> None:
+    """Copy the value at `path` in `live` into `target`, making its parents (a list item with
+    its key fields) on the way; nothing when `live` does not hold it."""
+    for i, segment in enumerate(path):
+        last = i == len(path) - 1
+        if segment == ".":
+            return
+        if segment.startswith("k:"):
+            live = _item(live, segment)
+            if live is MISSING:
+                return
+            key = json.loads(segment[2:])
+            made = next((item for item in target if all(item.get(k) == v
+                                                         for k, v in key.items())), None)
+            if made is None:
+                made = copy.deepcopy(live) if last else dict(key)
+                target.append(made)
+            target = made
+            continue
+        name = segment[2:]
+        if not isinstance(live, Mapping) or name not in live:
+            return
+        live = live[name]
+        if last:
+            target[name] = copy.deepcopy(live)
+        else:
+            following = path[i + 1]
+            target = target.setdefault(name, [] if following.startswith("k:") else {})
 
 
 def flatten(fields: Mapping[str, Any], prefix: Path = ()) -> Iterable[Path]:

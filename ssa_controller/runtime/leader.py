@@ -27,7 +27,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from ..client.kube import LEASES, ApiError, Kube, Obj, micro_time
+from ..client.kube import Kube
+from ..client.resources import LEASES, Obj
+from ..client.wire import ApiError, micro_time
 from ..settings.config import LEADER_JITTER_FACTOR
 
 log = logging.getLogger(__name__)

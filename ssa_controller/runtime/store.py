@@ -1,16 +1,17 @@
-"""Caches the objects of one resource in memory as plain dicts, keyed by "namespace/name".
+"""Caches the objects of one resource in memory as plain dicts, keyed by ObjectKey.
 
-Who writes what:
-- The watcher is the only writer of the *watched* state (`put`, `delete`, `replace`). Every
-  change it reports is relative to the version it last delivered, so no watch event is ever
-  hidden, whatever the controller wrote meanwhile.
-- The reconciler records the answers of its own writes (`record_write`). An answer only makes
-  `get` return the newest known version ("read your writes") until the watch delivers that
-  version or a newer one; it never changes what the watch reports, and is dropped then. An
-  answer only moves a key forward from what the watch has shown: one that arrives after the
-  watch showed the object deleted, and is not newer than that deletion, is not recorded (the
-  store remembers the revision of the last DELETED_MEMORY deletions), so a write that raced a
-  deletion never brings the object back.
+Who writes what (kube-rs' reflector split: a Writer and its read-only Store):
+- The watch is the only writer of the *watched* state: it alone holds the cache's `Writer`
+  (`put`, `delete`, `replace`). Every change it reports is relative to the version it last
+  delivered, so no watch event is ever hidden, whatever the controller wrote meanwhile.
+- Event handlers, gauges and reconciles read the cache through its `Store`, a read-only view.
+- A reconcile changes the cache in one way only: it records the answers of its own writes
+  (`WriteAnswers.record_write`). An answer only makes `get` return the newest known version
+  ("read your writes") until the watch delivers that version or a newer one; it never changes
+  what the watch reports, and is dropped then. An answer only moves a key forward from what the
+  watch has shown: one that arrives after the watch showed the object deleted, and is not newer
+  than that deletion, is not recorded (the store remembers the revision of the last
+  DELETED_MEMORY deletions), so a write that raced a deletion never brings the object back.
 
 Each version is held as a `Cached` record: the object without its raw managedFields (most of
 its size) and with its strings shared (see compact), and beside it, in a store made
@@ -30,15 +31,9 @@ from sys import intern
 from typing import Any
 
 from . import fieldset
+from .objectkey import ObjectKey
 
 Obj = dict[str, Any]
-
-
-def key_of(obj: Mapping[str, Any]) -> str:
-    meta = obj["metadata"]
-    return f"{meta.get('namespace', '')}/{meta['name']}"
-
-
 SHARED_STRING_MAX = 64
 """Strings up to this length are interned in the cache (see compact)."""
 DELETED_MEMORY = 4096
@@ -125,30 +120,31 @@ def _after(obj: Mapping[str, Any], revision: int | None) -> bool:
 
 class Store:
     """A thread-safe map of key -> Cached for one resource: a watcher's view plus the
-    answers of the controller's own writes that the watch has not delivered yet."""
+    answers of the controller's own writes that the watch has not delivered yet. Read-only:
+    its Writer and its WriteAnswers change it."""
 
-    def __init__(self, with_owners: bool = False) -> None:
+    def __init__(self, with_owners: bool) -> None:
         self._with_owners = with_owners
         self._lock = threading.Lock()
-        self._watched: dict[str, Cached] = {}
+        self._watched: dict[ObjectKey, Cached] = {}
         # Write answers newer than the watched version of their key; each entry is removed as
         # soon as the watch delivers that version or a newer one, or the object goes away.
-        self._written: dict[str, Cached] = {}
+        self._written: dict[ObjectKey, Cached] = {}
         # The revision at which the watch (or a relist) last showed each deleted key gone.
-        self._deleted: OrderedDict[str, int] = OrderedDict()
+        self._deleted: OrderedDict[ObjectKey, int] = OrderedDict()
 
-    def cached(self, key: str) -> Cached | None:
+    def cached(self, key: ObjectKey) -> Cached | None:
         """The newest known version with its owners: a recorded write answer ahead of the
         watch, else the watched one."""
         with self._lock:
             return self._written.get(key) or self._watched.get(key)
 
-    def get(self, key: str) -> Obj | None:
+    def get(self, key: ObjectKey) -> Obj | None:
         """The newest known version of the object (see cached)."""
         record = self.cached(key)
         return None if record is None else record.obj
 
-    def keys(self) -> list[str]:
+    def keys(self) -> list[ObjectKey]:
         """The keys of the watched objects."""
         with self._lock:
             return list(self._watched)
@@ -162,12 +158,16 @@ class Store:
         with self._lock:
             return len(self._written)
 
-    # -- the watcher's writes -----------------------------------------------------------------
+    def record(self, obj: Obj) -> Cached:
+        """The cached form of an object as the API server sent it, sharing what did not change
+        with the version known before; nothing is stored."""
+        return Cached.of(obj, self._with_owners, self.cached(ObjectKey.of(obj)))
 
-    def put(self, obj: Obj) -> Change:
-        """Store a watched object; return (old, new) as last delivered by the watch."""
+    # -- the watcher's writes (through its Writer) ----------------------------------------------
+
+    def _put(self, obj: Obj) -> Change:
         new = self.record(obj)
-        key = key_of(obj)
+        key = ObjectKey.of(obj)
         with self._lock:
             old = self._watched.get(key)
             self._watched[key] = new
@@ -175,51 +175,38 @@ class Store:
             self._catch_up(key, new.obj)
         return old, new
 
-    def delete(self, obj: Mapping[str, Any]) -> Change:
-        key = key_of(obj)
+    def _delete(self, obj: Mapping[str, Any]) -> Change:
+        key = ObjectKey.of(obj)
         with self._lock:
             old = self._watched.pop(key, None)
             self._written.pop(key, None)
             self._bury(key, obj)
         return old, None
 
-    def record(self, obj: Obj) -> Cached:
-        """The cached form of an object as the API server sent it (for `replace`), sharing what
-        did not change with the version known before."""
-        return Cached.of(obj, self._with_owners, self.cached(key_of(obj)))
-
-    def replace(self, records: Iterable[Cached], resource_version: str,
-                namespace: str | None = None) -> list[Change]:
-        """Replace everything (in `namespace`, when given) with a fresh list (of `record`s)
-        taken at `resource_version`; return (old, new) for every listed object and (old, None)
-        for every vanished one. A write answer newer than the list is kept. The caller makes
-        records page by page, so that a large list is never held twice, raw and cached."""
-        fresh = {key_of(r.obj): r for r in records}
+    def _replace(self, records: Iterable[Cached], resource_version: str,
+                 namespace: str | None) -> list[Change]:
+        fresh = {ObjectKey.of(r.obj): r for r in records}
         listed_at = {"metadata": {"resourceVersion": resource_version}}
-        prefix = f"{namespace}/" if namespace else ""
         with self._lock:
             vanished = [o for k, o in self._watched.items()
-                        if k.startswith(prefix) and k not in fresh]
+                        if namespace in (None, k.namespace) and k not in fresh]
             changes: list[Change] = [(self._watched.get(k), o) for k, o in fresh.items()]
             for old in vanished:
-                del self._watched[key_of(old.obj)]
-                self._bury(key_of(old.obj), listed_at)
+                del self._watched[ObjectKey.of(old.obj)]
+                self._bury(ObjectKey.of(old.obj), listed_at)
             self._watched.update(fresh)
             for key in fresh:
                 self._deleted.pop(key, None)
-            for key in [k for k in self._written if k.startswith(prefix)]:
+            for key in [k for k in self._written if namespace in (None, k.namespace)]:
                 listed = fresh.get(key)
                 self._catch_up(key, listed_at if listed is None else listed.obj)
         return changes + [(old, None) for old in vanished]
 
-    # -- the reconciler's writes --------------------------------------------------------------
+    # -- the reconciler's writes (through WriteAnswers) -----------------------------------------
 
-    def record_write(self, obj: Obj) -> Cached:
-        """Remember the answer of the controller's own write until the watch delivers it,
-        unless the watch has shown a newer version, or the object deleted since; return its
-        record."""
+    def _record_write(self, obj: Obj) -> Cached:
         new = self.record(obj)
-        key = key_of(obj)
+        key = ObjectKey.of(obj)
         with self._lock:
             known = self._written.get(key) or self._watched.get(key)
             if known is not None:
@@ -231,7 +218,7 @@ class Store:
                 self._written[key] = new
         return new
 
-    def _bury(self, key: str, seen: Mapping[str, Any]) -> None:
+    def _bury(self, key: ObjectKey, seen: Mapping[str, Any]) -> None:
         """Remember (lock held) that the watch showed `key` gone as of `seen`'s revision."""
         revision = _revision(seen)
         if revision is None:
@@ -241,8 +228,51 @@ class Store:
         if len(self._deleted) > DELETED_MEMORY:
             self._deleted.popitem(last=False)
 
-    def _catch_up(self, key: str, seen: Mapping[str, Any]) -> None:
+    def _catch_up(self, key: ObjectKey, seen: Mapping[str, Any]) -> None:
         """Drop the write answer of `key` once `seen` (lock held) is as new as it."""
         written = self._written.get(key)
         if written is not None and not newer(written.obj, seen):
             del self._written[key]
+
+
+class Writer:
+    """The writer of one resource's cache, held by its watch alone (kube-rs' reflector Writer);
+    `store` is its read-only view, `answers` the reconcilers' one way to change it."""
+
+    def __init__(self, with_owners: bool = False) -> None:
+        self.store = Store(with_owners)
+        self.answers = WriteAnswers(self.store)
+
+    def put(self, obj: Obj) -> Change:
+        """Store a watched object; return (old, new) as last delivered by the watch."""
+        return self.store._put(obj)
+
+    def delete(self, obj: Mapping[str, Any]) -> Change:
+        """Drop a watched object (`obj`: as the DELETED event brings it, at the revision of its
+        deletion); return (old, None)."""
+        return self.store._delete(obj)
+
+    def record(self, obj: Obj) -> Cached:
+        """The cached form of a listed object, for `replace` (see Store.record)."""
+        return self.store.record(obj)
+
+    def replace(self, records: Iterable[Cached], resource_version: str,
+                namespace: str | None = None) -> list[Change]:
+        """Replace everything (in `namespace`, when given) with a fresh list (of `record`s)
+        taken at `resource_version`; return (old, new) for every listed object and (old, None)
+        for every vanished one. A write answer newer than the list is kept. The caller makes
+        records page by page, so that a large list is never held twice, raw and cached."""
+        return self.store._replace(records, resource_version, namespace)
+
+
+class WriteAnswers:
+    """The one change a reconcile makes to a cache: the answers of its own writes."""
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+
+    def record_write(self, obj: Obj) -> Cached:
+        """Remember the answer of the controller's own write until the watch delivers it,
+        unless the watch has shown a newer version, or the object deleted since; return its
+        record."""
+        return self._store._record_write(obj)

@@ -1,4 +1,4 @@
-"""Keeps a Store in sync with one resource by list-then-watch, like client-go's reflector.
+"""Keeps a cache in sync with one resource by list-then-watch, like client-go's reflector.
 
 Lists are paged; a continue token that expired while paging (410) makes the list be taken again
 in one piece, as client-go's pager does (FullListIfExpired). Watches ask for bookmarks, carry a
@@ -19,11 +19,14 @@ import re
 import threading
 import time
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Protocol
 
-from ..client.kube import ApiError, Kube, Obj, Resource, WatchStream
+from ..client.kube import Kube
+from ..client.resources import ListOptions, Obj, Resource
+from ..client.watch import WatchStream
+from ..client.wire import ApiError
 from . import backoff
-from .store import Cached, Store
+from .store import Cached, Writer
 
 log = logging.getLogger(__name__)
 ChangeHandler = Callable[[Cached | None, Cached | None], None]
@@ -39,9 +42,9 @@ WATCH_JITTER = 1.5
 """A watch's server-side timeout is `watch_timeout` times a random factor in [1, WATCH_JITTER)."""
 STALL_GRACE = 10.0
 """How long after its server-side timeout a watch may take to end before it counts as stalled.
-kube-apiserver v1.20.2 sends nothing on an idle watch (measured: no bookmark in 200 s), so the
-server ending the watch on time is the only sign of life of a quiet connection: a stall is noticed
-at most watch_timeout * WATCH_JITTER + STALL_GRACE seconds after the watch began."""
+kube-apiserver v1.20.2 sends nothing on an idle watch (no bookmark), so the server ending the
+watch on time is the only sign of life of a quiet connection: a stall is noticed at most
+watch_timeout * WATCH_JITTER + STALL_GRACE seconds after the watch began."""
 
 
 _ERRNO = re.compile(r"\[Errno -?\d+\] ([^'\")\]]+)")
@@ -73,15 +76,16 @@ class WatchMetrics(Protocol):
 
 
 class Watcher:
-    """List+watch one resource (optionally one namespace, one label selector) into a Store."""
+    """List+watch one resource (optionally one namespace, one label selector) into a cache,
+    through its Writer (the watch is the only one that holds it)."""
 
-    def __init__(self, kube: Kube, resource: Resource, store: Store, on_change: ChangeHandler,
+    def __init__(self, kube: Kube, resource: Resource, writer: Writer, on_change: ChangeHandler,
                  *, namespace: str | None = None, label_selector: str | None = None,
                  watch_timeout: float = 30.0, metrics: WatchMetrics | None = None,
                  backoff_cap: float = 30.0, rng: random.Random | None = None) -> None:
         self.kube = kube
         self.resource = resource
-        self.store = store
+        self.writer = writer
         self.on_change = on_change
         self.namespace = namespace
         self.label_selector = label_selector
@@ -134,15 +138,15 @@ class Watcher:
             stop.wait(delay)
 
     def list_once(self) -> None:
-        """Fill the store with one list, without watching (one-pass runs)."""
+        """Fill the cache with one list, without watching (one-pass runs)."""
         self._relist()
 
-    def _params(self) -> dict[str, Any]:
+    def _params(self) -> ListOptions:
         return {"labelSelector": self.label_selector}
 
     def _relist(self) -> str:
         records: list[Cached] = []
-        params = {**self._params(), "limit": LIST_PAGE}
+        params: ListOptions = {**self._params(), "limit": LIST_PAGE}
         while True:
             try:
                 page = self.kube.list(self.resource.path(self.namespace), params)
@@ -153,7 +157,7 @@ class Watcher:
                          "one piece", self.name, exc.message)
                 records, params = [], self._params()
                 continue
-            records += [self.store.record(o) for o in page.get("items", [])]
+            records += [self.writer.record(o) for o in page.get("items", [])]
             meta = page.get("metadata", {})
             del page  # each raw page goes once it is cached: a large list is not held twice
             if not meta.get("continue"):
@@ -162,7 +166,7 @@ class Watcher:
         if self.metrics and self.synced.is_set():
             self.metrics.watch_relisted(self.resource.plural)
         resource_version = str(meta["resourceVersion"])
-        for old, new in self.store.replace(records, resource_version, self.namespace):
+        for old, new in self.writer.replace(records, resource_version, self.namespace):
             self.on_change(old, new)
         self.synced.set()
         return resource_version
@@ -199,9 +203,9 @@ class Watcher:
             raise ApiError(int(obj.get("code", 0)), str(obj.get("reason", "")),
                            str(obj.get("message", "")), obj)
         if kind == "DELETED":
-            self.on_change(*self.store.delete(obj))
+            self.on_change(*self.writer.delete(obj))
         elif kind in ("ADDED", "MODIFIED"):
-            self.on_change(*self.store.put(obj))
+            self.on_change(*self.writer.put(obj))
         version = obj.get("metadata", {}).get("resourceVersion")
         return None if version is None else str(version)
 

@@ -1,9 +1,9 @@
 """Work queue of reconcile keys: client-go's "stingy" queue plus delayed and rate-limited adds.
 
-Watches and the resync add keys ("namespace/name"); worker threads get() a key,
-reconcile it and call done(). The queue guarantees what makes a controller safe
-to run with several workers (see WorkQueue); delays come from an injected clock
-so tests drive time by hand.
+Watches and the resync add keys (any hashable value; the controller's are ObjectKeys); worker
+threads get() a key, reconcile it and call done(). The queue guarantees what makes a controller
+safe to run with several workers (see WorkQueue); delays come from an injected clock so tests
+drive time by hand.
 """
 
 from __future__ import annotations
@@ -14,9 +14,9 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from typing import Protocol
+from typing import Generic, Protocol
 
-from .backoff import ItemBackoff
+from .backoff import ItemBackoff, K
 
 
 class QueueMetrics(Protocol):
@@ -57,8 +57,8 @@ class NoopQueueMetrics:
         pass
 
 
-class WorkQueue:
-    """A thread-safe, de-duplicating queue of string keys (client-go's "stingy" queue).
+class WorkQueue(Generic[K]):
+    """A thread-safe, de-duplicating queue of hashable keys (client-go's "stingy" queue).
 
     Contract:
     - A key is never handed to two workers at once: from get() until done(key), the
@@ -83,7 +83,7 @@ class WorkQueue:
 
     def __init__(
         self,
-        backoff: ItemBackoff,
+        backoff: ItemBackoff[K],
         clock: Callable[[], float] = time.monotonic,
         metrics: QueueMetrics | None = None,
     ) -> None:
@@ -91,20 +91,20 @@ class WorkQueue:
         self._metrics: QueueMetrics = metrics if metrics is not None else NoopQueueMetrics()
         self._backoff = backoff
         self._cond = threading.Condition()
-        self._queue: deque[str] = deque()  # ready keys, FIFO
-        self._dirty: set[str] = set()  # keys ready or deferred until done()
-        self._processing: set[str] = set()
-        self._waiting: dict[str, tuple[float, int]] = {}  # key -> (due, seq) of its live heap entry
-        self._heap: list[tuple[float, int, str]] = []  # may hold stale entries, skipped on pop
+        self._queue: deque[K] = deque()  # ready keys, FIFO
+        self._dirty: set[K] = set()  # keys ready or deferred until done()
+        self._processing: set[K] = set()
+        self._waiting: dict[K, tuple[float, int]] = {}  # key -> (due, seq) of its live heap entry
+        self._heap: list[tuple[float, int, K]] = []  # may hold stale entries, skipped on pop
         self._seq = itertools.count()
-        self._enqueued_at: dict[str, float] = {}
-        self._started_at: dict[str, float] = {}
-        self._held: dict[str, float] = {}  # failed key -> clock time before which it stays waiting
+        self._enqueued_at: dict[K, float] = {}
+        self._started_at: dict[K, float] = {}
+        self._held: dict[K, float] = {}  # failed key -> clock time before which it stays waiting
         self._shutting_down = False
 
     # ------------------------------------------------------------------ adding
 
-    def add(self, key: str) -> None:
+    def add(self, key: K) -> None:
         """Make `key` ready now (deferred until done() if it is being processed), or when its
         backoff hold ends."""
         with self._cond:
@@ -116,7 +116,7 @@ class WorkQueue:
             self._waiting.pop(key, None)
             self._insert(key)
 
-    def add_after(self, key: str, delay: float) -> None:
+    def add_after(self, key: K, delay: float) -> None:
         """Make `key` ready after `delay` seconds of clock time, unless it is due earlier
         already."""
         if delay <= 0:
@@ -127,7 +127,7 @@ class WorkQueue:
                 return
             self._wait_until(key, max(self._clock() + delay, self._hold_of(key) or 0.0))
 
-    def add_rate_limited(self, key: str, at_least: float = 0.0) -> float:
+    def add_rate_limited(self, key: K, at_least: float = 0.0) -> float:
         """Hold a failed key back for its per-key backoff delay (or `at_least`, a server's
         Retry-After, if longer), then make it ready; returns that delay."""
         delay = max(at_least, self._backoff.when(key))
@@ -144,23 +144,23 @@ class WorkQueue:
                 self._wait_until(key, due)
         return delay
 
-    def release(self, key: str) -> None:
+    def release(self, key: K) -> None:
         """End the backoff hold of `key` (its failure count stays until forget())."""
         with self._cond:
             self._held.pop(key, None)
 
-    def forget(self, key: str) -> None:
+    def forget(self, key: K) -> None:
         """Reset the backoff of `key` (call after a successful reconcile, or when it is gone)."""
         self._backoff.forget(key)
         self.release(key)
 
-    def num_requeues(self, key: str) -> int:
+    def num_requeues(self, key: K) -> int:
         """How many times `key` was re-added with backoff since it was last forgotten."""
         return self._backoff.failures(key)
 
     # ------------------------------------------------------------------ consuming
 
-    def get(self, timeout: float | None = None) -> str | None:
+    def get(self, timeout: float | None = None) -> K | None:
         """The next ready key, blocking up to `timeout` seconds (None: forever).
 
         Returns None on timeout, or when the queue is shut down and has no ready key.
@@ -178,7 +178,7 @@ class WorkQueue:
                     return None
                 self._cond.wait(_earliest(remaining, self._until_next_due()))
 
-    def done(self, key: str) -> None:
+    def done(self, key: K) -> None:
         """Mark `key` as processed; if it was added meanwhile, it becomes ready again."""
         with self._cond:
             if key not in self._processing:
@@ -216,7 +216,7 @@ class WorkQueue:
 
     # ------------------------------------------------------------------ internals (lock held)
 
-    def _hold_of(self, key: str) -> float | None:
+    def _hold_of(self, key: K) -> float | None:
         """The end of `key`'s backoff hold, if it is still in the future."""
         due = self._held.get(key)
         if due is not None and due <= self._clock():
@@ -224,7 +224,7 @@ class WorkQueue:
             return None
         return due
 
-    def _wait_until(self, key: str, due: float) -> None:
+    def _wait_until(self, key: K, due: float) -> None:
         """Make `key` ready at clock time `due`, unless it is due earlier already."""
         current = self._waiting.get(key)
         if current is not None and current[0] <= due:
@@ -236,21 +236,21 @@ class WorkQueue:
         if sooner:  # getters wait no longer than until the earliest entry; only then recompute
             self._cond.notify_all()
 
-    def _insert(self, key: str) -> None:
+    def _insert(self, key: K) -> None:
         if key in self._dirty:
             return
         self._dirty.add(key)
         if key not in self._processing:
             self._enqueue(key)
 
-    def _enqueue(self, key: str) -> None:
+    def _enqueue(self, key: K) -> None:
         self._queue.append(key)
         self._enqueued_at[key] = self._clock()
         self._metrics.added()
         self._metrics.depth(len(self._queue))
         self._cond.notify()
 
-    def _take(self) -> str:
+    def _take(self) -> K:
         key = self._queue.popleft()
         self._dirty.discard(key)
         self._processing.add(key)

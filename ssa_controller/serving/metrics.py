@@ -27,7 +27,7 @@ from prometheus_client.metrics import MetricWrapperBase
 
 from .. import version
 from ..apptask.outcomes import Outcome
-from ..client.kube import APPTASKS, DEPLOYMENTS
+from ..client.resources import APPTASKS, DEPLOYMENTS
 from ..runtime.sharding.labels import Move
 
 log = logging.getLogger(__name__)
@@ -147,8 +147,8 @@ class Metrics:
 
     def _child(self, metric: MetricWrapperBase, *values: str) -> Any:
         """metric.labels(*values), cached: prometheus_client checks the values and takes a
-        lock on every call (about 10 µs), and every request and reconcile looks up the same few
-        children. A race adds the same child twice: labels() returns one child per values."""
+        lock on every call, and every request and reconcile looks up the same few children. A
+        race adds the same child twice: labels() returns one child per values."""
         key = (metric, values)
         child = self._children.get(key)
         if child is None:

@@ -28,7 +28,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Generic, Protocol, TypeVar
 
-from ..client.kube import ApiError, Kube
+from ..client.kube import Kube
+from ..client.wire import ApiError
 from ..runtime.backoff import TokenBucket
 
 log = logging.getLogger(__name__)

@@ -41,7 +41,7 @@ def server_context(cert_file: str | os.PathLike[str], key_file: str | os.PathLik
 
 def self_signed_pem(hosts: Sequence[str], now: datetime.datetime) -> tuple[bytes, bytes]:
     """(certificate, private key) in PEM: ECDSA P-256, valid for `hosts` (names or IPs)."""
-    # Imported here: cryptography costs every start 70 ms and 8 MB, and only this needs it.
+    # Imported here: only this needs cryptography, and its import would cost every start.
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
     from cryptography.hazmat.primitives.asymmetric import ec

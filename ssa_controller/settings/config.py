@@ -48,8 +48,8 @@ from .config_errors import (
 )
 
 __all__ = [
-    "LEADER_JITTER_FACTOR", "ApplyConfig", "BackoffConfig", "Config", "ConfigError", "EventsConfig",
-    "FightsConfig", "LeaderElectionConfig", "LoggingConfig", "PodTemplateConfig",
+    "LEADER_JITTER_FACTOR", "ApplyConfig", "BackoffConfig", "ClientConfig", "Config", "ConfigError",
+    "EventsConfig", "FightsConfig", "LeaderElectionConfig", "LoggingConfig", "PodTemplateConfig",
     "RateLimitConfig", "ResyncConfig", "ServerConfig", "ShardingConfig", "TimeoutsConfig",
     "load_config",
     "parse_config", "parse_duration",
@@ -227,6 +227,14 @@ class TimeoutsConfig(_Section):
     watch: Seconds = Field(30.0, ge=1.0)
 
 
+class ClientConfig(_Section):
+    """The API client: which transport carries its requests (`builtin`: its own keep-alive
+    HTTP/1.1 client, which speaks to no proxy, so that through a proxy urllib3 carries them
+    anyway; `urllib3`: urllib3, with or without a proxy). See docs/client.md."""
+
+    transport: Literal["builtin", "urllib3"] = "builtin"
+
+
 class ApplyConfig(_Section):
     """Server-side apply options."""
 
@@ -344,6 +352,36 @@ class PodTemplateConfig(_Section):
     allowed_keys: KeyPatterns = ()
 
 
+Capability = Annotated[
+    StrictStr, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z][A-Za-z0-9_]*$"),
+    Words("Linux capability (NET_BIND_SERVICE, or CAP_NET_BIND_SERVICE)"),
+]
+ServiceType = Literal["ClusterIP", "NodePort", "LoadBalancer"]
+
+
+class AdmissionConfig(_Section):
+    """What an AppTask may ask for where that turns into privilege: its pods are made by the
+    controller's ServiceAccount, not by whoever created the AppTask. A spec asking for more is
+    Invalid (InvalidSpec naming the field and the rule) and nothing is applied.
+
+    `allow_privileged` / `allow_privilege_escalation` / `allow_run_as_root`: whether a spec may
+    set securityContext.privileged: true / allowPrivilegeEscalation: true / runAsNonRoot: false
+    or runAsUser: 0 (of the container or the pod). `allowed_capabilities`: the capabilities
+    securityContext.capabilities.add may name (empty: none). `service_account_names`: the only
+    serviceAccountNames a spec may name (empty: any of its namespace). `service_types`: the
+    spec.service types a spec may ask for.
+    """
+
+    allow_privileged: StrictBool = False
+    allow_privilege_escalation: StrictBool = False
+    allow_run_as_root: StrictBool = False
+    allowed_capabilities: Annotated[tuple[Capability, ...], _list_of("capabilities")] = ()
+    service_account_names: Annotated[tuple[Subdomain, ...],
+                                     _list_of("service account names")] = ()
+    service_types: Annotated[tuple[ServiceType, ...], _list_of("Service types")] = (
+        "ClusterIP", "NodePort", "LoadBalancer")
+
+
 class EventsConfig(_Section):
     """Per-AppTask token bucket for Kubernetes Events."""
 
@@ -374,12 +412,14 @@ class Config(_Section):
     backoff: BackoffConfig = BackoffConfig()
     rate_limit: RateLimitConfig = RateLimitConfig()
     timeouts: TimeoutsConfig = TimeoutsConfig()
+    client: ClientConfig = ClientConfig()
     apply: ApplyConfig = ApplyConfig()
     fights: FightsConfig = FightsConfig()
     leader_election: LeaderElectionConfig = LeaderElectionConfig()
     sharding: ShardingConfig = ShardingConfig()
     server: ServerConfig = ServerConfig()
     pod_template: PodTemplateConfig = PodTemplateConfig()
+    admission: AdmissionConfig = AdmissionConfig()
     events: EventsConfig = EventsConfig()
     logging: LoggingConfig = LoggingConfig()
     shutdown_grace_period: Seconds = Field(30.0, ge=0.0)

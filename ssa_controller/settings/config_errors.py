@@ -1,9 +1,9 @@
 """How configuration problems are reported: one line naming the file, the line and column, the
 dotted key and the problem.
 
-pydantic validates the models in config.py; this module words its errors the way the config has
-always been worded ("must be between 1 and 64, got 0", "unknown key (did you mean 'cap'?)"),
-reads the YAML (rejecting duplicate keys) and finds the line and column of a dotted key in it.
+pydantic validates the models in config.py; this module words its errors as a person reads a
+config ("must be between 1 and 64, got 0", "unknown key (did you mean 'cap'?)"), reads the YAML
+(rejecting duplicate keys) and finds the line and column of a dotted key in it.
 """
 
 from __future__ import annotations

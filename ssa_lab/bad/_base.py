@@ -11,7 +11,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ssa_controller.client.kube import APPTASKS, DEPLOYMENTS, ApiError, Kube
+from ssa_controller.client.kube import Kube
+from ssa_controller.client.resources import APPTASKS, DEPLOYMENTS, ListOptions
+from ssa_controller.client.wire import ApiError
 
 Obj = dict[str, Any]
 FIELD_MANAGER = "lab-bad-controller"
@@ -38,7 +40,7 @@ def ready(args: argparse.Namespace) -> None:
 
 
 def watch_forever(kube: Kube, path: str, handle: Callable[[str, Obj], None],
-                  params: dict[str, Any] | None = None,
+                  params: ListOptions | None = None,
                   on_listed: Callable[[], None] | None = None) -> None:
     """List `path`, hand every item to `handle` as ADDED, then follow the watch; on any end or
     error, list again."""

@@ -7,7 +7,7 @@ which it reconciles again, so every AppTask is reconciled, applied and written f
 
 from __future__ import annotations
 
-from ssa_controller.client.kube import MERGE_PATCH, ApiError, micro_time, rfc3339
+from ssa_controller.client.wire import MERGE_PATCH, ApiError, micro_time, rfc3339
 
 from . import _base
 

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import threading
 
-from ssa_controller.client.kube import APPTASKS, DEPLOYMENTS, ApiError
+from ssa_controller.client.resources import APPTASKS, DEPLOYMENTS
+from ssa_controller.client.wire import ApiError
 
 from . import _base
 

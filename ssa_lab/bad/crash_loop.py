@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import time
 
-from ssa_controller.client.kube import DEPLOYMENTS, MERGE_PATCH, ApiError
+from ssa_controller.client.resources import DEPLOYMENTS
+from ssa_controller.client.wire import MERGE_PATCH, ApiError
 
 from . import _base
 

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import threading
 
-from ssa_controller.client.kube import DEPLOYMENTS, ApiError
+from ssa_controller.client.resources import DEPLOYMENTS
+from ssa_controller.client.wire import ApiError
 
 from . import _base
 

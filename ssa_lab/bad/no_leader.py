@@ -6,7 +6,7 @@ their writes race (who wins is whoever wrote last).
 
 from __future__ import annotations
 
-from ssa_controller.client.kube import MERGE_PATCH, ApiError
+from ssa_controller.client.wire import MERGE_PATCH, ApiError
 
 from . import _base
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import threading
 
-from ssa_controller.client.kube import ApiError
+from ssa_controller.client.wire import ApiError
 
 from . import _base
 

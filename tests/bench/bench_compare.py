@@ -64,7 +64,9 @@ import goctl_build  # noqa: E402  (beside this file)
 from bench_figures import Runs, by_verb, fmt, table  # noqa: E402
 
 from ssa_controller import crds  # noqa: E402
-from ssa_controller.client.kube import APPTASKS, DEPLOYMENTS, SERVICE_ACCOUNT_DIR_ENV, Kube  # noqa: E402
+from ssa_controller.client.credentials import SERVICE_ACCOUNT_DIR_ENV  # noqa: E402
+from ssa_controller.client.kube import Kube  # noqa: E402
+from ssa_controller.client.resources import APPTASKS, DEPLOYMENTS  # noqa: E402
 from ssa_controller.envtest import (  # noqa: E402
     ApiError,
     ControlPlane,

@@ -49,7 +49,9 @@ from helpers import CONTROLLER_NAMESPACE, apply_rbac, rbac_objects  # noqa: E402
 
 from ssa_controller import crds  # noqa: E402
 from ssa_controller.apptask.desired import SHARD_LABEL  # noqa: E402
-from ssa_controller.client.kube import APPTASKS, DEPLOYMENTS, LEASES, ApiError, Kube  # noqa: E402
+from ssa_controller.client.kube import Kube  # noqa: E402
+from ssa_controller.client.resources import APPTASKS, DEPLOYMENTS, LEASES  # noqa: E402
+from ssa_controller.client.wire import ApiError  # noqa: E402
 from ssa_controller.envtest import ControlPlane, die_with_parent, install, poll_until  # noqa: E402
 from ssa_controller.runtime.sharding.ring import Ring  # noqa: E402
 from ssa_controller.sharded import DRAIN_LABEL, RING_LABEL  # noqa: E402

@@ -23,7 +23,9 @@ import kopf
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from ssa_controller.apptask import desired, status  # noqa: E402
-from ssa_controller.client.kube import APPTASKS, DEPLOYMENTS, MERGE_PATCH, Kube, rfc3339  # noqa: E402
+from ssa_controller.client.kube import Kube  # noqa: E402
+from ssa_controller.client.resources import APPTASKS, DEPLOYMENTS  # noqa: E402
+from ssa_controller.client.wire import MERGE_PATCH, rfc3339  # noqa: E402
 
 FIELD_MANAGER = "ssa-controller"
 kube = Kube.from_kubeconfig(os.environ.get("KUBECONFIG"), user_agent="bench-kopf")

@@ -20,7 +20,7 @@ from bench_compare import Go, apptask
 
 from ssa_controller import crds
 from ssa_controller.apptask import desired
-from ssa_controller.client.kube import APPTASKS, DEPLOYMENTS
+from ssa_controller.client.resources import APPTASKS, DEPLOYMENTS
 from ssa_controller.envtest import ApiError, ControlPlane, Kube, die_with_parent, poll_until
 
 pytestmark = pytest.mark.cluster

@@ -16,7 +16,8 @@ import yaml
 from pod import PodHost, file_volumes, run_args, service_account
 from podman_cli import Podman
 
-from ssa_controller.client.kube import Kube, Resource
+from ssa_controller.client.kube import Kube
+from ssa_controller.client.resources import Resource
 from ssa_controller.envtest import ControlPlane
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -8,7 +8,7 @@ applied (conftest.py).
 Marked `image` and left out of the default run (OPT_IN_MARKERS in tests/conftest.py):
 
     .venv/bin/python -m pytest -q -m image tests/image          # as .ci/run does
-    .venv/bin/python -m pytest -q -s -m image tests/image -k size_and_memory   # the README figures
+    .venv/bin/python -m pytest -q -s -m image tests/image -k size_and_memory   # docs/benchmark.md
 """
 
 from __future__ import annotations
@@ -33,7 +33,9 @@ from metrics_scrape import samples
 from pod import container, http_probe, pod_spec, quantity_value
 from podman_cli import Podman
 
-from ssa_controller.client.kube import LEASES, ApiError, Kube
+from ssa_controller.client.kube import Kube
+from ssa_controller.client.resources import LEASES
+from ssa_controller.client.wire import ApiError
 from ssa_controller.envtest import PollTimeout, poll_until
 from ssa_controller.settings.config import parse_config
 
@@ -238,8 +240,9 @@ def test_two_pods_elect_one_leader(podman: Podman, pods: Callable[[], Pod],
 
 def test_size_and_memory_after_start(podman: Podman, image: Image, pods: Callable[[], Pod],
                                      deployed: Deployed) -> None:
-    """The README's figures: the image's size and the controller's resident memory once ready
-    (the `process_resident_memory_bytes` it reports), bounded by the Deployment's request."""
+    """The figures of docs/benchmark.md ("The image"): the image's size and the controller's
+    resident memory once ready (the `process_resident_memory_bytes` it reports), bounded by the
+    Deployment's request."""
     pod = pods()
     wait_ready(podman, deployed, pod)
     status, text = pod.scrape(deployed.scraper_token)

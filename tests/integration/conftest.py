@@ -9,7 +9,12 @@ for a non-admin identity bound by exactly the RBAC in manifests/.
   and finds its credentials from `env` (for example in-cluster ones); `server_url` points its
   kubeconfig at another URL (a fault-injecting proxy). Unless a test sets `timeouts`, watches
   are re-opened every 5-7.5 minutes instead of the default 30-45 s, so that tests counting
-  requests over a window do not count watch renewals.
+  requests over a window do not count watch renewals. $SSA_TRANSPORT, if set, is every
+  process's `client.transport` (unless a test sets `client`).
+
+The tests that exercise the transport (TRANSPORT_SUITE: faults, cluster access, in-cluster,
+leader election through processes, watches through faults) are marked `transport`: .ci/run runs
+them a second time with SSA_TRANSPORT=urllib3.
 """
 
 from __future__ import annotations
@@ -31,10 +36,21 @@ from helpers import CONTROLLER_NAMESPACE, apply_rbac, rbac_objects
 from metrics_scrape import samples
 
 from ssa_controller import crds
-from ssa_controller.client.kube import LEASES, ApiError, Kube
+from ssa_controller.client.kube import Kube
+from ssa_controller.client.resources import LEASES
+from ssa_controller.client.wire import ApiError
 from ssa_controller.envtest import ControlPlane, die_with_parent, poll_until
 
 ROOT = Path(__file__).resolve().parents[2]
+TRANSPORT = "SSA_TRANSPORT"
+TRANSPORT_SUITE = frozenset({"test_faults.py", "test_cluster_access.py", "test_incluster.py",
+                             "test_leader_handover.py"})
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if item.path.parent == Path(__file__).parent and item.path.name in TRANSPORT_SUITE:
+            item.add_marker(pytest.mark.transport)
 
 
 def free_port() -> int:
@@ -161,7 +177,9 @@ def controller(cluster: ControlPlane, tmp_path: Path, request: pytest.FixtureReq
               server_url: str | None = None) -> ControllerProcess:
         workdir = tmp_path / f"controller-{len(started)}"
         workdir.mkdir()
+        transport = os.environ.get(TRANSPORT)
         settings = {"leaderElection": {"enabled": False}, "timeouts": {"watch": "5m"},
+                    **({"client": {"transport": transport}} if transport else {}),
                     **(config or {})}
         process = ControllerProcess(plane or cluster, workdir, settings, user, args, env,
                                     server_url)

@@ -14,15 +14,9 @@ from typing import Any, NamedTuple
 
 import yaml
 
-from ssa_controller.client.kube import (
-    APPTASKS,
-    DEPLOYMENTS,
-    MERGE_PATCH,
-    WRITE_METHODS,
-    ApiError,
-    Kube,
-    Obj,
-)
+from ssa_controller.client.kube import WRITE_METHODS, Kube
+from ssa_controller.client.resources import APPTASKS, DEPLOYMENTS, Obj
+from ssa_controller.client.wire import MERGE_PATCH, ApiError
 from ssa_controller.controller import Controller
 from ssa_controller.envtest import ControlPlane, poll_until
 from ssa_controller.envtest.audit import AuditEvent, AuditLog, overlapping, write_spans

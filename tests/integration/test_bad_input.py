@@ -32,7 +32,9 @@ from hypothesis import HealthCheck, Phase, example, given, settings
 from hypothesis import strategies as st
 
 from ssa_controller.apptask import desired
-from ssa_controller.client.kube import APPTASKS, DEPLOYMENTS, ApiError, Kube
+from ssa_controller.client.kube import Kube
+from ssa_controller.client.resources import APPTASKS, DEPLOYMENTS
+from ssa_controller.client.wire import ApiError
 from ssa_controller.envtest import poll_until
 from ssa_controller.reconciler import rejected
 

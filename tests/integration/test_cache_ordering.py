@@ -30,9 +30,12 @@ from helpers import (
     status_of,
 )
 
-from ssa_controller.client.kube import APPTASKS, DEPLOYMENTS, Kube, Obj, WatchStream
+from ssa_controller.client.kube import Kube
+from ssa_controller.client.resources import APPTASKS, DEPLOYMENTS, Obj
+from ssa_controller.client.watch import WatchStream
 from ssa_controller.controller import Controller
 from ssa_controller.envtest import ControlPlane, PollTimeout, poll_until
+from ssa_controller.runtime.objectkey import ObjectKey
 
 AFTERMATH = 10.0
 """Seconds during which a deleted object must stay deleted (a Deployment re-created for a
@@ -96,7 +99,7 @@ def test_a_spec_change_racing_the_status_write_is_applied(
     with in_process(kube, namespace) as controller:
         try:
             put_apptask(admin, apptask("racy", namespace, image="nginx:1.25", paused=True))
-            key = f"{namespace}/racy"
+            key = ObjectKey(namespace, "racy")
 
             def answer_recorded() -> bool:
                 cached = controller.apptasks.get(key)
@@ -137,7 +140,7 @@ def test_an_apptask_deleted_while_its_status_write_is_answered_stays_deleted(
         admin: Kube, cluster: ControlPlane, namespace: str, tmp_path: Path) -> None:
     kube: HookedKube = controller_client(cluster, tmp_path)
     with in_process(kube, namespace) as controller:
-        key = f"{namespace}/doomed"
+        key = ObjectKey(namespace, "doomed")
         fired = kube.hook(is_write_to("/doomed/status"), deleted_before_recording(
             admin, controller, APPTASKS.path(namespace, "doomed"),
             lambda: controller.apptasks.get(key)))
@@ -156,7 +159,7 @@ def test_a_deployment_deleted_while_its_apply_is_answered_is_created_again(
         admin: Kube, cluster: ControlPlane, namespace: str, tmp_path: Path) -> None:
     kube: HookedKube = controller_client(cluster, tmp_path)
     with in_process(kube, namespace) as controller:
-        key = f"{namespace}/kept"
+        key = ObjectKey(namespace, "kept")
         put_apptask(admin, apptask("kept", namespace, replicas=0))
         poll_until(lambda: status_of(admin, namespace, "kept").get("phase") == "Ready"
                    and controller.deployments.get(key), timeout=30, message="Ready and cached")

@@ -32,7 +32,8 @@ from helpers import (
     scoped,
 )
 
-from ssa_controller.client.kube import ApiError, Kube
+from ssa_controller.client.kube import Kube
+from ssa_controller.client.wire import ApiError
 from ssa_controller.envtest import ControlPlane, poll_until
 
 USER = "bob"

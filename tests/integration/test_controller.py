@@ -21,7 +21,9 @@ from helpers import (
 )
 
 from ssa_controller.apptask import desired
-from ssa_controller.client.kube import APPTASKS, DEPLOYMENTS, MERGE_PATCH, ApiError, Kube
+from ssa_controller.client.kube import Kube
+from ssa_controller.client.resources import APPTASKS, DEPLOYMENTS
+from ssa_controller.client.wire import MERGE_PATCH, ApiError
 from ssa_controller.envtest import PollTimeout, poll_until
 from ssa_controller.runtime import fieldset
 

@@ -38,7 +38,9 @@ from helpers import (
 from metrics_scrape import SECURE, metrics_reader, samples, scrape, user_subject
 
 from ssa_controller.apptask import desired
-from ssa_controller.client.kube import DEPLOYMENTS, LEASES, ApiError, Kube
+from ssa_controller.client.kube import Kube
+from ssa_controller.client.resources import DEPLOYMENTS, LEASES
+from ssa_controller.client.wire import ApiError
 from ssa_controller.envtest import ControlPlane, poll_until
 from ssa_controller.runner import EVENT_SOURCE
 from ssa_controller.settings.config import LEADER_JITTER_FACTOR

@@ -26,7 +26,8 @@ from helpers import (
 )
 
 from ssa_controller.apptask.diff import comparable
-from ssa_controller.client.kube import APPTASKS, DEPLOYMENTS, MERGE_PATCH
+from ssa_controller.client.resources import APPTASKS, DEPLOYMENTS
+from ssa_controller.client.wire import MERGE_PATCH
 from ssa_controller.envtest import poll_until
 
 

@@ -9,7 +9,7 @@ import pytest
 from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 
-from ssa_controller.client.kube import MERGE_PATCH
+from ssa_controller.client.wire import MERGE_PATCH
 from ssa_controller.envtest import ADMIN_USER, ApiError, ControlPlane, Kube, poll_until
 
 DEPLOYMENTS = "/apis/apps/v1/namespaces/{ns}/deployments"

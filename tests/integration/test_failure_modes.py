@@ -23,9 +23,12 @@ from helpers import (
 )
 
 from ssa_controller.apptask.desired import MANAGED_BY_LABEL, MANAGED_BY_VALUE
-from ssa_controller.client.kube import APPTASKS, DEPLOYMENTS, MERGE_PATCH, Kube
+from ssa_controller.client.kube import Kube
+from ssa_controller.client.resources import APPTASKS, DEPLOYMENTS
+from ssa_controller.client.wire import MERGE_PATCH
 from ssa_controller.controller import Controller
 from ssa_controller.envtest import poll_until
+from ssa_controller.runtime.objectkey import ObjectKey
 from ssa_controller.serving.metrics import Metrics
 from ssa_controller.settings.config import parse_config
 from ssa_lab.scenarios import unrelated
@@ -175,7 +178,7 @@ def test_cache_drops_managed_fields(admin, namespace, cluster):
         store = cached.deployments
 
         def all_cached() -> bool:
-            objects = [store.get(f"{namespace}/{name}") for name in names]
+            objects = [store.get(ObjectKey(namespace, name)) for name in names]
             return all(o is not None and set(notes) <= set(o["metadata"].get("annotations", {}))
                        for o in objects)
 
@@ -198,7 +201,7 @@ def test_cache_drops_managed_fields(admin, namespace, cluster):
         assert total <= CACHED_OBJECTS * CACHED_BYTES_PER_OBJECT, (
             f"{total} bytes cached for {CACHED_OBJECTS} Deployments "
             f"(their managedFields alone: {sum(managed)} bytes)")
-        task = cached.apptasks.get(f"{namespace}/task")  # the AppTask cache, the same way
+        task = cached.apptasks.get(ObjectKey(namespace, "task"))  # the AppTask cache, the same way
         assert task is not None and "managedFields" not in task["metadata"]
     finally:
         stop.set()

@@ -33,10 +33,13 @@ from helpers import (
     status_of,
 )
 
-from ssa_controller.client.kube import APPTASKS, DEPLOYMENTS, LEASES, WATCH_STALLED, ApiError, Kube
+from ssa_controller.client.kube import Kube
+from ssa_controller.client.resources import APPTASKS, DEPLOYMENTS, LEASES
+from ssa_controller.client.watch import WATCH_STALLED
+from ssa_controller.client.wire import ApiError
 from ssa_controller.envtest import ControlPlane, PollTimeout, poll_until
 from ssa_controller.runtime import watcher
-from ssa_controller.runtime.store import Store
+from ssa_controller.runtime.store import Writer
 
 DEFAULT_TIMEOUTS: dict[str, Any] = {"timeouts": {}}
 """The product's default timeouts (the `controller` fixture pins a long watch timeout)."""
@@ -350,14 +353,14 @@ def test_an_expired_continue_token_falls_back_to_one_unpaged_list_and_relists_ba
         put_apptask(admin, apptask(f"paged-{i}", namespace, replicas=0))
     kube = Kube(proxy.url, token=cluster.token(CONTROLLER), ca_file=str(cluster.ca_file))
     counts, stop = Counts(), threading.Event()
-    watching = watcher.Watcher(kube, APPTASKS, Store(), lambda old, new: None,
+    watching = watcher.Watcher(kube, APPTASKS, Writer(), lambda old, new: None,
                                namespace=namespace, metrics=counts)
     thread = threading.Thread(target=watching.run, args=(stop,), daemon=True)
     proxy.inject([410], query="continue=")
     thread.start()
     try:
         poll_until(watching.synced.is_set, timeout=30, message="synced despite the expiry")
-        assert len(watching.store) == 5
+        assert len(watching.writer.store) == 5
         assert [("limit=2" in r.query, "continue=" in r.query, r.outcome)
                 for r in list_requests(proxy)] == [
             (True, False, 200), (True, True, 410), (False, False, 200)]

@@ -29,7 +29,7 @@ from helpers import (
 )
 
 from ssa_controller import local, version
-from ssa_controller.client.kube import APPTASKS, DEPLOYMENTS, EVENTS
+from ssa_controller.client.resources import APPTASKS, DEPLOYMENTS, EVENTS
 from ssa_controller.envtest import poll_until
 
 OUTSIDER = "alice"

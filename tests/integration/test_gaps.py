@@ -37,7 +37,9 @@ from helpers import (
 )
 
 from ssa_controller import crds
-from ssa_controller.client.kube import APPTASKS, DEPLOYMENTS, ApiError, Kube
+from ssa_controller.client.kube import Kube
+from ssa_controller.client.resources import APPTASKS, DEPLOYMENTS
+from ssa_controller.client.wire import ApiError
 from ssa_controller.envtest import Assets, ControlPlane, poll_until
 from ssa_controller.envtest.controlplane import CONTROLLERS
 

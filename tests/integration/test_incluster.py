@@ -23,7 +23,8 @@ from helpers import (
     status_of,
 )
 
-from ssa_controller.client.kube import SERVICE_ACCOUNT_DIR_ENV, Kube
+from ssa_controller.client.credentials import SERVICE_ACCOUNT_DIR_ENV
+from ssa_controller.client.kube import Kube
 from ssa_controller.envtest import ControlPlane, poll_until
 from ssa_controller.serving.servingcert import self_signed_pem
 

@@ -13,7 +13,8 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from ssa_controller.client.kube import EVENTS, LEASES, Kube
+from ssa_controller.client.kube import Kube
+from ssa_controller.client.resources import EVENTS, LEASES
 from ssa_controller.envtest import ControlPlane, poll_until
 from ssa_controller.runtime.events import EventRecorder
 from ssa_controller.runtime.leader import LeaderElector, default_identity

@@ -33,7 +33,8 @@ from helpers import (
 )
 
 from ssa_controller import crds
-from ssa_controller.client.kube import LEASES, Kube
+from ssa_controller.client.kube import Kube
+from ssa_controller.client.resources import LEASES
 from ssa_controller.envtest import Assets, ControlPlane, PollTimeout, poll_until
 
 NAMESPACE = "demo"

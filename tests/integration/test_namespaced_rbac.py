@@ -31,7 +31,8 @@ from helpers import (
     status_of,
 )
 
-from ssa_controller.client.kube import ApiError, Kube
+from ssa_controller.client.kube import Kube
+from ssa_controller.client.wire import ApiError
 from ssa_controller.envtest import poll_until
 
 KUBECTL = "/usr/bin/kubectl"

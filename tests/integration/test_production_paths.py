@@ -21,7 +21,8 @@ from helpers import (
     unowned_deployment,
 )
 
-from ssa_controller.client.kube import DEPLOYMENTS, MERGE_PATCH
+from ssa_controller.client.resources import DEPLOYMENTS
+from ssa_controller.client.wire import MERGE_PATCH
 from ssa_controller.envtest import poll_until
 
 HANDOFF_MANAGER = "ssa-controller-handoff"

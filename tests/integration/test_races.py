@@ -27,15 +27,9 @@ from helpers import (
 )
 
 from ssa_controller.apptask import desired
-from ssa_controller.client.kube import (
-    APPTASKS,
-    DEPLOYMENTS,
-    EVENTS,
-    MERGE_PATCH,
-    ApiError,
-    Kube,
-    Obj,
-)
+from ssa_controller.client.kube import Kube
+from ssa_controller.client.resources import APPTASKS, DEPLOYMENTS, EVENTS, Obj
+from ssa_controller.client.wire import MERGE_PATCH, ApiError
 from ssa_controller.envtest import ControlPlane, poll_until
 
 

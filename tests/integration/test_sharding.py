@@ -48,15 +48,18 @@ from helpers import (
 
 from ssa_controller import crds
 from ssa_controller.apptask.desired import SHARD_LABEL
-from ssa_controller.client.kube import APPTASKS, DEPLOYMENTS, LEASES, MERGE_PATCH, ApiError, Kube
+from ssa_controller.client.kube import Kube
+from ssa_controller.client.resources import APPTASKS, DEPLOYMENTS, LEASES
+from ssa_controller.client.wire import MERGE_PATCH, ApiError
 from ssa_controller.envtest import Assets, ControlPlane, poll_until
 from ssa_controller.envtest.audit import AuditEvent
 from ssa_controller.runtime.backoff import ItemBackoff
 from ssa_controller.runtime.leader import LeaseRecord
+from ssa_controller.runtime.objectkey import ObjectKey
 from ssa_controller.runtime.sharding.members import State
 from ssa_controller.runtime.sharding.ring import Ring
 from ssa_controller.runtime.sharding.sharder import Sharder
-from ssa_controller.runtime.store import Cached, Store, key_of
+from ssa_controller.runtime.store import Cached, Writer
 from ssa_controller.runtime.watcher import Watcher, start_all
 from ssa_controller.serving.metrics import Metrics
 from ssa_controller.sharded import DRAIN_LABEL, LABELS, RING_LABEL
@@ -140,12 +143,13 @@ class Observed:
 
     def __init__(self, admin: Kube) -> None:
         self.history: dict[str, list[tuple[str | None, bool]]] = defaultdict(list)
-        self.apptasks, self.deployments = Store(), Store()
+        apptasks, deployments = Writer(), Writer()
+        self.apptasks, self.deployments = apptasks.store, deployments.store
         self._stop = threading.Event()
         self._watchers = [
-            Watcher(admin, APPTASKS, self.apptasks, self._changed, namespace=NAMESPACE,
+            Watcher(admin, APPTASKS, apptasks, self._changed, namespace=NAMESPACE,
                     watch_timeout=3600),
-            Watcher(admin, DEPLOYMENTS, self.deployments, lambda old, new: None,
+            Watcher(admin, DEPLOYMENTS, deployments, lambda old, new: None,
                     namespace=NAMESPACE, watch_timeout=3600)]
         self._threads = start_all(self._watchers, self._stop)
 
@@ -154,7 +158,7 @@ class Observed:
             return
         labels = new.obj["metadata"].get("labels") or {}
         state = (labels.get(SHARD_LABEL), DRAIN_LABEL in labels)
-        states = self.history[key_of(new.obj)]
+        states = self.history[str(ObjectKey.of(new.obj))]
         if not states or states[-1] != state:
             states.append(state)
 
@@ -436,7 +440,7 @@ def test_a_drain_waits_for_the_reconcile_in_flight(plane: ControlPlane, padmin: 
         poll_until(entered.is_set, timeout=10, message="the apply in flight")
         padmin.patch(APPTASKS.path(space, "held"),
                      {"metadata": {"labels": {DRAIN_LABEL: "true"}}}, MERGE_PATCH)
-        key = f"{space}/held"
+        key = ObjectKey(space, "held")
         poll_until(lambda: DRAIN_LABEL in (controller.apptasks.get(key) or {}).get(
             "metadata", {}).get("labels", {}), timeout=10, message="the drain mark cached")
         assert acknowledgements(kube, "held") == []  # the reconcile still runs

@@ -37,7 +37,9 @@ import urllib3
 import yaml
 
 from ssa_controller import crds
-from ssa_controller.client.kube import APPTASKS, DEPLOYMENTS, ApiError, Kube
+from ssa_controller.client.kube import Kube
+from ssa_controller.client.resources import APPTASKS, DEPLOYMENTS
+from ssa_controller.client.wire import ApiError
 from ssa_controller.envtest import Assets, ControlPlane, die_with_parent, poll_until
 
 pytestmark = [pytest.mark.soak, pytest.mark.timeout(900)]

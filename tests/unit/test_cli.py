@@ -23,7 +23,7 @@ from ssa_controller import cli
 from ssa_controller.apptask.diff import Action, Plan
 from ssa_controller.apptask.outcomes import Outcome
 from ssa_controller.cli import diff_exit_code, diff_plans
-from ssa_controller.client.kube import ApiError
+from ssa_controller.client.wire import ApiError
 from ssa_controller.reconciler import Result
 from ssa_controller.settings.config import Config, ConfigError
 

@@ -353,6 +353,16 @@ def test_int_is_accepted_where_a_float_is_expected() -> None:
         ({"podTemplate": {"allowedKeys": ["a/b/c"]}}, "podTemplate.allowedKeys[0]",
          "label or annotation key"),
         ({"podTemplate": {"restricted": "yes"}}, "podTemplate.restricted", "must be a boolean"),
+        ({"admission": {"allowPrivileged": "no"}}, "admission.allowPrivileged",
+         "must be a boolean"),
+        ({"admission": {"allowedCapabilities": ["NET_ADMIN", "net admin"]}},
+         "admission.allowedCapabilities[1]", "Linux capability"),
+        ({"admission": {"allowedCapabilities": "NET_ADMIN"}}, "admission.allowedCapabilities",
+         "must be a list of capabilities"),
+        ({"admission": {"serviceAccountNames": ["Web"]}}, "admission.serviceAccountNames[0]",
+         "DNS-1123 subdomain"),
+        ({"admission": {"serviceTypes": ["ClusterIP", "Ingress"]}}, "admission.serviceTypes[1]",
+         "ClusterIP"),
     ],
 )
 def test_out_of_range_values_are_rejected(data: object, key: str, fragment: str) -> None:
@@ -563,3 +573,12 @@ def test_errors_without_a_file_keep_their_format() -> None:
     err = rejects({"workers": 0})
     assert (err.source, err.line, err.column) == (None, None, None)
     assert str(err) == "invalid config key 'workers': must be between 1 and 64, got 0"
+
+
+@pytest.mark.parametrize("transport", ["builtin", "urllib3"])
+def test_client_transport_names_one_of_the_clients_transports(transport: str) -> None:
+    assert parse_config({}).client.transport == "builtin"
+    assert parse_config({"client": {"transport": transport}}).client.transport == transport
+    err = rejects({"client": {"transport": "h2"}})
+    assert (err.key, err.message) == ("client.transport",
+                                      "must be one of builtin, urllib3; got string ('h2')")

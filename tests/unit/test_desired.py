@@ -6,11 +6,12 @@ import re
 from typing import Any
 
 import pytest
+from workload_fields import ENV_FROM_FIELD, SAMPLES, at, where
 
-from ssa_controller.apptask import desired
+from ssa_controller.apptask import desired, fields
 from ssa_controller.apptask.desired import InvalidSpec
 from ssa_controller.envtest.podsecurity import restricted_violations
-from ssa_controller.settings.config import PodTemplateConfig
+from ssa_controller.settings.config import AdmissionConfig, PodTemplateConfig
 
 UID = "0b9c3f0e-7d1a-4c55-9d6e-2f1b8a0c4d21"
 IMAGE = {"image": "nginx:1.25"}
@@ -143,6 +144,73 @@ def test_a_name_of_63_characters_renders() -> None:
     assert desired.render(apptask(name=name))["metadata"]["name"] == name
 
 
+# --------------------------------------------------------------------------- workload fields
+
+
+def test_every_workload_field_has_samples() -> None:
+    assert set(SAMPLES) == {*fields.CONTAINER, *fields.POD, *fields.DEPLOYMENT}
+
+
+ALLOWED = AdmissionConfig(allow_run_as_root=True)
+
+
+@pytest.mark.parametrize("which", ["first", "second"])
+@pytest.mark.parametrize("name", sorted(SAMPLES))
+def test_each_workload_field_is_rendered_where_the_deployment_has_it(name: str,
+                                                                     which: str) -> None:
+    sample = SAMPLES[name]
+    value = getattr(sample, which)
+    body = desired.render(apptask({**IMAGE, **sample.context, name: value}), UNRESTRICTED)
+    assert at(body, where(name)) == value
+    without = desired.render(apptask({**IMAGE, **sample.context}), UNRESTRICTED)
+    assert at(without, where(name)) is None, "an omitted field is not owned"
+
+
+@pytest.mark.parametrize("name", sorted(n for n, s in SAMPLES.items()
+                                        if isinstance(s.first, (str, list, dict))))
+def test_an_empty_workload_field_is_left_out(name: str) -> None:
+    """As the first fields: an empty string, list or map is no value (0 and false are)."""
+    empty = type(SAMPLES[name].first)()
+    body = desired.render(apptask({**IMAGE, name: empty}), UNRESTRICTED)
+    assert at(body, where(name)) is None
+
+
+def test_an_env_var_may_take_its_value_from_elsewhere() -> None:
+    for env in ENV_FROM_FIELD[:2]:
+        assert container(render_with(env=env))["env"] == env
+
+
+def test_the_restricted_settings_lie_under_the_specs_security_context_fields() -> None:
+    body = desired.render(apptask({
+        **IMAGE, "securityContext": {"readOnlyRootFilesystem": True,
+                                     "capabilities": {"add": ["NET_BIND_SERVICE"]}},
+        "podSecurityContext": {"runAsUser": 101, "fsGroup": 101}}),
+        rules=AdmissionConfig(allowed_capabilities=("NET_BIND_SERVICE",)))
+    pod = body["spec"]["template"]["spec"]
+    assert pod["securityContext"] == {"runAsNonRoot": True, "runAsUser": 101, "fsGroup": 101,
+                                      "seccompProfile": {"type": "RuntimeDefault"}}
+    assert container(body)["securityContext"] == {
+        "allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
+        "capabilities": {"drop": ["ALL"], "add": ["NET_BIND_SERVICE"]}}
+    assert restricted_violations(body["spec"]["template"]) == []
+
+
+def test_the_spec_may_override_a_restricted_setting_the_rules_allow() -> None:
+    body = desired.render(apptask({**IMAGE, "securityContext": {"capabilities": {"drop": []}},
+                                   "podSecurityContext": {"runAsNonRoot": False}}),
+                          rules=ALLOWED)
+    assert body["spec"]["template"]["spec"]["securityContext"]["runAsNonRoot"] is False
+    assert container(body)["securityContext"]["capabilities"] == {"drop": []}
+
+
+def test_workload_fields_come_in_the_order_of_the_schema() -> None:
+    spec = {**IMAGE, **{name: sample.first for name, sample in SAMPLES.items()},
+            "volumes": SAMPLES["volumeMounts"].context["volumes"]}
+    body = desired.render(apptask(spec), UNRESTRICTED, ALLOWED)
+    assert body == desired.render(apptask(dict(reversed(spec.items()))), UNRESTRICTED, ALLOWED)
+    assert [k for k in container(body) if k in fields.CONTAINER] == list(fields.CONTAINER)
+
+
 # --------------------------------------------------------------------------- InvalidSpec
 
 
@@ -163,6 +231,39 @@ def test_a_name_of_63_characters_renders() -> None:
     ({**IMAGE, "resources": {"requests": {"cpu": "lots"}}}, "resources.requests.cpu"),
     ({**IMAGE, "resources": {"limits": {"memory": "1GB"}}}, "resources.limits.memory"),
     ({**IMAGE, "labels": {"apptasks.example.com/name": "other"}}, "labels"),
+    ({**IMAGE, "env": [{"name": "A", "valueFrom": {}}]}, "env[0].valueFrom"),
+    ({**IMAGE, "env": [{"name": "A", "valueFrom": {"fieldRef": {}}}]},
+     "env[0].valueFrom.fieldRef.fieldPath"),
+    ({**IMAGE, "volumes": [{"name": "v"}]}, "volumes[0]"),
+    ({**IMAGE, "volumes": [{"name": "v", "hostPath": {"path": "/"}}]}, "volumes[0]"),
+    ({**IMAGE, "volumes": [{"name": "v", "emptyDir": {}}, {"name": "v", "emptyDir": {}}]},
+     "volumes[1]"),
+    ({**IMAGE, "volumes": [{"name": "v", "emptyDir": {}, "secret": {"secretName": "s"}}]},
+     "volumes[0]"),
+    ({**IMAGE, "volumes": [{"name": "v", "projected": {"sources": [
+        {"serviceAccountToken": {"path": "token"}}]}}]}, "volumes[0].projected.sources[0]"),
+    ({**IMAGE, "volumeMounts": [{"name": "v", "mountPath": "/a"},
+                                {"name": "w", "mountPath": "/a"}]}, "volumeMounts[1]"),
+    ({**IMAGE, "livenessProbe": {"periodSeconds": 5}}, "livenessProbe"),
+    ({**IMAGE, "livenessProbe": {"exec": {"command": ["true"]}, "timeoutSeconds": 0}},
+     "livenessProbe.timeoutSeconds"),
+    ({**IMAGE, "livenessProbe": {"httpGet": {"port": 80, "host": "10.0.0.1"}}},
+     "livenessProbe.httpGet"),
+    ({**IMAGE, "readinessProbe": {"tcpSocket": {"port": 70000}}},
+     "readinessProbe.tcpSocket.port"),
+    ({**IMAGE, "hostNetwork": True}, "hostNetwork"),
+    ({**IMAGE, "hostPID": True}, "hostPID"),
+    ({**IMAGE, "hostIPC": True}, "hostIPC"),
+    ({**IMAGE, "imagePullPolicy": "Sometimes"}, "imagePullPolicy"),
+    ({**IMAGE, "tolerations": [{"key": "a", "operator": "Maybe"}]}, "tolerations[0].operator"),
+    ({**IMAGE, "topologySpreadConstraints": [{"maxSkew": 1, "topologyKey": "z"}]},
+     "topologySpreadConstraints[0].whenUnsatisfiable"),
+    ({**IMAGE, "affinity": {"nodeAffinity": [1]}}, "affinity.nodeAffinity"),
+    ({**IMAGE, "affinity": {"hostAffinity": {}}}, "affinity"),
+    ({**IMAGE, "strategy": {"type": "BlueGreen"}}, "strategy.type"),
+    ({**IMAGE, "minReadySeconds": -1}, "minReadySeconds"),
+    ({**IMAGE, "nodeSelector": {"disk": 1}}, "nodeSelector.disk"),
+    ({**IMAGE, "terminationGracePeriodSeconds": 2**63}, "terminationGracePeriodSeconds"),
 ])
 def test_an_invalid_spec_names_the_field(spec: dict[str, Any], field: str) -> None:
     with pytest.raises(InvalidSpec) as raised:

@@ -7,7 +7,9 @@ either returns an apply body or raises InvalidSpec: never another exception, whi
 - `admitted_specs`: what the structural schema lets through (the server's own validation decides
   in tests/integration/test_bad_input.py): unicode strings, up to 500 env vars with unique names,
   quantities matching the schema's pattern (huge and tiny ones included) or any integer, any
-  port 1..65535 with any protocol, duplicate ports (the ports list is atomic), the reserved label.
+  port 1..65535 with any protocol, duplicate ports (the ports list is atomic), the reserved label;
+  and every workload field (probes, volumes, scheduling, strategy...) as manifests/crd.yaml's
+  schema states it, generated from that schema (`admitted`), not from the renderer's shapes.
 - `wild_specs`: any JSON for any field (what a schema-less or older API could hand over):
   wrong types, nulls, nested lists and maps, duplicate list keys, out-of-range numbers.
 
@@ -21,16 +23,20 @@ import json
 import os
 import re
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
+from workload_fields import at, where
 
-from ssa_controller.apptask import desired, quantity
+from ssa_controller.apptask import desired, drift, fields, quantity
 from ssa_controller.apptask.desired import InvalidSpec
-from ssa_controller.client.kube import APPLY_PATCH, encode_body
+from ssa_controller.client.wire import APPLY_PATCH, encode_body
+from ssa_controller.runtime import fieldset
+from ssa_controller.settings.config import AdmissionConfig, PodTemplateConfig
 
 UID = "5f0c1b1e-0000-4000-8000-000000000001"
 EXAMPLES = int(os.environ.get("HYPOTHESIS_EXAMPLES", "100"))
@@ -77,6 +83,65 @@ ports = st.lists(
 
 string_maps = st.dictionaries(unicode_text, unicode_text, max_size=6)
 
+json_scalars = st.one_of(st.none(), st.booleans(), st.integers(-(2**70), 2**70),
+                         st.floats(allow_nan=False), unicode_text)
+json_values = st.recursive(
+    json_scalars,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(unicode_text, inner, max_size=4),
+    max_leaves=12)
+
+api_json_values = st.recursive(
+    st.one_of(st.none(), st.booleans(), st.integers(-(2**63), 2**63 - 1),
+              st.floats(allow_nan=False, allow_infinity=False), unicode_text),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(unicode_text, inner, max_size=4),
+    max_leaves=12)
+CRD = Path(__file__).resolve().parents[2] / "manifests" / "crd.yaml"
+SPEC_SCHEMA = yaml.safe_load(CRD.read_text())["spec"]["versions"][0]["schema"][
+    "openAPIV3Schema"]["properties"]["spec"]
+WORKLOAD = (*fields.CONTAINER, *fields.POD, *fields.DEPLOYMENT)
+
+
+def admitted(schema: dict[str, Any]) -> st.SearchStrategy[Any]:
+    """Values a structural schema admits: its types, bounds (lists and maps cut to 4 entries,
+    strings to 40 characters), enums, list-map keys unique as defaulted, exactly one branch of
+    a oneOf of required fields; anything JSON where it preserves unknown fields."""
+    if schema.get("x-kubernetes-int-or-string"):
+        if "pattern" in schema:
+            return quantities
+        return st.one_of(st.integers(schema["minimum"], schema["maximum"]),
+                         st.text(min_size=schema["minLength"], max_size=schema["maxLength"]))
+    if schema.get("x-kubernetes-preserve-unknown-fields"):  # as the server reads JSON
+        return st.dictionaries(unicode_text, api_json_values, max_size=3)
+    kind = schema["type"]
+    if "enum" in schema:
+        return st.sampled_from(schema["enum"])
+    if kind == "string":
+        return st.text(st.characters(codec="utf-8", exclude_categories=["Cs"]),
+                       min_size=schema.get("minLength", 0), max_size=min(schema["maxLength"], 40))
+    if kind == "integer":
+        return st.integers(schema.get("minimum", -(2**63)), schema.get("maximum", 2**63 - 1))
+    if kind == "boolean":
+        return st.booleans()
+    if kind == "array":
+        keys = schema.get("x-kubernetes-list-map-keys") or []
+        item = schema["items"]
+        defaults = {k: item["properties"][k].get("default") for k in keys}
+        return st.lists(admitted(item), min_size=schema.get("minItems", 0),
+                        max_size=min(schema["maxItems"], 4),
+                        unique_by=(lambda x: tuple(x.get(k, defaults[k]) for k in keys))
+                        if keys else None)
+    if "additionalProperties" in schema:
+        return st.dictionaries(nonempty_text, admitted(schema["additionalProperties"]),
+                               max_size=min(schema["maxProperties"], 4))
+    properties, required = schema["properties"], schema.get("required", [])
+    union = [branch["required"][0] for branch in schema.get("oneOf", [])]
+    optional = {k: admitted(v) for k, v in properties.items()
+                if k not in required and k not in union}
+    return st.one_of([st.fixed_dictionaries(
+        {k: admitted(properties[k]) for k in [*required, *([chosen] if chosen else [])]},
+        optional=optional) for chosen in union or [None]])
+
+
 admitted_specs = st.fixed_dictionaries(
     {"image": nonempty_text},
     optional={
@@ -91,14 +156,8 @@ admitted_specs = st.fixed_dictionaries(
         "labels": st.one_of(string_maps, st.just({desired.NAME_LABEL: "mine"})),
         "annotations": string_maps,
         "paused": st.booleans(),
+        **{name: admitted(SPEC_SCHEMA["properties"][name]) for name in WORKLOAD},
     })
-
-json_scalars = st.one_of(st.none(), st.booleans(), st.integers(-(2**70), 2**70),
-                         st.floats(allow_nan=False), unicode_text)
-json_values = st.recursive(
-    json_scalars,
-    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(unicode_text, inner, max_size=4),
-    max_leaves=12)
 
 
 def _near(valid: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
@@ -133,6 +192,7 @@ wild_specs = st.fixed_dictionaries({}, optional={
     "annotations": _near(string_maps),
     "paused": json_values,
     "unknown": json_values,
+    **{name: _near(json_values) for name in WORKLOAD},
 })
 
 
@@ -196,20 +256,56 @@ def test_admitted_specs_with_a_label_sized_name_render_unless_a_known_reason(
     name: str, spec: dict[str, Any]
 ) -> None:
     """The only reasons an admitted spec of a name up to 63 characters is refused: the reserved
-    selector label, and a quantity the schema's pattern admits but Kubernetes cannot parse
-    (a fractional exponent such as 1e1.5)."""
+    selector label, a quantity the schema's pattern admits but Kubernetes cannot parse (a
+    fractional exponent such as 1e1.5), what the admission rules do not allow, and an image of
+    blanks only."""
     result = render_or_invalid(apptask(name, spec))
     if isinstance(result, InvalidSpec):
         reserved = desired.NAME_LABEL in (spec.get("labels") or {})
-        bad_quantity = re.search(r"^spec\.resources\.(requests|limits)\..* is not a quantity$",
-                                 str(result), re.S)
-        assert reserved or bad_quantity, str(result)
+        bad_quantity = re.search(r"^spec\..* is not a quantity$", str(result), re.S)
+        not_allowed = re.search(r"is not allowed \(admission\.[a-zA-Z]+: ", str(result))
+        blank_image = not spec["image"].strip()  # admitted (minLength 1), no image to pull
+        assert reserved or bad_quantity or not_allowed or blank_image, str(result)
         return
     [container] = result["spec"]["template"]["spec"]["containers"]
     assert [e["name"] for e in container.get("env", [])] == [e["name"] for e in spec.get("env", [])]
     assert len(container.get("ports", [])) == len(spec.get("ports", []))
     assert all(p["protocol"] in desired.PROTOCOLS for p in container.get("ports", []))
     assert ("replicas" in result["spec"]) == ("replicas" in spec)
+
+
+
+@STABLE
+@given(spec=admitted_specs)
+def test_admitted_workload_fields_are_rendered_as_the_spec_sets_them(spec: dict[str, Any]) -> None:
+    """Without the restricted settings and admission rules, every workload field the schema
+    admits is rendered as it is where the Deployment has it; an empty one is left out."""
+    spec = {**spec, "image": "nginx", "labels": {}, "annotations": {}}
+    spec.pop("securityContext", None)  # added capabilities: see test_admission.py
+    try:
+        body = desired.render(apptask("web", spec), PodTemplateConfig(restricted=False),
+                              AdmissionConfig(allow_privileged=True, allow_run_as_root=True,
+                                              allow_privilege_escalation=True))
+    except InvalidSpec as exc:
+        assert "is not a quantity" in str(exc), str(exc)
+        return
+    for name in WORKLOAD:
+        value = spec.get(name)
+        assert at(body, where(name)) == (None if value in (None, "", [], {}) else value), name
+
+
+@STABLE
+@given(spec=admitted_specs)
+def test_a_rendered_body_read_back_as_it_was_sent_shows_no_drift(spec: dict[str, Any]) -> None:
+    """The comparison of any rendered body (keyed lists of every kind, atomic lists and
+    structs, pass-through affinity) with the same body as the live object and its paths as
+    owned finds nothing to apply: a Deployment in sync is left alone. (Two ports of one
+    containerPort and protocol: the server refuses the body, so it is never read back.)"""
+    result = render_or_invalid(apptask("web", spec))
+    ports = {(p["containerPort"], p.get("protocol", "TCP")) for p in spec.get("ports", [])}
+    if isinstance(result, InvalidSpec) or len(ports) < len(spec.get("ports", [])):
+        return
+    assert not drift.compute(result, result, fieldset.body_paths(result))
 
 
 @STABLE

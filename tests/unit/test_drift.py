@@ -12,6 +12,7 @@ import time
 from typing import Any
 
 import pytest
+from workload_fields import WORKLOAD_BODY, WORKLOAD_LIVE, WORKLOAD_RECORDED
 
 from ssa_controller.apptask import desired, drift
 from ssa_controller.runtime import fieldset
@@ -265,6 +266,73 @@ def test_values_are_said_short_and_without_python_reprs() -> None:
     assert drift.shown("x" * 100) == "x" * 57 + "..."
     assert drift.fields_text({"spec": {"replicas": 3}}) == ".spec.replicas (3)"
     assert drift.shown(fieldset.MISSING) == "absent"
+
+
+# --------------------------------------------------------------------------- workload fields
+
+WORKLOAD_OWNED = frozenset(fieldset.flatten(WORKLOAD_RECORDED))
+POD_SPEC = ("spec", "template", "spec")
+
+
+def changed(*steps: str | int, value: Any) -> dict[str, Any]:
+    """WORKLOAD_LIVE with `value` at the path `steps` (list indexes as integers)."""
+    live = copy.deepcopy(WORKLOAD_LIVE)
+    node: Any = live
+    for step in steps[:-1]:
+        node = node[step]
+    node[steps[-1]] = value
+    return live
+
+
+def test_server_defaults_canonical_quantities_and_left_out_zeros_are_no_drift() -> None:
+    assert not drift.compute(WORKLOAD_BODY, WORKLOAD_LIVE, WORKLOAD_OWNED)
+
+
+@pytest.mark.parametrize(("steps", "value", "path"), [
+    ((*POD_SPEC, "tolerations"), [{"key": "k", "operator": "Equal"}], "f:tolerations"),
+    ((*POD_SPEC, "tolerations"), [], "f:tolerations"),
+    ((*POD_SPEC, "volumes", 1, "emptyDir", "sizeLimit"), "2Gi", "f:sizeLimit"),
+    ((*POD_SPEC, "volumes", 0, "configMap", "items"), [{"key": "k", "path": "q"}], "f:items"),
+    ((*POD_SPEC, "containers", 0, "volumeMounts", 0, "readOnly"), True, "f:readOnly"),
+    ((*POD_SPEC, "containers", 0, "livenessProbe", "initialDelaySeconds"), 5,
+     "f:initialDelaySeconds"),
+    ((*POD_SPEC, "containers", 0, "env", 0, "valueFrom", "resourceFieldRef", "divisor"), "1Gi",
+     "f:divisor"),
+    ((*POD_SPEC, "topologySpreadConstraints", 0, "labelSelector"), {"matchLabels": {"a": "b"}},
+     "f:labelSelector"),
+    (("spec", "minReadySeconds"), 5, "f:minReadySeconds"),
+    (("spec", "strategy", "rollingUpdate", "maxSurge"), "25%", "f:maxSurge"),
+])
+def test_another_writers_value_is_drift(steps: tuple[str | int, ...], value: Any,
+                                         path: str) -> None:
+    found = drift.compute(WORKLOAD_BODY, changed(*steps, value=value), WORKLOAD_OWNED)
+    assert [p[-1] for p in found.changed] == [path]
+
+
+def test_values_in_an_atomic_item_compare_as_the_body_set_them() -> None:
+    """A value the server fills into an atomic list's item (a projected downwardAPI file's
+    fieldRef.apiVersion) is no drift; a value the body set and the item lost is."""
+    path = ("f:spec", "f:template", "f:spec", "f:volumes", 'k:{"name":"p"}', "f:projected",
+            "f:sources")
+    wanted = [{"downwardAPI": {"items": [{"path": "l", "fieldRef": {"fieldPath": "x"}},
+                                         {"path": "m", "resourceFieldRef": {
+                                             "resource": "limits.memory", "divisor": "1024Ki"}}]}}]
+    stored = [{"downwardAPI": {"items": [
+        {"path": "l", "fieldRef": {"apiVersion": "v1", "fieldPath": "x"}},
+        {"path": "m", "resourceFieldRef": {"resource": "limits.memory", "divisor": "1Mi"}}]}}]
+    assert drift._same(path, wanted, stored)  # noqa: SLF001 - the comparison itself
+    stored[0]["downwardAPI"]["items"][0]["fieldRef"].pop("fieldPath")
+    assert not drift._same(path, wanted, stored)  # noqa: SLF001
+    assert not drift._same(path, wanted, stored + stored)  # noqa: SLF001
+
+
+@pytest.mark.parametrize(("wanted", "same"), [
+    (False, True), (0, True), ("", True), ([], True), ({}, True), (True, False), (1, False),
+    ("x", False), ([0], False)])
+def test_only_a_zero_value_may_be_left_out_of_the_live_object(wanted: Any, same: bool) -> None:
+    path = ("f:spec", "f:minReadySeconds")
+    assert drift._same(path, wanted, fieldset.MISSING) is same  # noqa: SLF001
+    assert not drift._same((*path, "."), wanted, fieldset.MISSING)  # noqa: SLF001
 
 
 # --------------------------------------------------------------------------- cost

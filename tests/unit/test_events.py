@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from ssa_controller.client.kube import MERGE_PATCH, ApiError
+from ssa_controller.client.wire import MERGE_PATCH, ApiError
 from ssa_controller.runtime.events import (
     EventCorrelator,
     EventRecorder,

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from workload_fields import WORKLOAD_BODY, WORKLOAD_RECORDED
 
 from ssa_controller.runtime import fieldset
 
@@ -171,6 +172,35 @@ def test_owners_separate_apply_and_update_of_the_same_manager() -> None:
                                entry("m", "Update", {"f:metadata": {"f:labels": {"f:x": {}}}})])
     assert fieldset.applied_by(summary, "m") == {REPLICAS}
     assert summary[("m", "Update")] == {("f:metadata", "f:labels", "f:x")}
+
+
+# ------------------------------------------------------------------- workload fields, Services
+
+SERVICE_BODY: dict[str, Any] = {
+    "apiVersion": "v1", "kind": "Service",
+    "metadata": {"name": "g1", "namespace": "exp",
+                 "labels": {"app.kubernetes.io/managed-by": "ssa-controller"}},
+    "spec": {"type": "NodePort", "selector": {"a": "g1"}, "ports": [
+        {"name": "http", "port": 80, "targetPort": "http", "protocol": "TCP", "nodePort": 30111},
+        {"name": "dns", "port": 53, "protocol": "UDP", "targetPort": 5353}]},
+}
+SERVICE_RECORDED: dict[str, Any] = {
+    "f:metadata": {"f:labels": {"f:app.kubernetes.io/managed-by": {}}},
+    "f:spec": {"f:ports": {
+        'k:{"port":53,"protocol":"UDP"}': {**_ITEM, "f:name": {}, "f:port": {}, "f:protocol": {},
+                                            "f:targetPort": {}},
+        'k:{"port":80,"protocol":"TCP"}': {**_ITEM, "f:name": {}, "f:nodePort": {}, "f:port": {},
+                                            "f:protocol": {}, "f:targetPort": {}}},
+        "f:selector": {"f:a": {}}, "f:type": {}}}
+"""What v1.20.2 recorded for SERVICE_BODY: ports by port and protocol, and the selector key by
+key (a Service's selector is no atomic LabelSelector)."""
+
+
+@pytest.mark.parametrize(("body", "recorded"), [(WORKLOAD_BODY, WORKLOAD_RECORDED),
+                                                (SERVICE_BODY, SERVICE_RECORDED)])
+def test_body_paths_are_what_the_server_records_for_each_kind(body: dict[str, Any],
+                                                              recorded: dict[str, Any]) -> None:
+    assert fieldset.body_paths(body) == frozenset(fieldset.flatten(recorded))
 
 
 # ----------------------------------------------------------------- applied_by / taken_by_others

@@ -5,17 +5,20 @@ integration test."""
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import ssl
 import threading
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import pytest
 
 from ssa_controller.client import http1
-from ssa_controller.client.http1 import Pool, TransportError
+from ssa_controller.client.http1 import Pool
+from ssa_controller.client.transport import TransportError
 
 Answer = Callable[[bytes], bytes | None]
 """The bytes to answer a request with (given the request's bytes); None: close instead."""
@@ -254,6 +257,66 @@ def test_a_server_dripping_its_answer_is_cut_at_the_deadline(script, pool_for) -
     with pytest.raises(TransportError):
         get(pool_for(server), timeout=5.0, deadline=time.monotonic() + 0.3)
     assert time.monotonic() - started < 2.0
+
+
+@contextmanager
+def paced(*pieces: tuple[float, bytes]) -> Iterator[int]:
+    """The port of a server that answers a request with each piece after its pause (seconds),
+    then keeps the connection open until the test ends."""
+    done = threading.Event()
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        def serve() -> None:
+            conn, _ = listener.accept()
+            with conn:
+                conn.recv(65536)
+                for pause, data in pieces:
+                    if done.wait(pause):
+                        return
+                    try:
+                        conn.sendall(data)
+                    except OSError:
+                        return
+                done.wait(30)
+        thread = threading.Thread(target=serve, daemon=True)
+        thread.start()
+        try:
+            yield int(listener.getsockname()[1])
+        finally:
+            done.set()
+            thread.join(5)
+
+
+def dripping(answer: bytes, at_once: int = 0) -> contextlib.AbstractContextManager[int]:
+    """paced(): `answer`'s first `at_once` bytes, then the rest a byte every 50 ms, never
+    silent long enough to trip a read timeout."""
+    return paced((0.0, answer[:at_once]), *((0.05, bytes([byte])) for byte in answer[at_once:]))
+
+
+@pytest.mark.parametrize("where", ["head", "body"])
+def test_a_server_dripping_bytes_faster_than_the_read_timeout_is_cut_at_the_deadline(
+        pool_for, where) -> None:
+    """A byte every 50 ms never trips the 5 s read timeout: each receive is bounded by the time
+    left before the deadline, so the whole answer is."""
+    head = b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n"
+    answer = (b"HTTP/1.1 200 OK\r\nX-Slow: " + b"x" * 100 + b"\r\n" if where == "head" else
+              head + b"x" * 100)
+    with dripping(answer, 0 if where == "head" else len(head)) as port:
+        started = time.monotonic()
+        with pytest.raises(TransportError):
+            get(pool_for(port), timeout=5.0, deadline=started + 0.5)
+        assert time.monotonic() - started < 2.0
+
+
+@pytest.mark.parametrize("answer", [
+    b"HTTP/1.1 200 OK\r\nContent-Length: 99999999999999999999999\r\n\r\n{}",
+    b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nffffffffffffffff\r\n{}",
+])
+def test_a_body_longer_than_memory_is_a_transport_error(script, pool_for, answer) -> None:
+    """Read in pieces: a Content-Length or chunk size no buffer can hold is not asked of one
+    (OverflowError, MemoryError) but read until the connection ends."""
+    server = script(answer, CLOSE)
+    with pytest.raises(TransportError, match="bytes before the end of the body"):
+        get(pool_for(server))
 
 
 def test_a_tls_handshake_that_never_ends_is_cut_at_the_deadline(pool_for) -> None:

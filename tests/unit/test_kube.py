@@ -23,15 +23,12 @@ import yaml
 
 from ssa_controller.cli import UsageError, connect
 from ssa_controller.client import serviceaccount
-from ssa_controller.client.kube import (
-    KEEPALIVE,
-    SERVICE_ACCOUNT_DIR_ENV,
-    WATCH_STALLED,
-    ApiError,
-    CredentialsError,
-    Kube,
-    _error_from,
-)
+from ssa_controller.client.credentials import SERVICE_ACCOUNT_DIR_ENV, CredentialsError
+from ssa_controller.client.kube import Kube
+from ssa_controller.client.pools import KEEPALIVE, TRANSPORTS
+from ssa_controller.client.watch import WATCH_STALLED
+from ssa_controller.client.wire import ApiError
+from ssa_controller.client.wire import error_from as _error_from
 from ssa_controller.envtest import poll_until
 
 Respond = Callable[["Handler"], None]
@@ -718,3 +715,90 @@ def test_an_unexpired_exec_plugin_client_certificate_is_kept(serve, tmp_path, ce
         kube.close()
     assert presented == {"client-0"}
     assert (certs.directory / "runs").read_text() == "1"
+
+
+EXEC_TOKEN_PLUGIN = """
+import json, pathlib, sys
+count = pathlib.Path(sys.argv[1])
+runs = int(count.read_text()) if count.exists() else 0
+count.write_text(str(runs + 1))
+print(json.dumps({"apiVersion": "client.authentication.k8s.io/v1", "kind": "ExecCredential",
+                  "status": {"token": f"token-{runs}", "expirationTimestamp": sys.argv[2]}}))
+"""
+
+
+@pytest.mark.parametrize(("expiry", "tokens"), [
+    ("2000-01-01T00:00:00Z", ["Bearer token-1", "Bearer token-2", "Bearer token-3"]),
+    ("2999-01-01T00:00:00Z", ["Bearer token-0"] * 3),
+])
+def test_an_exec_plugin_token_is_run_again_once_it_expires(serve, tmp_path, expiry,
+                                                           tokens) -> None:
+    """Through the kubernetes Configuration's public get_api_key_with_prefix (its refresh
+    hook), before every request."""
+    server = serve(Handler.echo)
+    plugin = tmp_path / "plugin.py"
+    plugin.write_text(EXEC_TOKEN_PLUGIN)
+    path = kubeconfig(tmp_path / "config", {"server": server.url()}, {"exec": {
+        "apiVersion": "client.authentication.k8s.io/v1", "command": sys.executable,
+        "args": [str(plugin), str(tmp_path / "runs"), expiry], "interactiveMode": "Never"}})
+    kube = Kube.from_kubeconfig(str(path))
+    try:
+        assert [kube.get("/version")["authorization"] for _ in range(3)] == tokens
+    finally:
+        kube.close()
+
+
+# --------------------------------------------------------------------------- lists
+
+
+def test_list_reads_a_collection_and_refuses_a_path_that_is_none(serve, client) -> None:
+    """get() reads one object; list() a collection, its paging (limit, continue) the
+    caller's, and a path that names no collection is a clear error, not a list of nothing."""
+    def respond(handler: Handler) -> None:
+        if "/apptasks/" in handler.path:
+            handler.send_json(200, {"kind": "AppTask", "metadata": {"name": "a"}})
+        else:
+            handler.send_json(200, {"kind": "AppTaskList", "items": [], "metadata": {
+                "resourceVersion": "7", "continue": handler.path.rpartition("=")[2]}})
+
+    kube = client(serve(respond).url())
+    page = kube.list("/apis/example.com/v1/apptasks",
+                     {"labelSelector": None, "limit": 1, "continue": "next"})
+    assert (page["items"], page["metadata"]) == ([], {"resourceVersion": "7", "continue": "next"})
+    assert kube.get("/apis/example.com/v1/apptasks/a")["kind"] == "AppTask"
+    with pytest.raises(ValueError, match="GET /apis/example.com/v1/apptasks/a answered AppTask, "
+                                         "not a list"):
+        kube.list("/apis/example.com/v1/apptasks/a")
+
+
+# --------------------------------------------------------------------------- transports
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_a_watch_the_server_never_answers_fails_within_the_request_timeout(
+        silent_peer, client, transport) -> None:
+    """Opening a watch (connect, send, the answer's head) is bounded like a request: a server
+    that takes the request and never answers fails it at `request_timeout` (0.5 s here), not at
+    the watch's deadline (10 s)."""
+    kube = client(f"http://127.0.0.1:{silent_peer(False)}", transport=transport)
+    kube.request_timeout = 0.5
+    started = time.monotonic()
+    with pytest.raises(ApiError) as caught:
+        kube.watch("/apis/example.com/v1/apptasks", {}, timeout=10)
+    assert (caught.value.status, caught.value.reason) == (0, "TransportError")
+    assert time.monotonic() - started < 3.0
+
+
+def test_run_takes_the_configured_transport(in_cluster, tmp_path) -> None:
+    """`client.transport: urllib3` reaches the client `run` makes (through its real entry point,
+    as a pod runs it): urllib3 is loaded, which the built-in transport never does."""
+    in_cluster.server.respond = lambda handler: handler.send_json(200, {
+        "kind": "List", "metadata": {"resourceVersion": "1"}, "items": []})
+    config = tmp_path / "controller.yaml"
+    config.write_text("client:\n  transport: urllib3\n")
+    done = subprocess.run([sys.executable, "-X", "importtime", "-m", "ssa_controller", "run",
+                           "--once", "--config", str(config)], capture_output=True, text=True,
+                          cwd=ROOT, timeout=60, check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "urllib3" in {line.rsplit("|", 1)[-1].strip() for line in done.stderr.splitlines()
+                         if line.startswith("import time:")}

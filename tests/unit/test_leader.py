@@ -13,7 +13,9 @@ from typing import Any
 
 import pytest
 
-from ssa_controller.client.kube import ApiError, Kube, Obj, micro_time
+from ssa_controller.client.kube import Kube
+from ssa_controller.client.resources import Obj
+from ssa_controller.client.wire import ApiError, micro_time
 from ssa_controller.envtest import poll_until
 from ssa_controller.envtest.audit import AuditEvent, WriteSpan, overlapping, write_spans
 from ssa_controller.runner import Process

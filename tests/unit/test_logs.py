@@ -11,7 +11,10 @@ from collections.abc import Iterator
 import pytest
 
 from ssa_controller import logs
+from ssa_controller.runtime.objectkey import ObjectKey
 from ssa_controller.settings.config import LoggingConfig
+
+WEB = ObjectKey("demo", "web")
 
 
 @pytest.fixture(autouse=True)
@@ -30,10 +33,10 @@ def test_lines_logged_in_a_reconcile_carry_its_object_and_reconcile_id(
         capsys: pytest.CaptureFixture[str]) -> None:
     logs.setup(LoggingConfig(format="json"))  # writing to this test's captured stderr
     log = logging.getLogger("ssa_controller.reconciler")
-    with logs.reconciling("apptask", "demo/web"):
+    with logs.reconciling("apptask", WEB):
         log.info("demo/web: applied Deployment (created)")
         log.warning("demo/web: status patch failed")
-    with logs.reconciling("apptask", "demo/web"):
+    with logs.reconciling("apptask", WEB):
         log.info("again")
     log.info("outside")
     first, second, again, outside = logged(capsys)
@@ -48,7 +51,7 @@ def test_a_line_about_an_object_outside_a_reconcile_names_it(
         capsys: pytest.CaptureFixture[str]) -> None:
     logs.setup(LoggingConfig(format="json"))  # writing to this test's captured stderr
     logging.getLogger("ssa_controller.controller").info(
-        "demo/web: AppTask deleted", extra=logs.about("apptask", "demo/web"))
+        "demo/web: AppTask deleted", extra=logs.about("apptask", WEB))
     (line,) = logged(capsys)
     assert (line["controller"], line["namespace"], line["name"]) == ("apptask", "demo", "web")
     assert "reconcileID" not in line
@@ -60,7 +63,7 @@ def test_another_threads_reconcile_is_not_this_threads(
     inside, leave = threading.Event(), threading.Event()
 
     def reconcile() -> None:
-        with logs.reconciling("apptask", "demo/other"):
+        with logs.reconciling("apptask", ObjectKey("demo", "other")):
             inside.set()
             leave.wait(5)
 

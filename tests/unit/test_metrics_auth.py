@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from ssa_controller.client.kube import ApiError
+from ssa_controller.client.wire import ApiError
 from ssa_controller.envtest import poll_until
 from ssa_controller.runtime.backoff import TokenBucket
 from ssa_controller.serving import metricsserver

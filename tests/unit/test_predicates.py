@@ -10,6 +10,7 @@ import pytest
 
 from ssa_controller.apptask import predicates
 from ssa_controller.runtime import fieldset
+from ssa_controller.runtime.objectkey import ObjectKey
 from ssa_controller.runtime.store import Cached
 
 Obj = dict[str, Any]
@@ -143,7 +144,7 @@ def test_bookkeeping_only_deployment_changes_are_not_worth_a_reconcile(
 
 
 def test_owner_key_is_the_controlling_apptask() -> None:
-    assert predicates.owner_key(raw_deployment()) == "demo/web"
+    assert predicates.owner_key(raw_deployment()) == ObjectKey("demo", "web")
 
 
 def test_owner_key_of_a_deployment_without_an_apptask_controller_is_none() -> None:

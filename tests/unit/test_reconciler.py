@@ -10,33 +10,35 @@ them (the integration tests do that against a real kube-apiserver).
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 
-from ssa_controller.apptask import adopt, desired, diff, drift
+from ssa_controller.apptask import adopt, desired, diff, drift, status
 from ssa_controller.apptask.fights import FightTracker
+from ssa_controller.apptask.rejections import Rejections, deployment_version
 from ssa_controller.apptask.settle import StatusSettle
-from ssa_controller.client.kube import JSON_PATCH, ApiError
+from ssa_controller.client.wire import JSON_PATCH, ApiError
+from ssa_controller.memory import Memory
 from ssa_controller.reconciler import (
     CREATE_ONLY,
     VANISHED_GRACE,
     CreatePrecondition,
     Reconciler,
-    Rejections,
     conflict_summary,
-    deployment_version,
     item_backoff,
     rejected,
     transient,
 )
 from ssa_controller.runtime import fieldset
 from ssa_controller.runtime.backoff import ItemBackoff
-from ssa_controller.runtime.store import Store
+from ssa_controller.runtime.objectkey import ObjectKey
+from ssa_controller.runtime.store import Writer
 from ssa_controller.settings.config import ApplyConfig, BackoffConfig, Config
 
 Obj = dict[str, Any]
-KEY = "demo/web"
+KEY = ObjectKey("demo", "web")
 MANAGER = "ssa-controller"
 HANDOFF = "ssa-controller-handoff"
 BASE, CAP = 1.0, 4.0
@@ -97,53 +99,40 @@ def rejections() -> Rejections:
     return Rejections(ItemBackoff(BASE, 2.0, CAP, 0.0))
 
 
-def test_nothing_refused_nothing_to_wait_for(rejections: Rejections) -> None:
-    assert rejections.waiting(KEY, 1, None, 0.0) is None
-
-
 def test_a_refused_generation_waits_with_capped_exponential_backoff(
         rejections: Rejections) -> None:
-    delays = [rejections.record(KEY, 1, None, "refused", float(t)) for t in range(5)]
+    rejection, delays = None, []
+    for t in range(5):
+        rejection = rejections.refused(rejection, 1, None, "refused", float(t))
+        delays.append(rejection.retry_at - t)
     assert delays == [BASE, 2 * BASE, 4 * BASE, CAP, CAP]
 
 
 def test_a_resync_before_the_retry_is_due_waits(rejections: Rejections) -> None:
-    rejections.record(KEY, 1, cached(), "refused", 10.0)
-    assert rejections.waiting(KEY, 1, cached(), 10.4) == ("refused", pytest.approx(BASE - 0.4))
-    assert rejections.waiting(KEY, 1, cached(), 10.0 + BASE) is None
+    rejection = rejections.refused(None, 1, cached(), "refused", 10.0)
+    assert rejection.wait(cached(), 10.4) == pytest.approx(BASE - 0.4)
+    assert rejection.wait(cached(), 10.0 + BASE) == 0.0
 
 
-def test_a_new_generation_is_tried_at_once_and_starts_the_backoff_afresh(
-        rejections: Rejections) -> None:
-    rejections.record(KEY, 1, None, "refused", 0.0)
-    rejections.record(KEY, 1, None, "refused", 1.0)
-    assert rejections.waiting(KEY, 2, None, 1.1) is None
-    assert len(rejections) == 0
-    assert rejections.record(KEY, 2, None, "refused", 1.2) == BASE
+def test_a_new_generation_starts_the_backoff_afresh(rejections: Rejections) -> None:
+    first = rejections.refused(None, 1, None, "refused", 0.0)
+    second = rejections.refused(first, 1, None, "refused", 1.0)
+    assert rejections.refused(second, 2, None, "refused", 1.2).retry_at == 1.2 + BASE
 
 
 @pytest.mark.parametrize("now_cached", [None, cached(generation=2), cached(uid="d2")],
                          ids=["deleted", "spec changed", "re-created"])
 def test_a_changed_deployment_is_tried_at_once(rejections: Rejections,
                                                now_cached: Obj | None) -> None:
-    rejections.record(KEY, 1, cached(), "refused", 0.0)
-    assert rejections.waiting(KEY, 1, now_cached, 0.1) is None
+    rejection = rejections.refused(None, 1, cached(), "refused", 0.0)
+    assert rejection.wait(now_cached, 0.1) == 0.0
 
 
 def test_a_deployment_status_change_is_no_reason_to_retry(rejections: Rejections) -> None:
-    rejections.record(KEY, 1, cached(), "refused", 0.0)
+    rejection = rejections.refused(None, 1, cached(), "refused", 0.0)
     moved = {**cached(), "status": {"readyReplicas": 1}}
-    assert rejections.waiting(KEY, 1, moved, 0.1) is not None
+    assert rejection.wait(moved, 0.1) > 0
     assert deployment_version(moved) == deployment_version(cached())
-
-
-def test_forget_drops_the_refusal_and_its_backoff(rejections: Rejections) -> None:
-    rejections.record(KEY, 1, None, "refused", 0.0)
-    rejections.record(KEY, 1, None, "refused", 1.0)
-    rejections.forget(KEY)
-    assert len(rejections) == 0
-    assert rejections.waiting(KEY, 1, None, 1.1) is None
-    assert rejections.record(KEY, 1, None, "refused", 1.2) == BASE
 
 
 # --------------------------------------------------------------------------- the reconcile
@@ -163,6 +152,9 @@ class RecordingKube:
         """The answer to the last apply, as its watch event will bring it."""
         self.create_only_refused: ApiError | None = None
         """How a server refusing the CREATE_ONLY precondition answers it (None: honours it)."""
+        self.meanwhile: dict[str, Callable[[], None]] = {}
+        """Request kind -> what happens elsewhere (a watch event) once the server has answered
+        it and before the answer is back."""
         self._revision = 100
 
     def _fail(self, kind: str) -> None:
@@ -190,6 +182,7 @@ class RecordingKube:
             uid="d1", generation=1, resourceVersion=self.next_revision(),
             managedFields=[managed(field_manager, fieldset.body_paths({**body, "metadata": sent}))])
         self.applied = copy.deepcopy(answer)
+        self._answered(kind)
         return answer
 
     def get(self, path: str, params: Obj | None = None) -> Obj:
@@ -212,7 +205,12 @@ class RecordingKube:
                            "our request", {"details": {}})
         answer = copy.deepcopy(self.apptask)
         answer["metadata"]["resourceVersion"] = self.next_revision()
+        self._answered(kind)
         return {**answer, "status": add["value"]}
+
+    def _answered(self, kind: str) -> None:
+        if kind in self.meanwhile:
+            self.meanwhile.pop(kind)()
 
     def kinds(self) -> list[str]:
         return [request[0] for request in self.requests]
@@ -259,12 +257,15 @@ class Harness:
     def __init__(self, config: Config | None = None) -> None:
         self.now = 1000.0
         self.kube = RecordingKube()
-        self.apptasks, self.deployments = Store(), Store(with_owners=True)
+        self.apptask_cache, self.deployment_cache = Writer(), Writer(with_owners=True)
+        self.apptasks, self.deployments = self.apptask_cache.store, self.deployment_cache.store
         self.fights = FightTracker(threshold=2, window=60.0, backoff_base=10.0, backoff_cap=80.0)
         self.events = RecordingEvents()
         self.reconciler = Reconciler(
             config or Config(backoff=BackoffConfig(base=BASE, factor=2.0, cap=CAP, jitter=0.0)),
             self.kube, self.apptasks, self.deployments, self.fights, self.events,  # type: ignore[arg-type]
+            apptask_answers=self.apptask_cache.answers,
+            deployment_answers=self.deployment_cache.answers,
             clock=lambda: self.now, wallclock=lambda: "2026-01-01T00:00:00Z")
         self.reconciler.settling.settle = 0.0
 
@@ -272,13 +273,42 @@ class Harness:
         """The watch delivers `task` (and `live`) as the newest versions."""
         task["metadata"]["resourceVersion"] = self.kube.next_revision()
         self.kube.apptask = task
-        self.apptasks.put(task)
+        self.watched(task)
         if live is not None:
             self.deployment_changed(live)
 
+    def watched(self, task: Obj) -> None:
+        """The AppTask watch delivers `task` (the controller's handler: its memory is made)."""
+        self.apptask_cache.put(task)
+        self.reconciler.memories.seen(ObjectKey.of(task), task)
+
+    def deleted(self, task: Obj) -> None:
+        """The AppTask watch shows `task` deleted (its memory is dropped)."""
+        gone = copy.deepcopy(task)  # as the DELETED event brings it: at the deletion's revision
+        gone["metadata"]["resourceVersion"] = self.kube.next_revision()
+        self.apptask_cache.delete(gone)
+        self.reconciler.memories.seen(ObjectKey.of(gone), None)
+
+    def memory(self) -> Memory:
+        """What the reconciler remembers of the AppTask KEY."""
+        task = self.apptasks.get(KEY)
+        assert task is not None
+        return self.reconciler.memories.of(KEY, task)
+
+    def fought(self, *at: tuple[str, float]) -> None:
+        """The fight's history of the AppTask KEY (generation 1): ("applied", seconds ago) by
+        the controller, ("taken", seconds ago) by a rival over .spec.replicas."""
+        memory = self.memory()
+        for what, ago in at:
+            if what == "applied":
+                memory.fight = self.fights.applied(memory.fight, 1, self.now - ago)
+            else:
+                self.fights.took_back(memory.fight, 1, ("rival",), (".spec.replicas",),
+                                      self.now - ago)
+
     def deployment_changed(self, live: Obj) -> None:
         live["metadata"]["resourceVersion"] = self.kube.next_revision()
-        self.deployments.put(live)
+        self.deployment_cache.put(live)
 
     def reconcile(self, after: float = 0.0):  # noqa: ANN201 - a Result
         self.now += after
@@ -286,14 +316,54 @@ class Harness:
         return self.reconciler.reconcile(KEY)
 
 
+@pytest.mark.parametrize("when", ["read", "create", "status"])
+def test_a_reconcile_finishing_after_its_apptask_was_deleted_leaves_no_memory(
+        when: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The AppTask's deletion is seen right after the reconcile read it from the cache, or
+    while its apply or its status write is in flight: what the reconcile remembers after that
+    (the comparison, the fight, the status write) goes with it, instead of staying for a key
+    nobody reconciles again."""
+    harness = Harness()
+    harness.given(apptask())
+    if when == "read":
+        read = harness.apptasks.get
+
+        def read_then_deleted(key: ObjectKey) -> Obj | None:
+            found = read(key)
+            monkeypatch.undo()
+            harness.deleted(harness.kube.apptask)
+            return found
+        monkeypatch.setattr(harness.apptasks, "get", read_then_deleted)
+    else:
+        harness.kube.meanwhile[when] = lambda: harness.deleted(harness.kube.apptask)
+    assert harness.reconcile().outcome == "applied"
+    assert harness.kube.kinds() == ["create", "status"]
+    assert KEY not in harness.reconciler.memories and len(harness.reconciler.memories) == 0
+
+
+def test_an_apptask_created_again_while_the_old_ones_reconcile_finishes_starts_afresh() -> None:
+    """Deleted and created again under its name (another uid, the same generation 1) while the
+    old AppTask's status write is in flight: the new one inherits nothing of the old one."""
+    harness = Harness()
+    harness.given(apptask())
+    again = apptask()
+    again["metadata"]["uid"] = "a2"
+
+    def recreated() -> None:
+        harness.deleted(harness.kube.apptask)
+        harness.given(again)
+    harness.kube.meanwhile["status"] = recreated
+    harness.reconcile()
+    assert harness.memory() == Memory(KEY, "a2")
+
+
 def test_a_failed_status_write_keeps_the_apply_outcome_and_the_fight() -> None:
     harness = Harness()
     task = apptask(replicas=2)
-    harness.fights.applied(KEY, 1, harness.now - 20.0)
-    harness.fights.took_back(KEY, 1, ("rival",), (".spec.replicas",), harness.now - 19.9)
-    harness.fights.applied(KEY, 1, harness.now - 15.0)  # the damping delay (10 s) is over
     harness.given(task, deployment(task, managed("rival", frozenset({REPLICAS}), "Update"),
                                    replicas=5))
+    harness.fought(("applied", 20.0), ("taken", 19.9),
+                   ("applied", 15.0))  # the damping delay (10 s) is over
     harness.kube.failures["status"] = ApiError(500, "InternalError", "etcd timeout")
     result = harness.reconcile()
     assert harness.kube.kinds() == ["apply", "status"]
@@ -357,12 +427,14 @@ def test_an_apply_that_passes_starts_the_grace_of_the_next_failures_afresh(
     assert statuses(harness) == 0
 
 
-def test_forgetting_an_apptask_forgets_its_failures() -> None:
+def test_an_apptask_created_again_under_its_name_does_not_inherit_its_failures() -> None:
     harness = Harness()
     harness.given(apptask())
     harness.kube.failures["apply"] = UNAVAILABLE
     harness.reconcile()
-    harness.reconciler.forget(KEY)
+    again = apptask()
+    again["metadata"]["uid"] = "a2"  # a relist after a watch gap: no DELETED event between
+    harness.given(again)
     harness.reconcile(30.0)
     assert statuses(harness) == 0
 
@@ -416,16 +488,19 @@ def test_a_new_generation_of_a_refused_apptask_is_applied_at_once() -> None:
     del harness.kube.failures["apply"]
     harness.given(apptask(generation=2, image="nginx:1.27"))
     assert harness.reconcile(after=0.1).outcome == "applied"
-    assert len(harness.reconciler.rejections) == 0
+    assert harness.memory().rejection is None
 
 
-def test_forgetting_a_deleted_apptask_forgets_its_refusal() -> None:
+def test_an_apptask_created_again_under_its_name_is_not_held_by_the_old_ones_refusal() -> None:
     harness = Harness()
     harness.given(apptask())
     harness.kube.failures["apply"] = IMMUTABLE
     harness.reconcile()
-    harness.reconciler.forget(KEY)
-    assert len(harness.reconciler.rejections) == 0
+    del harness.kube.failures["apply"]
+    again = apptask()
+    again["metadata"]["uid"] = "a2"  # the same generation 1, another AppTask
+    harness.given(again)
+    assert harness.reconcile(after=0.1).outcome == "applied"
 
 
 def test_releasing_replicas_hands_them_off_first() -> None:
@@ -501,7 +576,7 @@ def test_an_adoption_that_loses_a_race_is_tried_again_without_a_report() -> None
     assert harness.kube.kinds() == ["create", "get", "dry-run", "get", "managedFields"]
     assert result.outcome == "conflict" and result.error is not None
     assert (result.error.reason, result.requeue_after) == (adopt.RACED, None)
-    assert (harness.events.reasons, len(harness.reconciler.rejections)) == ([], 0)
+    assert (harness.events.reasons, harness.memory().rejection) == ([], None)
     del harness.kube.failures["managedFields"]
     assert harness.reconcile(after=BASE).outcome == "applied"
 
@@ -510,10 +585,8 @@ def test_a_new_generation_is_applied_at_once_during_a_damped_fight() -> None:
     harness = Harness()
     task = apptask(replicas=2)
     rival = managed("rival", frozenset({REPLICAS}), "Update")
-    for ago in (2.0, 1.0):
-        harness.fights.applied(KEY, 1, harness.now - ago)
-        harness.fights.took_back(KEY, 1, ("rival",), (".spec.replicas",), harness.now - ago + 0.1)
     harness.given(task, deployment(task, rival, replicas=5))
+    harness.fought(("applied", 2.0), ("taken", 1.9), ("applied", 1.0), ("taken", 0.9))
     damped = harness.reconcile()  # 1 s after the last apply; the damping delay is 10 s
     assert (damped.outcome, harness.kube.kinds()) == ("conflict", ["status"])
     fixed = apptask(generation=2, replicas=2, image="nginx:1.27")
@@ -524,7 +597,7 @@ def test_a_new_generation_is_applied_at_once_during_a_damped_fight() -> None:
 
 def test_the_controllers_own_apply_and_the_deployment_controllers_update_cost_no_comparison(
         monkeypatch: pytest.MonkeyPatch) -> None:
-    compared: list[str] = []
+    compared: list[ObjectKey] = []
     compute = drift.compute
 
     def counted(*args: Any, **kwargs: Any) -> Any:
@@ -535,7 +608,7 @@ def test_the_controllers_own_apply_and_the_deployment_controllers_update_cost_no
     harness = Harness()
     harness.given(apptask(replicas=2))
     assert harness.reconcile().outcome == "applied"
-    harness.deployments.put(harness.kube.applied)  # the watch delivers the apply's answer
+    harness.deployment_cache.put(harness.kube.applied)  # the watch delivers the apply's answer
     assert harness.reconcile().outcome == "unchanged"
     observed = copy.deepcopy(harness.kube.applied)  # then the Deployment controller's update
     observed["status"] = {"observedGeneration": 1, "replicas": 2}
@@ -545,7 +618,7 @@ def test_the_controllers_own_apply_and_the_deployment_controllers_update_cost_no
         ("f:status", "f:observedGeneration"), ("f:status", "f:replicas")}), "Update"))
     harness.deployment_changed(observed)
     assert harness.reconcile().outcome == "unchanged"
-    assert (harness.kube.kinds(), compared) == ([], [])
+    assert (harness.kube.kinds(), compared) == (["status"], [])  # its Ready message moved
     rival = copy.deepcopy(observed)  # a later change is still compared, and undone
     rival["spec"]["replicas"] = 5
     rival["metadata"]["generation"] = 2
@@ -557,26 +630,100 @@ def test_the_controllers_own_apply_and_the_deployment_controllers_update_cost_no
     assert (harness.kube.kinds()[:1], compared) == (["apply"], [KEY])
 
 
-def test_a_status_write_waits_for_the_deployment_controller_while_it_makes_progress() -> None:
+def test_a_resync_over_a_converged_apptask_renders_nothing_and_computes_no_status(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 25, section 4: while the remembered comparison holds, the desired Deployment is
+    not rendered; while the AppTask's and the Deployment's versions are those the status was
+    found current for, the status is not computed."""
+    calls: list[str] = []
+
+    def counted(module: Any, name: str) -> None:
+        original = getattr(module, name)
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            calls.append(name)
+            return original(*args, **kwargs)
+        monkeypatch.setattr(module, name, call)
     harness = Harness()
-    harness.reconciler.settling = StatusSettle(settle=2.0, settle_max=30.0)
-    harness.given(apptask())
+    task = apptask(replicas=0)
+    moved = deployment(task, replicas=0)  # the Deployment controller's next update: status
+    moved["status"]["conditions"] = [{"type": "Available", "status": "True"}]
+    harness.given(task, deployment(task, replicas=0))
+    counted(desired, "render")
+    counted(status, "compute")
+    assert harness.reconcile().status_updated and calls == ["render", "compute"]
+    calls.clear()
+    assert harness.reconcile().outcome == "unchanged"  # the status written: found current
+    assert calls == ["compute"]
+    calls.clear()
+    for _ in range(3):  # resyncs
+        assert harness.reconcile(after=300.0).outcome == "unchanged"
+    assert (calls, harness.kube.kinds()) == ([], [])
+    harness.deployment_changed(moved)
+    assert harness.reconcile().outcome == "unchanged" and calls == ["compute"]
+    calls.clear()
+    harness.given(apptask(generation=2, replicas=0, image="nginx:1.27"))
+    assert harness.reconcile().outcome == "applied" and calls[:1] == ["render"]
+
+
+def settling(harness: Harness) -> Harness:
+    """`harness` with the status settle of a running controller (2 s)."""
+    harness.reconciler.settling = StatusSettle(settle=2.0)
+    return harness
+
+
+def observed(harness: Harness) -> None:
+    """The Deployment controller observes the last apply (0 replicas: Ready at once)."""
+    seen = copy.deepcopy(harness.kube.applied)
+    seen["status"] = {"observedGeneration": seen["metadata"]["generation"]}
+    harness.deployment_changed(seen)
+
+
+def written_status(harness: Harness) -> tuple[Any, ...]:
+    """(observedGeneration, phase, the Ready condition's status and reason) as written."""
+    st = harness.apptasks.get(KEY)["status"]
+    ready = {c["type"]: c for c in st["conditions"]}["Ready"]
+    return st["observedGeneration"], st["phase"], ready["status"], ready["reason"]
+
+
+def test_a_change_the_deployment_controller_keeps_up_with_costs_one_status_write() -> None:
+    harness = settling(Harness())
+    harness.given(apptask(replicas=0))
     held = harness.reconcile()
     assert (harness.kube.kinds(), held.requeue_after) == (["create"], 2.0)
-    # meanwhile the Deployment controller observes another AppTask's apply: it is working
-    harness.reconciler.settling.applied("demo/other", harness.now)
-    harness.reconciler.settling.hold("demo/other", True, harness.now + 1.5)
-    stretched = harness.reconcile(after=2.0)
-    assert (harness.kube.kinds(), stretched.requeue_after) == ([], 2.0)
-    # it shows no progress for 2 s: the status (progressing) is written now
-    written = harness.reconcile(after=2.0)
-    assert (harness.kube.kinds(), written.status_updated) == (["status"], True)
+    observed(harness)  # its watch event enqueues the AppTask
+    assert harness.reconcile(after=0.5).status_updated and harness.kube.kinds() == ["status"]
+    assert written_status(harness) == (1, "Ready", "True", "DeploymentReady")
+
+
+def test_past_the_settle_the_generation_is_reported_and_readiness_follows() -> None:
+    """Issue 25: observedGeneration says the controller acted on the generation; whether the
+    result is ready is the Ready condition's, written once the Deployment controller saw it."""
+    harness = settling(Harness())
+    harness.given(apptask(replicas=0))
+    harness.reconcile()
+    assert harness.reconcile(after=2.0).status_updated and harness.kube.kinds() == ["status"]
+    assert written_status(harness) == (1, "Progressing", "False", "DeploymentProgressing")
+    observed(harness)
+    assert harness.reconcile(after=60.0).status_updated and harness.kube.kinds() == ["status"]
+    assert written_status(harness) == (1, "Ready", "True", "DeploymentReady")
+    harness.reconcile(after=1.0)
+    assert harness.kube.kinds() == []
+
+
+def test_while_the_deployment_controller_lags_beyond_the_settle_the_status_does_not_wait(
+        ) -> None:
+    harness = settling(Harness())
+    harness.reconciler.settling.observed(harness.now - 40.0, harness.now)  # 40 s behind
+    harness.given(apptask(replicas=0))
+    written = harness.reconcile(after=1.0)
+    assert (harness.kube.kinds(), written.requeue_after) == (["create", "status"], None)
+    assert written_status(harness) == (1, "Progressing", "False", "DeploymentProgressing")
 
 
 def test_a_status_write_waits_no_longer_than_the_settle_without_a_deployment_controller(
         ) -> None:
-    harness = Harness()
-    harness.reconciler.settling = StatusSettle(settle=2.0, settle_max=30.0)
+    harness = settling(Harness())
     harness.given(apptask())
     assert harness.reconcile().requeue_after == 2.0
     assert harness.reconcile(after=1.5).requeue_after == pytest.approx(0.5)
@@ -628,7 +775,7 @@ def test_a_dry_run_says_what_it_skips_and_why() -> None:
     harness.given(apptask(), going)
     result = harness.reconcile()
     assert (result.outcome, harness.kube.kinds()) == ("skipped", [])
-    assert result.plan == diff.Plan(KEY, diff.Action.SKIPPED, detail=(
+    assert result.plan == diff.Plan(str(KEY), diff.Action.SKIPPED, detail=(
         "Deployment web is being deleted; it is created again once it is gone"))
 
 
@@ -704,11 +851,11 @@ def test_a_status_write_replaces_the_status_of_this_apptask_only() -> None:
 def test_a_deployment_back_within_the_grace_gives_the_next_disappearance_its_grace() -> None:
     harness = Harness()
     live = converged(harness)
-    harness.deployments.delete(live)
+    harness.deployment_cache.delete(live)
     assert harness.reconcile().requeue_after == VANISHED_GRACE
     harness.deployment_changed(live)  # back, e.g. a relist after a watch gap
     assert harness.reconcile(after=VANISHED_GRACE / 2).outcome == "unchanged"
-    harness.deployments.delete(live)
+    harness.deployment_cache.delete(live)
     gone_again = harness.reconcile(after=10.0)
     assert (harness.kube.kinds(), gone_again.requeue_after) == ([], VANISHED_GRACE)
 
@@ -723,9 +870,8 @@ def test_a_server_refusing_the_create_only_precondition_gets_read_then_apply() -
     first = harness.reconcile()
     assert harness.kube.kinds() == ["create", "get", "apply", "status"]
     assert (first.outcome, first.error, first.precondition_dropped) == ("applied", None, True)
-    harness.apptasks.delete(harness.kube.apptask)
-    harness.deployments.delete(harness.kube.applied)
-    harness.reconciler.forget(KEY)
+    harness.deleted(harness.kube.apptask)
+    harness.deployment_cache.delete(harness.kube.applied)
     harness.given(apptask())  # created again: its Deployment too
     again = harness.reconcile()
     assert harness.kube.kinds() == ["get", "apply", "status"]

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from ssa_controller.apptask import redact
-from ssa_controller.client import kube
+from ssa_controller.client import credentials as kube
 
 ENV = "/spec/template/spec/containers/0/env"
 

@@ -10,77 +10,44 @@ from ssa_controller.apptask.settle import StatusSettle
 
 @pytest.fixture
 def settling() -> StatusSettle:
-    return StatusSettle(settle=2.0, settle_max=10.0, backlog_max=60.0)
-
-
-def test_nothing_applied_nothing_held(settling: StatusSettle) -> None:
-    assert settling.hold("a", False, 100.0) == 0.0
+    return StatusSettle(settle=2.0)
 
 
 def test_an_unobserved_apply_holds_the_status_for_the_settle(settling: StatusSettle) -> None:
-    settling.applied("a", 100.0)
-    assert settling.hold("a", False, 100.5) == pytest.approx(1.5)
-    assert settling.hold("a", False, 102.0) == 0.0  # no progress seen: write it now
-    assert len(settling) == 1  # still unobserved: its observation still counts as progress
+    assert settling.hold(100.0, 100.5) == pytest.approx(1.5)
+    assert settling.hold(100.0, 102.0) == 0.0  # not observed in time: write it now
 
 
-def test_the_observation_releases_the_status_and_is_forgotten(settling: StatusSettle) -> None:
-    settling.applied("a", 100.0)
-    assert settling.hold("a", True, 100.2) == 0.0
-    assert len(settling) == 0
-    assert settling.hold("a", False, 100.3) == 0.0
-
-
-def _observing(settling: StatusSettle, behind: float, start: int, end: int) -> None:
-    """The Deployment controller observes, every second from `start` to `end`, an apply made
-    `behind` seconds before."""
-    for at in range(start, end + 1):
-        settling.applied(f"b{at}", at - behind)
-        settling.hold(f"b{at}", True, float(at))
-
-
-def test_while_the_deployment_controller_makes_progress_the_hold_stretches_up_to_the_max(
+def test_while_the_deployment_controller_keeps_up_the_hold_is_the_settle(
         settling: StatusSettle) -> None:
-    settling.applied("a", 100.0)
-    _observing(settling, 0.5, 101, 111)
-    assert settling.hold("a", False, 102.0) == 2.0
-    assert settling.hold("a", False, 109.0) == 1.0  # never past settle_max
-    assert settling.hold("a", False, 110.0) == 0.0
+    settling.observed(99.5, 100.0)  # observed half a second after its apply
+    assert settling.hold(100.0, 100.5) == pytest.approx(1.5)
+    assert not settling.lagging(100.5)
 
 
-def test_behind_by_more_than_the_max_the_hold_lasts_until_its_lag_reaches_the_apply(
+def test_while_the_deployment_controller_lags_beyond_the_settle_nothing_is_held(
         settling: StatusSettle) -> None:
-    settling.applied("a", 100.0)
-    _observing(settling, 40.0, 101, 112)
-    # 12 s: past settle_max; due when the lag reaches it, with a margin: 40 s * 1.25 + 2 s
-    assert settling.hold("a", False, 112.0) == 40.0
-    _observing(settling, 40.0, 113, 151)
-    assert settling.hold("a", False, 151.0) == 1.0
-    _observing(settling, 40.0, 152, 152)
-    assert settling.hold("a", False, 152.0) == 0.0  # it went past this apply: write now
+    """Holding cannot save a write then: it will observe this apply later still."""
+    settling.observed(60.0, 100.0)
+    assert settling.lagging(100.5) and settling.hold(100.0, 100.5) == 0.0
 
 
-def test_the_lag_stretches_the_hold_to_the_backlog_max_at_most(settling: StatusSettle) -> None:
-    settling.applied("a", 100.0)
-    _observing(settling, 100.0, 101, 160)  # a lag of 100 s: due at 127 s, past the 60 s max
-    assert settling.hold("a", False, 159.0) == 1.0
-    assert settling.hold("a", False, 160.0) == 0.0
+def test_a_lag_seen_longer_ago_than_the_settle_no_longer_counts(settling: StatusSettle) -> None:
+    settling.observed(60.0, 100.0)
+    assert not settling.lagging(102.0) and settling.hold(102.0, 102.5) == pytest.approx(1.5)
 
 
-def test_progress_older_than_the_settle_does_not_stretch(settling: StatusSettle) -> None:
-    settling.applied("b", 99.0)
-    settling.hold("b", True, 100.0)
-    settling.applied("a", 100.0)
-    assert settling.hold("a", False, 102.0) == 0.0
+@pytest.mark.parametrize("lag", [0.0, 0.5, 1.9, 2.0, 40.0, 300.0])
+def test_the_hold_is_bounded_by_the_settle_whatever_the_lag(settling: StatusSettle,
+                                                            lag: float) -> None:
+    """Seconds, never minutes: however far behind the Deployment controller works, and however
+    busily (it observed an apply `lag` seconds late just now)."""
+    for waited in (0.0, 0.1, 1.0, 1.99, 2.0, 30.0, 200.0):
+        now = 100.0 + waited
+        settling.observed(now - lag, now)
+        assert 0.0 <= settling.hold(100.0, now) <= max(0.0, 2.0 - waited) + 1e-9
 
 
 def test_a_settle_of_zero_never_holds() -> None:
     settling = StatusSettle(settle=0.0)
-    settling.applied("a", 100.0)
-    assert settling.hold("a", False, 100.0) == 0.0
-
-
-def test_forget_drops_the_apply(settling: StatusSettle) -> None:
-    settling.applied("a", 100.0)
-    settling.forget("a")
-    assert (len(settling), settling.hold("a", False, 100.5)) == (0, 0.0)
+    assert settling.hold(100.0, 100.0) == 0.0

@@ -6,10 +6,11 @@ caches, fake clock, a recording stand-in for the API client)."""
 from __future__ import annotations
 
 import pytest
-from test_reconciler import KEY, Harness, apptask, deployment
+from test_reconciler import Harness, apptask, deployment
 
-from ssa_controller.client.kube import ApiError
-from ssa_controller.reconciler import VANISHED_GRACE, Teardowns, namespace_closed
+from ssa_controller.client.wire import ApiError
+from ssa_controller.reconciler import VANISHED_GRACE, namespace_closed
+from ssa_controller.runtime.objectkey import ObjectKey
 
 TERMINATING_BODY = {
     "kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "Forbidden", "code": 403,
@@ -41,19 +42,6 @@ def test_which_refusals_mean_the_namespace_is_closed(error: ApiError, closed: bo
     assert namespace_closed(error) is closed
 
 
-def test_teardowns_hold_the_members_until_each_is_forgotten() -> None:
-    teardowns = Teardowns()
-    teardowns.record("demo", {"demo/a": "u1", "demo/b": "u2"})
-    assert teardowns.holds("demo/a", "u1") and teardowns.holds("demo/b", "u2")
-    assert not teardowns.holds("demo/a", "u9"), "another uid: a re-created namespace"
-    assert not teardowns.holds("other/a", "u1")
-    teardowns.forget("demo/a")
-    assert not teardowns.holds("demo/a", "u1") and len(teardowns) == 1
-    teardowns.forget("demo/b")
-    assert len(teardowns) == 0, "a namespace with no AppTask left is forgotten"
-    teardowns.forget("demo/b")  # forgetting twice is harmless
-
-
 def writes(harness: Harness) -> list[str]:
     """The kinds of requests the last reconcile sent, reads left out; a create-only apply
     counts as an apply."""
@@ -75,20 +63,20 @@ def test_a_terminating_namespace_costs_one_attempt_then_nothing() -> None:
     harness.given(task)
     other = apptask()
     other["metadata"].update(name="api", uid="a2")
-    harness.apptasks.put(other)
+    harness.watched(other)
     harness.kube.failures["apply"] = TERMINATING
 
     result = harness.reconcile()
     assert writes(harness) == ["apply"]  # no status write, no retry
     assert result.outcome == "skipped" and result.error is None and not result.requeue_after
     assert harness.events.reasons == []
-    assert harness.reconciler.teardowns.holds("demo/api", "a2")
+    assert harness.reconciler.memories.of(ObjectKey("demo", "api"), other).closing
 
     assert harness.reconcile(after=60.0).outcome == "skipped"  # a resync, an event
     assert harness.kube.kinds() == []
-    harness.reconciler.forget(KEY)  # its DELETED event
-    harness.reconciler.forget("demo/api")
-    assert len(harness.reconciler.teardowns) == 0
+    harness.deleted(task)  # their DELETED events
+    harness.deleted(other)
+    assert len(harness.reconciler.memories) == 0
 
 
 def test_an_apptask_of_a_recreated_namespace_is_reconciled() -> None:
@@ -110,8 +98,7 @@ def test_a_vanished_deployment_waits_a_grace_for_its_apptasks_deletion() -> None
     converged(harness)
     result = harness.reconcile()
     assert harness.kube.kinds() == [] and result.requeue_after == VANISHED_GRACE
-    harness.reconciler.forget(KEY)  # the AppTask's DELETED event comes meanwhile
-    harness.apptasks.delete(apptask())
+    harness.deleted(apptask())  # the AppTask's DELETED event comes meanwhile
     assert harness.reconcile(after=VANISHED_GRACE).outcome == "skipped"
     assert harness.kube.kinds() == []
 
@@ -126,7 +113,7 @@ def test_a_deployment_deleted_by_hand_is_recreated_after_the_grace() -> None:
     result = harness.reconcile(after=VANISHED_GRACE / 2)
     assert writes(harness)[:1] == ["apply"] and result.outcome == "applied"
     # The next disappearance waits the grace again.
-    harness.deployments.delete(deployment(apptask()))
+    harness.deployment_cache.delete(deployment(apptask()))
     assert harness.reconcile(after=60.0).requeue_after == VANISHED_GRACE
 
 

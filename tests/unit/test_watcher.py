@@ -11,8 +11,11 @@ import threading
 from collections.abc import Iterator
 from typing import Any
 
-from ssa_controller.client.kube import APPTASKS, WATCH_STALLED, ApiError
-from ssa_controller.runtime.store import Cached, Store
+from ssa_controller.client.resources import APPTASKS
+from ssa_controller.client.watch import WATCH_STALLED
+from ssa_controller.client.wire import ApiError
+from ssa_controller.runtime.objectkey import ObjectKey
+from ssa_controller.runtime.store import Cached, Writer
 from ssa_controller.runtime.watcher import MISSING_CAP, STALL_GRACE, WATCH_JITTER, Watcher
 
 Obj = dict[str, Any]
@@ -113,7 +116,7 @@ def run(lists: list[Obj | Exception], watches: list[Stream | Exception]
     kube = ScriptedKube(lists, watches)
     changes: list[tuple[Obj | None, Obj | None]] = []
     metrics = Metrics()
-    watcher = Watcher(kube, APPTASKS, Store(), lambda old, new: changes.append((old, new)),  # type: ignore[arg-type]
+    watcher = Watcher(kube, APPTASKS, Writer(), lambda old, new: changes.append((old, new)),  # type: ignore[arg-type]
                       metrics=metrics, rng=random.Random(1))
     watcher.run(kube.stop)
     return watcher, kube, kube.stop, metrics, changes
@@ -133,7 +136,7 @@ def test_list_then_watch_resumes_from_the_last_event_and_bookmark() -> None:
     watches = [params for verb, params in kube.calls if verb == "watch"]
     assert [w["resourceVersion"] for w in watches] == ["10", "15", "16"]
     assert all(w["allowWatchBookmarks"] is True for w in watches)
-    assert sorted(watcher.store.keys()) == ["demo/a", "demo/b"]
+    assert sorted(str(k) for k in watcher.writer.store.keys()) == ["demo/a", "demo/b"]
     assert watcher.synced.is_set()
     assert [(o and o.obj["metadata"]["resourceVersion"], n and n.obj["metadata"]["resourceVersion"])
             for o, n in changes] == [(None, "9"), ("9", "11"), (None, "16")]
@@ -144,7 +147,7 @@ def test_410_mid_stream_relists_and_notices_deletes() -> None:
         [page("10", item("a", "9"), item("b", "9")), page("30", item("a", "25"))],
         [Stream([event("MODIFIED", item("a", "12"))] + gone().events), Stream([])])
     assert [verb for verb, _ in kube.calls] == ["list", "watch", "list", "watch", "watch"]
-    assert watcher.store.keys() == ["demo/a"]
+    assert watcher.writer.store.keys() == [ObjectKey("demo", "a")]
     old, new = changes[-1]
     assert old is not None and old.obj["metadata"]["name"] == "b" and new is None
     assert metrics.relists == 1
@@ -175,7 +178,8 @@ def test_an_expired_continue_token_falls_back_to_one_unpaged_list() -> None:
     lists = [params for verb, params in kube.calls if verb == "list"]
     assert [(p.get("limit"), p.get("continue")) for p in lists] == [
         (500, None), (500, "next"), (None, None)]
-    assert sorted(watcher.store.keys()) == ["demo/a", "demo/b", "demo/c", "demo/d"]
+    assert sorted(str(k) for k in watcher.writer.store.keys()) == [
+        "demo/a", "demo/b", "demo/c", "demo/d"]
     assert len(changes) == 4 and watcher.synced.is_set()
     assert (metrics.restarts, stop.waits) == (0, [])
 
@@ -222,7 +226,7 @@ def test_a_watch_failing_mid_stream_resumes_after_its_last_event() -> None:
     watches = [params for verb, params in kube.calls if verb == "watch"]
     assert [w["resourceVersion"] for w in watches] == ["10", "12", "13"]
     assert [verb for verb, _ in kube.calls].count("list") == 1
-    assert len(changes) == 3 and watcher.store.keys() == []
+    assert len(changes) == 3 and watcher.writer.store.keys() == []
     assert metrics.restarts == 1 and 0.5 <= stop.waits[0] <= 1.0
 
 
@@ -247,7 +251,7 @@ def test_a_paged_list_is_cached_page_by_page() -> None:
     never held twice, raw and cached."""
     log: list[str] = []
 
-    class Recording(Store):
+    class Recording(Writer):
         def record(self, obj: Obj) -> Cached:
             log.append(f"record {obj['metadata']['name']}")
             return super().record(obj)
@@ -260,8 +264,8 @@ def test_a_paged_list_is_cached_page_by_page() -> None:
     first = {"metadata": {"resourceVersion": "5", "continue": "next"},
              "items": [item("a", "1"), item("b", "2")]}
     kube = Paging([first, page("5", item("c", "3"))], [])
-    store = Recording()
-    Watcher(kube, APPTASKS, store, lambda old, new: None).list_once()  # type: ignore[arg-type]
+    cache = Recording()
+    Watcher(kube, APPTASKS, cache, lambda old, new: None).list_once()  # type: ignore[arg-type]
     assert log == ["list", "record a", "record b", "list", "record c"]
     assert kube.calls[1][1]["continue"] == "next"
-    assert sorted(store.keys()) == ["demo/a", "demo/b", "demo/c"]
+    assert sorted(str(k) for k in cache.store.keys()) == ["demo/a", "demo/b", "demo/c"]

@@ -30,12 +30,15 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Protocol
 
-from ...client.kube import LEASES, MERGE_PATCH, ApiError, Kube, Obj, Resource, micro_time
+from ...client.kube import Kube
+from ...client.resources import LEASES, ListOptions, Obj, Resource
+from ...client.wire import MERGE_PATCH, ApiError, micro_time
 from ..backoff import ItemBackoff
 from ..leader import LeaseRecord
-from ..store import Cached, Store, key_of
+from ..objectkey import ObjectKey
+from ..store import Cached, Writer
 from ..watcher import LIST_PAGE, Watcher, WatchMetrics, start_all
 from ..workqueue import QueueMetrics, WorkQueue
 from .labels import Action, Move, ShardLabels
@@ -45,7 +48,9 @@ from .ring import Ring
 log = logging.getLogger(__name__)
 RING = "ring"
 REBALANCE = "rebalance"
-"""The queue keys of the ring's check and of the rebalance (object keys hold a '/')."""
+"""The queue keys of the ring's check and of the rebalance (objects' are ObjectKeys)."""
+Key = ObjectKey | str
+"""A key of the sharder's queue: an object's, RING or REBALANCE."""
 RELEASED_LEASES_KEPT = 4
 """A released shard Lease is deleted this many lease durations after its release (each replica
 ever started names a Lease of its own): long after its objects moved."""
@@ -86,8 +91,8 @@ class Sharder:
 
     def __init__(self, kube: Kube, resource: Resource, labels: ShardLabels, *,
                  lease_namespace: str, ring: Mapping[str, str], lease_duration: float,
-                 namespaces: Sequence[str | None], accept: Callable[[str], bool],
-                 field_manager: str, period: float, backoff: ItemBackoff,
+                 namespaces: Sequence[str | None], accept: Callable[[ObjectKey], bool],
+                 field_manager: str, period: float, backoff: ItemBackoff[Key],
                  metrics: SharderMetrics, watch_metrics: WatchMetrics | None = None,
                  watch_timeout: float = 30.0,
                  clock: Callable[[], float] = time.monotonic,
@@ -108,24 +113,25 @@ class Sharder:
         self.members = Members(lease_duration)
         self.kept = RELEASED_LEASES_KEPT * lease_duration
         """How long a released Lease stays."""
-        self.leases = Store()
-        self.unassigned = Store()
-        self.queue = WorkQueue(backoff, clock=clock, metrics=metrics.queue())
+        leases, unassigned = Writer(), Writer()  # held by the watches alone
+        self.leases, self.unassigned = leases.store, unassigned.store
+        self._unassigned_answers = unassigned.answers
+        self.queue: WorkQueue[Key] = WorkQueue(backoff, clock=clock, metrics=metrics.queue())
         self._lock = threading.Lock()
         """Guards the members, the ring, the plan and the waiting times."""
         self._ring = Ring()
         self._dead: frozenset[str] = frozenset()
-        self._planned: dict[str, _Seen] = {}
+        self._planned: dict[ObjectKey, _Seen] = {}
         """Objects the last rebalance found in need of a drain or a move."""
-        self._waiting: dict[str, float] = {}
+        self._waiting: dict[ObjectKey, float] = {}
         """Unassigned objects (those accepted) and when this replica first saw each."""
         self._leading = False
         self.watchers = [
-            Watcher(kube, LEASES, self.leases, self._on_lease, namespace=lease_namespace,
+            Watcher(kube, LEASES, leases, self._on_lease, namespace=lease_namespace,
                     label_selector=",".join(f"{k}={v}" for k, v in self.ring.items()),
                     watch_timeout=watch_timeout,
                     metrics=watch_metrics),
-            *(Watcher(kube, resource, self.unassigned, self._on_unassigned, namespace=ns,
+            *(Watcher(kube, resource, unassigned, self._on_unassigned, namespace=ns,
                       label_selector=labels.unassigned, watch_timeout=watch_timeout,
                       metrics=watch_metrics) for ns in namespaces)]
         metrics.view(self._live_count, self._waiting.__len__, self._oldest)
@@ -158,7 +164,7 @@ class Sharder:
             self.queue.add(RING)
 
     def _on_unassigned(self, old: Cached | None, new: Cached | None) -> None:
-        key = key_of((new or old).obj)  # type: ignore[union-attr]
+        key = ObjectKey.of((new or old).obj)  # type: ignore[union-attr]
         if not self.accept(key):
             return
         with self._lock:
@@ -216,13 +222,13 @@ class Sharder:
             finally:
                 self.queue.done(key)
 
-    def _process(self, key: str) -> None:
-        if key == RING:
-            self._check_ring()
-        elif key == REBALANCE:
-            self._rebalance()
-        else:
+    def _process(self, key: Key) -> None:
+        if isinstance(key, ObjectKey):
             self._place(key)
+        elif key == RING:
+            self._check_ring()
+        else:
+            self._rebalance()
 
     # -- the ring ----------------------------------------------------------------------------
 
@@ -291,7 +297,7 @@ class Sharder:
 
     def _remove(self, name: str) -> None:
         """Delete a released Lease, unless it changed since it was cached."""
-        cached = self.leases.get(f"{self.lease_namespace}/{name}")
+        cached = self.leases.get(ObjectKey(self.lease_namespace, name))
         if cached is None:
             return
         version = cached["metadata"].get("resourceVersion")
@@ -320,9 +326,9 @@ class Sharder:
             empty = not self._ring
         if empty:
             return
-        planned: dict[str, _Seen] = {}
+        planned: dict[ObjectKey, _Seen] = {}
         for obj in self._assigned():
-            key = key_of(obj)
+            key = ObjectKey.of(obj)
             if not self.accept(key):
                 continue
             seen = _Seen.of(obj)
@@ -340,7 +346,7 @@ class Sharder:
     def _assigned(self) -> Iterator[Obj]:
         """Every object that carries a shard label, page by page (a page at a time in memory)."""
         for namespace in self.namespaces:
-            params: dict[str, Any] = {"labelSelector": self.labels.assigned, "limit": LIST_PAGE}
+            params: ListOptions = {"labelSelector": self.labels.assigned, "limit": LIST_PAGE}
             while True:
                 page = self.kube.list(self.resource.path(namespace), params)
                 yield from page.get("items", ())
@@ -349,7 +355,7 @@ class Sharder:
                     break
                 params["continue"] = token
 
-    def _place(self, key: str) -> None:
+    def _place(self, key: ObjectKey) -> None:
         """Carry out what an object needs now: the planned drain or move, or its assignment."""
         with self._lock:
             seen = self._planned.pop(key, None)
@@ -360,9 +366,8 @@ class Sharder:
             action = None if seen is None else self._decide(seen)
         if seen is None or action is None:
             return
-        namespace, name = key.split("/", 1)
         try:
-            answer = self.kube.patch(self.resource.path(namespace, name),
+            answer = self.kube.patch(self.resource.path(key.namespace, key.name),
                                      self.labels.patch(action, seen.resource_version),
                                      MERGE_PATCH, self.params)
         except ApiError as exc:
@@ -373,6 +378,6 @@ class Sharder:
                 return
             raise
         if not planned:
-            self.unassigned.record_write(answer)
+            self._unassigned_answers.record_write(answer)
         self.metrics.written(action.move)
         log.debug("sharding: %s %s (%s)", action.move.value, key, action.shard)

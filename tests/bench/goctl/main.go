@@ -1,5 +1,5 @@
 // ssa-bench-goctl: the benchmark's Go yardstick, the job of ssa-controller done the way a Go
-// controller does it with client-go (tests/bench/bench_compare.py runs it; README "Benchmark").
+// controller does it with client-go (tests/bench/bench_compare.py runs it; docs/benchmark.md).
 //
 //	ssa-bench-goctl --kubeconfig K --namespace NS [--workers 4]
 //	ssa-bench-goctl render < {"apptask": ..., "deployment": ..., "now": RFC 3339}

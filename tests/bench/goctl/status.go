@@ -27,6 +27,11 @@ func readiness(d *appsv1.Deployment) (bool, string, string, int32) {
 		desired = *d.Spec.Replicas
 	}
 	st := d.Status
+	if st.ObservedGeneration < d.Generation {
+		return false, reasonProgress, fmt.Sprintf(
+			"waiting for the Deployment controller to observe generation %d (observed: %d)",
+			d.Generation, st.ObservedGeneration), st.ReadyReplicas
+	}
 	for _, c := range st.Conditions {
 		if c.Type == appsv1.DeploymentReplicaFailure && c.Status == corev1.ConditionTrue ||
 			c.Type == appsv1.DeploymentProgressing && c.Status == corev1.ConditionFalse {
@@ -37,8 +42,8 @@ func readiness(d *appsv1.Deployment) (bool, string, string, int32) {
 			return false, reason, c.Message, st.ReadyReplicas
 		}
 	}
-	if st.ObservedGeneration >= d.Generation && st.UpdatedReplicas >= desired &&
-		st.AvailableReplicas >= desired && st.Replicas == st.UpdatedReplicas {
+	if st.UpdatedReplicas >= desired && st.AvailableReplicas >= desired &&
+		st.Replicas == st.UpdatedReplicas {
 		return true, reasonReady, fmt.Sprintf("%d/%d replicas ready", st.ReadyReplicas, desired),
 			st.ReadyReplicas
 	}

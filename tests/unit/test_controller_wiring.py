@@ -1,0 +1,35 @@
+"""Unit tests for ssa_controller.controller: who holds which part of the caches."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ssa_controller.controller import Controller
+from ssa_controller.runtime.store import Store, WriteAnswers, Writer
+from ssa_controller.serving.metrics import Metrics
+from ssa_controller.settings.config import Config
+
+
+class NoEvents:
+    def record(self, regarding: Any, type_: str, reason: str, action: str, note: str) -> None:
+        pass
+
+
+def test_only_the_watches_hold_the_cache_writers() -> None:
+    """The reconciler reads the caches through their read-only views and records the answers
+    of its own writes, nothing else; the controller keeps the views (its handlers, its gauges,
+    the resync)."""
+    controller = Controller(Config(namespaces=["a", "b"]), object(), NoEvents(),  # type: ignore[arg-type]
+                            Metrics())
+    writers = {id(watcher.writer) for watcher in controller.watchers}
+    assert len(controller.watchers) == 4 and len(writers) == 2  # one per resource
+    reconciler = controller.reconciler
+    held = [*vars(controller).values(), *vars(reconciler).values()]
+    assert not any(isinstance(part, Writer) for part in held)
+    assert all(isinstance(view, Store) for view in (controller.apptasks, controller.deployments,
+                                                    reconciler.apptasks, reconciler.deployments))
+    assert all(isinstance(answers, WriteAnswers)
+               for answers in (reconciler.apptask_answers, reconciler.deployment_answers))
+    by_resource = {watcher.resource.plural: watcher.writer for watcher in controller.watchers}
+    assert by_resource["apptasks"].store is reconciler.apptasks is controller.apptasks
+    assert by_resource["deployments"].store is reconciler.deployments is controller.deployments
