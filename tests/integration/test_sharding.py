@@ -379,6 +379,12 @@ def check_the_audit_log(plane: ControlPlane, mark: int,
                     strays.append((key, write.user, write.verb, write.target, moment, period))
     assert not strays, f"writes by a shard the AppTask was not assigned to: {strays[:5]}"
 
+    # a moved-in AppTask's Deployment (another shard's label, so not in the cache) is read
+    # first, never created: no create-only apply answered 409
+    refused = [(key, w.user, w.received) for key, writes in work.items() for w in writes
+               if w.resource == "deployments" and w.code == 409]
+    assert not refused, f"Deployments created again after a move: {refused[:5]}"
+
     # no AppTask written by two identities within a second of each other
     close = []
     for key, writes in work.items():
