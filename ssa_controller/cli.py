@@ -173,6 +173,8 @@ def run_config(args: argparse.Namespace) -> Config:
         overrides["dryRun"] = True
     if args.show_values:
         overrides["showValues"] = True
+    if args.once:  # one pass over every AppTask, not a shard's share
+        overrides["sharding"] = {"enabled": False}
     return _config(args.config, overrides)
 
 

@@ -2,7 +2,9 @@
 
 Data flows one way: watch event -> store -> predicate -> key enqueued -> worker -> reconcile
 -> apply / status patch -> Result -> the one outcome switch (error: rate-limited retry;
-requeue_after: forget the backoff, add after the delay; success: forget).
+requeue_after: forget the backoff, add after the delay; success: forget). With sharding, the
+watches select this shard's AppTasks and Deployments, and its gate (sharded.Shard) comes
+before each reconcile.
 """
 
 from __future__ import annotations
@@ -24,10 +26,11 @@ from .client.wire import ApiError
 from .reconciler import EventSink, Reconciler, Result, item_backoff
 from .runtime.objectkey import ObjectKey
 from .runtime.store import Cached, Writer
-from .runtime.watcher import Watcher
+from .runtime.watcher import Watcher, start_all
 from .runtime.workqueue import WorkQueue
 from .serving.metrics import Metrics
 from .settings.config import Config
+from .sharded import Membership, Shard
 
 log = logging.getLogger(__name__)
 NAME = "apptask"
@@ -38,11 +41,15 @@ class Controller:
     """One AppTask controller: caches, queue, workers, and the outcome switch."""
 
     def __init__(self, config: Config, kube: Kube, events: EventSink, metrics: Metrics,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic,
+                 membership: Membership | None = None) -> None:
+        """`membership`: with sharding, the shard this process is (its AppTasks only)."""
         self.config = config
         self.metrics = metrics
         apptasks, deployments = Writer(), Writer(with_owners=True)  # held by the watches alone
         self.apptasks, self.deployments = apptasks.store, deployments.store
+        self.shard = None if membership is None else Shard(
+            membership, kube, self.apptasks, apptasks.answers, config.field_manager, clock)
         metrics.count_cached_objects("apptasks", self.apptasks.__len__)
         metrics.count_cached_objects("deployments", self.deployments.__len__)
         self.queue: WorkQueue[ObjectKey] = WorkQueue(item_backoff(config.backoff), clock=clock,
@@ -51,7 +58,8 @@ class Controller:
                                    config.fights.backoff_base, config.fights.backoff_cap)
         self.reconciler = Reconciler(config, kube, self.apptasks, self.deployments,
                                      self.fights, events, apptask_answers=apptasks.answers,
-                                     deployment_answers=deployments.answers, clock=clock)
+                                     deployment_answers=deployments.answers, clock=clock,
+                                     shard=None if membership is None else membership.name)
         self.plans: dict[ObjectKey, diff.Plan] = {}
         """The latest dry-run plan per AppTask (dry-run mode only)."""
         self._stopping = threading.Event()
@@ -60,11 +68,14 @@ class Controller:
         """Namespaces whose AppTasks were found ignored (each is logged once)."""
         namespaces = config.namespaces or (None,)
         timeout = config.timeouts.watch
+        mine = None if self.shard is None else self.shard.selector
+        managed = MANAGED_SELECTOR if mine is None else f"{MANAGED_SELECTOR},{mine}"
         self.watchers = [
             *(Watcher(kube, APPTASKS, apptasks, self._on_apptask, namespace=ns,
-                      watch_timeout=timeout, metrics=metrics) for ns in namespaces),
+                      label_selector=mine, watch_timeout=timeout, metrics=metrics)
+              for ns in namespaces),
             *(Watcher(kube, DEPLOYMENTS, deployments, self._on_deployment, namespace=ns,
-                      label_selector=MANAGED_SELECTOR, watch_timeout=timeout, metrics=metrics)
+                      label_selector=managed, watch_timeout=timeout, metrics=metrics)
               for ns in namespaces),
         ]
 
@@ -81,14 +92,18 @@ class Controller:
         return why is None
 
     def _on_apptask(self, old: Cached | None, new: Cached | None) -> None:
-        if predicates.apptask_changed(old, new):
-            key = ObjectKey.of((new or old).obj)  # type: ignore[union-attr]
+        key = ObjectKey.of((new or old).obj)  # type: ignore[union-attr]
+        drain = self.shard is not None and self.shard.marked(key, old, new)
+        if drain or predicates.apptask_changed(old, new):
             if not self._in_scope(key):
                 return
             self.reconciler.memories.seen(key, None if new is None else new.obj)
+            if self.shard is not None and new is not None and self.shard.moved_in(old, new):
+                self.reconciler.found_elsewhere(key, new.obj)
             if new is None:
-                log.info("%s: AppTask deleted; its Deployment goes by garbage collection", key,
-                         extra=logs.about(NAME, key))
+                log.info("%s: AppTask %s", key, "deleted; its Deployment goes by garbage "
+                         "collection" if self.shard is None else "gone from this shard "
+                         "(deleted, or moved to another)", extra=logs.about(NAME, key))
                 self._forget(key)
             self.queue.release(key)  # a new desired state is tried at once, even in backoff
             self.queue.add(key)
@@ -102,15 +117,13 @@ class Controller:
     def _forget(self, key: ObjectKey) -> None:
         self.queue.forget(key)
         self.plans.pop(key, None)
+        if self.shard is not None:
+            self.shard.forget(key)
 
     # -- watches ---------------------------------------------------------------------------
 
     def start_watches(self, stop: threading.Event) -> list[threading.Thread]:
-        threads = [threading.Thread(target=w.run, args=(stop,), name=f"watch-{w.name}",
-                                    daemon=True) for w in self.watchers]
-        for thread in threads:
-            thread.start()
-        return threads
+        return start_all(self.watchers, stop)
 
     def stop_watches(self) -> None:
         """Abort every open watch (their threads end since the stop event is set)."""
@@ -167,7 +180,7 @@ class Controller:
         started = time.monotonic()
         with logs.reconciling(NAME, key):
             try:
-                result = self.reconciler.reconcile(key)
+                result = self._reconcile(key)
             except Exception as exc:  # noqa: BLE001 - a bug must not kill the worker
                 log.exception("%s: reconcile crashed", key)
                 result = Result(Outcome.ERROR, error=_as_api_error(exc))
@@ -176,6 +189,15 @@ class Controller:
             self._remember_plan(key, result.plan)
         self._count(result, time.monotonic() - started)
         return result
+
+    def _reconcile(self, key: ObjectKey) -> Result:
+        """Reconcile the AppTask `key`, unless it is not (or no longer) this shard's."""
+        left = None if self.shard is None else self.shard.gate(key)
+        if left is None:
+            return self.reconciler.reconcile(key)
+        if left.error is None:
+            self._forget(key)
+        return left
 
     def _count(self, result: Result, seconds: float) -> None:
         label = "error" if result.error else "requeue_after" if result.requeue_after else "success"

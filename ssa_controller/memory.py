@@ -26,7 +26,8 @@ from .runtime.objectkey import ObjectKey
 class Memory:
     """One AppTask (one uid) as the reconciler left it. Read and written by the worker that
     reconciles it (the work queue hands a key to one worker at a time); `closing` also by the
-    reconcile that finds its namespace closing."""
+    reconcile that finds its namespace closing; `uncached` also by the AppTask watch's handler,
+    right after it made the Memory of an AppTask that moved into this shard (sharding)."""
 
     key: ObjectKey
     uid: str

@@ -32,7 +32,7 @@ from .client.resources import APPTASKS, DEPLOYMENTS
 from .client.wire import JSON_PATCH, ApiError, failed_test, rfc3339
 from .memory import Memories, Memory
 from .runtime import fieldset
-from .runtime.backoff import ItemBackoff
+from .runtime.backoff import ItemBackoff, K
 from .runtime.objectkey import ObjectKey
 from .runtime.store import Cached, Store, WriteAnswers
 from .settings.config import BackoffConfig, Config
@@ -160,8 +160,8 @@ class CreatePrecondition:
         return first
 
 
-def item_backoff(config: BackoffConfig) -> ItemBackoff[ObjectKey]:
-    """A per-key backoff as `backoff.*` configures it."""
+def item_backoff(config: BackoffConfig) -> ItemBackoff[K]:
+    """A per-key backoff as `backoff.*` configures it (keys of the type the caller asks for)."""
     return ItemBackoff(config.base, config.factor, config.cap, config.jitter)
 
 
@@ -227,10 +227,12 @@ class Reconciler:
     def __init__(self, config: Config, kube: Kube, apptasks: Store, deployments: Store,
                  fights: FightTracker, events: EventSink, *, apptask_answers: WriteAnswers,
                  deployment_answers: WriteAnswers, clock: Callable[[], float] = time.monotonic,
-                 wallclock: Callable[[], str] = rfc3339) -> None:
+                 wallclock: Callable[[], str] = rfc3339, shard: str | None = None) -> None:
         """`apptasks`, `deployments`: the caches, read-only; `*_answers`: where the answers of
-        the reconciler's own writes (status patches, applies) go into them."""
+        the reconciler's own writes (status patches, applies) go into them; `shard`: the shard
+        this process is, with sharding (its name labels what it applies)."""
         self.config = config
+        self.shard = shard
         self.kube = kube
         self.apptasks = apptasks
         self.deployments = deployments
@@ -255,6 +257,12 @@ class Reconciler:
         """Status writes held for the Deployment controller to observe an apply; its `settle`
         is 0 where nothing will come back to write the status later (one-pass runs): then
         statuses are neither held for the rollout nor coalesced."""
+
+    def found_elsewhere(self, key: ObjectKey, apptask: Mapping[str, Any]) -> None:
+        """The Deployment of `apptask` may exist outside the cache (with sharding: the AppTask
+        moved in, and its Deployment carries the label of the shard it comes from): read it
+        before applying, rather than try to create it."""
+        self.memories.of(key, apptask).uncached = True
 
     @property
     def dry_run(self) -> bool:
@@ -289,7 +297,8 @@ class Reconciler:
             memory.vanished_at = None  # (it is there)
             return self._unchanged(memory, apptask, cached.obj)
         try:
-            body = desired.render(apptask, self.config.pod_template, self.config.admission)
+            body = desired.render(apptask, self.config.pod_template, self.config.admission,
+                                  self.shard)
         except desired.InvalidSpec as exc:
             return self._invalid(memory, apptask, Sync.invalid(str(exc)))
         if not paused:

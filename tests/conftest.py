@@ -40,10 +40,11 @@ object's owner references without `delete` on it: so the tests prove the manifes
 both."""
 
 
-OPT_IN_MARKERS = ("soak", "lab", "image")
-"""Suites of minutes (tests/soak, tests/lab, tests/image): left out unless the marker expression
-names them (`pytest -m soak tests/soak`, `pytest -m lab tests/lab`, `pytest -m image
-tests/image`, as .ci/run does)."""
+OPT_IN_MARKERS = ("soak", "lab", "image", "sharding")
+"""Suites of minutes (tests/soak, tests/lab, tests/image, tests/integration/test_sharding.py): left
+out unless the marker expression names them (`pytest -m soak tests/soak`, `pytest -m lab
+tests/lab`, `pytest -m image tests/image`, `pytest -m sharding tests/integration`, as .ci/run
+does)."""
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

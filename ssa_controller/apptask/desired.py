@@ -2,7 +2,8 @@
 
 The body holds only what the controller owns: identity, the owner reference (the controller
 reference with blockOwnerDeletion, as controller-runtime's SetControllerReference makes it), the
-managed-by label, the selector, the Pod Security Standard "restricted" settings
+managed-by label (with sharding, the shard label too: `child_metadata`, every child's), the
+selector, the Pod Security Standard "restricted" settings
 (`podTemplate.restricted`), and exactly the fields the AppTask specifies. No nulls, no empty
 values, no other defaults the user did not ask for (a port's protocol is always sent: it is part
 of the list key the API server merges ports by, and the CRD defaults it to TCP anyway). Creating
@@ -31,6 +32,9 @@ KIND = "AppTask"
 MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
 MANAGED_BY_VALUE = "ssa-controller"
 NAME_LABEL = "apptasks.example.com/name"
+SHARD_LABEL = "apptasks.example.com/shard"
+"""With sharding: the shard an AppTask is assigned to, on the AppTask (the sharder's) and on
+every child it renders (so that a shard's watches select its share only)."""
 CONTAINER_NAME = "app"
 PROTOCOLS = ("TCP", "UDP", "SCTP")
 _LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
@@ -209,12 +213,25 @@ def _replicas(spec: Mapping[str, Any]) -> int | None:
     return replicas
 
 
-def render(apptask: Mapping[str, Any], template: PodTemplateConfig = DEFAULT_TEMPLATE,
-           rules: AdmissionConfig = admission.DEFAULT) -> dict[str, Any]:
-    """The apply body of the Deployment for `apptask` under the `podTemplate` settings and the
-    `admission` rules; raises InvalidSpec."""
+def child_metadata(apptask: Mapping[str, Any], shard: str | None = None) -> dict[str, Any]:
+    """The metadata of a child's apply body: its AppTask's name and namespace, the managed-by
+    label (and, with sharding, the shard label naming `shard`), the controller reference."""
     meta = apptask["metadata"]
-    name, namespace = meta["name"], meta["namespace"]
+    labels = {MANAGED_BY_LABEL: MANAGED_BY_VALUE}
+    if shard is not None:
+        labels[SHARD_LABEL] = shard
+    return {"name": meta["name"], "namespace": meta["namespace"], "labels": labels,
+            "ownerReferences": [{"apiVersion": API_VERSION, "kind": KIND, "name": meta["name"],
+                                 "uid": meta["uid"], "controller": True,
+                                 "blockOwnerDeletion": True}]}
+
+
+def render(apptask: Mapping[str, Any], template: PodTemplateConfig = DEFAULT_TEMPLATE,
+           rules: AdmissionConfig = admission.DEFAULT, shard: str | None = None
+           ) -> dict[str, Any]:
+    """The apply body of the Deployment for `apptask` under the `podTemplate` settings and the
+    `admission` rules, applied by the shard `shard` (None: no sharding); raises InvalidSpec."""
+    name = apptask["metadata"]["name"]
     expect(len(name) <= 63 and bool(_LABEL_VALUE.match(name)), "",
             f"metadata.name {name!r} must be a valid label value (at most 63 characters)")
     spec = apptask.get("spec")
@@ -235,19 +252,8 @@ def render(apptask: Mapping[str, Any], template: PodTemplateConfig = DEFAULT_TEM
     admission.check_pod(pod, rules)
     deployment_spec["template"] = {"metadata": template_meta, "spec": pod}
     deployment_spec.update(_set(spec, fields.DEPLOYMENT))
-    return {
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "metadata": {
-            "name": name,
-            "namespace": namespace,
-            "labels": {MANAGED_BY_LABEL: MANAGED_BY_VALUE},
-            "ownerReferences": [{"apiVersion": API_VERSION, "kind": KIND, "name": name,
-                                 "uid": meta["uid"], "controller": True,
-                                 "blockOwnerDeletion": True}],
-        },
-        "spec": deployment_spec,
-    }
+    return {"apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": child_metadata(apptask, shard), "spec": deployment_spec}
 
 
 def controller_ref(obj: Mapping[str, Any]) -> Mapping[str, Any] | None:

@@ -2,13 +2,15 @@
 
 Only the leader reconciles. `Election` is the pure decision logic of client-go's
 tools/leaderelection `tryAcquireOrRenew`: it remembers the last lease record it observed
-and the LOCAL clock reading at which that record last changed, and judges expiry by that
-local time plus the record's leaseDurationSeconds, never by the timestamps in the record
-(so clock skew between replicas does not matter). `LeaderElector` does the I/O: it gets,
+and the LOCAL clock reading at which that record last changed (`Observation`, which the
+sharder's view of the shard Leases uses too), and judges expiry by that local time plus the
+record's leaseDurationSeconds, never by the timestamps in the record (so clock skew between
+replicas does not matter). `LeaderElector` does the I/O: it gets,
 creates and updates the Lease through `Kube`, with optimistic concurrency (a PUT carries
 the resourceVersion it read, so a 409 means another candidate won the race). Every lease
 request is bounded by the time left before the deadline of its attempt (connect + read), so
-a slow or unreachable server cannot hold a renewal past the renew deadline.
+a slow or unreachable server cannot hold a renewal past the renew deadline. A Lease may carry
+labels (a shard Lease names its ring so).
 """
 
 from __future__ import annotations
@@ -62,6 +64,11 @@ class LeaseRecord:
                    renew_time=spec.get("renewTime"),
                    transitions=int(spec.get("leaseTransitions") or 0))
 
+    def released(self, wall: str) -> LeaseRecord:
+        """This lease given up: no holder, and leaseDurationSeconds=1 so that a candidate takes
+        it at its next retry."""
+        return LeaseRecord("", 1, wall, wall, self.transitions)
+
     def to_spec(self) -> Obj:
         spec: Obj = {"holderIdentity": self.holder,
                      "leaseDurationSeconds": self.lease_duration_seconds,
@@ -71,6 +78,42 @@ class LeaseRecord:
         if self.renew_time is not None:
             spec["renewTime"] = self.renew_time
         return spec
+
+
+class Observation:
+    """A lease record as last observed, and the LOCAL clock reading at which it was first seen
+    (client-go's observedRecord and observedTime): expiry is judged by that reading plus the
+    record's leaseDurationSeconds, never by the timestamps in the record. A record of None is a
+    Lease seen missing. Pure; `now` arguments are readings of the observer's monotonic clock.
+    """
+
+    def __init__(self, record: LeaseRecord | None = None, seen_at: float = 0.0) -> None:
+        # (record, local time it was first seen): one attribute, so readers on other
+        # threads always see a consistent pair without taking a lock.
+        self._seen: tuple[LeaseRecord | None, float] = (record, seen_at)
+
+    @property
+    def record(self) -> LeaseRecord | None:
+        return self._seen[0]
+
+    @property
+    def seen(self) -> tuple[LeaseRecord | None, float]:
+        """The record and the local time it was first seen, read together."""
+        return self._seen
+
+    def observe(self, record: LeaseRecord | None, now: float) -> None:
+        """Remember `record`; restart its expiry countdown only if it changed since last seen."""
+        if record != self.record:
+            self._seen = (record, now)
+
+    def reset(self, record: LeaseRecord, now: float) -> None:
+        """`record` is current as of `now` (the observer wrote it)."""
+        self._seen = (record, now)
+
+    def valid(self, now: float) -> bool:
+        """Whether the observed record has not expired, judged by when it was seen to change."""
+        record, seen_at = self._seen
+        return record is not None and seen_at + record.lease_duration_seconds > now
 
 
 class Election:
@@ -85,13 +128,11 @@ class Election:
             raise ValueError("leader election identity must not be empty")
         self.identity = identity
         self.lease_duration_seconds = max(1, math.ceil(lease_duration))
-        # (record, local time it was first seen): one attribute, so readers on other
-        # threads always see a consistent pair without taking a lock.
-        self._seen: tuple[LeaseRecord | None, float] = (None, 0.0)
+        self._observation = Observation()
 
     @property
     def observed(self) -> LeaseRecord | None:
-        return self._seen[0]
+        return self._observation.record
 
     @property
     def is_leader(self) -> bool:
@@ -100,17 +141,15 @@ class Election:
 
     def observe(self, record: LeaseRecord, now: float) -> None:
         """Remember `record`; restart its expiry countdown only if it changed since last seen."""
-        if record != self.observed:
-            self._seen = (record, now)
+        self._observation.observe(record, now)
 
     def lease_valid(self, now: float) -> bool:
         """Whether the observed lease has not expired, judged by when we saw it change."""
-        observed, seen_at = self._seen
-        return observed is not None and seen_at + observed.lease_duration_seconds > now
+        return self._observation.valid(now)
 
     def overdue(self, now: float, limit: float) -> bool:
         """Whether we lead but our record has gone unrenewed for more than `limit` seconds."""
-        observed, seen_at = self._seen
+        observed, seen_at = self._observation.seen
         return observed is not None and observed.holder == self.identity and now - seen_at > limit
 
     def candidate(self, current: LeaseRecord | None, now: float, wall: str) -> LeaseRecord | None:
@@ -131,14 +170,14 @@ class Election:
 
     def written(self, record: LeaseRecord, now: float) -> None:
         """The API server accepted `record`: it is now what we observe, as of `now`."""
-        self._seen = (record, now)
+        self._observation.reset(record, now)
 
     def release_record(self, wall: str) -> LeaseRecord | None:
         """The record that gives the lease up (client-go ReleaseOnCancel), or None if not ours."""
         observed = self.observed
         if observed is None or observed.holder != self.identity:
             return None
-        return LeaseRecord("", 1, wall, wall, observed.transitions)
+        return observed.released(wall)
 
 
 class LeaderElector:
@@ -158,7 +197,8 @@ class LeaderElector:
                  on_stopped_leading: Callable[[], None],
                  metrics: LeaderMetrics | None = None,
                  wall_clock: Callable[[], datetime] = lambda: datetime.now(UTC),
-                 rng: random.Random | None = None) -> None:
+                 rng: random.Random | None = None,
+                 labels: Mapping[str, str] | None = None) -> None:
         if not lease_duration > renew_deadline > LEADER_JITTER_FACTOR * retry_period > 0:
             raise ValueError(f"need lease_duration > renew_deadline > {LEADER_JITTER_FACTOR:g} * "
                              "retry_period > 0")
@@ -175,6 +215,9 @@ class LeaderElector:
         self._on_started = on_started_leading
         self._on_stopped = on_stopped_leading
         self._metrics = metrics
+        self._labels = dict(labels or {})
+        """Labels the Lease carries (a shard Lease names its ring so): set when it is created,
+        put back by a renewal that finds them changed."""
         self._election = Election(identity, lease_duration)
         self._lease: Obj | None = None
         self._lock = threading.Lock()
@@ -317,8 +360,10 @@ class LeaderElector:
             raise
 
     def _create(self, record: LeaseRecord, deadline: float) -> None:
-        body = {"apiVersion": LEASES.group_version, "kind": "Lease",
-                "metadata": {"name": self.name, "namespace": self.namespace},
+        metadata: Obj = {"name": self.name, "namespace": self.namespace}
+        if self._labels:
+            metadata["labels"] = self._labels
+        body = {"apiVersion": LEASES.group_version, "kind": "Lease", "metadata": metadata,
                 "spec": record.to_spec()}
         self._lease = self._kube.request("POST", LEASES.path(self.namespace), body=body,
                                          timeout=self._time_left(deadline))
@@ -328,6 +373,10 @@ class LeaderElector:
         """PUT `record` over the lease last read; 409 if it changed since (lost the race)."""
         assert self._lease is not None
         body = {**self._lease, "spec": record.to_spec()}
+        metadata = self._lease.get("metadata") or {}
+        labels = metadata.get("labels") or {}
+        if any(labels.get(k) != v for k, v in self._labels.items()):
+            body["metadata"] = {**metadata, "labels": {**labels, **self._labels}}
         self._lease = self._kube.request("PUT", LEASES.path(self.namespace, self.name),
                                          body=body, timeout=self._time_left(deadline))
         self._election.written(record, self._clock())

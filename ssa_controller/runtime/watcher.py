@@ -214,3 +214,12 @@ class Watcher:
         with self._stream_lock:
             if self._stream is not None:
                 self._stream.close()
+
+
+def start_all(watchers: list[Watcher], stop: threading.Event) -> list[threading.Thread]:
+    """Run each watcher in a thread of its own until `stop` is set; return the threads."""
+    threads = [threading.Thread(target=w.run, args=(stop,), name=f"watch-{w.name}", daemon=True)
+               for w in watchers]
+    for thread in threads:
+        thread.start()
+    return threads

@@ -28,6 +28,7 @@ from prometheus_client.metrics import MetricWrapperBase
 from .. import version
 from ..apptask.outcomes import Outcome
 from ..client.resources import APPTASKS, DEPLOYMENTS
+from ..runtime.sharding.labels import Move
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +44,8 @@ RECONCILE_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 
 WORKQUEUE_BUCKETS = tuple(1e-8 * 10**i for i in range(12))
 # client-go's rest_client_request_duration_seconds buckets.
 REQUEST_BUCKETS = (0.005, 0.025, 0.1, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 15.0, 30.0, 60.0)
+# A drain waits for the reconcile in flight and the queue: from milliseconds to a request timeout.
+DRAIN_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 
 
 def _check(value: str, allowed: tuple[str, ...], what: str) -> str:
@@ -219,6 +222,11 @@ class Metrics:
         """Report `count()` as the number of cached `resource` objects, read at each scrape."""
         self.cached_objects.labels(resource).set_function(count)
 
+    def sharding(self, ring: str, shard: str) -> ShardingMetrics:
+        """The metrics of a sharded process (the shard `shard` of the ring `ring`), added to the
+        registry: a process without sharding serves none of them."""
+        return ShardingMetrics(self, ring, shard)
+
     def event_emitted(self, type_: str, reason: str) -> None:
         self._child(self.events, type_, reason).inc()
 
@@ -228,6 +236,62 @@ class Metrics:
     def exposition(self) -> bytes:
         """The registry in the Prometheus text format."""
         return generate_latest(self.registry)
+
+class ShardingMetrics:
+    """A sharded process's metrics: its shard's (drains it acknowledged, how long each took) and
+    the ring's as it sees it (live shards, unassigned objects), and the sharder's writes while
+    it leads (runtime.sharding.sharder.SharderMetrics). The shard's objects are its cached
+    AppTasks (ssa_controller_cached_objects{resource="apptasks"})."""
+
+    def __init__(self, metrics: Metrics, ring: str, shard: str) -> None:
+        self._metrics = metrics
+        r = metrics.registry
+        Gauge("ssa_controller_shard_info", "Always 1 on a sharded process; names its shard "
+              "(its Lease and label value) and ring (its Leases' label)", ["ring", "shard"],
+              registry=r).labels(ring, shard).set(1)
+        self._drains = Counter("ssa_controller_shard_drains_total",
+                               "AppTasks this shard gave back to the sharder to be moved "
+                               "(drains acknowledged)", registry=r)
+        self._drain_time = Histogram(
+            "ssa_controller_shard_drain_seconds",
+            "From a drain mark reaching this shard's cache to its acknowledgement",
+            buckets=DRAIN_BUCKETS, registry=r)
+        self._shards = Gauge("ssa_controller_ring_shards",
+                             "Live shards in the ring, as this process sees their Leases",
+                             registry=r)
+        self._unassigned = Gauge("ssa_controller_unassigned_objects",
+                                 "AppTasks assigned to no shard, as this process sees them",
+                                 registry=r)
+        self._oldest = Gauge("ssa_controller_unassigned_oldest_seconds",
+                             "How long the AppTask unassigned longest has been waiting, as "
+                             "this process saw it (0: none waits)", registry=r)
+        self._writes = Counter("ssa_controller_sharder_writes_total",
+                               "Shard labels the sharder wrote: assign (an unassigned AppTask), "
+                               "drain (asked of a live shard, to move it), move (off a dead "
+                               "shard, at once)", ["move"], registry=r)
+        for move in Move:
+            self._writes.labels(move.value)
+
+    def view(self, shards: Callable[[], int], unassigned: Callable[[], int],
+             oldest: Callable[[], float]) -> None:
+        """Report the live shards, the unassigned AppTasks and the longest wait of one, read at
+        each scrape."""
+        self._shards.set_function(shards)
+        self._unassigned.set_function(unassigned)
+        self._oldest.set_function(oldest)
+
+    def written(self, move: Move) -> None:
+        self._writes.labels(move.value).inc()
+
+    def queue(self) -> WorkQueueMetrics:
+        """The sharder's work queue's."""
+        return WorkQueueMetrics(self._metrics, "sharder")
+
+    def drained(self, seconds: float) -> None:
+        """This shard acknowledged a drain `seconds` after its mark arrived."""
+        self._drains.inc()
+        self._drain_time.observe(seconds)
+
 
 class WorkQueueMetrics:
     """runtime.workqueue.QueueMetrics backed by the workqueue_* metrics of one queue."""

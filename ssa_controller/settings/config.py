@@ -50,7 +50,8 @@ from .config_errors import (
 __all__ = [
     "LEADER_JITTER_FACTOR", "ApplyConfig", "BackoffConfig", "ClientConfig", "Config", "ConfigError",
     "EventsConfig", "FightsConfig", "LeaderElectionConfig", "LoggingConfig", "PodTemplateConfig",
-    "RateLimitConfig", "ResyncConfig", "ServerConfig", "TimeoutsConfig", "load_config",
+    "RateLimitConfig", "ResyncConfig", "ServerConfig", "ShardingConfig", "TimeoutsConfig",
+    "load_config",
     "parse_config", "parse_duration",
 ]
 
@@ -282,6 +283,14 @@ class LeaderElectionConfig(_Section):
         return self
 
 
+class ShardingConfig(_Section):
+    """Sharding: every replica reconciles the AppTasks assigned to it, the replica that holds
+    the leader Lease assigns them (docs/scaling-out.md). Shard Leases live beside the leader
+    Lease, with its timings."""
+
+    enabled: StrictBool = False
+
+
 Host = Annotated[StrictStr, StringConstraints(max_length=253)]
 
 
@@ -407,12 +416,27 @@ class Config(_Section):
     apply: ApplyConfig = ApplyConfig()
     fights: FightsConfig = FightsConfig()
     leader_election: LeaderElectionConfig = LeaderElectionConfig()
+    sharding: ShardingConfig = ShardingConfig()
     server: ServerConfig = ServerConfig()
     pod_template: PodTemplateConfig = PodTemplateConfig()
     admission: AdmissionConfig = AdmissionConfig()
     events: EventsConfig = EventsConfig()
     logging: LoggingConfig = LoggingConfig()
     shutdown_grace_period: Seconds = Field(30.0, ge=0.0)
+
+    @model_validator(mode="after")
+    def _sharding_needs_a_leader(self) -> Config:
+        if not self.sharding.enabled:
+            return self
+        if not self.leader_election.enabled:
+            raise Invalid("needs leaderElection.enabled: true (the leader assigns the AppTasks "
+                          "to the shards), got false", at=("sharding", "enabled"))
+        name = self.leader_election.lease_name
+        if len(name) > 63:
+            raise Invalid("needs a leaderElection.leaseName of at most 63 characters (it is the "
+                          f"label value naming the ring of the shard Leases), got {len(name)}",
+                          at=("sharding", "enabled"))
+        return self
 
     def with_overrides(self, changes: Mapping[str, Any]) -> Config:
         """A copy with `changes` (YAML-shaped: camelCase keys, a section's keys replaced one by

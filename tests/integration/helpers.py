@@ -5,6 +5,7 @@ force the interleavings of races)."""
 from __future__ import annotations
 
 import contextlib
+import copy
 import subprocess
 import threading
 from collections.abc import Callable, Iterator, Mapping
@@ -22,12 +23,16 @@ from ssa_controller.envtest.audit import AuditEvent, AuditLog, overlapping, writ
 from ssa_controller.runtime.events import EventRecorder
 from ssa_controller.serving.metrics import Metrics
 from ssa_controller.settings.config import parse_config
+from ssa_controller.sharded import Membership
 
 MANIFESTS = Path(__file__).resolve().parents[2] / "manifests"
 CONTROLLER_NAMESPACE = "ssa-controller-system"
 TEST_USERS = ("controller", "controller-2")
 CONTROLLER = TEST_USERS[0]
 """The identity the controller under test runs as."""
+SAR_PATH = "/apis/authorization.k8s.io/v1/subjectaccessreviews"
+SHARDING_ROLES = frozenset({"ssa-controller-sharding", "ssa-controller-shard-leases"})
+"""The roles of manifests/rbac.yaml that sharding alone needs (test_sharding.py tests them)."""
 
 
 def scoped(namespace: str, **config: object) -> dict[str, object]:
@@ -80,15 +85,88 @@ def kubectl(cluster: ControlPlane, *args: str,
                           input=stdin, capture_output=True, text=True, timeout=60, check=True)
 
 
-def rbac_objects() -> list[dict[str, Any]]:
-    """manifests/rbac.yaml, with the bindings' subjects extended to the test users."""
+def rbac_objects(users: tuple[str, ...] = TEST_USERS) -> list[dict[str, Any]]:
+    """manifests/rbac.yaml, with the bindings' subjects extended to `users` (the test users)."""
     objects = [o for o in yaml.safe_load_all((MANIFESTS / "rbac.yaml").read_text()) if o]
     for obj in objects:
         if obj["kind"] in ("ClusterRoleBinding", "RoleBinding"):
             obj["subjects"] = obj.get("subjects", []) + [
                 {"kind": "User", "apiGroup": "rbac.authorization.k8s.io", "name": user}
-                for user in TEST_USERS]
+                for user in users]
     return objects
+
+
+def rbac_docs() -> list[dict[str, Any]]:
+    return [d for d in yaml.safe_load_all((MANIFESTS / "rbac.yaml").read_text()) if d]
+
+
+def manifest_roles(sharding: bool = False) -> dict[str, dict[str, Any]]:
+    """The Roles and ClusterRoles of manifests/rbac.yaml bound to the controller's service
+    account, by name (not metrics-reader: that one is for scrapers): those sharding alone needs
+    (SHARDING_ROLES), or the others."""
+    docs = rbac_docs()
+    bound = {(d["roleRef"]["kind"], d["roleRef"]["name"]) for d in docs
+             if d["kind"] in ("ClusterRoleBinding", "RoleBinding")
+             and {"kind": "ServiceAccount", "name": "ssa-controller",
+                  "namespace": CONTROLLER_NAMESPACE} in d["subjects"]}
+    return {d["metadata"]["name"]: d for d in docs
+            if (d["kind"], d["metadata"].get("name")) in bound
+            and (d["metadata"]["name"] in SHARDING_ROLES) == sharding}
+
+
+def rule_triples(sharding: bool = False) -> list[tuple[str, str, str, str]]:
+    """Every (role name, apiGroup, resource, verb) granted to the controller by
+    manifests/rbac.yaml (see manifest_roles)."""
+    return [(name, group, resource, verb)
+            for name, role in manifest_roles(sharding).items()
+            for rule in role["rules"]
+            for group in rule.get("apiGroups", [])
+            for resource in rule.get("resources", [])
+            for verb in rule["verbs"]]
+
+
+def without(role: dict[str, Any], group: str, resource: str, verb: str) -> dict[str, Any]:
+    """`role` with exactly one (group, resource, verb) removed (rules split per resource)."""
+    reduced = copy.deepcopy(role)
+    reduced["rules"] = [
+        {"apiGroups": [g], "resources": [r], "verbs": verbs}
+        for rule in role["rules"] for g in rule["apiGroups"] for r in rule["resources"]
+        if (verbs := [v for v in rule["verbs"] if (g, r, v) != (group, resource, verb)])]
+    return reduced
+
+
+def allowed(admin: Kube, user: str, namespace: str, group: str, resource: str,
+            verb: str) -> bool:
+    plural, _, subresource = resource.partition("/")
+    review = {"apiVersion": "authorization.k8s.io/v1", "kind": "SubjectAccessReview",
+              "spec": {"user": user, "resourceAttributes": {
+                  "namespace": namespace, "group": group, "resource": plural,
+                  "subresource": subresource, "verb": verb}}}
+    return bool(admin.create(SAR_PATH, review)["status"].get("allowed"))
+
+
+def failure_without(admin: Kube, role: dict[str, Any], rule: tuple[str, str, str], scope: str,
+                    run: Callable[[], object], stop: Callable[[], object],
+                    unneeded: str) -> str:
+    """How `run` fails (its AssertionError's text) once `role` no longer grants the (group,
+    resource, verb) `rule` to the user "controller" in `scope`; `stop` ends what it started; the
+    role is restored after. Passing means the rule is not needed: AssertionError `unneeded`."""
+    group, resource, verb = rule
+    admin.apply(rbac_path(role), without(role, group, resource, verb), field_manager="tests",
+                force=True)
+    try:
+        poll_until(lambda: not allowed(admin, CONTROLLER, scope, group, resource, verb),
+                   timeout=10, message=f"{verb} {resource} revoked from user {CONTROLLER}")
+        try:
+            run()
+        except AssertionError as exc:
+            return str(exc)
+        raise AssertionError(unneeded)
+    finally:
+        stop()
+        admin.apply(rbac_path(role), role, field_manager="tests", force=True)
+        poll_until(lambda: allowed(admin, CONTROLLER, scope, group, resource, verb),
+                   timeout=10, message=f"{verb} {resource} restored")
 
 
 def rbac_path(obj: dict[str, Any]) -> str:
@@ -240,16 +318,19 @@ def controller_client(cluster: ControlPlane, folder: Path, cls: type[Kube] = Hoo
 
 
 @contextlib.contextmanager
-def in_process(kube: Kube, namespace: str, post_events: bool = False,
+def in_process(kube: Kube, namespace: str, post_events: bool = False, shard: str | None = None,
                **config: Any) -> Iterator[Controller]:
     """The real Controller in this process, its watches and workers on `kube`, restricted to
     `namespace` (no leader election, an hourly resync, Events posted only if `post_events`;
-    `config` adds keys); stopped, and `kube` closed, after the block."""
+    `config` adds keys); stopped, and `kube` closed, after the block. With `shard`, it is that
+    shard of a sharded controller (its AppTasks only; no sharder runs)."""
     settings = parse_config({"namespaces": [namespace], "resync": {"period": "1h"},
                              "leaderElection": {"enabled": False}, **config})
     events = EventRecorder(kube, instance="test", qps=settings.events.qps,
                            burst=settings.events.burst, enabled=post_events)
-    controller = Controller(settings, kube, events, Metrics())
+    metrics = Metrics()
+    membership = None if shard is None else Membership(shard, metrics.sharding("test", shard))
+    controller = Controller(settings, kube, events, metrics, membership=membership)
     stop = threading.Event()
     events.start()
     controller.start_watches(stop)

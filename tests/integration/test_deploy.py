@@ -4,7 +4,6 @@ least-privilege RBAC rule by rule, and manifests/ applied with the machine's kub
 
 from __future__ import annotations
 
-import copy
 import re
 import signal
 import subprocess
@@ -15,20 +14,24 @@ from typing import Any
 
 import pytest
 import urllib3
-import yaml
 from helpers import (
     CONTROLLER_NAMESPACE,
     MANIFESTS,
     TEST_USERS,
+    allowed,
     apptask,
     assert_one_writer_at_a_time,
     condition,
     container,
     controller_writes,
+    failure_without,
     get_deployment,
+    manifest_roles,
     put_apptask,
+    rbac_docs,
     rbac_objects,
     rbac_path,
+    rule_triples,
     status_of,
     unowned_deployment,
 )
@@ -52,7 +55,6 @@ SLACK = 1.0
 """Seconds allowed for process scheduling and request latency in timing bounds."""
 STEP_TIMEOUT = 10.0
 """Each step of the least-privilege scenario normally takes well under a second."""
-SAR_PATH = "/apis/authorization.k8s.io/v1/subjectaccessreviews"
 EVENTS_PATH = "/apis/events.k8s.io/v1/namespaces/{}/events"
 
 Process = Any
@@ -308,53 +310,6 @@ def test_metrics_and_probes_answer_and_count_a_reconcile(admin, controller, name
 # --------------------------------------------------------------------------- least privilege
 
 
-def rbac_docs() -> list[dict[str, Any]]:
-    return [d for d in yaml.safe_load_all((MANIFESTS / "rbac.yaml").read_text()) if d]
-
-
-def manifest_roles() -> dict[str, dict[str, Any]]:
-    """The Roles and ClusterRoles of manifests/rbac.yaml bound to the controller's service
-    account, by name (not metrics-reader: that one is for scrapers)."""
-    docs = rbac_docs()
-    bound = {(d["roleRef"]["kind"], d["roleRef"]["name"]) for d in docs
-             if d["kind"] in ("ClusterRoleBinding", "RoleBinding")
-             and {"kind": "ServiceAccount", "name": "ssa-controller",
-                  "namespace": CONTROLLER_NAMESPACE} in d["subjects"]}
-    return {d["metadata"]["name"]: d for d in docs
-            if (d["kind"], d["metadata"].get("name")) in bound}
-
-
-def rule_triples() -> list[tuple[str, str, str, str]]:
-    """Every (role name, apiGroup, resource, verb) granted to the controller by
-    manifests/rbac.yaml."""
-    return [(name, group, resource, verb)
-            for name, role in manifest_roles().items()
-            for rule in role["rules"]
-            for group in rule.get("apiGroups", [])
-            for resource in rule.get("resources", [])
-            for verb in rule["verbs"]]
-
-
-def without(role: dict[str, Any], group: str, resource: str, verb: str) -> dict[str, Any]:
-    """`role` with exactly one (group, resource, verb) removed (rules split per resource)."""
-    reduced = copy.deepcopy(role)
-    reduced["rules"] = [
-        {"apiGroups": [g], "resources": [r], "verbs": verbs}
-        for rule in role["rules"] for g in rule["apiGroups"] for r in rule["resources"]
-        if (verbs := [v for v in rule["verbs"] if (g, r, v) != (group, resource, verb)])]
-    return reduced
-
-
-def allowed(admin: Kube, user: str, namespace: str, group: str, resource: str,
-            verb: str) -> bool:
-    plural, _, subresource = resource.partition("/")
-    review = {"apiVersion": "authorization.k8s.io/v1", "kind": "SubjectAccessReview",
-              "spec": {"user": user, "resourceAttributes": {
-                  "namespace": namespace, "group": group, "resource": plural,
-                  "subresource": subresource, "verb": verb}}}
-    return bool(admin.create(SAR_PATH, review)["status"].get("allowed"))
-
-
 class WholeJob:
     """One compact run that needs every permission: caches sync, a metrics-reader scrapes the
     secure /metrics (a TokenReview and a SubjectAccessReview), the lease is taken and
@@ -552,26 +507,12 @@ only need to make it fail somewhere)."""
 def test_every_rule_is_needed(admin, controller, namespace, cluster, lease_name, reader_token,
                               name, group, resource, verb):
     role = manifest_roles()[name]
-    scope = role["metadata"].get("namespace") or namespace
     job = WholeJob(admin, controller, namespace, lease_name, reader_token)
-    admin.apply(rbac_path(role), without(role, group, resource, verb), field_manager="tests",
-                force=True)
-    try:
-        poll_until(lambda: not allowed(admin, "controller", scope, group, resource, verb),
-                   timeout=10, message=f"{verb} {resource} revoked from user controller")
-        try:
-            job.run()
-        except AssertionError as exc:
-            failure = str(exc)
-        else:
-            pytest.fail(f"the controller did its whole job without {verb} on {resource} "
-                        f"({group}): the rule is unnecessary, remove it from manifests/rbac.yaml")
-    finally:
-        if job.process is not None:
-            job.process.stop(signal.SIGKILL)
-        admin.apply(rbac_path(role), role, field_manager="tests", force=True)
-        poll_until(lambda: allowed(admin, "controller", scope, group, resource, verb),
-                   timeout=10, message=f"{verb} {resource} restored")
+    failure = failure_without(
+        admin, role, (group, resource, verb), role["metadata"].get("namespace") or namespace,
+        job.run, lambda: job.process is not None and job.process.stop(signal.SIGKILL),
+        f"the controller did its whole job without {verb} on {resource} ({group}): the rule "
+        "is unnecessary, remove it from manifests/rbac.yaml")
     expected = EXPECTED_FAILURE.get((group, resource, verb))
     assert expected is None or expected in failure, \
         f"without {verb} {resource}: expected '{expected}' to fail, got: {failure}"

@@ -311,10 +311,25 @@ def test_dashboard_and_alerts_match_a_real_scrape(admin: Kube, controller, names
                 raise
 
 
-def panels_without_data(prometheus: Prometheus) -> list[str]:
+SHARDING_ROW = "Sharding (sharding.enabled)"
+"""The dashboard's row of a sharded controller's panels."""
+
+
+def panels(sharding: bool = False) -> list[dict[str, Any]]:
+    """The dashboard's panels with queries: those below the sharding row, or the others."""
+    found, below = [], False
+    for panel in dashboard()["panels"]:
+        if panel["type"] == "row":
+            below = panel["title"] == SHARDING_ROW
+        elif below == sharding:
+            found.append(panel)
+    return found
+
+
+def panels_without_data(prometheus: Prometheus, sharding: bool = False) -> list[str]:
     """Every dashboard query parses (AssertionError otherwise); the ones returning no number."""
     empty = []
-    for panel in dashboard()["panels"]:
+    for panel in panels(sharding):
         for target in panel["targets"]:
             result = prometheus.query(grafana(target["expr"]))
             if not any(math.isfinite(float(r["value"][1])) for r in result):
@@ -345,3 +360,46 @@ def check_against_prometheus(admin: Kube, namespace: str, prometheus: Prometheus
         lambda: (s := prometheus.alerts()) and all(s[a] == "firing" for a in MUST_FIRE) and s,
         timeout=15, message=f"{sorted(MUST_FIRE)} firing")
     assert all(states[a] == "inactive" for a in MUST_NOT_FIRE), states
+
+
+def test_the_sharding_row_matches_a_real_scrape_of_a_sharded_controller(
+        admin: Kube, controller, namespace: str, cluster: ControlPlane, lease_name: str,
+        tmp_path: Path) -> None:
+    """A sharded controller assigns AppTasks, a second shard joins and some are drained to it:
+    every query of the dashboard's sharding row returns data from the first one's /metrics."""
+    tls, server_name = service_monitor_tls(tmp_path / "cert" / "ca.crt")
+    issue_certificate(tmp_path / "cert", server_name)
+    config = {**scoped(namespace, sharding={"enabled": True},
+                       leaderElection={"enabled": True, "namespace": CONTROLLER_NAMESPACE,
+                                       "leaseName": lease_name}),
+              "server": {"secureMetrics": True, "metricsCertDir": str(tmp_path / "cert")}}
+    shard = "apptasks.example.com/shard"
+    try:
+        with metrics_reader(admin, user_subject("alice")):
+            first = controller(config)
+            with Prometheus(tmp_path, first.metrics_port, cluster.token("alice"), free_port(),
+                            tls) as prometheus:
+                poll_until(prometheus.target_up, timeout=30, message="the target up")
+                for i in range(16):
+                    put_apptask(admin, apptask(f"web-{i}", namespace))
+
+                def shards() -> list[str | None]:
+                    return [(t["metadata"].get("labels") or {}).get(shard) for t in admin.list(
+                        f"/apis/example.com/v1/namespaces/{namespace}/apptasks")["items"]]
+                poll_until(lambda: None not in shards(), timeout=30,
+                           message="AppTasks on the first shard")
+                controller(config, user="controller-2")  # some are drained to it
+                poll_until(lambda: len(set(shards())) == 2, timeout=60,
+                           message="AppTasks on both shards")
+                with contextlib.suppress(PollTimeout):
+                    poll_until(lambda: not panels_without_data(prometheus, sharding=True),
+                               timeout=30)
+                empty = panels_without_data(prometheus, sharding=True)
+                assert not empty, "sharding queries without data:\n" + "\n".join(empty)
+    finally:
+        for lease in admin.list(f"/apis/coordination.k8s.io/v1/namespaces/"
+                                f"{CONTROLLER_NAMESPACE}/leases",
+                                {"labelSelector": f"apptasks.example.com/ring={lease_name}"}
+                                )["items"]:
+            admin.delete(f"/apis/coordination.k8s.io/v1/namespaces/{CONTROLLER_NAMESPACE}/"
+                         f"leases/{lease['metadata']['name']}")

@@ -11,6 +11,7 @@ controller running as bob with exactly that RBAC reconciles an AppTask (leader e
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import subprocess
@@ -20,7 +21,15 @@ from typing import Any
 
 import pytest
 import yaml
-from helpers import CONTROLLER_NAMESPACE, MANIFESTS, apptask, put_apptask, rbac_path, status_of
+from helpers import (
+    CONTROLLER_NAMESPACE,
+    MANIFESTS,
+    SHARDING_ROLES,
+    apptask,
+    put_apptask,
+    rbac_path,
+    status_of,
+)
 
 from ssa_controller.client.kube import Kube
 from ssa_controller.client.wire import ApiError
@@ -44,19 +53,23 @@ def built_with_namespaced(tmp_path: Path) -> list[dict[str, Any]]:
 
 
 def for_the_test(objects: list[dict[str, Any]], namespace: str, lease: str,
-                 suffix: str) -> list[dict[str, Any]]:
+                 suffix: str, sharding: bool = False) -> list[dict[str, Any]]:
     """Every binding of the controller's ServiceAccount the build holds, and the Roles they
-    name, for this test: one watched namespace's RoleBinding moved to `namespace` (the others
-    dropped), the Lease's name `lease`, every subject bob, every name suffixed."""
+    name, for this test (without sharding's, unless `sharding`): one watched namespace's
+    RoleBinding of each ClusterRole moved to `namespace` (the others dropped), the Lease's name
+    `lease`, every subject bob, every name suffixed."""
     account = {"kind": "ServiceAccount", "name": "ssa-controller",
                "namespace": CONTROLLER_NAMESPACE}
+    objects = [o for o in objects if sharding or o["metadata"]["name"] not in SHARDING_ROLES]
     bindings = [o for o in objects if o["kind"] in ("RoleBinding", "ClusterRoleBinding")
                 and account in o["subjects"]]
     watched = [b for b in bindings if b["kind"] == "RoleBinding"
                and b["metadata"]["namespace"] != CONTROLLER_NAMESPACE]
     chosen = [o for o in objects if o["kind"] == "Role"]
     chosen += [b for b in bindings if b not in watched]
-    chosen.append({**watched[0], "metadata": {**watched[0]["metadata"], "namespace": namespace}})
+    for role in sorted({b["roleRef"]["name"] for b in watched}):
+        first = next(b for b in watched if b["roleRef"]["name"] == role)
+        chosen.append({**first, "metadata": {**first["metadata"], "namespace": namespace}})
     for obj in chosen:
         obj["metadata"]["name"] += suffix
         for rule in obj.get("rules", ()):
@@ -70,11 +83,8 @@ def for_the_test(objects: list[dict[str, Any]], namespace: str, lease: str,
     return chosen
 
 
-@pytest.fixture
-def namespaced_rbac(admin: Kube, namespace: str, lease_name: str,
-                    tmp_path: Path) -> Iterator[None]:
-    objects = for_the_test(built_with_namespaced(tmp_path), namespace, lease_name,
-                           f"-{secrets.token_hex(3)}")
+@contextlib.contextmanager
+def bound(admin: Kube, objects: list[dict[str, Any]]) -> Iterator[None]:
     for obj in objects:
         admin.apply(rbac_path(obj), obj, field_manager="tests", force=True)
     try:
@@ -98,6 +108,14 @@ def allowed(admin: Kube, namespace: str, group: str, resource: str, verb: str,
     return bool(admin.create(SAR_PATH, review)["status"].get("allowed"))
 
 
+@pytest.fixture
+def namespaced_rbac(admin: Kube, namespace: str, lease_name: str,
+                    tmp_path: Path) -> Iterator[None]:
+    with bound(admin, for_the_test(built_with_namespaced(tmp_path), namespace, lease_name,
+                                   f"-{secrets.token_hex(3)}")):
+        yield
+
+
 @pytest.mark.usefixtures("namespaced_rbac")
 def test_a_controller_token_reaches_only_its_namespaces_and_its_lease(
         admin: Kube, controller, namespace: str, lease_name: str) -> None:
@@ -119,3 +137,40 @@ def test_a_controller_token_reaches_only_its_namespaces_and_its_lease(
     put_apptask(admin, apptask("web", namespace, replicas=1))
     poll_until(lambda: status_of(admin, namespace, "web").get("phase") == "Ready", timeout=60,
                message="the AppTask Ready")
+
+
+def test_with_sharding_a_controller_token_reaches_its_namespaces_and_its_own_leases(
+        admin: Kube, controller, namespace: str, lease_name: str, tmp_path: Path) -> None:
+    """With sharding's objects, the token may also patch AppTasks (their labels) in the watched
+    namespace only, and read, renew, list and delete the Leases of the controller's namespace
+    (shard Leases are named after the replicas), no others; and that is enough to run
+    sharded."""
+    objects = for_the_test(built_with_namespaced(tmp_path), namespace, lease_name,
+                           f"-{secrets.token_hex(3)}", sharding=True)
+    with bound(admin, objects):
+        poll_until(lambda: allowed(admin, namespace, "example.com", "apptasks", "patch"),
+                   timeout=10, message="the sharding RoleBinding in the watched namespace")
+        for elsewhere in ("kube-system", "default", CONTROLLER_NAMESPACE):
+            assert not allowed(admin, elsewhere, "example.com", "apptasks", "patch"), elsewhere
+        leases = ("coordination.k8s.io", "leases")
+        for verb in ("get", "update", "delete"):
+            assert allowed(admin, CONTROLLER_NAMESPACE, *leases, verb, "a-shard-lease")
+            assert not allowed(admin, "kube-node-lease", *leases, verb, "a-shard-lease")
+        for verb in ("list", "watch"):
+            assert allowed(admin, CONTROLLER_NAMESPACE, *leases, verb)
+            assert not allowed(admin, "kube-node-lease", *leases, verb)
+
+        controller({"namespaces": [namespace], "sharding": {"enabled": True},
+                    "leaderElection": {"enabled": True, "namespace": CONTROLLER_NAMESPACE,
+                                       "leaseName": lease_name}}, user=USER)
+        put_apptask(admin, apptask("web", namespace, replicas=1))
+        poll_until(lambda: status_of(admin, namespace, "web").get("phase") == "Ready",
+                   timeout=60, message="the AppTask Ready")
+        labels = admin.get(f"/apis/example.com/v1/namespaces/{namespace}/apptasks/web")[
+            "metadata"]["labels"]
+        assert labels.get("apptasks.example.com/shard")
+    ring = admin.list(f"/apis/coordination.k8s.io/v1/namespaces/{CONTROLLER_NAMESPACE}/leases",
+                      {"labelSelector": f"apptasks.example.com/ring={lease_name}"})["items"]
+    for lease in ring:  # the shard's (the leader Lease goes with the lease_name fixture)
+        admin.delete(f"/apis/coordination.k8s.io/v1/namespaces/{CONTROLLER_NAMESPACE}/leases/"
+                     f"{lease['metadata']['name']}")

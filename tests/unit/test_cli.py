@@ -25,7 +25,7 @@ from ssa_controller.apptask.outcomes import Outcome
 from ssa_controller.cli import diff_exit_code, diff_plans
 from ssa_controller.client.wire import ApiError
 from ssa_controller.reconciler import Result
-from ssa_controller.settings.config import Config
+from ssa_controller.settings.config import Config, ConfigError
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -370,3 +370,17 @@ def test_an_address_in_use_names_the_address_the_port_and_the_key(
     assert result.returncode == 2
     assert result.stderr.splitlines()[-1] == (
         f"ssa-controller: cannot listen on 127.0.0.1:{port} ({key}): address already in use")
+
+
+def test_a_one_pass_run_sees_every_apptask_even_with_sharding_on(tmp_path: Path) -> None:
+    path = tmp_path / "controller.yaml"
+    path.write_text("sharding:\n  enabled: true\n")
+    assert parse("--config", str(path)).sharding.enabled
+    assert not parse("--config", str(path), "--once").sharding.enabled
+
+
+def test_sharding_without_leader_election_is_a_config_error(tmp_path: Path) -> None:
+    path = tmp_path / "controller.yaml"
+    path.write_text("sharding:\n  enabled: true\n")
+    with pytest.raises(ConfigError, match="sharding.enabled.*needs leaderElection.enabled"):
+        parse("--config", str(path), "--leader-elect=false")

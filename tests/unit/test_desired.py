@@ -56,6 +56,16 @@ def test_an_image_alone_renders_identity_owner_label_selector_and_container() ->
     }
 
 
+def test_a_shard_labels_what_it_renders() -> None:
+    body = desired.render(apptask(), UNRESTRICTED, shard="shard-a")
+    assert body["metadata"]["labels"] == {"app.kubernetes.io/managed-by": "ssa-controller",
+                                          "apptasks.example.com/shard": "shard-a"}
+    assert body["metadata"] == desired.child_metadata(apptask(), "shard-a")
+    assert "apptasks.example.com/shard" not in str(body["spec"])  # not on the pods
+    assert desired.render(apptask(), UNRESTRICTED)["metadata"] == desired.child_metadata(
+        apptask())
+
+
 def test_a_full_spec_renders_exactly_what_it_sets() -> None:
     body = render_with(
         replicas=2, command=["nginx"], args=["-g", "daemon off;"],

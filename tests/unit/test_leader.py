@@ -379,3 +379,19 @@ def test_interleaved_writers_overlap() -> None:
 def test_a_write_still_in_flight_when_another_writer_begins_overlaps() -> None:
     spans = write_spans([write("a", 1.0, took=1.0), write("b", 1.5)])
     assert len(overlapping(spans)) == 1
+
+
+def test_a_labelled_lease_is_created_labelled_and_its_labels_put_back() -> None:
+    api = LeaseApi()
+    candidate = LeaderElector(api, namespace="ns", name="lease",  # type: ignore[arg-type]
+                              identity="me", on_started_leading=lambda: None,
+                              on_stopped_leading=lambda: None, labels={"ring": "r"})
+    assert candidate.try_acquire_or_renew(time.monotonic() + 5)
+    assert api.lease is not None and api.lease["metadata"]["labels"] == {"ring": "r"}
+    api.lease["metadata"]["labels"] = {"other": "x"}  # someone relabelled it
+    assert candidate.try_acquire_or_renew(time.monotonic() + 5)
+    assert api.lease["metadata"]["labels"] == {"other": "x", "ring": "r"}
+    version = api.lease["metadata"]["resourceVersion"]
+    assert candidate.try_acquire_or_renew(time.monotonic() + 5)
+    assert api.lease["metadata"]["labels"] == {"other": "x", "ring": "r"}
+    assert api.lease["metadata"]["resourceVersion"] != version  # renewed as ever

@@ -164,6 +164,10 @@ def test_expected_objects_are_present() -> None:
             ("ClusterRole", "ssa-controller-metrics-reader"),
             ("Role", "ssa-controller-leader-election"),
             ("RoleBinding", "ssa-controller-leader-election"),
+            ("ClusterRole", "ssa-controller-sharding"),
+            ("ClusterRoleBinding", "ssa-controller-sharding"),
+            ("Role", "ssa-controller-shard-leases"),
+            ("RoleBinding", "ssa-controller-shard-leases"),
             ("ConfigMap", "ssa-controller-config"),
             ("NetworkPolicy", "ssa-controller"),
             ("Deployment", "ssa-controller"),
@@ -721,15 +725,21 @@ def test_the_namespaced_component_binds_the_controller_in_its_namespaces_only(
     assert [b["roleRef"]["name"] for b in by_kind["ClusterRoleBinding"]] == [
         "ssa-controller-metrics-auth"]  # reviews are cluster-scoped, nothing else is
     config = yaml.safe_load(next(c for c in by_kind["ConfigMap"])["data"]["controller.yaml"])
-    bound = sorted(b["metadata"]["namespace"] for b in by_kind["RoleBinding"]
-                   if b["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io",
-                                       "kind": "ClusterRole", "name": "ssa-controller"})
-    assert bound == sorted(config["namespaces"])
-    [lease_role] = by_kind["Role"]
-    assert lease_role["rules"] == [
+    for role in ("ssa-controller", "ssa-controller-sharding"):
+        bound = sorted(b["metadata"]["namespace"] for b in by_kind["RoleBinding"]
+                       if b["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io",
+                                           "kind": "ClusterRole", "name": role})
+        assert bound == sorted(config["namespaces"]), role
+    roles = {r["metadata"]["name"]: r for r in by_kind["Role"]}
+    assert roles["ssa-controller-leader-election"]["rules"] == [
         {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["create"]},
         {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"],
          "resourceNames": [config["leaderElection"]["leaseName"]], "verbs": ["get", "update"]}]
+    # with sharding, the shard Leases (named after the replicas) of the controller's namespace
+    assert roles["ssa-controller-shard-leases"]["rules"] == [
+        {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"],
+         "verbs": ["get", "update", "list", "watch", "delete"]}]
+    assert {r["metadata"]["namespace"] for r in roles.values()} == {NAMESPACE}
     base = yaml.safe_load(controller_yaml_text())
     del config["namespaces"], config["leaderElection"]["leaseName"]
     assert config == base  # the rest as the base has it
@@ -852,13 +862,18 @@ METRICS_JOB = "ssa-controller-metrics"
 ALERTS = {
     "SsaControllerReconcileErrors", "SsaControllerFightDetected", "SsaControllerWorkQueueGrowing",
     "SsaControllerNoLeader", "SsaControllerWatchRelists", "SsaControllerRejectedSpecs",
+    "SsaControllerAppTasksUnassigned",
 }
 PANELS = [
     "Reconciles by result", "Reconcile errors", "Reconcile duration", "Work queue depth",
     "Work queue latency", "Work queue adds and retries", "Applies by outcome",
     "Fights and conflicts", "API requests by code and verb", "API request latency",
     "Cached objects", "Memory (RSS)", "Leader", "Watch restarts and relists",
+    "Sharding (sharding.enabled)", "AppTasks per shard", "Shard label writes", "Drain time",
+    "Unassigned AppTasks",
 ]
+ROW = "row"
+"""A dashboard row: a title over the panels below it, no query of its own."""
 METRIC_NAME = re.compile(
     r"\b((?:controller_runtime|workqueue|rest_client|leader_election|ssa_controller|process)_[a-z_]+)"
 )
@@ -892,15 +907,19 @@ def alert_rules() -> list[dict[str, Any]]:
 
 def dashboard_exprs() -> list[str]:
     panels = json.loads(DASHBOARD.read_text())["panels"]
-    return [target["expr"] for panel in panels for target in panel["targets"]]
+    return [target["expr"] for panel in panels if panel["type"] != ROW
+            for target in panel["targets"]]
 
 
 def served_metric_names() -> set[str]:
-    """Every sample name the controller's /metrics serves (histograms with their suffixes)."""
+    """Every sample name the controller's /metrics serves (histograms with their suffixes), a
+    sharded process's included."""
     from ssa_controller.serving.metrics import Metrics
 
+    metrics = Metrics()
+    metrics.sharding("ring", "shard")
     suffixes = {"counter": ("_total",), "histogram": ("_bucket", "_sum", "_count"), "gauge": ("",)}
-    return {family.name + suffix for family in Metrics().registry.collect()
+    return {family.name + suffix for family in metrics.registry.collect()
             for suffix in suffixes[family.type]}
 
 
@@ -1027,6 +1046,9 @@ def test_dashboard_panels_and_variables() -> None:
     ids = [p["id"] for p in dashboard["panels"]]
     assert len(ids) == len(set(ids))
     for panel in dashboard["panels"]:
+        if panel["type"] == ROW:
+            assert not panel.get("targets") and panel["gridPos"]["w"] == 24
+            continue
         assert panel["datasource"] == {"type": "prometheus", "uid": "${datasource}"}
         assert panel["targets"] and panel.get("description")
         for target in panel["targets"]:
