@@ -213,8 +213,7 @@ def render(apptask: Mapping[str, Any], template: PodTemplateConfig = DEFAULT_TEM
            rules: AdmissionConfig = admission.DEFAULT) -> dict[str, Any]:
     """The apply body of the Deployment for `apptask` under the `podTemplate` settings and the
     `admission` rules; raises InvalidSpec."""
-    meta = apptask["metadata"]
-    name, namespace = meta["name"], meta["namespace"]
+    name = apptask["metadata"]["name"]
     expect(len(name) <= 63 and bool(_LABEL_VALUE.match(name)), "",
             f"metadata.name {name!r} must be a valid label value (at most 63 characters)")
     spec = apptask.get("spec")
@@ -222,7 +221,7 @@ def render(apptask: Mapping[str, Any], template: PodTemplateConfig = DEFAULT_TEM
         raise InvalidSpec("", "spec is required")
     labels = _keys(spec, "labels", template)
     annotations = _keys(spec, "annotations", template)
-    selector = {NAME_LABEL: name}
+    selector = pod_selector(apptask)
     template_meta: dict[str, Any] = {"labels": {**labels, **selector}}
     if annotations:
         template_meta["annotations"] = annotations
@@ -235,19 +234,29 @@ def render(apptask: Mapping[str, Any], template: PodTemplateConfig = DEFAULT_TEM
     admission.check_pod(pod, rules)
     deployment_spec["template"] = {"metadata": template_meta, "spec": pod}
     deployment_spec.update(_set(spec, fields.DEPLOYMENT))
+    return {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": child_metadata(apptask),
+            "spec": deployment_spec}
+
+
+def child_metadata(apptask: Mapping[str, Any]) -> dict[str, Any]:
+    """The metadata every child of `apptask` (its Deployment, its Service) is applied with: its
+    name and namespace, the managed-by label its watch selects, and the controller reference
+    with blockOwnerDeletion (as controller-runtime's SetControllerReference makes it)."""
+    meta = apptask["metadata"]
+    name = meta["name"]
     return {
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "metadata": {
-            "name": name,
-            "namespace": namespace,
-            "labels": {MANAGED_BY_LABEL: MANAGED_BY_VALUE},
-            "ownerReferences": [{"apiVersion": API_VERSION, "kind": KIND, "name": name,
-                                 "uid": meta["uid"], "controller": True,
-                                 "blockOwnerDeletion": True}],
-        },
-        "spec": deployment_spec,
+        "name": name,
+        "namespace": meta["namespace"],
+        "labels": {MANAGED_BY_LABEL: MANAGED_BY_VALUE},
+        "ownerReferences": [{"apiVersion": API_VERSION, "kind": KIND, "name": name,
+                             "uid": meta["uid"], "controller": True,
+                             "blockOwnerDeletion": True}],
     }
+
+
+def pod_selector(apptask: Mapping[str, Any]) -> dict[str, str]:
+    """The labels that select the AppTask's pods (its Deployment's selector, its Service's)."""
+    return {NAME_LABEL: apptask["metadata"]["name"]}
 
 
 def controller_ref(obj: Mapping[str, Any]) -> Mapping[str, Any] | None:
