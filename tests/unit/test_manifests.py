@@ -399,12 +399,13 @@ def test_crd_resources_are_quantities() -> None:
 def test_crd_status_schema() -> None:
     s = status_props()
     assert set(s) == {
-        "observedGeneration", "phase", "conditions", "deploymentName", "readyReplicas",
+        "observedGeneration", "phase", "conditions", "deploymentName", "serviceName",
+        "readyReplicas",
     }
     generation = s["observedGeneration"]
     assert (generation["type"], generation["format"]) == ("integer", "int64")
     assert s["phase"]["enum"] == [phase.value for phase in Phase]  # each one the controller writes
-    assert s["deploymentName"]["type"] == "string"
+    assert s["deploymentName"]["type"] == s["serviceName"]["type"] == "string"
     assert s["readyReplicas"]["type"] == "integer"
 
     cond = s["conditions"]

@@ -258,14 +258,16 @@ class Harness:
         self.now = 1000.0
         self.kube = RecordingKube()
         self.apptask_cache, self.deployment_cache = Writer(), Writer(with_owners=True)
+        self.service_cache = Writer(with_owners=True)
         self.apptasks, self.deployments = self.apptask_cache.store, self.deployment_cache.store
         self.fights = FightTracker(threshold=2, window=60.0, backoff_base=10.0, backoff_cap=80.0)
         self.events = RecordingEvents()
         self.reconciler = Reconciler(
             config or Config(backoff=BackoffConfig(base=BASE, factor=2.0, cap=CAP, jitter=0.0)),
-            self.kube, self.apptasks, self.deployments, self.fights, self.events,  # type: ignore[arg-type]
-            apptask_answers=self.apptask_cache.answers,
+            self.kube, self.apptasks, self.deployments, self.service_cache.store, self.fights,  # type: ignore[arg-type]
+            self.events, apptask_answers=self.apptask_cache.answers,
             deployment_answers=self.deployment_cache.answers,
+            service_answers=self.service_cache.answers,
             clock=lambda: self.now, wallclock=lambda: "2026-01-01T00:00:00Z")
         self.reconciler.settling.settle = 0.0
 
