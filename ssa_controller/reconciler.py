@@ -225,6 +225,13 @@ def _comparison(apptask: Obj, live: Cached, manager: str) -> tuple[Any, ...]:
             live_meta.get("ownerReferences"), fieldset.applied_by(live.owners, manager))
 
 
+def _service_comparison(apptask: Obj, live: Cached, manager: str) -> tuple[Any, ...]:
+    """_comparison for a Service, which has no generation: its spec and annotations are
+    compared as they are (a status update, a load balancer's address, costs no comparison)."""
+    return (*_comparison(apptask, live, manager), live.obj.get("spec"),
+            live.obj["metadata"].get("annotations"))
+
+
 def _status_basis(apptask: Obj, deployment: Obj | None, service_: Obj | None,
                   sync: Sync) -> tuple[Any, ...] | None:
     """What status.compute's answer depends on (its clock only stamps conditions that change):
@@ -673,7 +680,8 @@ class Reconciler:
             return cached is None or not status.controls(apptask, cached.obj)
         return cached is not None and memory.service_in_sync is not None \
             and "deletionTimestamp" not in cached.obj["metadata"] \
-            and memory.service_in_sync == _comparison(apptask, cached, self.config.field_manager)
+            and memory.service_in_sync == _service_comparison(apptask, cached,
+                                                              self.config.field_manager)
 
     def _service_calm(self, memory: Memory, apptask: Obj) -> ServiceStep:
         """Nothing to do for the Service, unless a fight over it lasts: then its Conflict and
@@ -721,7 +729,7 @@ class Reconciler:
         if not status.controls(apptask, live):
             return self._refuse_foreign_service(memory, live)
         generation, now = _generation(apptask), self.clock()
-        signature = _comparison(apptask, cached, manager)
+        signature = _service_comparison(apptask, cached, manager)
         found = None if memory.service_in_sync == signature else drift.compute(
             body, live, fieldset.applied_by(owners, manager))
         if not found:
@@ -781,8 +789,8 @@ class Reconciler:
         if self.dry_run:
             plan = diff.plan(_service_key(memory), live, answer)
             return ServiceStep(Outcome.DRY_RUN if plan.changes else None, plan=plan)
-        memory.service_in_sync = _comparison(apptask, self.service_answers.record_write(answer),
-                                             self.config.field_manager)
+        memory.service_in_sync = _service_comparison(
+            apptask, self.service_answers.record_write(answer), self.config.field_manager)
         memory.service_fight = self.fights.applied(memory.service_fight, _generation(apptask),
                                                    self.clock())
         what = restored or ("created" if live is None else "configured")
