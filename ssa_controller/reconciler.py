@@ -263,6 +263,13 @@ def _service_key(memory: Memory) -> str:
     return f"{memory.key} (Service)"
 
 
+def _synced_said(apptask: Obj) -> tuple[Any, Any]:
+    """The reason and message of the Synced condition the AppTask's status shows."""
+    synced = next((c for c in (apptask.get("status") or {}).get("conditions") or ()
+                   if c.get("type") == "Synced"), {})
+    return synced.get("reason"), synced.get("message")
+
+
 def _rollout_unobserved(deployment: Obj) -> bool:
     observed = deployment.get("status", {}).get("observedGeneration", 0)
     return int(deployment["metadata"].get("generation", 0)) > int(observed)
@@ -694,12 +701,17 @@ class Reconciler:
 
     def _reconcile_service(self, memory: Memory, apptask: Obj, body: Obj | None) -> ServiceStep:
         """From the cached Service, or its absence, to its apply (`body`) or its deletion
-        (None), before the Deployment's part of the reconcile."""
+        (None), before the Deployment's part of the reconcile. A Service the cache does not hold
+        is read before it is applied, never created under the CREATE_ONLY precondition:
+        kube-apiserver v1.20.2 answers a create-only apply of a Service 500 "resourceVersion
+        should not be set on objects to be created". One the read finds is judged as a cached
+        one (someone else's is refused); one another writer creates between the read and the
+        apply would be merged into, as a Deployment on servers refusing the precondition."""
         cached = self.services.cached(memory.key)
         if body is None:
             return self._delete_service(memory, apptask, cached)
-        if cached is None and not self.creation.sent:
-            try:  # creations read first (see CreatePrecondition)
+        if cached is None:  # read first: one may exist without our label
+            try:
                 cached = self._fetch_service(memory.key)
             except ApiError as exc:
                 return self._service_failed(memory, exc)
@@ -772,19 +784,14 @@ class Reconciler:
 
     def _apply_service(self, memory: Memory, apptask: Obj, body: Obj, cached: Cached | None,
                        restored: str = "") -> ServiceStep:
-        """Apply the Service (`restored`: what it takes back from other writers, to say so); one
-        the cache does not hold under the CREATE_ONLY precondition while the server takes it."""
+        """Apply the Service (`restored`: what it takes back from other writers, to say so)."""
         key = memory.key
         live = None if cached is None else cached.obj
-        create_only = live is None and self.creation.sent
         try:
-            answer = self.kube.apply(SERVICES.path(key.namespace, key.name),
-                                     _create_only(body) if create_only else body,
+            answer = self.kube.apply(SERVICES.path(key.namespace, key.name), body,
                                      field_manager=self.config.field_manager,
                                      force=self.config.apply.force, dry_run=self.dry_run)
         except ApiError as exc:
-            if create_only and exc.status == 409:
-                return self._service_found_uncached(memory, apptask, body)
             return self._service_apply_failed(memory, exc)
         if self.dry_run:
             plan = diff.plan(_service_key(memory), live, answer)
@@ -798,18 +805,6 @@ class Reconciler:
         self._event(apptask, "Normal", "Applied", "Apply", f"Service {key.name}: {restored}"
                     if restored else f"Service {key.name} {what}")
         return dataclasses.replace(self._service_calm(memory, apptask), outcome=Outcome.APPLIED)
-
-    def _service_found_uncached(self, memory: Memory, apptask: Obj, body: Obj) -> ServiceStep:
-        """The create-only apply found a Service the cache does not hold: read it once and
-        decide as for a cached one (someone else's is refused)."""
-        try:
-            cached = self._fetch_service(memory.key)
-        except ApiError as exc:
-            return self._service_failed(memory, exc)
-        if cached is None:  # gone meanwhile: created by the retry
-            return self._service_failed(memory, ApiError(
-                409, "Conflict", f"Service {memory.key.name} was deleted while it was read"))
-        return self._converge_service(memory, apptask, body, cached)
 
     def _service_apply_failed(self, memory: Memory, exc: ApiError) -> ServiceStep:
         name = memory.key.name
@@ -946,7 +941,8 @@ class Reconciler:
         self.apptask_answers.record_write(answer)
         memory.status_at = self.clock()
         log.info("%s: status updated (phase %s)", key, wanted["phase"])
-        if of_service and sync.reason != "FieldFight":  # (a fight is reported as it starts)
+        if of_service and sync.reason != "FieldFight" and _synced_said(apptask) != (
+                sync.reason, sync.message):  # first shown (a fight is reported as it starts)
             log.warning("%s: %s: %s", key, sync.reason, sync.message)
             self._event(apptask, "Warning", sync.reason, "Apply", sync.message)
         return dataclasses.replace(result, status_updated=True)

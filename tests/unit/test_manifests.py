@@ -465,6 +465,7 @@ def test_cluster_role_is_least_privilege() -> None:
         | grant("example.com", "apptasks/status", "patch")
         | grant("example.com", "apptasks/finalizers", "update")
         | grant("apps", "deployments", "get", "list", "watch", "create", "patch", "delete")
+        | grant("", "services", "get", "list", "watch", "create", "patch", "delete")
         | grant("events.k8s.io", "events", "create", "patch")
     )
 

@@ -10,7 +10,6 @@ from typing import Any
 from test_reconciler import KEY, MANAGER, Harness, apptask, deployment, managed
 
 from ssa_controller.apptask import diff, service
-from ssa_controller.reconciler import CREATE_ONLY
 from ssa_controller.runtime import fieldset
 
 Obj = dict[str, Any]
@@ -54,9 +53,9 @@ def test_a_new_apptask_with_a_service_creates_each_child_once() -> None:
     harness = Harness()
     harness.given(apptask(ports=PORTS, service=SERVICE))
     result = harness.reconcile()
-    assert harness.kube.kinds() == ["service-create", "create", "status"]
-    created = harness.kube.requests[0][3]
-    assert created["metadata"]["resourceVersion"] == CREATE_ONLY
+    assert harness.kube.kinds() == ["get", "service-apply", "create", "status"]
+    created = harness.kube.requests[1][3]
+    assert "resourceVersion" not in created["metadata"]  # v1.20 refuses it on a Service
     assert created["spec"]["ports"] == [{"name": "http", "port": 80, "protocol": "TCP",
                                          "targetPort": 8080}]
     assert result.outcome == "applied"
@@ -128,7 +127,7 @@ def test_a_foreign_service_is_refused_and_the_deployment_applied_all_the_same() 
         "name": "web", "namespace": "demo", "uid": "x1", "resourceVersion": "7"},
         "spec": {"ports": [{"port": 80, "protocol": "TCP"}]}}
     result = harness.reconcile()
-    assert harness.kube.kinds() == ["service-create", "get", "create", "status"]
+    assert harness.kube.kinds() == ["get", "create", "status"]
     assert result.outcome == "applied"  # the Deployment's
     task = harness.apptasks.get(KEY)
     assert task["status"]["phase"] == "Conflict" and "serviceName" not in task["status"]
@@ -143,10 +142,10 @@ def test_a_service_the_server_refuses_is_reported_and_the_deployment_applied() -
     from ssa_controller.client.wire import ApiError
     harness = Harness()
     harness.given(apptask(service=SERVICE))
-    harness.kube.failures["service-create"] = ApiError(
+    harness.kube.failures["service-apply"] = ApiError(
         422, "Invalid", 'Service "web" is invalid: spec.ports[0].nodePort: Forbidden')
     harness.reconcile()
-    assert harness.kube.kinds() == ["service-create", "create", "status"]
+    assert harness.kube.kinds() == ["get", "service-apply", "create", "status"]
     synced = conditions(harness)["Synced"]
     assert (synced["reason"], harness.apptasks.get(KEY)["status"]["phase"]) == (
         "ApplyRejected", "Invalid")
