@@ -265,8 +265,8 @@ def _service_key(memory: Memory) -> str:
 
 def _synced_said(apptask: Obj) -> tuple[Any, Any]:
     """The reason and message of the Synced condition the AppTask's status shows."""
-    synced = next((c for c in (apptask.get("status") or {}).get("conditions") or ()
-                   if c.get("type") == "Synced"), {})
+    synced: Obj = next((c for c in (apptask.get("status") or {}).get("conditions") or ()
+                        if c.get("type") == "Synced"), {})
     return synced.get("reason"), synced.get("message")
 
 
