@@ -526,13 +526,8 @@ class Reconciler:
             if not found:
                 memory.in_sync = signature
                 return self._unchanged(memory, apptask, live)
-            if found.taken:
-                fight_found = self._took_back(memory, apptask, memory.fight, generation,
-                                              owners, found, now)
-                if _was_synced(apptask):  # so someone else changed what was applied
-                    restored = drift.restored(
-                        found.taken, body, live,
-                        fieldset.taken_by_others(owners, manager, found.taken), UNKNOWN_WRITER)
+            fight_found, restored = self._take_backs(memory, apptask, memory.fight, body,
+                                                     cached, found, now)
             delay = self.fights.apply_delay(memory.fight, generation, now)
             if delay > 0:
                 fight = self.fights.fight(memory.fight, generation, now)
@@ -542,6 +537,23 @@ class Reconciler:
                                            fight_detected=fight_found),
                                     plan_action=diff.Action.CONFLICT)
         return self._apply(memory, apptask, body, cached, generation, fight_found, restored)
+
+    def _take_backs(self, memory: Memory, apptask: Obj, state: FightState | None, body: Obj,
+                    cached: Cached, found: drift.Drift, now: float,
+                    of: str = "") -> tuple[bool, str]:
+        """What a child's drift `found` says of other writers: whether their take-backs make a
+        fight (counted in its fight `state`), and what the apply restores, to say so (when the
+        status says the child held this generation: someone else changed it)."""
+        if not found.taken:
+            return False, ""
+        manager = self.config.field_manager
+        fight_found = self._took_back(memory, apptask, state, _generation(apptask),
+                                      cached.owners, found, now, of)
+        if not _was_synced(apptask):
+            return fight_found, ""
+        return fight_found, drift.restored(
+            found.taken, body, cached.obj,
+            fieldset.taken_by_others(cached.owners, manager, found.taken), UNKNOWN_WRITER)
 
     def _took_back(self, memory: Memory, apptask: Obj, state: FightState | None,
                    generation: int, owners: fieldset.Owners, found: drift.Drift, now: float,
@@ -747,14 +759,9 @@ class Reconciler:
         if not found:
             memory.service_in_sync = signature
             return self._service_calm(memory, apptask)
-        fight_found, restored, of = False, "", f"Service {name}: "
-        if found.taken:
-            fight_found = self._took_back(memory, apptask, memory.service_fight, generation,
-                                          owners, found, now, of)
-            if _was_synced(apptask):  # so someone else changed what was applied
-                restored = drift.restored(
-                    found.taken, body, live,
-                    fieldset.taken_by_others(owners, manager, found.taken), UNKNOWN_WRITER)
+        of = f"Service {name}: "
+        fight_found, restored = self._take_backs(memory, apptask, memory.service_fight, body,
+                                                 cached, found, now, of)
         delay = self.fights.apply_delay(memory.service_fight, generation, now)
         if delay > 0:
             fight = self.fights.fight(memory.service_fight, generation, now)

@@ -26,6 +26,7 @@ from helpers import (
     container,
     controller_writes,
     get_deployment,
+    get_service,
     put_apptask,
     rbac_objects,
     rbac_path,
@@ -356,15 +357,6 @@ def allowed(admin: Kube, user: str, namespace: str, group: str, resource: str,
 
 
 SERVICE_SPEC = {"ports": [{"name": "http", "port": 80}]}
-
-
-def get_service(kube: Kube, namespace: str, name: str) -> dict[str, Any] | None:
-    try:
-        return kube.get(SERVICES.path(namespace, name))
-    except ApiError as exc:
-        if exc.status == 404:
-            return None
-        raise
 
 
 def unowned_service(namespace: str, name: str) -> dict[str, Any]:

@@ -8,23 +8,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from helpers import CONTROLLER, apptask, condition, put_apptask, scoped
+from helpers import CONTROLLER, apptask, condition, get_service, put_apptask, scoped
 
 from ssa_controller.apptask import desired
 from ssa_controller.client.resources import APPTASKS, SERVICES
-from ssa_controller.client.wire import MERGE_PATCH, ApiError
+from ssa_controller.client.wire import MERGE_PATCH
 
 PORTS = [{"name": "http", "containerPort": 8080}, {"name": "metrics", "containerPort": 9090}]
 ANNOTATIONS = {"example.com/a": "1", "example.com/b": "2"}
-
-
-def get_service(admin: Any, namespace: str, name: str) -> dict[str, Any] | None:
-    try:
-        return admin.get(SERVICES.path(namespace, name))
-    except ApiError as exc:
-        if exc.status == 404:
-            return None
-        raise
 
 
 def synced(admin: Any, namespace: str, name: str, reason: str = "Synced") -> dict[str, Any]:
