@@ -164,3 +164,39 @@ def test_a_dry_run_plans_the_service_beside_the_deployment() -> None:
     assert harness.kube.kinds() == []
     assert result.service_plan == diff.Plan("demo/web (Service)", diff.Action.DELETED,
                                              detail="spec.service was removed")
+
+
+def test_take_backs_of_the_service_make_a_fight_reported_as_for_the_deployment() -> None:
+    """Take-backs after the controller's applies (two within the window: the harness'
+    threshold) make a fight: FieldFight, its message naming the Service, the re-apply damped."""
+    task = apptask(service=SERVICE)
+    harness = converged(task)
+    harness.reconcile()  # Synced
+    taken = managed("rival", frozenset({("f:spec", "f:ports")}), "Update")
+    applied = []
+    for port in (81, 82, 83):
+        service_changed(harness, live_service(task, taken, ports=[
+            {"name": "http", "port": port, "protocol": "TCP"}]))
+        result = harness.reconcile(after=1.0)
+        applied.append(harness.kube.kinds().count("service-apply"))
+    assert applied == [1, 1, 0]  # the third take-back makes the fight: damped
+    assert result.fight_detected and result.requeue_after
+    synced = conditions(harness)["Synced"]
+    assert (synced["reason"], harness.apptasks.get(KEY)["status"]["phase"]) == (
+        "FieldFight", "Conflict")
+    assert synced["message"].startswith("Service web: ")
+    assert "keeps taking back .spec.ports[port=80" in synced["message"]
+    assert harness.events.reasons.count("FieldFight") == 1
+
+
+def test_a_paused_apptask_says_whether_both_children_match() -> None:
+    task = apptask(service=SERVICE, paused=True)
+    harness = converged(task)
+    harness.reconcile()
+    assert harness.kube.kinds() == ["status"]
+    assert conditions(harness)["Synced"]["status"] == "True"
+    harness.service_cache.delete(live_service(task))
+    harness.given(apptask(2, service=SERVICE, paused=True))
+    harness.reconcile()
+    assert harness.kube.kinds() == ["status"]
+    assert conditions(harness)["Synced"]["status"] == "False"
