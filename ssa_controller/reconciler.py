@@ -1,14 +1,18 @@
-"""Reconciles one AppTask: decide from the cache, apply the Deployment, write the status.
+"""Reconciles one AppTask: decide from the cache, apply its children, write the status.
 
-The pipeline for a key: look the AppTask up in the cache -> render the apply body (invalid
-spec: status, no retry) -> a generation the API server refused waits for its slow retry (from
-memory, without a request) -> a paused AppTask gets its status only (a dry run goes on, to plan
-what would happen once unpaused) -> find the Deployment in the cache (none: the apply creates it
-under a create-only precondition; only when the server answers that one exists is it read and
-judged) -> compare body, live object and field ownership -> if something drifted, check for a
-fight, transfer ownership where needed (adoption; hand-off of a released `replicas`), then
-server-side apply -> compute the status and patch it only if it differs. The outcome is a Result
-the controller's one switch turns into forget / requeue-after / rate-limited retry.
+The pipeline for a key: look the AppTask up in the cache -> render the apply bodies of the
+Deployment and of the Service, if the spec has one (invalid spec: status, no retry) -> a
+generation the API server refused waits for its slow retry (from memory, without a request) ->
+a paused AppTask gets its status only (a dry run goes on, to plan what would happen once
+unpaused) -> the Service first: from its own cache the same way as the Deployment below (but
+read before it is created, never adopted, deleted when the spec drops it); its problem, if any,
+is reported in place of Synced (ServiceStep) -> find the Deployment in the cache (none: the
+apply creates it under a create-only precondition; only when the server answers that one exists
+is it read and judged) -> compare body, live object and field ownership -> if something
+drifted, check for a fight, transfer ownership where needed (adoption; hand-off of a released
+`replicas`), then server-side apply -> compute the status and patch it only if it differs. The
+outcome is a Result the controller's one switch turns into forget / requeue-after /
+rate-limited retry.
 """
 
 from __future__ import annotations
