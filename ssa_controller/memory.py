@@ -51,6 +51,8 @@ class Memory:
     service_fight: FightState | None = None
     """The take-back history of the Service since the controller's first apply of this
     generation."""
+    service_rejection: Rejection | None = None
+    """The generation whose Service the API server refused, and when to try it again."""
     service_sync: Sync | None = None
     """What this reconcile found wrong with the Service, reported in place of Synced (None:
     nothing)."""

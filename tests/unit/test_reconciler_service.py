@@ -153,6 +153,27 @@ def test_a_service_the_server_refuses_is_reported_and_the_deployment_applied() -
     assert synced["message"].startswith('Service web: Service "web" is invalid')
 
 
+def test_a_refused_service_waits_its_backoff_unless_the_spec_changes() -> None:
+    """A Deployment event (a rollout) brings no new apply of a refused Service before its retry
+    is due (the harness' backoff: 1 s); a new generation is tried at once."""
+    from ssa_controller.client.wire import ApiError
+    harness = Harness()
+    harness.given(apptask(service=SERVICE))
+    harness.kube.failures["service-apply"] = ApiError(422, "Invalid", "port is allocated")
+    first = harness.reconcile()
+    assert harness.kube.kinds() == ["get", "service-apply", "create", "status"]
+    assert first.requeue_after == 1.0
+    harness.deployment_changed(copy.deepcopy(harness.kube.applied))
+    harness.reconcile(after=0.5)
+    assert "service-apply" not in harness.kube.kinds()
+    assert conditions(harness)["Synced"]["reason"] == "ApplyRejected"
+    harness.reconcile(after=0.5)
+    assert harness.kube.kinds()[:2] == ["get", "service-apply"]
+    harness.given(apptask(2, service={"ports": [{"port": 81}]}))
+    harness.reconcile()
+    assert harness.kube.kinds()[:2] == ["get", "service-apply"]
+
+
 def test_a_dry_run_plans_the_service_beside_the_deployment() -> None:
     from ssa_controller.settings.config import Config
     harness = Harness(Config(dry_run=True))
