@@ -725,7 +725,15 @@ class Reconciler:
         apply would be merged into, as a Deployment on servers refusing the precondition."""
         cached = self.services.cached(memory.key)
         if body is None:
+            memory.service_rejection = None
             return self._delete_service(memory, apptask, cached)
+        rejection = memory.service_rejection
+        if rejection is not None and rejection.generation != _generation(apptask):
+            memory.service_rejection = rejection = None  # a new generation is tried at once
+        if rejection is not None and (retry_in := rejection.wait(
+                None if cached is None else cached.obj, self.clock())) > 0:
+            memory.service_sync = Sync.rejected(rejection.message)
+            return ServiceStep(Outcome.INVALID, requeue_after=retry_in)
         if cached is None:  # read first: one may exist without our label
             try:
                 cached = self._fetch_service(memory.key)
@@ -803,10 +811,11 @@ class Reconciler:
                                      field_manager=self.config.field_manager,
                                      force=self.config.apply.force, dry_run=self.dry_run)
         except ApiError as exc:
-            return self._service_apply_failed(memory, exc)
+            return self._service_apply_failed(memory, apptask, live, exc)
         if self.dry_run:
             plan = diff.plan(_service_key(memory), live, answer)
             return ServiceStep(Outcome.DRY_RUN if plan.changes else None, plan=plan)
+        memory.service_rejection = None
         memory.service_in_sync = _service_comparison(
             apptask, self.service_answers.record_write(answer), self.config.field_manager)
         memory.service_fight = self.fights.applied(memory.service_fight, _generation(apptask),
@@ -817,7 +826,8 @@ class Reconciler:
                     if restored else f"Service {key.name} {what}")
         return dataclasses.replace(self._service_calm(memory, apptask), outcome=Outcome.APPLIED)
 
-    def _service_apply_failed(self, memory: Memory, exc: ApiError) -> ServiceStep:
+    def _service_apply_failed(self, memory: Memory, apptask: Obj, live: Obj | None,
+                              exc: ApiError) -> ServiceStep:
         name = memory.key.name
         if namespace_closed(exc):
             self._namespace_closed(memory, exc)
@@ -826,9 +836,14 @@ class Reconciler:
             memory.service_sync = Sync.conflicted(
                 "ApplyConflict", f"Service {name}: apply conflicts with {conflict_summary(exc)}")
             return ServiceStep(Outcome.CONFLICT, error=exc)
-        if rejected(exc):  # tried again when the spec or the Service changes, or at a resync
-            memory.service_sync = Sync.rejected(f"Service {name}: {exc.message or exc}")
-            return ServiceStep(Outcome.INVALID)
+        if rejected(exc):  # tried again at once for a new generation, else with backoff
+            now = self.clock()
+            memory.service_rejection = self.rejections.refused(
+                memory.service_rejection, _generation(apptask), live,
+                f"Service {name}: {exc.message or exc}", now)
+            memory.service_sync = Sync.rejected(memory.service_rejection.message)
+            return ServiceStep(Outcome.INVALID,
+                               requeue_after=memory.service_rejection.retry_at - now)
         return self._service_failed(memory, exc)
 
     def _service_failed(self, memory: Memory, exc: ApiError) -> ServiceStep:
