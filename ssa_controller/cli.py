@@ -279,16 +279,20 @@ def _diff(args: argparse.Namespace) -> int:
 
 
 def diff_plans(results: Mapping[ObjectKey, Result]) -> list[Plan]:
-    """A plan for every AppTask of a dry-run pass: a reconcile that crashed has none, and is an
-    error."""
-    return [result.plan or Plan(str(key), Action.ERROR, detail=str(result.error))
-            for key, result in results.items()]
+    """A plan for every AppTask of a dry-run pass (a reconcile that crashed has none, and is an
+    error), and one for its Service where it has one or one is to be deleted."""
+    plans = []
+    for key, result in results.items():
+        plans.append(result.plan or Plan(str(key), Action.ERROR, detail=str(result.error)))
+        if result.service_plan is not None:
+            plans.append(result.service_plan)
+    return plans
 
 
 def diff_exit_code(plans: list[Plan]) -> int:
-    """2 when an AppTask could not be checked (error); else 1 when a Deployment differs from its
-    spec or cannot be brought to it (created, configured, conflict, invalid; for a paused
-    AppTask, once unpaused); else 0."""
+    """2 when an AppTask could not be checked (error); else 1 when a Deployment or a Service
+    differs from its spec or cannot be brought to it (created, configured, deleted, conflict,
+    invalid; for a paused AppTask, once unpaused); else 0."""
     verdicts = {p.verdict for p in plans}
     if Action.ERROR in verdicts:
         return EXIT_ERROR

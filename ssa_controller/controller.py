@@ -21,7 +21,7 @@ from .apptask.fights import FightTracker
 from .apptask.outcomes import Outcome
 from .apptask.scope import NamespaceScope
 from .client.kube import Kube
-from .client.resources import APPTASKS, DEPLOYMENTS
+from .client.resources import APPTASKS, DEPLOYMENTS, SERVICES
 from .client.wire import ApiError
 from .reconciler import EventSink, Reconciler, Result, item_backoff
 from .runtime.objectkey import ObjectKey
@@ -46,19 +46,25 @@ class Controller:
         """`membership`: with sharding, the shard this process is (its AppTasks only)."""
         self.config = config
         self.metrics = metrics
-        apptasks, deployments = Writer(), Writer(with_owners=True)  # held by the watches alone
+        # held by the watches alone
+        apptasks, deployments, services = Writer(), Writer(with_owners=True), \
+            Writer(with_owners=True)
         self.apptasks, self.deployments = apptasks.store, deployments.store
         self.shard = None if membership is None else Shard(
             membership, kube, self.apptasks, apptasks.answers, config.field_manager, clock)
+        self.services = services.store
         metrics.count_cached_objects("apptasks", self.apptasks.__len__)
         metrics.count_cached_objects("deployments", self.deployments.__len__)
+        metrics.count_cached_objects("services", self.services.__len__)
         self.queue: WorkQueue[ObjectKey] = WorkQueue(item_backoff(config.backoff), clock=clock,
                                                      metrics=metrics.queue_metrics(NAME))
         self.fights = FightTracker(config.fights.threshold, config.fights.window,
                                    config.fights.backoff_base, config.fights.backoff_cap)
         self.reconciler = Reconciler(config, kube, self.apptasks, self.deployments,
-                                     self.fights, events, apptask_answers=apptasks.answers,
-                                     deployment_answers=deployments.answers, clock=clock,
+                                     self.services, self.fights, events,
+                                     apptask_answers=apptasks.answers,
+                                     deployment_answers=deployments.answers,
+                                     service_answers=services.answers, clock=clock,
                                      shard=None if membership is None else membership.name)
         self.plans: dict[ObjectKey, diff.Plan] = {}
         """The latest dry-run plan per AppTask (dry-run mode only)."""
@@ -75,6 +81,9 @@ class Controller:
                       label_selector=mine, watch_timeout=timeout, metrics=metrics)
               for ns in namespaces),
             *(Watcher(kube, DEPLOYMENTS, deployments, self._on_deployment, namespace=ns,
+                      label_selector=managed, watch_timeout=timeout, metrics=metrics)
+              for ns in namespaces),
+            *(Watcher(kube, SERVICES, services, self._on_service, namespace=ns,
                       label_selector=managed, watch_timeout=timeout, metrics=metrics)
               for ns in namespaces),
         ]
@@ -110,9 +119,17 @@ class Controller:
 
     def _on_deployment(self, old: Cached | None, new: Cached | None) -> None:
         if predicates.deployment_changed(old, new):
-            key = predicates.owner_key((new or old).obj)  # type: ignore[union-attr]
-            if key is not None and self._in_scope(key):
-                self.queue.add(key)
+            self._enqueue_owner(new or old)
+
+    def _on_service(self, old: Cached | None, new: Cached | None) -> None:
+        if predicates.service_changed(old, new):
+            self._enqueue_owner(new or old)
+
+    def _enqueue_owner(self, child: Cached | None) -> None:
+        """Enqueue the AppTask that controls a child, if any is served."""
+        key = None if child is None else predicates.owner_key(child.obj)
+        if key is not None and self._in_scope(key):
+            self.queue.add(key)
 
     def _forget(self, key: ObjectKey) -> None:
         self.queue.forget(key)

@@ -19,6 +19,7 @@ from typing import Any
 
 from .apptask.fights import FightState
 from .apptask.rejections import Rejection
+from .apptask.status import Sync
 from .runtime.objectkey import ObjectKey
 
 
@@ -46,6 +47,16 @@ class Memory:
     """The generation the API server refused, and when to try it again."""
     fight: FightState | None = None
     """The take-back history since the controller's first apply of this generation."""
+    service_in_sync: tuple[Any, ...] | None = None
+    """The last comparison of the rendered Service with the live one that found them in sync."""
+    service_fight: FightState | None = None
+    """The take-back history of the Service since the controller's first apply of this
+    generation."""
+    service_rejection: Rejection | None = None
+    """The generation whose Service the API server refused, and when to try it again."""
+    service_sync: Sync | None = None
+    """What this reconcile found wrong with the Service, reported in place of Synced (None:
+    nothing)."""
     failing_since: float | None = None
     """When the current run of transient failures began."""
     vanished_at: float | None = None

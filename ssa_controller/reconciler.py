@@ -1,14 +1,18 @@
-"""Reconciles one AppTask: decide from the cache, apply the Deployment, write the status.
+"""Reconciles one AppTask: decide from the cache, apply its children, write the status.
 
-The pipeline for a key: look the AppTask up in the cache -> render the apply body (invalid
-spec: status, no retry) -> a generation the API server refused waits for its slow retry (from
-memory, without a request) -> a paused AppTask gets its status only (a dry run goes on, to plan
-what would happen once unpaused) -> find the Deployment in the cache (none: the apply creates it
-under a create-only precondition; only when the server answers that one exists is it read and
-judged) -> compare body, live object and field ownership -> if something drifted, check for a
-fight, transfer ownership where needed (adoption; hand-off of a released `replicas`), then
-server-side apply -> compute the status and patch it only if it differs. The outcome is a Result
-the controller's one switch turns into forget / requeue-after / rate-limited retry.
+The pipeline for a key: look the AppTask up in the cache -> render the apply bodies of the
+Deployment and of the Service, if the spec has one (invalid spec: status, no retry) -> a
+generation the API server refused waits for its slow retry (from memory, without a request) ->
+a paused AppTask gets its status only (a dry run goes on, to plan what would happen once
+unpaused) -> the Service first: from its own cache the same way as the Deployment below (but
+read before it is created, never adopted, deleted when the spec drops it); its problem, if any,
+is reported in place of Synced (ServiceStep) -> find the Deployment in the cache (none: the
+apply creates it under a create-only precondition; only when the server answers that one exists
+is it read and judged) -> compare body, live object and field ownership -> if something
+drifted, check for a fight, transfer ownership where needed (adoption; hand-off of a released
+`replicas`), then server-side apply -> compute the status and patch it only if it differs. The
+outcome is a Result the controller's one switch turns into forget / requeue-after /
+rate-limited retry.
 """
 
 from __future__ import annotations
@@ -21,14 +25,14 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from .apptask import adopt, desired, diff, drift, status, unions
-from .apptask.fights import Fight, FightTracker
+from .apptask import adopt, desired, diff, drift, service, status, unions
+from .apptask.fights import Fight, FightState, FightTracker
 from .apptask.outcomes import Outcome
 from .apptask.rejections import Rejections
 from .apptask.settle import StatusSettle
 from .apptask.status import Sync
 from .client.kube import Kube
-from .client.resources import APPTASKS, DEPLOYMENTS
+from .client.resources import APPTASKS, DEPLOYMENTS, SERVICES
 from .client.wire import JSON_PATCH, ApiError, failed_test, rfc3339
 from .memory import Memories, Memory
 from .runtime import fieldset
@@ -79,6 +83,35 @@ class Result:
     precondition_dropped: bool = False
     """This reconcile found that the server refuses the CREATE_ONLY precondition."""
     plan: diff.Plan | None = None
+    service_plan: diff.Plan | None = None
+    """In dry-run, the plan of the AppTask's Service (None: the spec has none, and there is
+    none to delete)."""
+
+
+@dataclass(frozen=True)
+class ServiceStep:
+    """What the Service's part of a reconcile did; its problem (`memory.service_sync`) is
+    reported in the status in place of Synced."""
+
+    outcome: Outcome | None = None
+    """APPLIED, CONFLICT, INVALID or ERROR when the Service's part did something or failed."""
+    error: ApiError | None = None
+    requeue_after: float | None = None
+    fight_detected: bool = False
+    plan: diff.Plan | None = None
+
+    def merged(self, result: Result) -> Result:
+        """The reconcile's Result with the Service's part in it: the Deployment's outcome
+        unless it was unchanged, the first error, the sooner requeue."""
+        outcome = self.outcome if self.outcome is not None and result.outcome in (
+            Outcome.UNCHANGED, Outcome.DRY_RUN) else result.outcome
+        error = result.error if self.error is None else _first_error(result.error, self.error)
+        delays = [d for d in (result.requeue_after, self.requeue_after) if d]
+        return dataclasses.replace(
+            result, outcome=outcome, error=error,
+            requeue_after=min(delays) if delays else result.requeue_after,
+            fight_detected=result.fight_detected or self.fight_detected,
+            service_plan=self.plan)
 
 
 def _first_error(earlier: ApiError | None, later: ApiError) -> ApiError:
@@ -196,15 +229,24 @@ def _comparison(apptask: Obj, live: Cached, manager: str) -> tuple[Any, ...]:
             live_meta.get("ownerReferences"), fieldset.applied_by(live.owners, manager))
 
 
-def _status_basis(apptask: Obj, deployment: Obj | None, sync: Sync) -> tuple[Any, ...] | None:
+def _service_comparison(apptask: Obj, live: Cached, manager: str) -> tuple[Any, ...]:
+    """_comparison for a Service, which has no generation: its spec and annotations are
+    compared as they are (a status update, a load balancer's address, costs no comparison)."""
+    return (*_comparison(apptask, live, manager), live.obj.get("spec"),
+            live.obj["metadata"].get("annotations"))
+
+
+def _status_basis(apptask: Obj, deployment: Obj | None, service_: Obj | None,
+                  sync: Sync) -> tuple[Any, ...] | None:
     """What status.compute's answer depends on (its clock only stamps conditions that change):
-    the AppTask's version (its spec and its status), the Deployment's, the sync. None when a
-    resourceVersion is missing (then it cannot tell versions apart)."""
-    version = apptask["metadata"].get("resourceVersion")
-    live = None if deployment is None else deployment["metadata"].get("resourceVersion")
-    if version is None or (deployment is not None and live is None):
+    the AppTask's version (its spec and its status), the Deployment's, the Service's, the sync.
+    None when a resourceVersion is missing (then it cannot tell versions apart)."""
+    versions = [None if obj is None else obj["metadata"].get("resourceVersion")
+                for obj in (apptask, deployment, service_)]
+    if any(v is None and obj is not None for v, obj in zip(
+            versions, (apptask, deployment, service_), strict=True)):
         return None
-    return version, live, sync
+    return (*versions, sync)
 
 
 def _was_synced(apptask: Obj) -> bool:
@@ -216,6 +258,22 @@ def _was_synced(apptask: Obj) -> bool:
         reasons.get("Synced") in ("Synced", "FieldFight")
 
 
+def _has_service(apptask: Obj) -> bool:
+    return apptask.get("spec", {}).get("service") is not None
+
+
+def _service_key(memory: Memory) -> str:
+    """What a dry-run plan of the Service is keyed by: `ns/name (Service)`."""
+    return f"{memory.key} (Service)"
+
+
+def _synced_said(apptask: Obj) -> tuple[Any, Any]:
+    """The reason and message of the Synced condition the AppTask's status shows."""
+    synced: Obj = next((c for c in (apptask.get("status") or {}).get("conditions") or ()
+                        if c.get("type") == "Synced"), {})
+    return synced.get("reason"), synced.get("message")
+
+
 def _rollout_unobserved(deployment: Obj) -> bool:
     observed = deployment.get("status", {}).get("observedGeneration", 0)
     return int(deployment["metadata"].get("generation", 0)) > int(observed)
@@ -225,19 +283,22 @@ class Reconciler:
     """Turns one AppTask key into at most one apply and one status patch."""
 
     def __init__(self, config: Config, kube: Kube, apptasks: Store, deployments: Store,
-                 fights: FightTracker, events: EventSink, *, apptask_answers: WriteAnswers,
-                 deployment_answers: WriteAnswers, clock: Callable[[], float] = time.monotonic,
+                 services: Store, fights: FightTracker, events: EventSink, *,
+                 apptask_answers: WriteAnswers, deployment_answers: WriteAnswers,
+                 service_answers: WriteAnswers, clock: Callable[[], float] = time.monotonic,
                  wallclock: Callable[[], str] = rfc3339, shard: str | None = None) -> None:
-        """`apptasks`, `deployments`: the caches, read-only; `*_answers`: where the answers of
-        the reconciler's own writes (status patches, applies) go into them; `shard`: the shard
-        this process is, with sharding (its name labels what it applies)."""
+        """`apptasks`, `deployments`, `services`: the caches, read-only; `*_answers`: where the
+        answers of the reconciler's own writes (status patches, applies) go into them; `shard`:
+        the shard this process is, with sharding (its name labels what it applies)."""
         self.config = config
         self.shard = shard
         self.kube = kube
         self.apptasks = apptasks
         self.deployments = deployments
+        self.services = services
         self.apptask_answers = apptask_answers
         self.deployment_answers = deployment_answers
+        self.service_answers = service_answers
         self.fights = fights
         self.rejections = Rejections(item_backoff(config.backoff))
         self.events = events
@@ -281,6 +342,7 @@ class Reconciler:
         return result
 
     def _reconcile(self, memory: Memory, apptask: Obj) -> Result:
+        memory.service_sync = None  # found anew by this reconcile's Service part
         if memory.closing:
             return self._skipped(memory.key, "its namespace is being deleted")  # and it with it
         cached = self.deployments.cached(memory.key)
@@ -293,20 +355,27 @@ class Reconciler:
                                 Result(Outcome.INVALID, requeue_after=retry_in),
                                 plan_action=diff.Action.INVALID)
         paused = apptask.get("spec", {}).get("paused")
-        if not paused and cached is not None and self._still_in_sync(memory, apptask, cached):
+        if not paused and cached is not None and self._still_in_sync(memory, apptask, cached) \
+                and self._service_still_in_sync(memory, apptask):
             memory.vanished_at = None  # (it is there)
-            return self._unchanged(memory, apptask, cached.obj)
+            step = self._service_calm(memory, apptask)
+            return step.merged(self._unchanged(memory, apptask, cached.obj))
         try:
             body = desired.render(apptask, self.config.pod_template, self.config.admission,
                                   self.shard)
+            service_body = service.render(apptask, self.config.admission, self.shard)
         except desired.InvalidSpec as exc:
             return self._invalid(memory, apptask, Sync.invalid(str(exc)))
         if not paused:
-            return self._reconcile_deployment(memory, apptask, body, cached)
+            step = self._reconcile_service(memory, apptask, service_body)
+            return step.merged(self._reconcile_deployment(memory, apptask, body, cached))
         if self.dry_run:  # the plan shows what would happen once it is unpaused
-            result = self._reconcile_deployment(memory, apptask, body, cached)
-            return dataclasses.replace(result, plan=result.plan and result.plan.paused())
-        return self._paused(memory, apptask, body, cached)
+            step = self._reconcile_service(memory, apptask, service_body)
+            result = step.merged(self._reconcile_deployment(memory, apptask, body, cached))
+            return dataclasses.replace(
+                result, plan=result.plan and result.plan.paused(),
+                service_plan=result.service_plan and result.service_plan.paused())
+        return self._paused(memory, apptask, body, service_body, cached)
 
     def _reconcile_deployment(self, memory: Memory, apptask: Obj, body: Obj,
                               cached: Cached | None) -> Result:
@@ -345,21 +414,35 @@ class Reconciler:
         """The Deployment matches the spec: the status may have news (readiness, a fight)."""
         log.debug("%s: unchanged", memory.key)
         return self._finish(memory, apptask, live, *self._calm_or_fight(
-            memory, _generation(apptask), memory.key.name, Result(Outcome.UNCHANGED)))
+            memory, apptask, Result(Outcome.UNCHANGED)))
 
-    def _paused(self, memory: Memory, apptask: Obj, body: Obj, cached: Cached | None) -> Result:
-        """spec.paused: nothing is sent but the status, which says whether the Deployment
-        matches the spec all the same (from the cache)."""
+    def _paused(self, memory: Memory, apptask: Obj, body: Obj, service_body: Obj | None,
+                cached: Cached | None) -> Result:
+        """spec.paused: nothing is sent but the status, which says whether the Deployment and
+        the Service match the spec all the same (from the cache)."""
         if cached is None:
             return self._finish(memory, apptask, None, Sync.paused(False),
                                 Result(Outcome.SKIPPED))
-        in_sync = False
-        if status.controls(apptask, cached.obj):
-            found = drift.compute(body, cached.obj, fieldset.applied_by(
-                cached.owners, self.config.field_manager))
-            in_sync = not (found.changed or found.stale)
+        in_sync = self._matches(apptask, body, cached) and (
+            self._service_matches(apptask, service_body))
         return self._finish(memory, apptask, cached.obj, Sync.paused(in_sync),
                             Result(Outcome.SKIPPED))
+
+    def _matches(self, apptask: Obj, body: Obj, cached: Cached) -> bool:
+        """Whether a child this AppTask controls holds `body` and nothing else of the
+        controller's (from the cache)."""
+        if not status.controls(apptask, cached.obj):
+            return False
+        found = drift.compute(body, cached.obj, fieldset.applied_by(
+            cached.owners, self.config.field_manager))
+        return not (found.changed or found.stale)
+
+    def _service_matches(self, apptask: Obj, body: Obj | None) -> bool:
+        """Whether the cached Service is as `body` asks (None: there is none of the AppTask's)."""
+        cached = self.services.cached(ObjectKey.of(apptask))
+        if body is None:
+            return cached is None or not status.controls(apptask, cached.obj)
+        return cached is not None and self._matches(apptask, body, cached)
 
     def _skipped(self, key: ObjectKey, why: str, requeue_after: float | None = None) -> Result:
         """Nothing to do now; in dry-run the plan says why."""
@@ -456,12 +539,8 @@ class Reconciler:
             if not found:
                 memory.in_sync = signature
                 return self._unchanged(memory, apptask, live)
-            if found.taken:
-                fight_found = self._took_back(memory, apptask, generation, owners, found, now)
-                if _was_synced(apptask):  # so someone else changed what was applied
-                    restored = drift.restored(
-                        found.taken, body, live,
-                        fieldset.taken_by_others(owners, manager, found.taken), UNKNOWN_WRITER)
+            fight_found, restored = self._take_backs(memory, apptask, memory.fight, body,
+                                                     cached, found, now)
             delay = self.fights.apply_delay(memory.fight, generation, now)
             if delay > 0:
                 fight = self.fights.fight(memory.fight, generation, now)
@@ -472,33 +551,54 @@ class Reconciler:
                                     plan_action=diff.Action.CONFLICT)
         return self._apply(memory, apptask, body, cached, generation, fight_found, restored)
 
-    def _took_back(self, memory: Memory, apptask: Obj, generation: int,
-                   owners: fieldset.Owners, found: drift.Drift, now: float) -> bool:
+    def _take_backs(self, memory: Memory, apptask: Obj, state: FightState | None, body: Obj,
+                    cached: Cached, found: drift.Drift, now: float,
+                    of: str = "") -> tuple[bool, str]:
+        """What a child's drift `found` says of other writers: whether their take-backs make a
+        fight (counted in its fight `state`), and what the apply restores, to say so (when the
+        status says the child held this generation: someone else changed it)."""
+        if not found.taken:
+            return False, ""
+        manager = self.config.field_manager
+        fight_found = self._took_back(memory, apptask, state, _generation(apptask),
+                                      cached.owners, found, now, of)
+        if not _was_synced(apptask):
+            return fight_found, ""
+        return fight_found, drift.restored(
+            found.taken, body, cached.obj,
+            fieldset.taken_by_others(cached.owners, manager, found.taken), UNKNOWN_WRITER)
+
+    def _took_back(self, memory: Memory, apptask: Obj, state: FightState | None,
+                   generation: int, owners: fieldset.Owners, found: drift.Drift, now: float,
+                   of: str = "") -> bool:
+        """Count a take-back in a child's fight `state` (`of`: "Service NAME: " for the
+        Service's); True when this makes a fight, reported once."""
         takers = fieldset.taken_by_others(owners, self.config.field_manager, found.taken)
         managers = tuple(sorted(takers)) or (UNKNOWN_WRITER,)
         fields = tuple(fieldset.display(p) for p in found.taken)
-        fight = self.fights.took_back(memory.fight, generation, managers, fields, now)
+        fight = self.fights.took_back(state, generation, managers, fields, now)
         if fight is None:
             return False
-        message = self._fight_sync(fight).message
+        message = self._fight_sync(fight, of).message
         log.warning("%s: fight detected: %s", memory.key, message)
         self._event(apptask, "Warning", "FieldFight", "Apply", message)
         return True
 
-    def _calm_or_fight(self, memory: Memory, generation: int, name: str,
+    def _calm_or_fight(self, memory: Memory, apptask: Obj,
                        result: Result) -> tuple[Sync, Result]:
         """Synced, or, while a fight lasts, its Conflict and a look again once it may end."""
-        fight = self.fights.fight(memory.fight, generation, self.clock())
+        fight = self.fights.fight(memory.fight, _generation(apptask), self.clock())
         if fight is None:
-            return Sync.synced(name), result
+            return Sync.synced(memory.key.name, _has_service(apptask)), result
         return self._fight_sync(fight), dataclasses.replace(
             result, requeue_after=self.config.fights.window)
 
     @staticmethod
-    def _fight_sync(fight: Fight) -> Sync:
+    def _fight_sync(fight: Fight, of: str = "") -> Sync:
+        """The Conflict of a fight (`of`: "Service NAME: " for the Service's)."""
         return Sync.conflicted(
             "FieldFight",
-            f"{', '.join(fight.managers)} keeps taking back {', '.join(fight.fields)} "
+            f"{of}{', '.join(fight.managers)} keeps taking back {', '.join(fight.fields)} "
             f"({fight.takebacks} take-backs); re-applying with growing backoff")
 
     def _apply(self, memory: Memory, apptask: Obj, body: Obj, cached: Cached | None,
@@ -554,8 +654,8 @@ class Reconciler:
         if _rollout_unobserved(answer):
             memory.applied_at = self.clock()
         return self._finish(memory, apptask, self.deployments.get(key), *self._calm_or_fight(
-            memory, generation, key.name, Result(Outcome.APPLIED, fight_detected=fight_found,
-                                                 precondition_dropped=dropped)))
+            memory, apptask, Result(Outcome.APPLIED, fight_detected=fight_found,
+                                    precondition_dropped=dropped)))
 
     def _read_then_create(self, memory: Memory, apptask: Obj, body: Obj, generation: int,
                           refusal: ApiError) -> Result:
@@ -601,6 +701,193 @@ class Reconciler:
             op["path"] for op in removal if op["op"] == "remove"))
         return self.deployment_answers.record_write(adopt.guarded_patch(
             self.kube, live.obj, removal, "a struct was removed whole", manager))
+
+    # -- the Service -------------------------------------------------------------------------
+
+    def _service_still_in_sync(self, memory: Memory, apptask: Obj) -> bool:
+        """Whether the Service needs nothing: none asked for and none of this AppTask's cached,
+        or the comparison that last found it in sync still holds."""
+        cached = self.services.cached(memory.key)
+        if not _has_service(apptask):
+            return cached is None or not status.controls(apptask, cached.obj)
+        return cached is not None and memory.service_in_sync is not None \
+            and "deletionTimestamp" not in cached.obj["metadata"] \
+            and memory.service_in_sync == _service_comparison(apptask, cached,
+                                                              self.config.field_manager)
+
+    def _service_calm(self, memory: Memory, apptask: Obj) -> ServiceStep:
+        """Nothing to do for the Service, unless a fight over it lasts: then its Conflict and
+        a look again once it may end."""
+        fight = self.fights.fight(memory.service_fight, _generation(apptask), self.clock())
+        if fight is None:
+            return ServiceStep()
+        memory.service_sync = self._fight_sync(fight, f"Service {memory.key.name}: ")
+        return ServiceStep(requeue_after=self.config.fights.window)
+
+    def _reconcile_service(self, memory: Memory, apptask: Obj, body: Obj | None) -> ServiceStep:
+        """From the cached Service, or its absence, to its apply (`body`) or its deletion
+        (None), before the Deployment's part of the reconcile. A Service the cache does not hold
+        is read before it is applied, never created under the CREATE_ONLY precondition:
+        kube-apiserver v1.20.2 answers a create-only apply of a Service 500 "resourceVersion
+        should not be set on objects to be created". One the read finds is judged as a cached
+        one (someone else's is refused); one another writer creates between the read and the
+        apply would be merged into, as a Deployment on servers refusing the precondition."""
+        cached = self.services.cached(memory.key)
+        if body is None:
+            memory.service_rejection = None
+            return self._delete_service(memory, apptask, cached)
+        rejection = memory.service_rejection
+        if rejection is not None and rejection.generation != _generation(apptask):
+            memory.service_rejection = rejection = None  # a new generation is tried at once
+        if rejection is not None and (retry_in := rejection.wait(
+                None if cached is None else cached.obj, self.clock())) > 0:
+            memory.service_sync = Sync.rejected(rejection.message)
+            return ServiceStep(Outcome.INVALID, requeue_after=retry_in)
+        if cached is None:  # read first: one may exist without our label
+            try:
+                cached = self._fetch_service(memory.key)
+            except ApiError as exc:
+                return self._service_failed(memory, exc)
+        if cached is None:
+            return self._apply_service(memory, apptask, body, None)
+        return self._converge_service(memory, apptask, body, cached)
+
+    def _fetch_service(self, key: ObjectKey) -> Cached | None:
+        """The Service when the cache has none (it may exist without our label)."""
+        try:
+            return self.services.record(self.kube.get(SERVICES.path(key.namespace, key.name)))
+        except ApiError as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+    def _converge_service(self, memory: Memory, apptask: Obj, body: Obj,
+                          cached: Cached) -> ServiceStep:
+        """Apply the Service if it drifted, as the Deployment: take-backs counted and damped;
+        never one this AppTask does not control."""
+        live, owners, manager = cached.obj, cached.owners, self.config.field_manager
+        name = live["metadata"]["name"]
+        if "deletionTimestamp" in live["metadata"]:
+            return self._service_failed(memory, ApiError(
+                409, "Conflict", f"Service {name} is being deleted; it is created again once "
+                "it is gone"))
+        if not status.controls(apptask, live):
+            return self._refuse_foreign_service(memory, live)
+        generation, now = _generation(apptask), self.clock()
+        signature = _service_comparison(apptask, cached, manager)
+        found = None if memory.service_in_sync == signature else drift.compute(
+            body, live, fieldset.applied_by(owners, manager))
+        if not found:
+            memory.service_in_sync = signature
+            return self._service_calm(memory, apptask)
+        of = f"Service {name}: "
+        fight_found, restored = self._take_backs(memory, apptask, memory.service_fight, body,
+                                                 cached, found, now, of)
+        delay = self.fights.apply_delay(memory.service_fight, generation, now)
+        if delay > 0:
+            fight = self.fights.fight(memory.service_fight, generation, now)
+            assert fight is not None
+            memory.service_sync = self._fight_sync(fight, of)
+            return ServiceStep(Outcome.CONFLICT, requeue_after=delay,
+                               fight_detected=fight_found)
+        step = self._apply_service(memory, apptask, body, cached, restored)
+        return dataclasses.replace(step, fight_detected=fight_found)
+
+    def _refuse_foreign_service(self, memory: Memory, live: Obj) -> ServiceStep:
+        """A Service of the AppTask's name it does not control: never adopted."""
+        name = live["metadata"]["name"]
+        ref = desired.controller_ref(live)
+        if ref is not None:
+            return self._service_failed(memory, ApiError(
+                409, "OwnedByPreviousAppTask",
+                f"Service {name} is controlled by an earlier AppTask {ref.get('name')} "
+                f"(uid {ref.get('uid')}); waiting for its garbage collection"))
+        owner = "is controlled by another owner" if any(
+            r.get("controller") for r in live["metadata"].get("ownerReferences") or ()) \
+            else "exists and is not managed by this AppTask"
+        memory.service_sync = Sync.conflicted(
+            "ServiceExists", f"Service {name} {owner}; a Service is never adopted")
+        return ServiceStep(Outcome.CONFLICT, plan=diff.Plan(
+            _service_key(memory), diff.Action.CONFLICT, detail=memory.service_sync.message))
+
+    def _apply_service(self, memory: Memory, apptask: Obj, body: Obj, cached: Cached | None,
+                       restored: str = "") -> ServiceStep:
+        """Apply the Service (`restored`: what it takes back from other writers, to say so)."""
+        key = memory.key
+        live = None if cached is None else cached.obj
+        try:
+            answer = self.kube.apply(SERVICES.path(key.namespace, key.name), body,
+                                     field_manager=self.config.field_manager,
+                                     force=self.config.apply.force, dry_run=self.dry_run)
+        except ApiError as exc:
+            return self._service_apply_failed(memory, apptask, live, exc)
+        if self.dry_run:
+            plan = diff.plan(_service_key(memory), live, answer)
+            return ServiceStep(Outcome.DRY_RUN if plan.changes else None, plan=plan)
+        memory.service_rejection = None
+        memory.service_in_sync = _service_comparison(
+            apptask, self.service_answers.record_write(answer), self.config.field_manager)
+        memory.service_fight = self.fights.applied(memory.service_fight, _generation(apptask),
+                                                   self.clock())
+        what = restored or ("created" if live is None else "configured")
+        log.info("%s: applied Service (%s)", key, what)
+        self._event(apptask, "Normal", "Applied", "Apply", f"Service {key.name}: {restored}"
+                    if restored else f"Service {key.name} {what}")
+        return dataclasses.replace(self._service_calm(memory, apptask), outcome=Outcome.APPLIED)
+
+    def _service_apply_failed(self, memory: Memory, apptask: Obj, live: Obj | None,
+                              exc: ApiError) -> ServiceStep:
+        name = memory.key.name
+        if namespace_closed(exc):
+            self._namespace_closed(memory, exc)
+            return ServiceStep(Outcome.SKIPPED)
+        if exc.status == 409:
+            memory.service_sync = Sync.conflicted(
+                "ApplyConflict", f"Service {name}: apply conflicts with {conflict_summary(exc)}")
+            return ServiceStep(Outcome.CONFLICT, error=exc)
+        if rejected(exc):  # tried again at once for a new generation, else with backoff
+            now = self.clock()
+            memory.service_rejection = self.rejections.refused(
+                memory.service_rejection, _generation(apptask), live,
+                f"Service {name}: {exc.message or exc}", now)
+            memory.service_sync = Sync.rejected(memory.service_rejection.message)
+            return ServiceStep(Outcome.INVALID,
+                               requeue_after=memory.service_rejection.retry_at - now)
+        return self._service_failed(memory, exc)
+
+    def _service_failed(self, memory: Memory, exc: ApiError) -> ServiceStep:
+        """A failure to retry; reported (Degraded) unless transient and not lasting yet."""
+        log.warning("%s: Service: error: %s", memory.key, exc)
+        if not (transient(exc) and not self.dry_run
+                and self._failing_for(memory) < self.degraded_after):
+            memory.service_sync = Sync.failed(f"Service {memory.key.name}: {exc}")
+        return ServiceStep(Outcome.ERROR, error=exc, plan=diff.Plan(
+            _service_key(memory), diff.Action.ERROR, detail=str(exc)))
+
+    def _delete_service(self, memory: Memory, apptask: Obj,
+                        cached: Cached | None) -> ServiceStep:
+        """The spec has no Service: delete the one this AppTask controls, if any, and only
+        that one (the uid as precondition)."""
+        if cached is None or not status.controls(apptask, cached.obj) \
+                or "deletionTimestamp" in cached.obj["metadata"]:
+            return ServiceStep()
+        key, meta = memory.key, cached.obj["metadata"]
+        if self.dry_run:
+            return ServiceStep(Outcome.DRY_RUN, plan=diff.Plan(
+                _service_key(memory), diff.Action.DELETED, detail="spec.service was removed"))
+        try:
+            self.kube.request("DELETE", SERVICES.path(key.namespace, key.name), body={
+                "apiVersion": "v1", "kind": "DeleteOptions",
+                "preconditions": {"uid": meta["uid"]}})
+        except ApiError as exc:
+            if exc.status in (404, 409):  # gone, or another Service of that name: not ours
+                return ServiceStep()
+            return self._service_failed(memory, exc)
+        memory.service_in_sync = memory.service_fight = None
+        log.info("%s: deleted Service %s (spec.service was removed)", key, key.name)
+        self._event(apptask, "Normal", "Deleted", "Delete",
+                    f"Service {key.name} deleted: spec.service was removed")
+        return ServiceStep(Outcome.APPLIED)
 
     def _apply_failed(self, memory: Memory, apptask: Obj, live: Obj | None, generation: int,
                       exc: ApiError) -> Result:
@@ -654,7 +941,10 @@ class Reconciler:
 
     def _finish(self, memory: Memory, apptask: Obj, deployment: Obj | None, sync: Sync,
                 result: Result, plan_action: diff.Action | None = None) -> Result:
-        """Write the status if it changed (never in dry-run); attach the plan in dry-run."""
+        """Write the status if it changed (never in dry-run); attach the plan in dry-run. The
+        Service's problem, if this reconcile found one, is reported in place of Synced."""
+        sync, of_service = (memory.service_sync, True) if sync.ok and \
+            memory.service_sync is not None else (sync, False)
         if self.dry_run:
             plan = diff.Plan(str(memory.key), plan_action or diff.Action.UNCHANGED,
                              detail=sync.message if plan_action else "")
@@ -662,10 +952,11 @@ class Reconciler:
         settle = self._settling(memory, deployment)
         if settle > 0 and sync.ok:
             return dataclasses.replace(result, requeue_after=settle)
-        basis = _status_basis(apptask, deployment, sync)
+        service_ = self.services.get(memory.key)
+        basis = _status_basis(apptask, deployment, service_, sync)
         if basis is not None and memory.status_basis == basis:
             return result  # computed from the same versions: still current
-        wanted = status.compute(apptask, deployment, sync, self.wallclock())
+        wanted = status.compute(apptask, deployment, sync, self.wallclock(), service_)
         if status.patch_for(apptask.get("status"), wanted) is None:
             memory.status_basis = basis
             return result
@@ -685,6 +976,10 @@ class Reconciler:
         self.apptask_answers.record_write(answer)
         memory.status_at = self.clock()
         log.info("%s: status updated (phase %s)", key, wanted["phase"])
+        if of_service and sync.reason != "FieldFight" and _synced_said(apptask) != (
+                sync.reason, sync.message):  # first shown (a fight is reported as it starts)
+            log.warning("%s: %s: %s", key, sync.reason, sync.message)
+            self._event(apptask, "Warning", sync.reason, "Apply", sync.message)
         return dataclasses.replace(result, status_updated=True)
 
     def _status_hold(self, memory: Memory, current: Obj | None, wanted: Obj) -> float:

@@ -239,7 +239,7 @@ def render(apptask: Mapping[str, Any], template: PodTemplateConfig = DEFAULT_TEM
         raise InvalidSpec("", "spec is required")
     labels = _keys(spec, "labels", template)
     annotations = _keys(spec, "annotations", template)
-    selector = {NAME_LABEL: name}
+    selector = pod_selector(apptask)
     template_meta: dict[str, Any] = {"labels": {**labels, **selector}}
     if annotations:
         template_meta["annotations"] = annotations
@@ -254,6 +254,11 @@ def render(apptask: Mapping[str, Any], template: PodTemplateConfig = DEFAULT_TEM
     deployment_spec.update(_set(spec, fields.DEPLOYMENT))
     return {"apiVersion": "apps/v1", "kind": "Deployment",
             "metadata": child_metadata(apptask, shard), "spec": deployment_spec}
+
+
+def pod_selector(apptask: Mapping[str, Any]) -> dict[str, str]:
+    """The labels that select the AppTask's pods (its Deployment's selector, its Service's)."""
+    return {NAME_LABEL: apptask["metadata"]["name"]}
 
 
 def controller_ref(obj: Mapping[str, Any]) -> Mapping[str, Any] | None:

@@ -29,6 +29,8 @@ class Action(StrEnum):
 
     CREATED = "created"
     CONFIGURED = "configured"
+    DELETED = "deleted"
+    """The AppTask's Service, whose spec no longer asks for one."""
     UNCHANGED = "unchanged"
     CONFLICT = "conflict"
     INVALID = "invalid"
@@ -39,8 +41,9 @@ class Action(StrEnum):
     """Nothing to compare now: the AppTask, its namespace or its Deployment is being deleted."""
 
 
-DIFFERS = frozenset({Action.CREATED, Action.CONFIGURED, Action.CONFLICT, Action.INVALID})
-"""Verdicts of a Deployment that differs from its spec or cannot be brought to it."""
+DIFFERS = frozenset({Action.CREATED, Action.CONFIGURED, Action.DELETED, Action.CONFLICT,
+                     Action.INVALID})
+"""Verdicts of a child that differs from its spec or cannot be brought to it."""
 
 
 @dataclass(frozen=True)
@@ -57,7 +60,7 @@ class Plan:
 
     @property
     def changes(self) -> bool:
-        return self.action in (Action.CREATED, Action.CONFIGURED)
+        return self.action in (Action.CREATED, Action.CONFIGURED, Action.DELETED)
 
     @property
     def verdict(self) -> Action:

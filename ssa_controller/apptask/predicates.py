@@ -47,10 +47,25 @@ def deployment_changed(old: Cached | None, new: Cached | None) -> bool:
     return _deployment_view(old) != _deployment_view(new)
 
 
-def owner_key(deployment: Obj) -> ObjectKey | None:
-    """The key of the AppTask that controls a Deployment, if any."""
-    ref = desired.controller_ref(deployment)
+def _service_view(cached: Cached) -> tuple[Any, ...]:
+    meta = cached.obj["metadata"]
+    return (meta.get("labels"), meta.get("annotations"), meta.get("ownerReferences"),
+            "deletionTimestamp" in meta, cached.owners, cached.obj.get("spec"))
+
+
+def service_changed(old: Cached | None, new: Cached | None) -> bool:
+    """A Service is worth a reconcile of its owner when it appeared or went away, or when its
+    spec, ownership, owner, labels or annotations changed (not its status: a load balancer's
+    address)."""
+    if old is None or new is None:
+        return True
+    return _service_view(old) != _service_view(new)
+
+
+def owner_key(child: Obj) -> ObjectKey | None:
+    """The key of the AppTask that controls a child (Deployment, Service), if any."""
+    ref = desired.controller_ref(child)
     if ref is None:
         return None
-    return ObjectKey(deployment["metadata"].get("namespace", ""), ref["name"])
+    return ObjectKey(child["metadata"].get("namespace", ""), ref["name"])
 

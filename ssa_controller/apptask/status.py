@@ -47,7 +47,10 @@ class Sync:
     """Whether this is a conflict over fields with another manager."""
 
     @classmethod
-    def synced(cls, name: str) -> Sync:
+    def synced(cls, name: str, service: bool = False) -> Sync:
+        """Both children match the spec (`service`: the spec has a Service)."""
+        if service:
+            return cls(True, "Synced", f"Deployment {name} and Service {name} match the spec")
         return cls(True, "Synced", f"Deployment {name} matches the spec")
 
     @classmethod
@@ -76,9 +79,10 @@ class Sync:
         return cls(False, "ApplyFailed", message, phase=Phase.DEGRADED)
 
 
-def controls(apptask: Mapping[str, Any], deployment: Mapping[str, Any]) -> bool:
-    """Whether the Deployment's controller ownerReference names this AppTask (by uid)."""
-    ref = desired.controller_ref(deployment)
+def controls(apptask: Mapping[str, Any], child: Mapping[str, Any]) -> bool:
+    """Whether the child's (Deployment's, Service's) controller ownerReference names this
+    AppTask (by uid)."""
+    ref = desired.controller_ref(child)
     return ref is not None and ref.get("uid") == apptask["metadata"].get("uid")
 
 
@@ -139,8 +143,9 @@ def merge_conditions(old: Sequence[Mapping[str, Any]], new: Sequence[dict[str, A
 
 
 def compute(apptask: Mapping[str, Any], deployment: Mapping[str, Any] | None, sync: Sync,
-            now: str) -> dict[str, Any]:
-    """The status the AppTask should have; `now` stamps conditions whose status changed."""
+            now: str, service: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The status the AppTask should have (`service`: its Service, if any); `now` stamps
+    conditions whose status changed."""
     generation = int(apptask["metadata"].get("generation", 0))
     ready, reason, message, ready_replicas = _ready(apptask, deployment)
     conditions = [
@@ -159,6 +164,8 @@ def compute(apptask: Mapping[str, Any], deployment: Mapping[str, Any] | None, sy
     }
     if deployment is not None and controls(apptask, deployment):
         status["deploymentName"] = deployment["metadata"]["name"]
+    if service is not None and controls(apptask, service):
+        status["serviceName"] = service["metadata"]["name"]
     return status
 
 
@@ -168,7 +175,7 @@ def progress_only(current: Mapping[str, Any] | None, wanted: Mapping[str, Any]) 
     if not current:
         return False
     if any(current.get(k) != wanted.get(k)
-           for k in ("observedGeneration", "phase", "deploymentName")):
+           for k in ("observedGeneration", "phase", "deploymentName", "serviceName")):
         return False
 
     def marks(st: Mapping[str, Any]) -> dict[Any, tuple[Any, Any]]:

@@ -43,6 +43,7 @@ def path(group_version: str, plural: str, namespace: str | None = None,
 
 APPTASKS = Resource("example.com/v1", "apptasks")
 DEPLOYMENTS = Resource("apps/v1", "deployments")
+SERVICES = Resource("v1", "services")
 EVENTS = Resource("events.k8s.io/v1", "events")
 LEASES = Resource("coordination.k8s.io/v1", "leases")
 CRDS = Resource("apiextensions.k8s.io/v1", "customresourcedefinitions", namespaced=False)

@@ -23,7 +23,9 @@ runs with its default period, 5 minutes); change-to-Deployment latency over
 SAMPLES sequential updates; a backlog: every AppTask changed while the contender was down,
 then it starts (its throughput, without the pace of the creations). --alone N runs the "new"
 and "cold start" scenarios for the controller alone, without waiting for every AppTask to be
-Ready (at 20,000 the Deployment controller needs half an hour for that). Every contender runs
+Ready (at 20,000 the Deployment controller needs half an hour for that). --service gives every
+AppTask's spec a Service (spec.service): the floor applies it too, kopf and go do not, so only
+floor, controller and baseline run with it. Every contender runs
 REPEAT times per COUNT, taking turns (run 1 of each, then run 2 of each, ...); each figure is
 the median of the runs [min-max] (bench_figures.py). Times are also ratios to the floor's in
 the same run (the median of those); "status" is when every observedGeneration was current,
@@ -84,12 +86,22 @@ PROBE = "probe"
 TICK = os.sysconf("SC_CLK_TCK")
 
 
-def apptask(ns: str, name: str, image: str = "nginx:1.25", replicas: int = 0) -> dict[str, Any]:
+SERVICE = {"ports": [{"name": "http", "port": 80}]}
+"""spec.service of every AppTask with --service."""
+SERVICE_CONTENDERS = ("floor", "controller", "baseline")
+"""The contenders that apply a Service (kopf's and the Go yardsticks' do not)."""
+
+
+def apptask(ns: str, name: str, image: str = "nginx:1.25", replicas: int = 0,
+            service: bool = False) -> dict[str, Any]:
+    spec: dict[str, Any] = {"image": image, "replicas": replicas,
+                            "env": [{"name": "N", "value": name}],
+                            "ports": [{"name": "http", "containerPort": 8080}],
+                            "resources": {"requests": {"cpu": "100m", "memory": "64Mi"}}}
+    if service:
+        spec["service"] = SERVICE
     return {"apiVersion": "example.com/v1", "kind": "AppTask",
-            "metadata": {"name": name, "namespace": ns},
-            "spec": {"image": image, "replicas": replicas, "env": [{"name": "N", "value": name}],
-                     "ports": [{"name": "http", "containerPort": 8080}],
-                     "resources": {"requests": {"cpu": "100m", "memory": "64Mi"}}}}
+            "metadata": {"name": name, "namespace": ns}, "spec": spec}
 
 
 def manifest_env(root: Path) -> dict[str, str]:
@@ -416,7 +428,8 @@ class Run:
                    replicas: int = 0) -> None:
         with concurrent.futures.ThreadPoolExecutor(8) as pool:
             list(pool.map(lambda n: admin.apply(APPTASKS.path(ns, n),
-                                                apptask(ns, n, image, replicas),
+                                                apptask(ns, n, image, replicas,
+                                                        self.args.service),
                                                 field_manager="bench", force=True), names))
 
     def contender(self, cls: type[Contender], plane: ControlPlane, workdir: Path, count: int,
@@ -655,6 +668,9 @@ def main() -> int:
                         help="runs per contender and count; figures: median [min-max]")
     parser.add_argument("--baseline", help="a folder with an earlier version of the controller "
                         "(e.g. `git archive HEAD~1 | tar -x -C DIR`), run as contender 'baseline'")
+    parser.add_argument("--service", action="store_true",
+                        help="every AppTask's spec has a Service (spec.service); contenders "
+                        f"{', '.join(SERVICE_CONTENDERS)} only")
     parser.add_argument("--profile", help="sample the controller with py-spy (collapsed "
                         "stacks to this file; the last start of the process wins)")
     args = parser.parse_args()
@@ -667,6 +683,9 @@ def main() -> int:
     unknown = [n for n in names if n not in KINDS]
     if unknown:
         parser.error(f"unknown contenders {', '.join(unknown)} (known: {', '.join(KINDS)})")
+    if args.service and not set(names) <= set(SERVICE_CONTENDERS):
+        parser.error(f"--service: only {', '.join(SERVICE_CONTENDERS)} apply a Service "
+                     "(e.g. --contenders floor,controller)")
     chosen = choose(names)
     scenarios = set(args.scenarios.split(",")) - {""}
     run = Run(args)

@@ -3,10 +3,12 @@
     python tests/bench/floor.py --kubeconfig K --namespace NS [--workers 4]
 
 List then watch AppTasks in one namespace; for every generation not yet handled, one server-side
-apply of the Deployment rendered by apptask.desired.render (the controller's body) and one
-status patch (ssa_controller.apptask.status.compute from the apply's answer), through
-ssa_controller.client.kube.Kube (keep-alive), WORKERS threads. No cache of Deployments, no ownership
-checks, no Events, no readiness tracking, no resync. A benchmark yardstick, not a controller.
+apply of the Deployment rendered by apptask.desired.render (the controller's body), one of the
+Service rendered by apptask.service.render where the spec has one, and one status patch
+(ssa_controller.apptask.status.compute from the apply's answer), through
+ssa_controller.client.kube.Kube (keep-alive), WORKERS threads. No cache of Deployments, no
+ownership checks, no Events, no readiness tracking, no resync. A benchmark
+yardstick, not a controller.
 """
 
 from __future__ import annotations
@@ -19,9 +21,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from ssa_controller.apptask import desired, status  # noqa: E402
+from ssa_controller.apptask import desired, service, status  # noqa: E402
 from ssa_controller.client.kube import Kube  # noqa: E402
-from ssa_controller.client.resources import APPTASKS, DEPLOYMENTS  # noqa: E402
+from ssa_controller.client.resources import APPTASKS, DEPLOYMENTS, SERVICES  # noqa: E402
 from ssa_controller.client.wire import MERGE_PATCH, rfc3339  # noqa: E402
 
 FIELD_MANAGER = "ssa-controller"
@@ -55,6 +57,9 @@ def main() -> int:
             with lock:
                 apptask = latest[name]
             ns = args.namespace
+            body = service.render(apptask)
+            if body is not None:
+                kube.apply(SERVICES.path(ns, name), body, field_manager=FIELD_MANAGER, force=True)
             answer = kube.apply(DEPLOYMENTS.path(ns, name), desired.render(apptask),
                                 field_manager=FIELD_MANAGER, force=True)
             wanted = status.compute(apptask, answer, status.Sync.synced(name), rfc3339())

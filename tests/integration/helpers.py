@@ -15,7 +15,7 @@ from typing import Any, NamedTuple
 import yaml
 
 from ssa_controller.client.kube import WRITE_METHODS, Kube
-from ssa_controller.client.resources import APPTASKS, DEPLOYMENTS, Obj
+from ssa_controller.client.resources import APPTASKS, DEPLOYMENTS, SERVICES, Obj
 from ssa_controller.client.wire import MERGE_PATCH, ApiError
 from ssa_controller.controller import Controller
 from ssa_controller.envtest import ControlPlane, poll_until
@@ -54,8 +54,16 @@ def put_apptask(kube: Kube, obj: dict[str, Any], manager: str = "tests") -> dict
 
 
 def get_deployment(kube: Kube, namespace: str, name: str) -> dict[str, Any] | None:
+    return _get_or_none(kube, DEPLOYMENTS.path(namespace, name))
+
+
+def get_service(kube: Kube, namespace: str, name: str) -> dict[str, Any] | None:
+    return _get_or_none(kube, SERVICES.path(namespace, name))
+
+
+def _get_or_none(kube: Kube, path: str) -> dict[str, Any] | None:
     try:
-        return kube.get(DEPLOYMENTS.path(namespace, name))
+        return kube.get(path)
     except ApiError as exc:
         if exc.status == 404:
             return None

@@ -169,6 +169,8 @@ def controller_rules(drop: tuple[str, str] | None = None) -> list[dict[str, Any]
         {"apiGroups": ["example.com"], "resources": ["apptasks/status"], "verbs": ["patch"]},
         {"apiGroups": ["apps"], "resources": ["deployments"],
          "verbs": ["get", "list", "watch", "create", "patch"]},
+        {"apiGroups": [""], "resources": ["services"],
+         "verbs": ["get", "list", "watch", "create", "patch", "delete"]},
         {"apiGroups": ["events.k8s.io"], "resources": ["events"], "verbs": ["create", "patch"]},
     ]
     if drop is not None:
@@ -191,10 +193,10 @@ def test_unreachable_at_start_retries_with_backoff_and_converges_when_the_server
     put_apptask(admin, apptask("web", namespace, replicas=1))
     time.sleep(UNREACHABLE)
     assert proc.proc.poll() is None and not ready(proc)
-    # Two watches (AppTasks, Deployments), each retrying after 0.5-1 s, 1-2 s, 2-4 s, ...: a
-    # handful of attempts, not a spin.
+    # Three watches (AppTasks, Deployments, Services), each retrying after 0.5-1 s, 1-2 s,
+    # 2-4 s, ...: a handful of attempts, not a spin.
     restarts = proc.metric("ssa_controller_watch_restarts_total{")
-    assert 2 <= restarts <= 12, f"{restarts} watch restarts in {UNREACHABLE}s unreachable"
+    assert 3 <= restarts <= 18, f"{restarts} watch restarts in {UNREACHABLE}s unreachable"
 
     proxy = TcpProxy(port, cluster.port)  # the server appears where the controller looks
     try:

@@ -26,6 +26,7 @@ from helpers import (
     controller_writes,
     failure_without,
     get_deployment,
+    get_service,
     manifest_roles,
     put_apptask,
     rbac_docs,
@@ -39,7 +40,7 @@ from metrics_scrape import SECURE, metrics_reader, samples, scrape, user_subject
 
 from ssa_controller.apptask import desired
 from ssa_controller.client.kube import Kube
-from ssa_controller.client.resources import DEPLOYMENTS, LEASES
+from ssa_controller.client.resources import DEPLOYMENTS, LEASES, SERVICES
 from ssa_controller.client.wire import ApiError
 from ssa_controller.envtest import ControlPlane, poll_until
 from ssa_controller.runner import EVENT_SOURCE
@@ -310,13 +311,23 @@ def test_metrics_and_probes_answer_and_count_a_reconcile(admin, controller, name
 # --------------------------------------------------------------------------- least privilege
 
 
+SERVICE_SPEC = {"ports": [{"name": "http", "port": 80}]}
+
+
+def unowned_service(namespace: str, name: str) -> dict[str, Any]:
+    return {"apiVersion": "v1", "kind": "Service", "metadata": {"name": name,
+                                                               "namespace": namespace},
+            "spec": {"ports": [{"port": 80}], "selector": {"app": name}}}
+
+
 class WholeJob:
     """One compact run that needs every permission: caches sync, a metrics-reader scrapes the
     secure /metrics (a TokenReview and a SubjectAccessReview), the lease is taken and
     renewed, a Deployment is created and updated, an existing unowned one is read and refused
-    (its selector is immutable) and another one adopted (adoptExisting), status is written, an
-    Event is posted and a repeat of it is patched into its series, and a clean shutdown releases
-    the lease.
+    (its selector is immutable) and another one adopted (adoptExisting), a Service is created,
+    created again once deleted (its watch), deleted once the spec drops it, and an existing
+    unowned one is read and refused, status is written, an Event is posted and a repeat of it
+    is patched into its series, and a clean shutdown releases the lease.
 
     Each step raises AssertionError naming the capability that failed; every poll also fails
     at once if the controller process exits, or if its status reports a failed apply."""
@@ -377,6 +388,32 @@ class WholeJob:
         found = get_deployment(self.admin, self.namespace, name)
         return found is not None and desired.controller_ref(found) is not None
 
+    def service(self, name: str, other_than: str = "") -> dict[str, Any] | None:
+        """The Service `name` when its AppTask controls it (and its uid is not `other_than`)."""
+        synced = condition(status_of(self.admin, self.namespace, name), "Synced")
+        if synced.get("status") == "False":
+            raise AssertionError(f"status says {synced.get('reason')}: {synced.get('message')}")
+        found = get_service(self.admin, self.namespace, name)
+        return found if found is not None and desired.controller_ref(found) is not None \
+            and found["metadata"]["uid"] != other_than else None
+
+    def service_gone(self, name: str) -> bool:
+        """Whether the Service `name` is gone, its AppTask's status reporting no failure."""
+        synced = condition(status_of(self.admin, self.namespace, name), "Synced")
+        if synced.get("status") == "False":
+            raise AssertionError(f"status says {synced.get('reason')}: {synced.get('message')}")
+        return get_service(self.admin, self.namespace, name) is None
+
+    def service_refused(self, name: str) -> bool:
+        """Whether the AppTask `name` reports the Service of its name as one it never adopts
+        (read after its creating apply was refused)."""
+        synced = condition(status_of(self.admin, self.namespace, name), "Synced")
+        if synced.get("status") != "False":
+            return False
+        if synced.get("reason") != "ServiceExists":
+            raise AssertionError(f"status says {synced.get('reason')}: {synced.get('message')}")
+        return True
+
     def event(self, note: str) -> dict[str, Any] | None:
         items = self.admin.list(EVENTS_PATH.format(self.namespace))["items"]
         return next((e for e in items if e.get("reportingController") == EVENT_SOURCE
@@ -416,10 +453,21 @@ class WholeJob:
         put_apptask(admin, apptask("kept", namespace))
         self.step("an existing Deployment adopted", lambda: self.adopted("kept"))
 
+        put_apptask(admin, apptask("app", namespace, replicas=1, service=SERVICE_SPEC))
+        created = self.step("Service created", lambda: self.service("app"))
+        admin.delete(SERVICES.path(namespace, "app"))
+        self.step("a deleted Service created again (Services watched)", lambda: self.service(
+            "app", other_than=created["metadata"]["uid"]))
+        admin.create(SERVICES.path(namespace), unowned_service(namespace, "served"))
+        put_apptask(admin, apptask("served", namespace, service=SERVICE_SPEC))
+        self.step("an existing unowned Service read and refused (ServiceExists)",
+                  lambda: self.service_refused("served"))
+
         put_apptask(admin, apptask("app", namespace, replicas=1, image="nginx:1.26"))
+        self.step("Service deleted (spec.service removed)", lambda: self.service_gone("app"))
         self.step("Deployment updated", lambda: self.deployment("nginx:1.26"))
         self.step("status updated",
-                  lambda: status_of(admin, namespace, "app").get("observedGeneration") == 2)
+                  lambda: status_of(admin, namespace, "app").get("observedGeneration") == 3)
         self.step("Event posted", lambda: self.event("Deployment app configured"))
         put_apptask(admin, apptask("app", namespace, replicas=1, image="nginx:1.27"))
         self.step("Deployment updated", lambda: self.deployment("nginx:1.27"))
@@ -490,6 +538,12 @@ EXPECTED_FAILURE = {
     ("apps", "deployments", "watch"): "Deployment status observed",
     ("apps", "deployments", "create"): "Deployment created",
     ("apps", "deployments", "patch"): "Deployment created",
+    ("", "services", "get"): "Service created",  # read before it is created
+    ("", "services", "list"): "caches synced",
+    ("", "services", "watch"): "a deleted Service created again",
+    ("", "services", "create"): "Service created",
+    ("", "services", "patch"): "Service created",
+    ("", "services", "delete"): "Service deleted",
     ("events.k8s.io", "events", "create"): "Event posted",
     ("events.k8s.io", "events", "patch"): "repeated Event counted",
     ("coordination.k8s.io", "leases", "get"): "lease taken",

@@ -71,6 +71,7 @@ def test_the_shipped_config_is_valid_and_a_missing_cluster_is_a_clear_error(tmp_
     (["paused:configured", "unchanged"], 1),
     (["paused:conflict"], 1),
     (["paused:error", "configured"], 2),
+    (["unchanged", "deleted"], 1),
     ([], 0),
 ])
 def test_diff_exit_codes_follow_kubectl_diff(actions: list[str], code: int) -> None:
@@ -89,6 +90,14 @@ def test_every_apptask_of_a_diff_gets_a_plan_a_crashed_reconcile_an_error() -> N
     crashed = Result(Outcome.ERROR, error=ApiError(0, "KeyError", "'spec'"))
     assert diff_plans({"ns/a": Result(Outcome.DRY_RUN, plan=planned), "ns/b": crashed}) == [
         planned, Plan("ns/b", Action.ERROR, detail="0 KeyError: 'spec'")]
+
+
+def test_a_diff_shows_the_services_plan_after_its_apptasks() -> None:
+    planned = Plan("ns/a", Action.UNCHANGED)
+    service = Plan("ns/a (Service)", Action.DELETED, detail="spec.service was removed")
+    assert diff_plans({"ns/a": Result(Outcome.DRY_RUN, plan=planned, service_plan=service),
+                       "ns/b": Result(plan=Plan("ns/b", Action.UNCHANGED))}) == [
+        planned, service, Plan("ns/b", Action.UNCHANGED)]
 
 
 # --------------------------------------------------------------------------- configuration errors

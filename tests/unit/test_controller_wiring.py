@@ -22,14 +22,17 @@ def test_only_the_watches_hold_the_cache_writers() -> None:
     controller = Controller(Config(namespaces=["a", "b"]), object(), NoEvents(),  # type: ignore[arg-type]
                             Metrics())
     writers = {id(watcher.writer) for watcher in controller.watchers}
-    assert len(controller.watchers) == 4 and len(writers) == 2  # one per resource
+    assert len(controller.watchers) == 6 and len(writers) == 3  # one per resource
     reconciler = controller.reconciler
     held = [*vars(controller).values(), *vars(reconciler).values()]
     assert not any(isinstance(part, Writer) for part in held)
-    assert all(isinstance(view, Store) for view in (controller.apptasks, controller.deployments,
-                                                    reconciler.apptasks, reconciler.deployments))
+    assert all(isinstance(view, Store) for view in (
+        controller.apptasks, controller.deployments, controller.services, reconciler.apptasks,
+        reconciler.deployments, reconciler.services))
     assert all(isinstance(answers, WriteAnswers)
-               for answers in (reconciler.apptask_answers, reconciler.deployment_answers))
+               for answers in (reconciler.apptask_answers, reconciler.deployment_answers,
+                               reconciler.service_answers))
     by_resource = {watcher.resource.plural: watcher.writer for watcher in controller.watchers}
     assert by_resource["apptasks"].store is reconciler.apptasks is controller.apptasks
     assert by_resource["deployments"].store is reconciler.deployments is controller.deployments
+    assert by_resource["services"].store is reconciler.services is controller.services

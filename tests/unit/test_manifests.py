@@ -403,12 +403,13 @@ def test_crd_resources_are_quantities() -> None:
 def test_crd_status_schema() -> None:
     s = status_props()
     assert set(s) == {
-        "observedGeneration", "phase", "conditions", "deploymentName", "readyReplicas",
+        "observedGeneration", "phase", "conditions", "deploymentName", "serviceName",
+        "readyReplicas",
     }
     generation = s["observedGeneration"]
     assert (generation["type"], generation["format"]) == ("integer", "int64")
     assert s["phase"]["enum"] == [phase.value for phase in Phase]  # each one the controller writes
-    assert s["deploymentName"]["type"] == "string"
+    assert s["deploymentName"]["type"] == s["serviceName"]["type"] == "string"
     assert s["readyReplicas"]["type"] == "integer"
 
     cond = s["conditions"]
@@ -468,6 +469,7 @@ def test_cluster_role_is_least_privilege() -> None:
         | grant("example.com", "apptasks/status", "patch")
         | grant("example.com", "apptasks/finalizers", "update")
         | grant("apps", "deployments", "get", "list", "watch", "create", "patch", "delete")
+        | grant("", "services", "get", "list", "watch", "create", "patch", "delete")
         | grant("events.k8s.io", "events", "create", "patch")
     )
 

@@ -151,3 +151,37 @@ def test_owner_key_of_a_deployment_without_an_apptask_controller_is_none() -> No
     other = changed(raw_deployment(), lambda o: o["metadata"].update(ownerReferences=[
         {**OWNER_REF, "kind": "Rollout", "apiVersion": "argoproj.io/v1alpha1"}]))
     assert predicates.owner_key(other) is None
+
+
+def raw_service() -> Obj:
+    return {"apiVersion": "v1", "kind": "Service",
+            "metadata": {"name": "web", "namespace": "demo", "uid": "s-1",
+                         "resourceVersion": "7", "ownerReferences": [OWNER_REF],
+                         "managedFields": [managed("ssa-controller", "Apply",
+                                                   [("f:spec", "f:ports")], "t1")]},
+            "spec": {"ports": [{"port": 80, "protocol": "TCP"}], "clusterIP": "10.0.0.7"},
+            "status": {"loadBalancer": {}}}
+
+
+@pytest.mark.parametrize(("change", "worth"), [
+    (lambda s: s["status"].update(loadBalancer={"ingress": [{"ip": "1.2.3.4"}]}), False),
+    (lambda s: s["metadata"].update(resourceVersion="8"), False),
+    (lambda s: s["spec"]["ports"][0].update(port=81), True),
+    (lambda s: s["metadata"].update(annotations={"a": "b"}), True),
+    (lambda s: s["metadata"].update(labels={}), True),
+    (lambda s: s["metadata"].update(ownerReferences=[]), True),
+    (lambda s: s["metadata"].update(deletionTimestamp="2026-01-01T00:00:00Z"), True),
+    (lambda s: s["metadata"]["managedFields"].append(
+        managed("kubectl-edit", "Update", [("f:spec", "f:ports")], "t2")), True),
+])
+def test_a_service_is_worth_a_reconcile_unless_only_its_status_or_version_moved(
+        change: Callable[[Obj], None], worth: bool) -> None:
+    after = copy.deepcopy(raw_service())
+    change(after)
+    assert predicates.service_changed(cached(raw_service()), cached(after)) is worth
+    assert predicates.service_changed(None, cached(after))
+    assert predicates.service_changed(cached(after), None)
+
+
+def test_a_services_owner_is_the_apptask_of_its_controller_reference() -> None:
+    assert predicates.owner_key(raw_service()) == ObjectKey("demo", "web")

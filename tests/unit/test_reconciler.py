@@ -150,6 +150,8 @@ class RecordingKube:
         self.apptask: Obj = {}
         self.applied: Obj = {}
         """The answer to the last apply, as its watch event will bring it."""
+        self.existing_service: Obj | None = None
+        """The Service of the AppTask's name on the server (None: there is none)."""
         self.create_only_refused: ApiError | None = None
         """How a server refusing the CREATE_ONLY precondition answers it (None: honours it)."""
         self.meanwhile: dict[str, Callable[[], None]] = {}
@@ -170,10 +172,13 @@ class RecordingKube:
         create_only = body["metadata"].get("resourceVersion") == CREATE_ONLY
         kind = "dry-run" if dry_run else "handoff" if field_manager == HANDOFF else \
             "create" if create_only else "apply"
+        existing = self.existing
+        if body["kind"] == "Service":
+            kind, existing = f"service-{kind}", self.existing_service
         self.requests.append((kind, field_manager, force, copy.deepcopy(body)))
         if create_only and self.create_only_refused is not None:
             raise self.create_only_refused
-        if create_only and self.existing is not None:
+        if create_only and existing is not None:
             raise ApiError(409, "Conflict", "the object has been modified")
         self._fail("apply" if kind == "create" else kind)
         answer = copy.deepcopy(body)
@@ -188,9 +193,16 @@ class RecordingKube:
     def get(self, path: str, params: Obj | None = None) -> Obj:
         self.requests.append(("get", path))
         self._fail("get")
-        if self.existing is None:
+        existing = self.existing_service if "/services/" in path else self.existing
+        if existing is None:
             raise ApiError(404, "NotFound", "not found")
-        return copy.deepcopy(self.existing)
+        return copy.deepcopy(existing)
+
+    def request(self, method: str, path: str, *, body: Any = None) -> Obj:
+        assert method == "DELETE"
+        self.requests.append(("delete", path, copy.deepcopy(body)))
+        self._fail("delete")
+        return {}
 
     def patch(self, path: str, body: Any, content_type: str, params: Obj | None = None) -> Obj:
         assert content_type == JSON_PATCH
@@ -258,14 +270,16 @@ class Harness:
         self.now = 1000.0
         self.kube = RecordingKube()
         self.apptask_cache, self.deployment_cache = Writer(), Writer(with_owners=True)
+        self.service_cache = Writer(with_owners=True)
         self.apptasks, self.deployments = self.apptask_cache.store, self.deployment_cache.store
         self.fights = FightTracker(threshold=2, window=60.0, backoff_base=10.0, backoff_cap=80.0)
         self.events = RecordingEvents()
         self.reconciler = Reconciler(
             config or Config(backoff=BackoffConfig(base=BASE, factor=2.0, cap=CAP, jitter=0.0)),
-            self.kube, self.apptasks, self.deployments, self.fights, self.events,  # type: ignore[arg-type]
-            apptask_answers=self.apptask_cache.answers,
+            self.kube, self.apptasks, self.deployments, self.service_cache.store, self.fights,  # type: ignore[arg-type]
+            self.events, apptask_answers=self.apptask_cache.answers,
             deployment_answers=self.deployment_cache.answers,
+            service_answers=self.service_cache.answers,
             clock=lambda: self.now, wallclock=lambda: "2026-01-01T00:00:00Z")
         self.reconciler.settling.settle = 0.0
 

@@ -338,8 +338,8 @@ def test_a_sharded_process_watches_its_share_only() -> None:
     name = shard_name("host_6b9c2f0e-3a1d-4e8b")
     assert process.shard_name == name and process.sharder is not None
     selectors = sorted(w.label_selector or "" for w in process.controller.watchers)
-    assert selectors == [f"app.kubernetes.io/managed-by=ssa-controller,"
-                         f"apptasks.example.com/shard={name}",
+    assert selectors == [*[f"app.kubernetes.io/managed-by=ssa-controller,"
+                           f"apptasks.example.com/shard={name}"] * 2,  # Deployments, Services
                          f"apptasks.example.com/shard={name}"]
     assert process.controller.reconciler.shard == name
     assert sorted(w.label_selector or "" for w in process.sharder.watchers) == [
