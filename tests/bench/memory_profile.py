@@ -47,7 +47,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 import goctl_build  # noqa: E402  (beside this file)
-from bench_compare import manifest_env  # noqa: E402
+from bench_compare import manifest_env, proc_cpu, proc_mem  # noqa: E402
 
 from ssa_controller import crds  # noqa: E402
 from ssa_controller.client.kube import Kube  # noqa: E402
@@ -77,12 +77,9 @@ def apptask(ns: str, name: str) -> dict[str, Any]:
                      "resources": {"requests": {"cpu": "100m", "memory": "64Mi"}}}}
 
 
-def rss() -> int:
-    """This process's resident set, in bytes."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) * 1024
-    return 0
+def rss(pid: int | None = None) -> float:
+    """The resident set of process `pid` (this one when None), in bytes."""
+    return proc_mem(os.getpid() if pid is None else pid)[0] * MB
 
 
 # -- walking the controller's structures ------------------------------------------------------
@@ -266,32 +263,20 @@ def go_run(binary: Path, kubeconfig: Path, ns: str) -> tuple[float, float]:
     with tempfile.TemporaryFile("w+") as log:
         proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=log, env=env)
         try:
-            quiet, last = time.monotonic(), _cpu(proc.pid)
+            quiet, last = time.monotonic(), proc_cpu(proc.pid)
             while time.monotonic() - quiet < 5.0:
                 time.sleep(0.5)
-                now = _cpu(proc.pid)
+                now = proc_cpu(proc.pid)
                 if now - last > 0.02:
                     quiet = time.monotonic()
                 last = now
-            resident = _rss_of(proc.pid)
+            resident = rss(proc.pid)
         finally:
             proc.terminate()
             proc.wait(10)
         log.seek(0)
         heaps = re.findall(r"\d+->\d+->(\d+) MB", log.read())
     return resident / MB, float(heaps[-1]) if heaps else float("nan")
-
-
-def _cpu(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def _rss_of(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) * 1024
-    return 0
 
 
 def create(admin: Kube, ns: str, count: int) -> None:
@@ -344,9 +329,8 @@ def report(counts: list[int], runs: dict[int, dict[str, dict[str, Any]]],
             lo, hi = min(go), max(go)
             print(f"  go slope per 1,000: RSS {(go[hi][0] - go[lo][0]) / (hi - lo) * 1000:.2f}"
                   f" MB, live heap {(go[hi][1] - go[lo][1]) / (hi - lo) * 1000:.2f} MB")
-        rss_hi = {n: runs[n]["cold"]["rss_total"] / MB for n in counts}
-        print("  controller RSS after the cold sync: " + ", ".join(
-            f"{rss_hi[n]:.1f} MB at N={n}" for n in counts))
+    print("  controller RSS after the cold sync: " + ", ".join(
+        f"{runs[n]['cold']['rss_total'] / MB:.1f} MB at N={n}" for n in counts))
     print(f"\nAllocation sites of the traced growth, N={counts[-1]}, cold (KB per pair):")
     for site, size in largest["sites"]:
         print(f"  {kb(size / counts[-1])}  {site}")
