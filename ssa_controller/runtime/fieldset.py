@@ -202,10 +202,12 @@ _SHAPES_LIMIT = 4096
 _shapes: dict[str, frozenset[Path]] = {}
 """fieldsV1 trees (as JSON text) -> their paths. Objects a controller renders share a few
 shapes (values are not part of fieldsV1), so their summaries share one frozenset: flattened
-once, stored once, compared by identity."""
+once, stored once, compared by identity. An object's owner references are no part of a shape
+(see _paths)."""
+_REFERENCES = "f:ownerReferences"
 
 
-def _paths(fields: Mapping[str, Any]) -> frozenset[Path]:
+def _shape(fields: Mapping[str, Any]) -> frozenset[Path]:
     text = json.dumps(fields, separators=(",", ":"))
     paths = _shapes.get(text)
     if paths is None:
@@ -216,8 +218,28 @@ def _paths(fields: Mapping[str, Any]) -> frozenset[Path]:
     return paths
 
 
-def owners(managed_fields: Iterable[Mapping[str, Any]]) -> Owners:
-    """A compact (manager, operation) -> paths summary of metadata.managedFields."""
+def _paths(fields: Mapping[str, Any]) -> frozenset[Path]:
+    """The paths of a fieldsV1 tree. Owner references are keyed by their uid, which no two
+    owners share: with them, every object controlled by its own owner would be a shape of its
+    own, cached with its JSON text, and none of its paths would be shared. So the shape is
+    looked up without them and their few paths are added: the other paths' tuples are the
+    shape's, stored once for every object of that shape."""
+    meta = fields.get("f:metadata")
+    if not isinstance(meta, Mapping) or not meta.get(_REFERENCES):
+        return _shape(fields)
+    rest = {k: v for k, v in fields.items() if k != "f:metadata"}
+    other_meta = {k: v for k, v in meta.items() if k != _REFERENCES}
+    if other_meta:
+        rest["f:metadata"] = other_meta
+    owned = frozenset(flatten(meta[_REFERENCES], ("f:metadata", _REFERENCES)))
+    return _shape(rest) | owned if rest else owned
+
+
+def owners(managed_fields: Iterable[Mapping[str, Any]], like: Owners | None = None) -> Owners:
+    """A compact (manager, operation) -> paths summary of metadata.managedFields. Paths equal to
+    those of the same entry in `like` (the summary of an earlier version of the object) are
+    taken from it as they are: a manager's paths stay one frozenset, compared by identity, while
+    other managers change other fields (the Deployment controller its status)."""
     result: dict[tuple[str, str], frozenset[Path]] = {}
     for entry in managed_fields:
         fields = {k: v for k, v in (entry.get("fieldsV1") or {}).items() if k in OWNED_ROOTS}
@@ -225,6 +247,11 @@ def owners(managed_fields: Iterable[Mapping[str, Any]]) -> Owners:
             key = (str(entry.get("manager", "")), str(entry.get("operation", "")))
             paths = _paths(fields)
             result[key] = result[key] | paths if key in result else paths
+    if like:
+        for key, paths in result.items():
+            earlier = like.get(key)
+            if earlier is not None and earlier is not paths and earlier == paths:
+                result[key] = earlier
     return result
 
 

@@ -89,8 +89,9 @@ class Cached:
     @classmethod
     def of(cls, obj: Obj, with_owners: bool, like: Cached | None = None) -> Cached:
         """The cached form of an object as the API server sent it (`like`: its record before,
-        see compact)."""
-        owners = fieldset.owners(obj.get("metadata", {}).get("managedFields") or ()) \
+        see compact and fieldset.owners)."""
+        managed = obj.get("metadata", {}).get("managedFields") or ()
+        owners = fieldset.owners(managed, None if like is None else like.owners) \
             if with_owners else {}
         return cls(compact(obj, None if like is None else like.obj), owners)
 

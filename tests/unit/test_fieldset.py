@@ -174,6 +174,52 @@ def test_owners_separate_apply_and_update_of_the_same_manager() -> None:
     assert summary[("m", "Update")] == {("f:metadata", "f:labels", "f:x")}
 
 
+def _controlled_by(uid: str) -> dict[str, Any]:
+    """RECORDED_FIELDS as the apply of a Deployment controlled by the AppTask `uid` records it."""
+    refs = RECORDED_FIELDS["f:metadata"]["f:ownerReferences"]
+    return {**RECORDED_FIELDS, "f:metadata": {
+        **RECORDED_FIELDS["f:metadata"],
+        "f:ownerReferences": {f'k:{{"uid":"{uid}"}}': v for v in refs.values()}}}
+
+
+@pytest.mark.parametrize("fields", [
+    RECORDED_FIELDS,
+    {"f:metadata": RECORDED_FIELDS["f:metadata"]},
+    {"f:metadata": {"f:ownerReferences": RECORDED_FIELDS["f:metadata"]["f:ownerReferences"]}},
+    {"f:metadata": {"f:ownerReferences": {}}, "f:spec": {"f:replicas": {}}},
+    {"f:metadata": {"f:ownerReferences": {}}},
+])
+def test_owners_hold_every_path_of_the_entry(fields: dict[str, Any]) -> None:
+    summary = fieldset.owners([entry("ssa-controller", "Apply", fields)])
+    assert fieldset.applied_by(summary, "ssa-controller") == frozenset(fieldset.flatten(fields))
+
+
+def test_owners_of_objects_with_other_owners_share_their_other_paths() -> None:
+    """Each Deployment is controlled by its own AppTask (its uid keys the owner reference): the
+    summaries of 1,000 of them hold one copy of the paths they share and add no shape each."""
+    fieldset._shapes.clear()  # noqa: SLF001 - counting the shapes these add
+    uids = [f"00000000-0000-0000-0000-{i:012d}" for i in range(1000)]
+    summaries = [fieldset.applied_by(fieldset.owners(
+        [entry("ssa-controller", "Apply", _controlled_by(uid))]), "ssa-controller")
+        for uid in uids]
+    assert summaries[7] == frozenset(fieldset.flatten(_controlled_by(uids[7])))
+    assert len(fieldset._shapes) == 1  # noqa: SLF001
+    distinct = {id(path) for paths in summaries for path in paths}
+    per_owner = len(list(fieldset.flatten(RECORDED_FIELDS["f:metadata"]["f:ownerReferences"])))
+    shared = len(summaries[0]) - per_owner
+    assert len(distinct) == shared + per_owner * len(uids)
+
+
+def test_owners_take_the_paths_an_earlier_summary_holds_from_it() -> None:
+    earlier = fieldset.owners([entry("ssa-controller", "Apply", _controlled_by("u-1")),
+                               entry("kubectl", "Update", fieldset.to_fields([IMAGE]))])
+    later = fieldset.owners([entry("ssa-controller", "Apply", _controlled_by("u-1")),
+                             entry("kubectl", "Update", fieldset.to_fields([REPLICAS]))],
+                            like=earlier)
+    assert later[("ssa-controller", "Apply")] is earlier[("ssa-controller", "Apply")]
+    assert later[("kubectl", "Update")] == {REPLICAS}
+
+
 # ------------------------------------------------------------------- workload fields, Services
 
 SERVICE_BODY: dict[str, Any] = {

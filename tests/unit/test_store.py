@@ -140,6 +140,32 @@ def test_the_ownership_summary_is_kept_beside_the_object() -> None:
     assert cached.owners == {("ssa-controller", "Apply"): {("f:spec", "f:replicas")}}
 
 
+def test_a_managers_unchanged_paths_stay_the_summary_they_were() -> None:
+    """The controller's entry is one frozenset per object, kept while the Deployment controller
+    writes the status (compared by identity; not one copy per version held by a reconciler's
+    memory); an entry that changed is summarised anew."""
+    cache = Writer(with_owners=True)
+    owner = {"f:metadata": {"f:ownerReferences": {'k:{"uid":"u-9"}': {".": {}, "f:uid": {}}}},
+             "f:spec": {"f:replicas": {}}}
+    ours = {**MANAGED_FIELDS[0], "fieldsV1": owner}
+    theirs = MANAGED_FIELDS[1]
+    first = cache.answers.record_write({**obj(rv="10"), "metadata": {
+        **obj()["metadata"], "resourceVersion": "10", "managedFields": [ours, theirs]}})
+    _, watched = cache.put({**obj(rv="11"), "metadata": {
+        **obj()["metadata"], "resourceVersion": "11",
+        "managedFields": [ours, {**theirs, "fieldsV1": {"f:metadata": {
+            "f:annotations": {"f:revision": {}}}, "f:status": {"f:replicas": {}}}}]}})
+    assert watched is not None
+    applied = ("ssa-controller", "Apply")
+    assert watched.owners[applied] is first.owners[applied]
+    _, taken = cache.put({**obj(rv="12"), "metadata": {
+        **obj()["metadata"], "resourceVersion": "12",
+        "managedFields": [{**ours, "fieldsV1": {"f:spec": {"f:paused": {}}}}, theirs]}})
+    assert taken is not None and taken.owners[applied] == {("f:spec", "f:paused")}
+    assert watched.owners[("kube-controller-manager", "Update")] == {
+        ("f:metadata", "f:annotations", "f:revision")}
+
+
 # --------------------------------------------------------------------------- ordering
 
 
