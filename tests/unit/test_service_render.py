@@ -1,4 +1,5 @@
-"""Unit tests for apptask.service: the minimal apply body of an AppTask's Service."""
+"""Unit tests for apptask.service: the minimal apply body of an AppTask's Service (how the
+engine owns it: test_reconciler_service.py)."""
 
 from __future__ import annotations
 
