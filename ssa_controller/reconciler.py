@@ -33,7 +33,7 @@ from .apptask.settle import StatusSettle
 from .apptask.status import Sync
 from .client.kube import Kube
 from .client.resources import APPTASKS, DEPLOYMENTS, SERVICES
-from .client.wire import JSON_PATCH, ApiError, failed_test, rfc3339
+from .client.wire import JSON_PATCH, ApiError, failed_test, namespace_closed, rfc3339
 from .memory import Memories, Memory
 from .runtime import fieldset
 from .runtime.backoff import ItemBackoff, K
@@ -148,19 +148,6 @@ def transient(error: ApiError) -> bool:
     status write until it has lasted `backoff.degradedAfter`: a blip is no news to a person,
     and a status write per failing AppTask would add to the load of a struggling API server."""
     return error.status in (0, 429) or (error.status >= 500 and not rejected(error))
-
-
-def namespace_closed(error: ApiError) -> bool:
-    """Whether the server refused to create in a namespace that is being terminated (403 with
-    the cause NamespaceTerminating: "unable to create new content in namespace X because it is
-    being terminated", as v1.20 answers) or is gone (404 about the namespace itself). No retry
-    can succeed there, and the deletion of everything in the namespace is on its way."""
-    details = (error.body or {}).get("details") or {}
-    if error.status == 403:
-        causes = details.get("causes") or ()
-        return (any(c.get("reason") == "NamespaceTerminating" for c in causes)
-                or "because it is being terminated" in error.message)
-    return error.status == 404 and details.get("kind") == "namespaces"
 
 
 class CreatePrecondition:

@@ -34,6 +34,19 @@ class ApiError(Exception):
         self.retry_after = retry_after
 
 
+def namespace_closed(error: ApiError) -> bool:
+    """Whether the server refused to create in a namespace that is being terminated (403 with
+    the cause NamespaceTerminating: "unable to create new content in namespace X because it is
+    being terminated", as v1.20 answers) or is gone (404 about the namespace itself). No retry
+    can succeed there, and the deletion of everything in the namespace is on its way."""
+    details = (error.body or {}).get("details") or {}
+    if error.status == 403:
+        causes = details.get("causes") or ()
+        return (any(c.get("reason") == "NamespaceTerminating" for c in causes)
+                or "because it is being terminated" in error.message)
+    return error.status == 404 and details.get("kind") == "namespaces"
+
+
 def rfc3339(moment: datetime | None = None) -> str:
     """A Kubernetes Time: RFC 3339, UTC, whole seconds: 2024-01-02T03:04:05Z."""
     return (moment or datetime.now(UTC)).astimezone(UTC).strftime(

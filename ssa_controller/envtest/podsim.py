@@ -21,7 +21,7 @@ from typing import Any
 from ..client.kube import Kube
 from ..client.resources import Obj
 from ..client.watch import WatchStream
-from ..client.wire import MERGE_PATCH, ApiError
+from ..client.wire import MERGE_PATCH, ApiError, namespace_closed
 
 log = logging.getLogger(__name__)
 
@@ -297,7 +297,8 @@ class PodSimulator:
             elif not _is_running_ready(pod) and pod["metadata"]["uid"] not in self._marked:
                 self._mark_started(pod)
         except ApiError as exc:
-            if exc.status not in IGNORED_STATUSES:
+            # a namespace being deleted refuses its pods' bindings: they go with it
+            if exc.status not in IGNORED_STATUSES and not namespace_closed(exc):
                 raise
 
     def _bind(self, pod: Obj) -> None:

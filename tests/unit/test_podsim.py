@@ -7,7 +7,8 @@ from typing import Any
 
 import pytest
 
-from ssa_controller.envtest.podsim import image_reference_error, pod_status
+from ssa_controller.client.wire import ApiError
+from ssa_controller.envtest.podsim import PodSimulator, image_reference_error, pod_status
 
 
 @pytest.mark.parametrize("image", [
@@ -59,3 +60,20 @@ def test_an_invalid_image_reference_leaves_its_pod_pending_and_not_ready() -> No
     assert good["ready"] and "running" in good["state"]
     assert not bad["ready"] and bad["state"]["waiting"]["reason"] == "InvalidImageName"
     assert bad["state"]["waiting"]["message"] == image_reference_error("nginx latest with spaces")
+
+
+class ClosingNamespace:
+    """A client whose server refuses every write: the pod's namespace is being deleted."""
+
+    def create(self, path: str, body: Any) -> Any:
+        raise ApiError(403, "Forbidden", f"{path} is forbidden: unable to create new content in "
+                       "namespace demo because it is being terminated",
+                       {"details": {"causes": [{"reason": "NamespaceTerminating"}]}})
+
+
+def test_a_pod_of_a_namespace_being_deleted_is_left_to_go_with_it() -> None:
+    simulator = PodSimulator("https://127.0.0.1:9", "token", None)
+    simulator._client = ClosingNamespace()  # type: ignore[assignment]
+    simulator._handle({"metadata": {"name": "web-1", "namespace": "demo", "uid": "u1"},
+                       "spec": {"containers": [{"name": "app", "image": "nginx"}]}})
+    assert simulator._marked == set()  # nothing raised (no relist, no log line), nothing marked

@@ -8,8 +8,8 @@ from __future__ import annotations
 import pytest
 from test_reconciler import Harness, apptask, deployment
 
-from ssa_controller.client.wire import ApiError
-from ssa_controller.reconciler import VANISHED_GRACE, namespace_closed
+from ssa_controller.client.wire import ApiError, namespace_closed
+from ssa_controller.reconciler import VANISHED_GRACE
 from ssa_controller.runtime.objectkey import ObjectKey
 
 TERMINATING_BODY = {
