@@ -221,3 +221,19 @@ def test_a_paused_apptask_says_whether_both_children_match() -> None:
     harness.reconcile()
     assert harness.kube.kinds() == ["status"]
     assert conditions(harness)["Synced"]["status"] == "False"
+
+
+def test_a_service_the_apptask_had_waits_a_grace_before_it_is_created_again() -> None:
+    """Gone from the cache while the status names it (garbage collection may have come before
+    the AppTask's deletion is seen): nothing is sent for it within the grace, then it is read
+    and created again."""
+    task = apptask(service=SERVICE)
+    harness = converged(task)
+    harness.reconcile()  # the status names the Service
+    assert harness.apptasks.get(KEY)["status"]["serviceName"] == "web"
+    harness.service_cache.delete({**live_service(task), "metadata": {
+        **live_service(task)["metadata"], "resourceVersion": harness.kube.next_revision()}})
+    waited = harness.reconcile()
+    assert harness.kube.kinds() == [] and 0 < waited.requeue_after <= 1.0
+    harness.reconcile(after=1.0)
+    assert harness.kube.kinds()[:2] == ["get", "service-apply"]
