@@ -734,18 +734,18 @@ class Reconciler:
                 None if cached is None else cached.obj, self.clock())) > 0:
             memory.service_sync = Sync.rejected(rejection.message)
             return ServiceStep(Outcome.INVALID, requeue_after=retry_in)
-        if cached is None:  # (its AppTask's deletion may be on its way: VANISHED_GRACE)
-            wait, memory.service_vanished_at = self._grace_left(
-                memory.service_vanished_at, bool(apptask.get("status", {}).get("serviceName")))
-            if wait > 0:
-                return ServiceStep(requeue_after=wait)
-        else:
+        if cached is not None:
             memory.service_vanished_at = None
-        if cached is None:  # read first: one may exist without our label
-            try:
-                cached = self._fetch_service(memory.key)
-            except ApiError as exc:
-                return self._service_failed(memory, exc)
+            return self._converge_service(memory, apptask, body, cached)
+        # None cached while the status names one: its AppTask's deletion may be on its way
+        wait, memory.service_vanished_at = self._grace_left(
+            memory.service_vanished_at, bool(apptask.get("status", {}).get("serviceName")))
+        if wait > 0:
+            return ServiceStep(requeue_after=wait)
+        try:  # read first: one may exist without our label
+            cached = self._fetch_service(memory.key)
+        except ApiError as exc:
+            return self._service_failed(memory, exc)
         if cached is None:
             return self._apply_service(memory, apptask, body, None)
         return self._converge_service(memory, apptask, body, cached)
