@@ -777,7 +777,9 @@ class Reconciler:
             body, live, fieldset.applied_by(owners, manager))
         if not found:
             memory.service_in_sync = signature
-            return self._service_calm(memory, apptask)
+            step = self._service_calm(memory, apptask)
+            return dataclasses.replace(step, plan=diff.Plan(
+                _service_key(memory), diff.Action.UNCHANGED)) if self.dry_run else step
         of = f"Service {name}: "
         fight_found, restored = self._take_backs(memory, apptask, memory.service_fight, body,
                                                  cached, found, now, of)
