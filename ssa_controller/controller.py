@@ -66,8 +66,9 @@ class Controller:
                                      deployment_answers=deployments.answers,
                                      service_answers=services.answers, clock=clock,
                                      shard=None if membership is None else membership.name)
-        self.plans: dict[ObjectKey, diff.Plan] = {}
-        """The latest dry-run plan per AppTask (dry-run mode only)."""
+        self.plans: dict[ObjectKey, tuple[diff.Plan | None, diff.Plan | None]] = {}
+        """The latest dry-run plans per AppTask, its Deployment's and its Service's (dry-run
+        mode only)."""
         self._stopping = threading.Event()
         self.scope = NamespaceScope.of(config, os.environ)
         self._ignoring: set[str] = set()
@@ -202,8 +203,8 @@ class Controller:
                 log.exception("%s: reconcile crashed", key)
                 result = Result(Outcome.ERROR, error=_as_api_error(exc))
         self._requeue(key, result)
-        if result.plan is not None:
-            self._remember_plan(key, result.plan)
+        if result.plan is not None or result.service_plan is not None:
+            self._remember_plans(key, (result.plan, result.service_plan))
         self._count(result, time.monotonic() - started)
         return result
 
@@ -240,12 +241,16 @@ class Controller:
         else:
             self.queue.forget(key)
 
-    def _remember_plan(self, key: ObjectKey, plan: diff.Plan) -> None:
-        if self.plans.get(key) != plan:
-            self.plans[key] = plan
-            shown = plan.shown(self.config.show_values)
-            log.info("dry-run %s%s", diff.headline(shown),
-                     "".join(f"; {diff.render_op(op)}" for op in shown.patch))
+    def _remember_plans(self, key: ObjectKey,
+                        plans: tuple[diff.Plan | None, diff.Plan | None]) -> None:
+        """Keep the plans and log each one that changed."""
+        before = self.plans.get(key, (None, None))
+        self.plans[key] = plans
+        for plan, was in zip(plans, before, strict=True):
+            if plan is not None and plan != was:
+                shown = plan.shown(self.config.show_values)
+                log.info("dry-run %s%s", diff.headline(shown),
+                         "".join(f"; {diff.render_op(op)}" for op in shown.patch))
 
     # -- one pass (--once, diff) -------------------------------------------------------------
 

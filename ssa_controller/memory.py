@@ -61,6 +61,8 @@ class Memory:
     """When the current run of transient failures began."""
     vanished_at: float | None = None
     """When the Deployment the AppTask had was first found missing."""
+    service_vanished_at: float | None = None
+    """When the Service the AppTask had was first found missing."""
     uncached: bool = False
     """The create-only apply found a Deployment the cache does not hold: read it first."""
     closing: bool = False

@@ -369,7 +369,8 @@ class Reconciler:
         """From the cached Deployment, or its absence, to the apply."""
         live = None if cached is None else cached.obj
         if live is None:
-            wait = self._vanished_wait(memory, apptask)
+            wait, memory.vanished_at = self._grace_left(
+                memory.vanished_at, bool(apptask.get("status", {}).get("deploymentName")))
             if wait > 0:
                 return self._skipped(memory.key, "its Deployment vanished; it is created again "
                                      "unless the AppTask's deletion is seen first",
@@ -436,17 +437,16 @@ class Reconciler:
         plan = diff.Plan(str(key), diff.Action.SKIPPED, detail=why) if self.dry_run else None
         return Result(Outcome.SKIPPED, requeue_after=requeue_after, plan=plan)
 
-    def _vanished_wait(self, memory: Memory, apptask: Obj) -> float:
-        """Seconds to wait before re-creating a Deployment the AppTask had (0: go ahead)."""
-        if not apptask.get("status", {}).get("deploymentName"):
-            return 0.0  # never had one: create it at once
+    def _grace_left(self, since: float | None, had: bool) -> tuple[float, float | None]:
+        """Seconds to wait before re-creating a child the AppTask had (`had`: its status names
+        it; 0: go ahead, as for one it never had), and when it was first found missing, to
+        remember (`since` until now; None once the wait is over)."""
+        if not had:
+            return 0.0, None
         now = self.clock()
-        if memory.vanished_at is None:
-            memory.vanished_at = now
-        if now >= memory.vanished_at + self.vanished_grace:
-            memory.vanished_at = None
-            return 0.0
-        return memory.vanished_at + self.vanished_grace - now
+        since = now if since is None else since
+        left = since + self.vanished_grace - now
+        return (left, since) if left > 0 else (0.0, None)
 
     def _namespace_closed(self, memory: Memory, exc: ApiError) -> Result:
         """The namespace is being torn down: skip its AppTasks until their deletion is seen; no
@@ -730,11 +730,18 @@ class Reconciler:
                 None if cached is None else cached.obj, self.clock())) > 0:
             memory.service_sync = Sync.rejected(rejection.message)
             return ServiceStep(Outcome.INVALID, requeue_after=retry_in)
-        if cached is None:  # read first: one may exist without our label
-            try:
-                cached = self._fetch_service(memory.key)
-            except ApiError as exc:
-                return self._service_failed(memory, exc)
+        if cached is not None:
+            memory.service_vanished_at = None
+            return self._converge_service(memory, apptask, body, cached)
+        # None cached while the status names one: its AppTask's deletion may be on its way
+        wait, memory.service_vanished_at = self._grace_left(
+            memory.service_vanished_at, bool(apptask.get("status", {}).get("serviceName")))
+        if wait > 0:
+            return ServiceStep(requeue_after=wait)
+        try:  # read first: one may exist without our label
+            cached = self._fetch_service(memory.key)
+        except ApiError as exc:
+            return self._service_failed(memory, exc)
         if cached is None:
             return self._apply_service(memory, apptask, body, None)
         return self._converge_service(memory, apptask, body, cached)
@@ -766,7 +773,9 @@ class Reconciler:
             body, live, fieldset.applied_by(owners, manager))
         if not found:
             memory.service_in_sync = signature
-            return self._service_calm(memory, apptask)
+            step = self._service_calm(memory, apptask)
+            return dataclasses.replace(step, plan=diff.Plan(
+                _service_key(memory), diff.Action.UNCHANGED)) if self.dry_run else step
         of = f"Service {name}: "
         fight_found, restored = self._take_backs(memory, apptask, memory.service_fight, body,
                                                  cached, found, now, of)
@@ -936,6 +945,8 @@ class Reconciler:
             plan = diff.Plan(str(memory.key), plan_action or diff.Action.UNCHANGED,
                              detail=sync.message if plan_action else "")
             return dataclasses.replace(result, plan=plan)
+        if memory.service_vanished_at is not None:  # written once it is known to be gone
+            return result
         settle = self._settling(memory, deployment)
         if settle > 0 and sync.ok:
             return dataclasses.replace(result, requeue_after=settle)

@@ -6,9 +6,12 @@ AppTask does not control is a conflict, never adopted nor deleted."""
 
 from __future__ import annotations
 
+import json
+import signal
 from typing import Any
 
 from helpers import CONTROLLER, apptask, condition, get_service, put_apptask, scoped
+from test_dryrun_and_fights import run_diff
 
 from ssa_controller.apptask import desired
 from ssa_controller.client.resources import APPTASKS, SERVICES
@@ -153,3 +156,27 @@ def test_a_service_of_the_name_the_apptask_does_not_control_is_a_conflict_never_
     poll_until(lambda: synced(admin, namespace, "web"), timeout=60, message="Synced")
     assert get_service(admin, namespace, "web")["metadata"]["uid"] == before["metadata"]["uid"]
     assert writes(cluster, mark, namespace, "services", "delete") == 0
+
+
+def test_diff_plans_the_service_beside_the_deployment(admin, controller, namespace, cluster,
+                                                      tmp_path, poll_until):
+    """`diff` shows the Service's plan (created, unchanged, deleted) and sends nothing."""
+    put_apptask(admin, apptask("web", namespace, service={"ports": [{"port": 80}]}))
+
+    def plans() -> tuple[int, dict[str, str]]:
+        planned = run_diff(cluster, tmp_path, namespace, "-o", "json")
+        assert planned.returncode in (0, 1), planned.stderr
+        return planned.returncode, {p["key"]: p["action"] for p in json.loads(planned.stdout)}
+
+    web, service = f"{namespace}/web", f"{namespace}/web (Service)"
+    assert plans() == (1, {web: "created", service: "created"})
+    assert get_service(admin, namespace, "web") is None
+    process = controller(scoped(namespace))
+    poll_until(lambda: synced(admin, namespace, "web"), timeout=60, message="Synced")
+    assert process.stop(signal.SIGTERM) == 0
+    assert plans() == (0, {web: "unchanged", service: "unchanged"})
+    put_apptask(admin, apptask("web", namespace))
+    mark = cluster.audit.mark()
+    assert plans() == (1, {web: "unchanged", service: "deleted"})
+    assert get_service(admin, namespace, "web") is not None
+    assert cluster.audit.select(mark, user=CONTROLLER, namespace=namespace, writes=True) == []

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
+from ssa_controller.apptask.diff import Action, Plan
+from ssa_controller.apptask.outcomes import Outcome
 from ssa_controller.controller import Controller
+from ssa_controller.reconciler import Result
+from ssa_controller.runtime.objectkey import ObjectKey
 from ssa_controller.runtime.store import Store, WriteAnswers, Writer
 from ssa_controller.serving.metrics import Metrics
 from ssa_controller.settings.config import Config
@@ -36,3 +42,14 @@ def test_only_the_watches_hold_the_cache_writers() -> None:
     assert by_resource["apptasks"].store is reconciler.apptasks is controller.apptasks
     assert by_resource["deployments"].store is reconciler.deployments is controller.deployments
     assert by_resource["services"].store is reconciler.services is controller.services
+
+
+def test_a_dry_run_keeps_the_plans_of_both_children(monkeypatch: pytest.MonkeyPatch) -> None:
+    controller = Controller(Config(namespaces=["a"], dry_run=True), object(), NoEvents(),  # type: ignore[arg-type]
+                            Metrics())
+    deployment = Plan("a/web", Action.UNCHANGED)
+    service = Plan("a/web (Service)", Action.CREATED)
+    monkeypatch.setattr(controller.reconciler, "reconcile", lambda key: Result(
+        Outcome.DRY_RUN, plan=deployment, service_plan=service))
+    controller.process(ObjectKey("a", "web"))
+    assert controller.plans[ObjectKey("a", "web")] == (deployment, service)

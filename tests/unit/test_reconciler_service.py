@@ -221,3 +221,35 @@ def test_a_paused_apptask_says_whether_both_children_match() -> None:
     harness.reconcile()
     assert harness.kube.kinds() == ["status"]
     assert conditions(harness)["Synced"]["status"] == "False"
+
+
+def test_a_service_the_apptask_had_waits_a_grace_before_it_is_created_again() -> None:
+    """Gone from the cache while the status names it (garbage collection may have come before
+    the AppTask's deletion is seen): nothing is sent for it within the grace, then it is read
+    and created again."""
+    task = apptask(service=SERVICE)
+    harness = converged(task)
+    harness.reconcile()  # the status names the Service
+    assert harness.apptasks.get(KEY)["status"]["serviceName"] == "web"
+    harness.service_cache.delete({**live_service(task), "metadata": {
+        **live_service(task)["metadata"], "resourceVersion": harness.kube.next_revision()}})
+    waited = harness.reconcile()
+    assert harness.kube.kinds() == [] and 0 < waited.requeue_after <= 1.0
+    harness.reconcile(after=1.0)
+    assert harness.kube.kinds()[:2] == ["get", "service-apply"]
+
+
+def test_a_conflict_over_the_service_is_reported_as_for_the_deployment() -> None:
+    from ssa_controller.client.wire import ApiError
+    harness = Harness()
+    harness.given(apptask(service=SERVICE))
+    harness.kube.failures["service-apply"] = ApiError(
+        409, "Conflict", "Apply failed with 1 conflict", {"details": {"causes": [
+            {"message": 'conflict with "kubectl-edit": .spec.ports', "field": ".spec.ports"}]}})
+    result = harness.reconcile()
+    assert result.outcome == "applied" and result.error is not None  # retried, rate-limited
+    synced = conditions(harness)["Synced"]
+    assert (synced["reason"], harness.apptasks.get(KEY)["status"]["phase"]) == (
+        "ApplyConflict", "Conflict")
+    assert synced["message"] == 'Service web: apply conflicts with "kubectl-edit" over .spec.ports'
+    assert harness.events.reasons[-1] == "ApplyConflict"
