@@ -481,7 +481,7 @@ class ControlPlane:
             "--secure-port": self.port,
             "--bind-address": "127.0.0.1",
             "--advertise-address": "127.0.0.1",
-            "--service-cluster-ip-range": "10.0.0.0/24",
+            "--service-cluster-ip-range": "10.0.0.0/16",  # a /24 ran out at 1,000 Services
             "--endpoint-reconciler-type": "none",
             "--token-auth-file": work / "tokens.csv",
             "--authorization-mode": "RBAC",
