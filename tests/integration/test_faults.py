@@ -256,7 +256,14 @@ def test_transient_failures_write_no_status_until_they_last_degraded_after(
     put_apptask(admin, apptask(name, namespace, replicas=0, image="nginx:1.27"))
     poll_until(lambda: status_of(admin, namespace, name).get("phase") == "Degraded",
                timeout=30, message="Degraded once the 503s lasted")
-    records = proxy.records()
+    # the proxy records a request once its answer is relayed: the server may show the status
+    # before the proxy's record of its write is there
+    def with_the_write() -> list[RequestRecord] | None:
+        records = proxy.records()
+        return records if any(r.path == status_path and r.at >= calm for r in records) else None
+
+    records = poll_until(with_the_write, timeout=10,
+                         message="the proxy's record of the Degraded status write")
     first = min(r.at for r in records if r.injected and r.at >= calm)
     written = [r.at for r in records if r.path == status_path and r.at >= first]
     assert written and min(written) - first >= grace, (first, written)
