@@ -21,7 +21,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from ..settings.config import AdmissionConfig, PodTemplateConfig
+from ..settings.config import AdmissionConfig, PodTemplateConfig, merged
 from . import admission, fields
 from .shapes import InvalidSpec as InvalidSpec
 from .shapes import Shape, expect, is_quantity
@@ -175,16 +175,6 @@ def _set(spec: Mapping[str, Any], shapes: Mapping[str, Shape]) -> dict[str, Any]
             if spec.get(name) not in (None, "", [], {})}
 
 
-def _over(defaults: Mapping[str, Any], spec: Mapping[str, Any]) -> dict[str, Any]:
-    """The spec's fields over the defaults, objects merged key by key."""
-    merged = dict(defaults)
-    for name, value in spec.items():
-        default = defaults.get(name)
-        both = isinstance(value, Mapping) and isinstance(default, Mapping)
-        merged[name] = _over(default, value) if both else value  # type: ignore[arg-type]
-    return merged
-
-
 def _container(spec: Mapping[str, Any], restricted: bool) -> dict[str, Any]:
     image = spec.get("image")
     expect(isinstance(image, str) and bool(image.strip()), "image", "is required")
@@ -195,14 +185,14 @@ def _container(spec: Mapping[str, Any], restricted: bool) -> dict[str, Any]:
         if value:
             container[field] = value
     container.update(_set(spec, fields.CONTAINER))
-    return _over(_restricted_container(), container) if restricted else container
+    return merged(_restricted_container(), container) if restricted else container
 
 
 def _pod(spec: Mapping[str, Any], restricted: bool) -> dict[str, Any]:
     pod: dict[str, Any] = {"containers": [_container(spec, restricted)]}
     pod.update((fields.POD_NAMES.get(name, name), value)
                for name, value in _set(spec, fields.POD).items())
-    return _over(_restricted_pod(), pod) if restricted else pod
+    return merged(_restricted_pod(), pod) if restricted else pod
 
 
 def _replicas(spec: Mapping[str, Any]) -> int | None:

@@ -441,20 +441,22 @@ class Config(_Section):
     def with_overrides(self, changes: Mapping[str, Any]) -> Config:
         """A copy with `changes` (YAML-shaped: camelCase keys, a section's keys replaced one by
         one) over this configuration, re-validated: command-line flags over the file."""
-        return parse_config(_merged(self.to_dict(), changes))
+        return parse_config(merged(self.to_dict(), changes))
 
     def to_dict(self) -> dict[str, Any]:
         """The configuration as a YAML-shaped mapping (camelCase keys, durations in seconds)."""
         return self.model_dump(by_alias=True, mode="json")
 
 
-def _merged(base: Mapping[str, Any], changes: Mapping[str, Any]) -> dict[str, Any]:
-    merged = dict(base)
+def merged(base: Mapping[str, Any], changes: Mapping[str, Any]) -> dict[str, Any]:
+    """`changes` over `base`, mappings merged key by key, anything else (lists too) replaced;
+    neither is modified. Also how a spec's fields lie over the podTemplate defaults."""
+    result = dict(base)
     for key, value in changes.items():
         inner = base.get(key)
         both = isinstance(value, Mapping) and isinstance(inner, Mapping)
-        merged[key] = _merged(inner, value) if both else value  # type: ignore[arg-type]
-    return merged
+        result[key] = merged(inner, value) if both else value  # type: ignore[arg-type]
+    return result
 
 
 # --------------------------------------------------------------------------- public functions
