@@ -77,15 +77,19 @@ class Controller:
         timeout = config.timeouts.watch
         mine = None if self.shard is None else self.shard.selector
         managed = MANAGED_SELECTOR if mine is None else f"{MANAGED_SELECTOR},{mine}"
+        share = mine is not None  # a shard's selectors match 1/N: lists from the watch cache
         self.watchers = [
             *(Watcher(kube, APPTASKS, apptasks, self._on_apptask, namespace=ns,
-                      label_selector=mine, watch_timeout=timeout, metrics=metrics)
+                      label_selector=mine, watch_timeout=timeout, metrics=metrics,
+                      cached_lists=share)
               for ns in namespaces),
             *(Watcher(kube, DEPLOYMENTS, deployments, self._on_deployment, namespace=ns,
-                      label_selector=managed, watch_timeout=timeout, metrics=metrics)
+                      label_selector=managed, watch_timeout=timeout, metrics=metrics,
+                      cached_lists=share)
               for ns in namespaces),
             *(Watcher(kube, SERVICES, services, self._on_service, namespace=ns,
-                      label_selector=managed, watch_timeout=timeout, metrics=metrics)
+                      label_selector=managed, watch_timeout=timeout, metrics=metrics,
+                      cached_lists=share)
               for ns in namespaces),
         ]
 

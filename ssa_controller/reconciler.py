@@ -543,7 +543,9 @@ class Reconciler:
                     of: str = "") -> tuple[bool, str]:
         """What a child's drift `found` says of other writers: whether their take-backs make a
         fight (counted in its fight `state`), and what the apply restores, to say so (when the
-        status says the child held this generation: someone else changed it)."""
+        status says the child held this generation: someone else changed it). A new shard
+        label is the AppTask's move between shards, not another writer's change."""
+        found = drift.by_others(found, (desired.SHARD_PATH,))
         if not found.taken:
             return False, ""
         manager = self.config.field_manager

@@ -35,6 +35,9 @@ NAME_LABEL = "apptasks.example.com/name"
 SHARD_LABEL = "apptasks.example.com/shard"
 """With sharding: the shard an AppTask is assigned to, on the AppTask (the sharder's) and on
 every child it renders (so that a shard's watches select its share only)."""
+SHARD_PATH = ("f:metadata", "f:labels", f"f:{SHARD_LABEL}")
+"""The shard label's path in a child's managedFields: it changes when its AppTask moves between
+shards, by the controller's own doing."""
 CONTAINER_NAME = "app"
 PROTOCOLS = ("TCP", "UDP", "SCTP")
 _LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from ..runtime import fieldset
@@ -80,6 +80,14 @@ def compute(body: Mapping[str, Any], live: Mapping[str, Any], owned: frozenset[P
                            if not _same(p, value, found)))
     return Drift(changed=changed, lost=tuple(sorted(wanted - owned)),
                  stale=tuple(sorted(owned - wanted)))
+
+
+def by_others(found: Drift, own: Iterable[Path]) -> Drift:
+    """`found` without the changed values at `own` paths the manager still owns: those the
+    controller changes itself beyond the spec (the shard label, when an AppTask moved between
+    shards), no other writer's doing. Another manager owning one of them is still a take-back."""
+    mine = frozenset(own) - frozenset(found.lost)
+    return replace(found, changed=tuple(p for p in found.changed if p not in mine))
 
 
 VALUE_LIMIT = 60

@@ -1,14 +1,14 @@
 """Benchmark: sharding (issue 22), N = 1..4 replicas sharing COUNT AppTasks on one control plane.
 
     .venv/bin/python tests/bench/bench_sharding.py --count 20000 [--replicas 1,2,3,4]
-        [--workers 4] [--timeout 1800]
+        [--rebalance 4] [--workers 4] [--timeout 1800]
 
-One local control plane (etcd, kube-apiserver v1.20.2, kube-controller-manager: Deployments of
-0 replicas, observed but without pods). For each N, in a namespace and a ring of its own: N
+For each N, a local control plane of its own (etcd, kube-apiserver v1.20.2,
+kube-controller-manager: Deployments of 0 replicas, observed but without pods), then: N
 `python -m ssa_controller run` processes with sharding on (users controller, controller-2, ...
 bound by manifests/rbac.yaml, so that the audit log tells them apart; write limit lifted to
 1000 qps, leader election with client-go's timings), then COUNT AppTasks created at once
-(8 threads), then one more replica joins:
+(8 threads), then, for the Ns given to --rebalance, one more replica joins:
 - new: seconds until every AppTask's status is current (observedGeneration; and the ratio to
   N = 1); per replica the AppTasks it holds, its peak RSS (VmHWM, MB) and CPU seconds (/proc)
   since it started; requests per AppTask from the audit log (by verb and resource), and among
@@ -16,9 +16,9 @@ bound by manifests/rbac.yaml, so that the audit log tells them apart; write limi
 - rebalance: seconds from the join until every AppTask is labelled with the shard the ring of
   N + 1 gives it, no drain pending, and its Deployment labelled alike; how many moved, and the
   requests it took per moved AppTask;
-then every replica stops (SIGTERM) and the namespace is deleted, and waited for, before the
-next N. The machine's busy share (percent of all cores, /proc/stat) and the control plane's CPU
-seconds are printed for each phase. Not a test.
+then every replica stops (SIGTERM) and the control plane is torn down: each N gets a fresh one
+(deleting 2 x COUNT objects would load the next N's). The machine's busy share (percent of all
+cores, /proc/stat) and the control plane's CPU seconds are printed for each phase. Not a test.
 """
 
 from __future__ import annotations
@@ -51,7 +51,6 @@ from ssa_controller import crds  # noqa: E402
 from ssa_controller.apptask.desired import SHARD_LABEL  # noqa: E402
 from ssa_controller.client.kube import Kube  # noqa: E402
 from ssa_controller.client.resources import APPTASKS, DEPLOYMENTS, LEASES  # noqa: E402
-from ssa_controller.client.wire import ApiError  # noqa: E402
 from ssa_controller.envtest import ControlPlane, die_with_parent, install, poll_until  # noqa: E402
 from ssa_controller.runtime.sharding.ring import Ring  # noqa: E402
 from ssa_controller.sharded import DRAIN_LABEL, RING_LABEL  # noqa: E402
@@ -102,10 +101,10 @@ class Replica:
 
 
 def labels(obj: dict[str, Any]) -> tuple[Any, ...]:
-    """An AppTask's generation, observed generation, shard and drain mark."""
+    """An AppTask's generation, observed generation, shard, drain mark and uid."""
     found = obj["metadata"].get("labels") or {}
     return (obj["metadata"].get("generation"), (obj.get("status") or {}).get("observedGeneration"),
-            found.get(SHARD_LABEL), DRAIN_LABEL in found)
+            found.get(SHARD_LABEL), DRAIN_LABEL in found, obj["metadata"]["uid"])
 
 
 def live_shards(admin: Kube, ring: str) -> set[str]:
@@ -126,7 +125,7 @@ def placed(admin: Kube, ns: str, ring: str, tasks: Tracker, deployments: Tracker
 
 
 def run(plane: ControlPlane, workdir: Path, count: int, replicas: int, workers: int,
-        timeout: float, baseline: float | None) -> float:
+        timeout: float, baseline: float | None, rebalance: bool) -> float:
     """One N: returns the seconds until every status was current (for the ratio to N = 1)."""
     admin = Kube.from_kubeconfig(str(plane.kubeconfig), user_agent="bench", max_connections=16)
     ns = ring = f"sharded-{replicas}-{count}"
@@ -135,97 +134,98 @@ def run(plane: ControlPlane, workdir: Path, count: int, replicas: int, workers: 
     deployments = Tracker(plane.kubeconfig, DEPLOYMENTS.path(ns),
                           lambda d: d["metadata"].get("labels", {}).get(SHARD_LABEL))
     started = [Replica(plane, workdir, user, ns, ring, workers) for user in USERS[:replicas]]
-    poll_until(lambda: len(live_shards(admin, ring)) == replicas, timeout=60,
-               message=f"{replicas} live shards")
-    time.sleep(2 * replicas)  # every replica's view of the ring synced before the burst
-    names = [f"at-{i}" for i in range(count)]
-    log, users = plane.audit, set(USERS[:replicas])
+    try:
+        poll_until(lambda: len(live_shards(admin, ring)) == replicas, timeout=60,
+                   message=f"{replicas} live shards")
+        time.sleep(2 * replicas)  # every replica's view of the ring synced before the burst
+        names = [f"at-{i}" for i in range(count)]
+        log, users = plane.audit, set(USERS[:replicas])
 
-    mark, machine, t0 = log.mark(), Machine(plane), time.monotonic()
-    with concurrent.futures.ThreadPoolExecutor(8) as pool:
-        list(pool.map(lambda n: admin.apply(APPTASKS.path(ns, n), apptask(ns, n),
-                                            field_manager="bench", force=True), names))
-    created = time.monotonic() - t0
-    status = tasks.when_all(names, lambda s: s[0] == s[1] and s[2] is not None, t0, timeout)
-    shares = machine.figures()
-    time.sleep(1.0)  # the last Events
-    events = [e for e in log.select(mark) if e.user in users]
-    label_patches = sum(1 for e in events if e.verb == "patch" and e.resource == "apptasks"
-                        and e.subresource is None)
-    held = {shard: sum(1 for s in tasks.latest().values() if s[2] == shard)
-            for shard in live_shards(admin, ring)}
-    print(f"N={replicas} new: created {created:.1f}s, every status current {status:.1f}s"
-          + (f" ({status / baseline:.2f}x N=1)" if baseline else "")
-          + f", busy {shares['busy']:.0f}%, plane cpu {shares['plane_cpu']:.0f}s", flush=True)
-    print(f"  requests per AppTask {by_verb(events, count)}; sharder label patches per "
-          f"AppTask {label_patches / count:.2f}", flush=True)
-    for replica in started:
-        peak, cpu = replica.figures()
-        print(f"  {replica.user}: peak RSS {peak:.0f} MB, cpu {cpu:.1f}s", flush=True)
-    print(f"  AppTasks per shard: {sorted(held.values(), reverse=True)}", flush=True)
+        mark, machine, t0 = log.mark(), Machine(plane), time.monotonic()
+        with concurrent.futures.ThreadPoolExecutor(8) as pool:
+            list(pool.map(lambda n: admin.apply(APPTASKS.path(ns, n), apptask(ns, n),
+                                                field_manager="bench", force=True), names))
+        created = time.monotonic() - t0
+        status = tasks.when_all(names, lambda s: s[0] == s[1] and s[2] is not None, t0, timeout)
+        shares = machine.figures()
+        time.sleep(1.0)  # the last Events
+        events = [e for e in log.select(mark) if e.user in users]
+        label_patches = sum(1 for e in events if e.verb == "patch" and e.resource == "apptasks"
+                            and e.subresource is None)
+        held = {shard: sum(1 for s in tasks.latest().values() if s[2] == shard)
+                for shard in live_shards(admin, ring)}
+        print(f"N={replicas} new: created {created:.1f}s, every status current {status:.1f}s"
+              + (f" ({status / baseline:.2f}x N=1)" if baseline else "")
+              + f", busy {shares['busy']:.0f}%, plane cpu {shares['plane_cpu']:.0f}s", flush=True)
+        print(f"  requests per AppTask {by_verb(events, count)}; sharder label patches per "
+              f"AppTask {label_patches / count:.2f}", flush=True)
+        for replica in started:
+            peak, cpu = replica.figures()
+            print(f"  {replica.user}: peak RSS {peak:.0f} MB, cpu {cpu:.1f}s", flush=True)
+        print(f"  AppTasks per shard: {sorted(held.values(), reverse=True)}", flush=True)
+        if rebalance:
+            started.append(Replica(plane, workdir, USERS[replicas], ns, ring, workers))
+            join(plane, admin, ns, ring, count, tasks, deployments, timeout)
+    finally:
+        for replica in started:
+            replica.stop()
+        tasks.stop()
+        deployments.stop()
+        admin.close()
+    return status
 
-    uids = {item["metadata"]["name"]: item["metadata"]["uid"]
-            for item in admin.list(APPTASKS.path(ns))["items"]}
-    before = {name: s[2] for name, s in tasks.latest().items()}
-    mark, machine, t0 = log.mark(), Machine(plane), time.monotonic()
-    started.append(Replica(plane, workdir, USERS[replicas], ns, ring, workers))
+
+def join(plane: ControlPlane, admin: Kube, ns: str, ring: str, count: int, tasks: Tracker,
+         deployments: Tracker, timeout: float) -> None:
+    """Prints the rebalance after one more replica was started: until every AppTask and its
+    Deployment carry the shard the ring of the live shards gives it and none is draining."""
+    seen = tasks.latest()  # (a list of COUNT AppTasks may outlast a request's timeout)
+    uids = {name: s[4] for name, s in seen.items()}
+    before = {name: s[2] for name, s in seen.items()}
+    replicas = len(live_shards(admin, ring))
+    log, mark, machine, t0 = plane.audit, plane.audit.mark(), Machine(plane), time.monotonic()
     poll_until(lambda: placed(admin, ns, ring, tasks, deployments, uids) and
                len(live_shards(admin, ring)) == replicas + 1, timeout=timeout, interval=1.0,
                message="the AppTasks rebalanced")
     took = time.monotonic() - t0
     shares = machine.figures()
     moved = sum(1 for name, s in tasks.latest().items() if s[2] != before.get(name))
-    events = [e for e in log.select(mark) if e.user in users | {USERS[replicas]}]
+    events = [e for e in log.select(mark) if e.user in USERS]
     print(f"N={replicas}->{replicas + 1} rebalance: {moved} moved ({moved / count:.0%}) in "
-          f"{took:.1f}s, busy {shares['busy']:.0f}%; requests per moved AppTask "
-          f"{by_verb(events, max(moved, 1))}", flush=True)
-
-    for replica in started:
-        replica.stop()
-    tasks.stop()
-    deployments.stop()
-    admin.delete(f"/api/v1/namespaces/{ns}")
-    poll_until(lambda: _gone(admin, ns), timeout=timeout, interval=1.0,
-               message=f"namespace {ns} deleted")
-    admin.close()
-    return status
-
-
-def _gone(admin: Kube, ns: str) -> bool:
-    try:
-        admin.get(f"/api/v1/namespaces/{ns}")
-    except ApiError as exc:
-        return exc.status == 404
-    return False
+          f"{took:.1f}s, busy {shares['busy']:.0f}%, plane cpu {shares['plane_cpu']:.0f}s; "
+          f"requests per moved AppTask {by_verb(events, max(moved, 1))}", flush=True)
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--count", type=int, default=20000)
-    parser.add_argument("--replicas", default="1,2,3,4",
-                        help="the Ns, comma-separated (each then gets one more replica)")
+    parser.add_argument("--replicas", default="1,2,3,4", help="the Ns, comma-separated")
+    parser.add_argument("--rebalance", default="4",
+                        help="the Ns (comma-separated) after whose run one more replica joins")
     parser.add_argument("--workers", type=int, default=4)
     parser.add_argument("--timeout", type=float, default=1800.0)
     args = parser.parse_args()
     counts = [int(n) for n in args.replicas.split(",")]
+    joins = {int(n) for n in args.rebalance.split(",") if n}
     if not all(1 <= n < len(USERS) for n in counts):
         parser.error(f"each N must be 1..{len(USERS) - 1}")
     started = datetime.now(UTC)
     print(f"{started:%Y-%m-%d %H:%M} UTC, {platform.node()}, {os.cpu_count()} cores, "
           f"python {platform.python_version()}; {args.count} AppTasks, {args.workers} workers "
           "per replica", flush=True)
-    with tempfile.TemporaryDirectory() as tmp, \
-            ControlPlane(Path(tmp), controller_manager=True, users={u: () for u in USERS},
-                         assets=install(log=lambda _: None)) as plane:
-        admin = plane.client(user_agent="bench")
-        crds.install(admin)
-        admin.create("/api/v1/namespaces", {"metadata": {"name": CONTROLLER_NAMESPACE}})
-        apply_rbac(admin, rbac_objects(USERS))
-        admin.close()
-        baseline = None
-        for replicas in counts:
+    assets = install(log=lambda _: None)
+    baseline = None
+    for replicas in counts:
+        with tempfile.TemporaryDirectory() as tmp, \
+                ControlPlane(Path(tmp), controller_manager=True,
+                             users={u: () for u in USERS}, assets=assets) as plane:
+            admin = plane.client(user_agent="bench")
+            crds.install(admin)
+            admin.create("/api/v1/namespaces", {"metadata": {"name": CONTROLLER_NAMESPACE}})
+            apply_rbac(admin, rbac_objects(USERS))
+            admin.close()
             status = run(plane, Path(tmp), args.count, replicas, args.workers, args.timeout,
-                         baseline)
+                         baseline, replicas in joins)
             baseline = baseline or (status if replicas == 1 else None)
     return 0
 

@@ -524,6 +524,47 @@ def test_a_shard_is_fenced_only_once_a_fresh_read_shows_its_lease_unrenewed(
         kube.close()
 
 
+def test_a_rebalance_queues_every_planned_move_while_workers_carry_some_out(
+        plane: ControlPlane, padmin: Kube, space: str, tmp_path: Path) -> None:
+    """Forced interleaving: another sharder worker carries out a planned move (taking it off
+    the plan) while the rebalance is still queueing the plan's keys. Found at 20,000 AppTasks
+    (bench_sharding.py): the rebalance failed with "dictionary changed size during iteration"
+    and listed everything again, over and over."""
+    now = [1000.0]
+    ring = f"ring-{secrets.token_hex(3)}"
+    kube = controller_client(plane, tmp_path, Kube)
+    sharder = Sharder(kube, APPTASKS, LABELS, lease_namespace=CONTROLLER_NAMESPACE,
+                      ring={RING_LABEL: ring}, lease_duration=5, namespaces=[space],
+                      accept=lambda key: True, field_manager="tests", period=60,
+                      backoff=ItemBackoff(0.5, 2, 5, 0), metrics=Metrics().sharding(ring, "me"),
+                      clock=lambda: now[0])
+    names = [f"moved-{i}" for i in range(4)]
+    for name in names:
+        put_apptask(padmin, labelled(name, space, {SHARD_LABEL: "gone"}))
+    try:
+        sharder.members.observe("me", LeaseRecord("me", 5, WALL, WALL, 0), now[0])
+        sharder.members.observe("gone", LeaseRecord("", 5, WALL, WALL, 0), now[0])  # released
+        sharder._check_ring()
+        queued: list[ObjectKey] = []
+        add = sharder.queue.add
+
+        def add_while_another_worker_places(key: Any) -> None:
+            if isinstance(key, ObjectKey):
+                if not queued:
+                    sharder._place(ObjectKey(space, names[-1]))
+                queued.append(key)
+            add(key)
+        sharder.queue.add = add_while_another_worker_places  # type: ignore[method-assign]
+        sharder._rebalance()
+        assert sorted(k.name for k in queued) == names
+        for key in queued:
+            sharder._place(key)
+        assert all(labels_of(padmin, space, n).get(SHARD_LABEL) == "me" for n in names)
+    finally:
+        sharder.stop()
+        kube.close()
+
+
 # --------------------------------------------------------------------------- least privilege
 
 

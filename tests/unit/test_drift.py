@@ -197,6 +197,17 @@ def test_taken_joins_changed_and_lost_values() -> None:
     assert drift.compute(BODY, live, owned(live)).taken == tuple(sorted([REPLICAS, IMAGE]))
 
 
+def test_a_change_of_the_controllers_own_path_is_no_other_writers_unless_they_own_it() -> None:
+    live = live_copy()
+    live["spec"]["replicas"] = 7
+    live["spec"]["template"]["spec"]["containers"][0]["image"] = "other"
+    found = drift.compute(BODY, live, owned(live))
+    assert drift.by_others(found, [REPLICAS]).taken == (IMAGE,)
+    give_to(live, "kubectl", [REPLICAS])
+    found = drift.compute(BODY, live, owned(live))
+    assert drift.by_others(found, [REPLICAS]).taken == tuple(sorted([REPLICAS, IMAGE]))
+
+
 def test_paths_the_body_no_longer_sets_are_stale() -> None:
     body = copy.deepcopy(BODY)
     del body["spec"]["template"]["metadata"]["annotations"]

@@ -833,6 +833,24 @@ def test_applying_a_spec_the_deployment_never_held_is_no_take_back(status: Obj |
     assert harness.reconcile().outcome == "applied"
     assert harness.events.notes == ["Deployment web configured"]
 
+def test_an_apptask_moved_to_this_shard_relabels_its_deployment_without_a_take_back() -> None:
+    """The shard label on the Deployment of an AppTask that moved in is the old shard's (the
+    same field manager): applying this shard's is the move, not another writer's change."""
+    harness = Harness()
+    harness.reconciler.shard = "shard-b"
+    task = apptask()
+    task["status"] = synced_status(1)
+    live = deployment(task)
+    live["metadata"]["labels"][desired.SHARD_LABEL] = "shard-a"
+    live["metadata"]["managedFields"][0] = managed(
+        MANAGER, fieldset.body_paths(desired.render(task, shard="shard-a")))
+    harness.given(task, live)
+    result = harness.reconcile()
+    assert (result.outcome, result.fight_detected) == ("applied", False)
+    assert harness.events.notes == ["Deployment web configured"]
+    assert harness.memory().fight.takebacks == ()  # type: ignore[union-attr]
+
+
 def converged(harness: Harness) -> Obj:
     """An AppTask and its Deployment, reconciled once: the status is written (and names the
     Deployment); returns the Deployment as cached."""

@@ -345,6 +345,10 @@ def test_a_sharded_process_watches_its_share_only() -> None:
     assert sorted(w.label_selector or "" for w in process.sharder.watchers) == [
         "!apptasks.example.com/shard", "apptasks.example.com/ring=ssa-controller"]
     assert process._shard_elector().name == name
+    # selectors matching a small share are listed from the watch cache, not paged from etcd
+    assert all(w.cached_lists for w in process.controller.watchers)
+    assert [w.label_selector for w in process.sharder.watchers if w.cached_lists] == [
+        "!apptasks.example.com/shard"]
 
 
 @pytest.mark.parametrize("config", [{"sharding": {"enabled": False}}, {"dryRun": True}])
@@ -353,7 +357,7 @@ def test_without_sharding_or_in_a_dry_run_a_process_sees_every_apptask(
     process = sharded_process(**config)
     assert process.shard_name is None and process.sharder is None
     assert all(w.label_selector in (None, "app.kubernetes.io/managed-by=ssa-controller")
-               for w in process.controller.watchers)
+               and not w.cached_lists for w in process.controller.watchers)
 
 
 def test_workers_follow_the_shard_lease_and_the_sharder_the_leader_lease() -> None:

@@ -111,13 +111,13 @@ class Metrics:
         self.relists += 1
 
 
-def run(lists: list[Obj | Exception], watches: list[Stream | Exception]
+def run(lists: list[Obj | Exception], watches: list[Stream | Exception], cached_lists: bool = False
         ) -> tuple[Watcher, ScriptedKube, Stop, Metrics, list[tuple[Obj | None, Obj | None]]]:
     kube = ScriptedKube(lists, watches)
     changes: list[tuple[Obj | None, Obj | None]] = []
     metrics = Metrics()
     watcher = Watcher(kube, APPTASKS, Writer(), lambda old, new: changes.append((old, new)),  # type: ignore[arg-type]
-                      metrics=metrics, rng=random.Random(1))
+                      metrics=metrics, rng=random.Random(1), cached_lists=cached_lists)
     watcher.run(kube.stop)
     return watcher, kube, kube.stop, metrics, changes
 
@@ -182,6 +182,20 @@ def test_an_expired_continue_token_falls_back_to_one_unpaged_list() -> None:
         "demo/a", "demo/b", "demo/c", "demo/d"]
     assert len(changes) == 4 and watcher.synced.is_set()
     assert (metrics.restarts, stop.waits) == (0, [])
+
+
+def test_a_watcher_on_a_share_lists_from_the_watch_cache_and_continues_without_a_version(
+) -> None:
+    """A selector matching a small share (a shard's) is listed at resourceVersion 0, which the
+    API server filters in its watch cache; should a newer server page that list, the next
+    page names no version (the continue token holds it). The watch resumes from the list's."""
+    first = {"metadata": {"resourceVersion": "5", "continue": "next"}, "items": [item("a", "1")]}
+    watcher, kube, _, _, _ = run([first, page("5", item("b", "2"))], [], cached_lists=True)
+    lists = [params for verb, params in kube.calls if verb == "list"]
+    assert [(p.get("resourceVersion"), p.get("continue")) for p in lists] == [
+        ("0", None), (None, "next")]
+    assert [params["resourceVersion"] for verb, params in kube.calls if verb == "watch"] == ["5"]
+    assert sorted(str(k) for k in watcher.writer.store.keys()) == ["demo/a", "demo/b"]
 
 
 def test_errors_back_off_exponentially_and_reset_after_a_healthy_watch() -> None:

@@ -133,7 +133,7 @@ class Sharder:
                     metrics=watch_metrics),
             *(Watcher(kube, resource, unassigned, self._on_unassigned, namespace=ns,
                       label_selector=labels.unassigned, watch_timeout=watch_timeout,
-                      metrics=watch_metrics) for ns in namespaces)]
+                      metrics=watch_metrics, cached_lists=True) for ns in namespaces)]
         metrics.view(self._live_count, self._waiting.__len__, self._oldest)
 
     # -- the view (every replica) ------------------------------------------------------------
@@ -337,9 +337,10 @@ class Sharder:
                     planned[key] = seen
         with self._lock:
             self._planned = planned
-        if planned:
-            log.info("sharding rebalance: %d objects to drain or move", len(planned))
-        for key in planned:
+            keys = list(planned)  # (other workers take planned keys while these are queued)
+        if keys:
+            log.info("sharding rebalance: %d objects to drain or move", len(keys))
+        for key in keys:
             self.queue.add(key)
         self.queue.add_after(REBALANCE, self.period)
 
