@@ -1,4 +1,4 @@
-"""Benchmark: sharding (issue 22), N = 1..4 replicas sharing COUNT AppTasks on one control plane.
+"""Benchmark: sharding (issue 22): N = 1..4 replicas share COUNT AppTasks, each N its own plane.
 
     .venv/bin/python tests/bench/bench_sharding.py --count 20000 [--replicas 1,2,3,4]
         [--rebalance 4] [--workers 4] [--timeout 1800]
