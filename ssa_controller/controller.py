@@ -21,12 +21,12 @@ from .apptask.fights import FightTracker
 from .apptask.outcomes import Outcome
 from .apptask.scope import NamespaceScope
 from .client.kube import Kube
-from .client.resources import APPTASKS, DEPLOYMENTS, SERVICES
+from .client.resources import APPTASKS, DEPLOYMENTS, SERVICES, Resource
 from .client.wire import ApiError
 from .reconciler import EventSink, Reconciler, Result, item_backoff
 from .runtime.objectkey import ObjectKey
 from .runtime.store import Cached, Writer
-from .runtime.watcher import Watcher, start_all
+from .runtime.watcher import ChangeHandler, Watcher, start_all
 from .runtime.workqueue import WorkQueue
 from .serving.metrics import Metrics
 from .settings.config import Config
@@ -77,21 +77,14 @@ class Controller:
         timeout = config.timeouts.watch
         mine = None if self.shard is None else self.shard.selector
         managed = MANAGED_SELECTOR if mine is None else f"{MANAGED_SELECTOR},{mine}"
-        share = mine is not None  # a shard's selectors match 1/N: lists from the watch cache
-        self.watchers = [
-            *(Watcher(kube, APPTASKS, apptasks, self._on_apptask, namespace=ns,
-                      label_selector=mine, watch_timeout=timeout, metrics=metrics,
-                      cached_lists=share)
-              for ns in namespaces),
-            *(Watcher(kube, DEPLOYMENTS, deployments, self._on_deployment, namespace=ns,
-                      label_selector=managed, watch_timeout=timeout, metrics=metrics,
-                      cached_lists=share)
-              for ns in namespaces),
-            *(Watcher(kube, SERVICES, services, self._on_service, namespace=ns,
-                      label_selector=managed, watch_timeout=timeout, metrics=metrics,
-                      cached_lists=share)
-              for ns in namespaces),
-        ]
+        watched: tuple[tuple[Resource, Writer, ChangeHandler, str | None], ...] = (
+            (APPTASKS, apptasks, self._on_apptask, mine),
+            (DEPLOYMENTS, deployments, self._on_deployment, managed),
+            (SERVICES, services, self._on_service, managed))
+        self.watchers = [  # a shard's selectors match 1/N: it lists from the watch cache
+            Watcher(kube, resource, writer, handler, namespace=ns, label_selector=selector,
+                    watch_timeout=timeout, metrics=metrics, cached_lists=mine is not None)
+            for resource, writer, handler, selector in watched for ns in namespaces]
 
     # -- event handlers: they only enqueue ------------------------------------------------
 

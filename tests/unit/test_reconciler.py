@@ -833,6 +833,7 @@ def test_applying_a_spec_the_deployment_never_held_is_no_take_back(status: Obj |
     assert harness.reconcile().outcome == "applied"
     assert harness.events.notes == ["Deployment web configured"]
 
+
 def test_an_apptask_moved_to_this_shard_relabels_its_deployment_without_a_take_back() -> None:
     """The shard label on the Deployment of an AppTask that moved in is the old shard's (the
     same field manager): applying this shard's is the move, not another writer's change."""
