@@ -57,7 +57,7 @@ from ssa_controller.runtime.backoff import ItemBackoff
 from ssa_controller.runtime.leader import LeaseRecord
 from ssa_controller.runtime.objectkey import ObjectKey
 from ssa_controller.runtime.sharding.members import State
-from ssa_controller.runtime.sharding.ring import Ring
+from ssa_controller.runtime.sharding.ring import PARTITION_WIDTH, PARTITIONS, Ring
 from ssa_controller.runtime.sharding.sharder import Sharder
 from ssa_controller.runtime.store import Cached, Writer
 from ssa_controller.runtime.watcher import Watcher, start_all
@@ -68,9 +68,9 @@ USERS = ("controller", "controller-2", "controller-3", "controller-4")
 NAMESPACE = "sharded"
 LEASE = "ssa-controller"
 LEASE_DURATION, RENEW_DEADLINE, RETRY_PERIOD = 8, 6, 1
-APPTASKS_COUNT = 900
+APPTASKS_COUNT = 1200
 """Enough that each shard's share of uniformly hashed uids stays within 15% of a third
-(3.2 standard deviations; the ring's partitions are split evenly, +/- 1 of 1024)."""
+(3.7 standard deviations; the ring's partitions are split evenly, +/- 1 of 1024)."""
 CONFIG = {"namespaces": [NAMESPACE], "sharding": {"enabled": True},
           "leaderElection": {"enabled": True, "namespace": CONTROLLER_NAMESPACE,
                              "leaseName": LEASE, "leaseDuration": f"{LEASE_DURATION}s",
@@ -234,6 +234,28 @@ def as_the_ring_says(admin: Kube, assignment: dict[str, str]) -> None:
     assert not wrong, f"not where the ring puts them: {sorted(wrong)[:10]}"
 
 
+def partition_owners(ring: Ring) -> list[str]:
+    """The owner of every partition, from the ranges each shard owns."""
+    owners = [""] * PARTITIONS
+    for shard in ring.shards:
+        for start, end in ring.ranges(shard):
+            owners[start // PARTITION_WIDTH:end // PARTITION_WIDTH] = \
+                [shard] * ((end - start) // PARTITION_WIDTH)
+    return owners
+
+
+def changed_partitions(old: Ring, new: Ring) -> list[tuple[str, str]]:
+    """(old owner, new owner) of every partition whose owner differs between two rings."""
+    pairs = zip(partition_owners(old), partition_owners(new), strict=True)
+    return [(was, now) for was, now in pairs if was != now]
+
+
+def moved_by(admin: Kube, old: Ring, new: Ring) -> set[str]:
+    """The AppTasks (by name) whose owner differs between two rings."""
+    return {item["metadata"]["name"] for item in admin.list(APPTASKS.path(NAMESPACE))["items"]
+            if old.owner(item["metadata"]["uid"]) != new.owner(item["metadata"]["uid"])}
+
+
 def caches_hold_their_share(processes: list[Process], assignment: dict[str, str],
                             tolerance: float | None) -> None:
     """Each process caches exactly its shard's AppTasks and their Deployments, and (with a
@@ -285,11 +307,14 @@ def test_replicas_share_the_apptasks_and_hand_them_over_one_writer_at_a_time(
         joined = time.monotonic() - started
         moved = {n for n in names if before[n] != after[n]}
         print(f"the fourth shard took {len(moved)} AppTasks in {joined:.1f}s")
-        destinations = Counter(after[n] for n in moved)
-        # the ring's bounded loads move a few partitions between the others too
-        assert destinations[shards[fourth.user]] >= 0.9 * len(moved), destinations
-        assert abs(len(moved) - APPTASKS_COUNT / 4) <= 0.15 * APPTASKS_COUNT / 4, len(moved)
         as_the_ring_says(admin, after)
+        # exactly the AppTasks of the partitions that changed owner moved: a quarter of the
+        # partitions, the ring's bounded loads moving a few between the other three too
+        rings = Ring(shards[p.user] for p in first), Ring(shards.values())
+        assert moved == moved_by(admin, *rings)
+        handed = Counter(new for old, new in changed_partitions(*rings))
+        assert PARTITIONS / 4 - 1 <= handed[shards[fourth.user]] <= PARTITIONS / 4 + 1, handed
+        assert sum(handed.values()) - handed[shards[fourth.user]] <= 0.05 * PARTITIONS, handed
         caches_hold_their_share([*first, fourth], after, tolerance=None)
         grown = poll_until(lambda: (w := sharder_writes(leader))["drain"] - writes_before["drain"]
                            >= len(moved) and w, timeout=10, message="drains counted")
@@ -309,9 +334,13 @@ def test_replicas_share_the_apptasks_and_hand_them_over_one_writer_at_a_time(
         print(f"{len(lost)} AppTasks of the killed shard moved and converged in "
               f"{time.monotonic() - killed:.1f}s")
         changed = {n for n in names if final[n] != after[n]}
-        # the ring's bounded loads move a few partitions between the others too
-        assert lost <= changed and len(changed - lost) <= 0.05 * APPTASKS_COUNT, changed - lost
         as_the_ring_says(admin, final)
+        # the killed shard's partitions, and the few the bounded loads move between the others
+        rings = Ring(shards.values()), Ring(live_shards(admin))
+        assert lost <= changed == moved_by(admin, *rings)
+        taken = Counter(old for old, new in changed_partitions(*rings))
+        assert taken[shards[victim.user]] == rings[0].partitions(shards[victim.user]), taken
+        assert sum(taken.values()) - taken[shards[victim.user]] <= 0.05 * PARTITIONS, taken
         survivors = [p for p in (*first, fourth) if p is not victim]
         caches_hold_their_share(survivors, final, tolerance=None)
         moves = poll_until(lambda: (w := sharder_writes(leader))["move"] - grown["move"]
