@@ -1,7 +1,9 @@
 """Keeps a cache in sync with one resource by list-then-watch, like client-go's reflector.
 
-Lists are paged; a continue token that expired while paging (410) makes the list be taken again
-in one piece, as client-go's pager does (FullListIfExpired). Watches ask for bookmarks, carry a
+Lists are paged from etcd, or (for a selector matching a small share) taken from the API
+server's watch cache at the last version seen, as client-go's reflector takes them; a continue
+token that expired while paging (410) makes the list be taken again in one piece, as client-go's
+pager does (FullListIfExpired). Watches ask for bookmarks, carry a
 server-side timeout and a deadline STALL_GRACE seconds later (a watch still open then is
 stalled: aborted and re-opened), and resume from the last resourceVersion. A 410 Gone, an error,
 an unexpected exception or a watch that ends at once is a failure: the watch is opened again
@@ -70,6 +72,15 @@ def describe_failure(exc: ApiError, server: str, resource: str) -> str:
     return str(exc)
 
 
+def version_too_large(exc: ApiError) -> bool:
+    """Whether a list at a resourceVersion was refused because the server's watch cache did
+    not reach that version in time (504 with the cause ResourceVersionTooLarge, "Too large
+    resource version"): another API server of an HA control plane answered the versions seen."""
+    causes = ((exc.body or {}).get("details") or {}).get("causes") or ()
+    return exc.status == 504 and any(c.get("reason") == "ResourceVersionTooLarge"
+                                     for c in causes)
+
+
 class WatchMetrics(Protocol):
     def watch_restarted(self, resource: str) -> None: ...
     def watch_relisted(self, resource: str) -> None: ...
@@ -95,11 +106,14 @@ class Watcher:
         self.backoff_cap = backoff_cap
         self._rng = rng or random.Random()
         self.cached_lists = cached_lists
-        """List from the API server's watch cache (resourceVersion 0, as client-go's reflector
-        lists first), for a selector that matches a small share: filtered in the server's
-        memory, where a paged list from etcd reads every object of the namespace to fill a
-        page (a new shard, matching nothing yet, timed out so at 20,000 AppTasks). The answer
-        may be a moment behind; the watch from its resourceVersion makes that up."""
+        """List from the API server's watch cache, for a selector that matches a small share:
+        filtered in the server's memory, where a paged list from etcd reads every object of
+        the namespace to fill a page (a new shard, matching nothing yet, timed out so at
+        20,000 AppTasks). As client-go's reflector does, the first list is at resourceVersion
+        0 (any version: the watch from its resourceVersion makes up a cache a moment behind)
+        and a relist at the last version seen, without a limit (v1.20 reads a limited list at
+        a version from etcd), so that it never goes back in time; should the server have no
+        cache that fresh (504 ResourceVersionTooLarge, or 410), one list from etcd."""
         self.synced = threading.Event()
         """Set once the first list has been stored."""
         self.name = f"{resource.plural}@{namespace or '*'}"
@@ -107,7 +121,10 @@ class Watcher:
         self._stream_lock = threading.Lock()
         self._resume: str | None = None
         """The resourceVersion of the last list or delivered event: where the next watch starts
-        (after a watch fails mid-stream too, so no event is delivered twice)."""
+        (after a watch fails mid-stream too, so no event is delivered twice); None: list."""
+        self._seen: str | None = None
+        """The resourceVersion of the last list or delivered event, kept across relists:
+        where a cache-listing watcher's relist starts (client-go's lastSyncResourceVersion)."""
 
     def run(self, stop: threading.Event) -> None:
         """List, then watch until `stop` is set; never raises."""
@@ -116,7 +133,7 @@ class Watcher:
             retry_after = 0.0
             try:
                 if self._resume is None:
-                    self._resume = self._relist()
+                    self._resume = self._seen = self._relist()
                 if self._watch(stop):
                     failures = 0
                     continue
@@ -151,21 +168,37 @@ class Watcher:
     def _params(self) -> ListOptions:
         return {"labelSelector": self.label_selector}
 
+    def _first_page(self, from_etcd: bool = False) -> ListOptions:
+        """A list's first request: paged from etcd, or from the watch cache (see
+        `cached_lists`; at version 0 v1.20 answers it whole, newer servers may page it)."""
+        if from_etcd or not self.cached_lists:
+            return {**self._params(), "limit": LIST_PAGE}
+        if self._seen is None:
+            return {**self._params(), "resourceVersion": "0", "limit": LIST_PAGE}
+        return {**self._params(), "resourceVersion": self._seen}
+
     def _relist(self) -> str:
         records: list[Cached] = []
-        params: ListOptions = {**self._params(), "limit": LIST_PAGE}
-        if self.cached_lists:  # (v1.20 answers it whole; newer servers may page it)
-            params["resourceVersion"] = "0"
+        from_etcd = False
+        params = self._first_page()
         while True:
             try:
                 page = self.kube.list(self.resource.path(self.namespace), params)
             except ApiError as exc:
-                if exc.status != 410 or "continue" not in params:
-                    raise
-                log.info("list %s: the continue token expired while paging (%s); listing in "
-                         "one piece", self.name, exc.message)
-                records, params = [], self._params()
-                continue
+                if exc.status == 410 and "continue" in params:
+                    log.info("list %s: the continue token expired while paging (%s); listing "
+                             "in one piece", self.name, exc.message)
+                    records, params = [], self._first_page(from_etcd)
+                    params.pop("limit", None)
+                    continue
+                if params.get("resourceVersion", "0") != "0" and (
+                        exc.status == 410 or version_too_large(exc)):
+                    log.info("list %s: no cache as fresh as version %s (%s); listing from "
+                             "etcd", self.name, params["resourceVersion"], exc.message)
+                    from_etcd = True
+                    records, params = [], self._first_page(from_etcd)
+                    continue
+                raise
             records += [self.writer.record(o) for o in page.get("items", [])]
             meta = page.get("metadata", {})
             del page  # each raw page goes once it is cached: a large list is not held twice
@@ -199,7 +232,7 @@ class Watcher:
         try:
             with stream:
                 for event in stream:
-                    self._resume = self._apply(event) or self._resume
+                    self._resume = self._seen = self._apply(event) or self._resume
                     delivered = True
         finally:
             with self._stream_lock:

@@ -198,6 +198,60 @@ def test_a_watcher_on_a_share_lists_from_the_watch_cache_and_continues_without_a
     assert sorted(str(k) for k in watcher.writer.store.keys()) == ["demo/a", "demo/b"]
 
 
+GONE = ApiError(410, "Expired", "too old resource version: 12 (30)")
+TOO_LARGE = ApiError(504, "Timeout", "Too large resource version: 12, current: 9", {
+    "code": 504, "reason": "Timeout", "details": {"causes": [
+        {"reason": "ResourceVersionTooLarge", "message": "Too large resource version"}]}})
+
+
+def test_a_watcher_on_a_share_relists_at_the_last_version_it_saw_never_an_older_one() -> None:
+    """client-go's reflector relists at its last synced version: the watch cache then answers
+    with a version not older than it (at 0 it may answer with any). Without a limit, which on
+    v1.20 would make a list at a version be read from etcd."""
+    watcher, kube, _, _, _ = run(
+        [page("5", item("a", "1")), page("13", item("a", "12"))],
+        [Stream([event("MODIFIED", item("a", "11")), event("BOOKMARK", item("", "12"))]),
+         GONE], cached_lists=True)
+    lists = [params for verb, params in kube.calls if verb == "list"]
+    assert [(p.get("resourceVersion"), p.get("limit")) for p in lists] == [
+        ("0", 500), ("12", None)]
+    assert [params["resourceVersion"] for verb, params in kube.calls if verb == "watch"][-1] \
+        == "13"
+    assert watcher.writer.store.get(ObjectKey("demo", "a"))["metadata"]["resourceVersion"] == "12"
+
+
+def test_a_share_relisted_where_no_cache_is_that_fresh_lists_once_from_etcd() -> None:
+    """An API server whose watch cache does not reach the version (another server of an HA
+    control plane answered the watch; 504 ResourceVersionTooLarge after it waited) or that no
+    longer has it (410): one consistent list, paged, from etcd, as client-go's reflector does
+    (isLastSyncResourceVersionUnavailable)."""
+    for refusal in (TOO_LARGE, GONE):
+        _, kube, _, metrics, _ = run(
+            [page("5"), refusal, page("14", item("a", "14"))],
+            [Stream([event("ADDED", item("a", "12"))]), GONE], cached_lists=True)
+        lists = [params for verb, params in kube.calls if verb == "list"]
+        assert [(p.get("resourceVersion"), p.get("limit")) for p in lists] == [
+            ("0", 500), ("12", None), (None, 500)], refusal
+        assert metrics.restarts == 1  # the watch's 410; the refused list was no failure
+
+
+def test_a_share_whose_continue_token_expired_lists_whole_from_the_watch_cache() -> None:
+    first = {"metadata": {"resourceVersion": "5", "continue": "next"}, "items": [item("a", "1")]}
+    _, kube, _, _, _ = run([first, GONE, page("6", item("a", "1"), item("b", "2"))], [],
+                           cached_lists=True)
+    lists = [params for verb, params in kube.calls if verb == "list"]
+    assert [(p.get("resourceVersion"), p.get("limit"), p.get("continue")) for p in lists] == [
+        ("0", 500, None), (None, 500, "next"), ("0", None, None)]
+
+
+def test_a_watcher_of_everything_relists_from_etcd_paged() -> None:
+    """Leader-only mode: every list is a consistent read from etcd, paged."""
+    _, kube, _, _, _ = run([page("5"), page("13")], [Stream([event("ADDED", item("a", "12"))]),
+                                                     GONE])
+    assert [(p.get("resourceVersion"), p.get("limit")) for verb, p in kube.calls
+            if verb == "list"] == [(None, 500), (None, 500)]
+
+
 def test_errors_back_off_exponentially_and_reset_after_a_healthy_watch() -> None:
     failure = ApiError(500, "InternalError", "boom")
     _, _, stop, metrics, _ = run(
