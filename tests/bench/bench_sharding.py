@@ -1,14 +1,15 @@
 """Benchmark: sharding (issue 22): N = 1..4 replicas share COUNT AppTasks, each N its own plane.
 
     .venv/bin/python tests/bench/bench_sharding.py --count 20000 [--replicas 1,2,3,4]
-        [--rebalance 4] [--workers 4] [--timeout 1800]
+        [--rebalance 4] [--settled] [--workers 4] [--timeout 1800]
 
 For each N, a local control plane of its own (etcd, kube-apiserver v1.20.2,
 kube-controller-manager: Deployments of 0 replicas, observed but without pods), then: N
 `python -m ssa_controller run` processes with sharding on (users controller, controller-2, ...
 bound by manifests/rbac.yaml, so that the audit log tells them apart; write limit lifted to
 1000 qps, leader election with client-go's timings), then COUNT AppTasks created at once
-(8 threads), then, for the Ns given to --rebalance, one more replica joins:
+(8 threads), then, for the Ns given to --rebalance, one more replica joins (with --settled,
+once the control plane is quiet again):
 - new: seconds until every AppTask's status is current (observedGeneration; and the ratio to
   N = 1); per replica the AppTasks it holds, its peak RSS (VmHWM, MB) and CPU seconds (/proc)
   since it started; requests per AppTask from the audit log (by verb and resource), and among
@@ -56,6 +57,8 @@ from ssa_controller.runtime.sharding.ring import Ring  # noqa: E402
 from ssa_controller.sharded import DRAIN_LABEL, RING_LABEL  # noqa: E402
 
 USERS = ("controller", "controller-2", "controller-3", "controller-4", "controller-5")
+QUIET, QUIET_WINDOW = 0.2, 10.0
+"""--settled: the join waits until the control plane used under 0.2 of a core over 10 s."""
 
 
 class Replica:
@@ -124,8 +127,20 @@ def placed(admin: Kube, ns: str, ring: str, tasks: Tracker, deployments: Tracker
                and labelled.get(name) == seen[name][2] for name, uid in uids.items())
 
 
+def settled(plane: ControlPlane, timeout: float) -> float:
+    """Waits until the control plane used less than QUIET of a core over a window of QUIET_WINDOW
+    seconds; returns the seconds it waited."""
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < timeout:
+        machine = Machine(plane)
+        time.sleep(QUIET_WINDOW)  # (a measuring window, not a synchronisation)
+        if machine.figures()["plane_cpu"] < QUIET * QUIET_WINDOW:
+            return time.monotonic() - t0
+    raise TimeoutError(f"the control plane still busy after {timeout:.0f}s")
+
+
 def run(plane: ControlPlane, workdir: Path, count: int, replicas: int, workers: int,
-        timeout: float, baseline: float | None, rebalance: bool) -> float:
+        timeout: float, baseline: float | None, rebalance: bool, settle: bool) -> float:
     """One N: returns the seconds until every status was current (for the ratio to N = 1)."""
     admin = Kube.from_kubeconfig(str(plane.kubeconfig), user_agent="bench", max_connections=16)
     ns = ring = f"sharded-{replicas}-{count}"
@@ -164,6 +179,10 @@ def run(plane: ControlPlane, workdir: Path, count: int, replicas: int, workers: 
             print(f"  {replica.user}: peak RSS {peak:.0f} MB, cpu {cpu:.1f}s", flush=True)
         print(f"  AppTasks per shard: {sorted(held.values(), reverse=True)}", flush=True)
         if rebalance:
+            if settle:
+                waited = settled(plane, timeout)
+                print(f"  the control plane settled {waited:.0f}s after every status was "
+                      "current", flush=True)
             started.append(Replica(plane, workdir, USERS[replicas], ns, ring, workers))
             join(plane, admin, ns, ring, count, tasks, deployments, timeout)
     finally:
@@ -202,6 +221,8 @@ def main() -> int:
     parser.add_argument("--replicas", default="1,2,3,4", help="the Ns, comma-separated")
     parser.add_argument("--rebalance", default="4",
                         help="the Ns (comma-separated) after whose run one more replica joins")
+    parser.add_argument("--settled", action="store_true",
+                        help="before a replica joins, wait until the control plane is quiet")
     parser.add_argument("--workers", type=int, default=4)
     parser.add_argument("--timeout", type=float, default=1800.0)
     args = parser.parse_args()
@@ -225,7 +246,7 @@ def main() -> int:
             apply_rbac(admin, rbac_objects(USERS))
             admin.close()
             status = run(plane, Path(tmp), args.count, replicas, args.workers, args.timeout,
-                         baseline, replicas in joins)
+                         baseline, replicas in joins, args.settled)
             baseline = baseline or (status if replicas == 1 else None)
     return 0
 

@@ -649,6 +649,15 @@ class ShardingJob:
             found[name] = labels.get(SHARD_LABEL)
         return found
 
+    def creation_and_assignment(self, mark: int, name: str
+                                ) -> tuple[list[AuditEvent], list[AuditEvent]] | None:
+        """The admin's creation of AppTask `name` and the controller's label patch of it in
+        the audit log since `mark`, once both are there."""
+        writes = self.plane.audit.select(mark, resource="apptasks", name=name, writes=True)
+        created = [e for e in writes if e.user == "admin"]
+        assigned = [e for e in writes if e.user == "controller" and e.subresource is None]
+        return (created, assigned) if created and assigned else None
+
     def run(self) -> None:
         admin, namespace = self.admin, self.namespace
         first = self.start(self.config(), user="controller", plane=self.plane, ready=False)
@@ -661,11 +670,9 @@ class ShardingJob:
         put_apptask(admin, apptask("solo", namespace))
         self.step("a new AppTask assigned",
                   lambda: labels_of(admin, namespace, "solo").get(SHARD_LABEL) == one)
-        (created,) = self.plane.audit.select(mark, resource="apptasks", name="solo",
-                                             user="admin", writes=True)
-        (assigned,) = [e for e in self.plane.audit.select(mark, resource="apptasks",
-                                                          name="solo", writes=True)
-                       if e.user == "controller" and e.subresource is None]
+        # (the API server logs a request once it has answered it: the log may lag a moment)
+        (created,), (assigned,) = self.step("the creation and the assignment in the audit log",
+                                            lambda: self.creation_and_assignment(mark, "solo"))
         took = (assigned.received - created.timestamp).total_seconds()
         assert took < 1.0, f"a new AppTask assigned within a second: took {took:.2f}s"
 
