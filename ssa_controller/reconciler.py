@@ -124,9 +124,8 @@ def _first_error(earlier: ApiError | None, later: ApiError) -> ApiError:
 
 def conflict_summary(error: ApiError) -> str:
     """'"kubectl" over .spec.replicas; ...' from a 409 apply conflict."""
-    causes = (error.body or {}).get("details", {}).get("causes") or []
     by_manager: dict[str, list[str]] = {}
-    for cause in causes:
+    for cause in error.causes:
         manager = str(cause.get("message", "")).split('"')[1:2] or ["?"]
         by_manager.setdefault(manager[0], []).append(str(cause.get("field", "")))
     if not by_manager:

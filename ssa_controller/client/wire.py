@@ -33,18 +33,26 @@ class ApiError(Exception):
         self.body = body
         self.retry_after = retry_after
 
+    @property
+    def details(self) -> Obj:
+        """The answer's Status `details` ({} without them)."""
+        return (self.body or {}).get("details") or {}
+
+    @property
+    def causes(self) -> list[Obj]:
+        """The Status's `details.causes` ([] without them)."""
+        return self.details.get("causes") or []
+
 
 def namespace_closed(error: ApiError) -> bool:
     """Whether the server refused to create in a namespace that is being terminated (403 with
     the cause NamespaceTerminating: "unable to create new content in namespace X because it is
     being terminated", as v1.20 answers) or is gone (404 about the namespace itself). No retry
     can succeed there, and the deletion of everything in the namespace is on its way."""
-    details = (error.body or {}).get("details") or {}
     if error.status == 403:
-        causes = details.get("causes") or ()
-        return (any(c.get("reason") == "NamespaceTerminating" for c in causes)
+        return (any(c.get("reason") == "NamespaceTerminating" for c in error.causes)
                 or "because it is being terminated" in error.message)
-    return error.status == 404 and details.get("kind") == "namespaces"
+    return error.status == 404 and error.details.get("kind") == "namespaces"
 
 
 def rfc3339(moment: datetime | None = None) -> str:
@@ -85,8 +93,7 @@ def failed_test(error: ApiError) -> bool:
     with a generic message and no causes, where a patched object it refuses (validation) comes
     with causes naming the fields: so for a patch whose other operations always apply, a 422
     without causes is a failed test."""
-    details = (error.body or {}).get("details") or {}
-    return error.status == 422 and not details.get("causes")
+    return error.status == 422 and not error.causes
 
 
 def _retry_after(headers: Mapping[str, str]) -> float | None:

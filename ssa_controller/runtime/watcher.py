@@ -76,9 +76,8 @@ def version_too_large(exc: ApiError) -> bool:
     """Whether a list at a resourceVersion was refused because the server's watch cache did
     not reach that version in time (504 with the cause ResourceVersionTooLarge, "Too large
     resource version"): another API server of an HA control plane answered the versions seen."""
-    causes = ((exc.body or {}).get("details") or {}).get("causes") or ()
     return exc.status == 504 and any(c.get("reason") == "ResourceVersionTooLarge"
-                                     for c in causes)
+                                     for c in exc.causes)
 
 
 class WatchMetrics(Protocol):
@@ -133,7 +132,7 @@ class Watcher:
             retry_after = 0.0
             try:
                 if self._resume is None:
-                    self._resume = self._seen = self._relist()
+                    self._resume = self._relist()
                 if self._watch(stop):
                     failures = 0
                     continue
@@ -212,6 +211,7 @@ class Watcher:
         for old, new in self.writer.replace(records, resource_version, self.namespace):
             self.on_change(old, new)
         self.synced.set()
+        self._seen = resource_version
         return resource_version
 
     def _watch(self, stop: threading.Event) -> bool:
